@@ -1,0 +1,74 @@
+// `colossal-run bench`: training throughput of a model preset on synthetic data, as one JSON
+// line. MFU is measured against the dense GEMM rate of the same dtype on the same machine in
+// the same run (on a GPU: the datasheet peak can be given instead through the config path).
+#include <algorithm>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "core/config.h"
+#include "core/runtime.h"
+#include "core/trainer.h"
+#include "models/model_spec.h"
+
+namespace cr {
+
+int run_bench_command(const BenchOptions& options) {
+  Config config;
+  config.source = "bench";
+  config.model.preset = options.preset;
+  config.data.format = "synthetic";
+  config.data.seq_len = options.seq_len;
+  config.data.val_fraction = 0.0;
+  config.train.micro_batch_size = options.micro_batch_size;
+  config.train.steps = options.warmup_steps + options.steps;
+  config.train.eval_every = 0;
+  config.train.log_every = config.train.steps;
+  config.lr_schedule.warmup_steps = 0;
+  config.lr_schedule.min_lr = 0.0;
+  config.precision.dtype = options.dtype;
+  config.checkpoint.resume = "none";
+  config.checkpoint.save_final = false;
+  config.runtime.device = options.device;
+  config.runtime.threads = options.threads;
+  config.runtime.progress_bar = false;
+  const auto run_dir = std::filesystem::temp_directory_path() / ("colossal-run-bench-" + std::to_string(getpid()));
+  config.runtime.run_dir = run_dir.string();
+
+  const TrainSummary summary = run_training(config);
+  std::filesystem::remove_all(run_dir);
+
+  std::vector<double> times;
+  for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) times.push_back(summary.steps[i].step_time_s);
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  const ModelSpec spec = find_model_preset(options.preset).spec;
+  const double tokens = static_cast<double>(options.micro_batch_size * options.seq_len);
+  const double flops = flops_per_token(spec, options.seq_len) * tokens / median;
+  const auto& last = summary.steps.back();
+  nlohmann::json result = {
+      {"benchmark", "train-" + options.preset},
+      {"dtype", options.dtype},
+      {"device", resolve_device(config.runtime).str()},
+      {"threads", at::get_num_threads()},
+      {"parameters", summary.parameters},
+      {"seq_len", options.seq_len},
+      {"micro_batch_size", options.micro_batch_size},
+      {"measured_steps", times.size()},
+      {"step_time_s", median},
+      {"tokens_per_s", tokens / median},
+      {"achieved_flops", flops},
+      {"peak_flops", summary.peak_flops},
+      {"peak_flops_source", "measured 2048^3 GEMM, same dtype, same run"},
+      {"mfu", flops / summary.peak_flops},
+      {"peak_host_bytes", last.peak_host_bytes},
+      {"peak_device_bytes", last.peak_device_bytes},
+      {"final_loss", summary.losses.back()},
+  };
+  std::printf("%s\n", result.dump().c_str());
+  return 0;
+}
+
+}  // namespace cr

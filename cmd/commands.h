@@ -1,0 +1,41 @@
+// cmd/: the colossal-run executable. Each subcommand is a function from parsed options to an
+// exit code; main.cpp parses the command line and turns errors into messages.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cr {
+
+struct ConfigOptions {
+  std::optional<std::string> config_path;  // none: the built-in quickstart config
+  std::vector<std::string> overrides;      // --set key.path=value
+};
+
+struct PrepareCommandOptions {
+  std::vector<std::string> inputs;
+  std::string output_prefix;
+  std::string tokenizer = "byte";
+  std::optional<std::string> tokenizer_dir;
+  double val_fraction = 0.0;
+  int64_t shard_tokens = 100000000;
+};
+
+struct BenchOptions {
+  std::string preset = "gpt2-bench";
+  std::string dtype = "fp32";
+  std::string device = "auto";
+  int64_t seq_len = 256;
+  int64_t micro_batch_size = 8;
+  int64_t warmup_steps = 2;
+  int64_t steps = 5;  // measured steps after warm-up
+  int64_t threads = 0;
+};
+
+int run_train_command(const ConfigOptions& options, int nprocs);
+int run_plan_command(const ConfigOptions& options);
+int run_prepare_command(const PrepareCommandOptions& options);
+int run_bench_command(const BenchOptions& options);
+
+}  // namespace cr

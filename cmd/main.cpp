@@ -1,0 +1,87 @@
+// colossal-run: command line parsing and the one place where errors become messages and exit
+// codes (0 done, 1 error, 2 usage, 130 stopped by a signal).
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+
+#include "cmd/commands.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+void add_config_options(CLI::App* app, cr::ConfigOptions& options) {
+  app->add_option_function<std::string>(
+         "-c,--config", [&options](const std::string& path) { options.config_path = path; },
+         "YAML config file (default: the built-in quickstart)")
+      ->type_name("FILE");
+  app->add_option("--set", options.overrides, "override a config key, e.g. --set train.steps=100")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"colossal-run: train large transformer models from a YAML config"};
+  app.set_version_flag("--version", std::string("colossal-run ") + kVersion);
+  app.require_subcommand(0, 1);
+
+  cr::ConfigOptions train_options;
+  int nprocs = 1;
+  // `colossal-run --config X` means `colossal-run train --config X`.
+  add_config_options(&app, train_options);
+  app.add_option("--nprocs", nprocs, "number of processes to launch")->check(CLI::PositiveNumber);
+  auto* train = app.add_subcommand("train", "train a model (the default command)");
+  add_config_options(train, train_options);
+  train->add_option("--nprocs", nprocs, "number of processes to launch")->check(CLI::PositiveNumber);
+
+  cr::ConfigOptions plan_options;
+  auto* plan = app.add_subcommand("plan", "validate a config and print parameters, FLOPs and memory per rank");
+  add_config_options(plan, plan_options);
+
+  cr::PrepareCommandOptions prepare_options;
+  auto* prepare = app.add_subcommand("prepare", "tokenize text files into token shards");
+  prepare->add_option("inputs", prepare_options.inputs, "text files (documents)")->required();
+  prepare->add_option("-o,--output", prepare_options.output_prefix, "output prefix, e.g. data/shakespeare")->required();
+  prepare->add_option("--tokenizer", prepare_options.tokenizer, "byte or gpt2")
+      ->check(CLI::IsMember({"byte", "gpt2"}));
+  prepare->add_option_function<std::string>(
+      "--tokenizer-dir", [&](const std::string& dir) { prepare_options.tokenizer_dir = dir; },
+      "directory with encoder.json + vocab.bpe (or vocab.json + merges.txt)");
+  prepare->add_option("--val-fraction", prepare_options.val_fraction, "fraction of tokens for validation")
+      ->check(CLI::Range(0.0, 0.5));
+  prepare->add_option("--shard-tokens", prepare_options.shard_tokens, "tokens per shard")->check(CLI::PositiveNumber);
+
+  cr::BenchOptions bench_options;
+  auto* bench = app.add_subcommand("bench", "benchmark training throughput; prints one JSON line");
+  bench->add_option("--preset", bench_options.preset, "model preset");
+  bench->add_option("--dtype", bench_options.dtype, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  bench->add_option("--device", bench_options.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  bench->add_option("--seq-len", bench_options.seq_len, "sequence length")->check(CLI::PositiveNumber);
+  bench->add_option("--micro-batch", bench_options.micro_batch_size, "micro-batch size")->check(CLI::PositiveNumber);
+  bench->add_option("--warmup", bench_options.warmup_steps, "unmeasured steps")->check(CLI::NonNegativeNumber);
+  bench->add_option("--steps", bench_options.steps, "measured steps")->check(CLI::PositiveNumber);
+  bench->add_option("--threads", bench_options.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*plan) return cr::run_plan_command(plan_options);
+    if (*prepare) return cr::run_prepare_command(prepare_options);
+    if (*bench) return cr::run_bench_command(bench_options);
+    return cr::run_train_command(train_options, nprocs);
+  } catch (const cr::Error& e) {
+    cr::error_line(e.what());
+  } catch (const c10::Error& e) {
+    cr::error_line(std::string("LibTorch: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    cr::error_line(e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,51 @@
+#include "core/adamw_optimizer.h"
+
+#include "kernels/adamw.h"
+
+namespace cr {
+
+AdamWOptimizer::AdamWOptimizer(const OptimizerConfig& config, FlatParameters& params)
+    : config_(config), params_(params) {
+  exp_avg_ = torch::zeros_like(params.master());
+  exp_avg_sq_ = torch::zeros_like(params.master());
+}
+
+void AdamWOptimizer::step(double lr, double grad_scale) {
+  ++step_count_;
+  torch::NoGradGuard no_grad;
+  AdamStepParams p;
+  p.lr = static_cast<float>(lr);
+  p.beta1 = static_cast<float>(config_.betas[0]);
+  p.beta2 = static_cast<float>(config_.betas[1]);
+  p.eps = static_cast<float>(config_.eps);
+  p.decoupled_weight_decay = config_.name == "adamw";
+  p.step = step_count_;
+  p.grad_scale = static_cast<float>(grad_scale);
+  auto& master = params_.master();
+  auto& grad = params_.master_grad();
+  const int64_t ranges[2][2] = {{0, params_.decay_numel()}, {params_.decay_numel(), params_.numel()}};
+  for (int group = 0; group < 2; ++group) {
+    const int64_t begin = ranges[group][0], count = ranges[group][1] - ranges[group][0];
+    if (count == 0) continue;
+    p.weight_decay = group == 0 ? static_cast<float>(config_.weight_decay) : 0.0f;
+    if (master.is_cpu()) {
+      adam_step(master.data_ptr<float>() + begin, grad.data_ptr<float>() + begin,
+                exp_avg_.data_ptr<float>() + begin, exp_avg_sq_.data_ptr<float>() + begin, count, p);
+      continue;
+    }
+    // Device tensors: the same arithmetic as the kernel, in tensor ops.
+    auto w = master.narrow(0, begin, count), m = exp_avg_.narrow(0, begin, count);
+    auto v = exp_avg_sq_.narrow(0, begin, count);
+    auto g = grad.narrow(0, begin, count) * p.grad_scale;
+    if (!p.decoupled_weight_decay && p.weight_decay != 0) g.add_(w, p.weight_decay);
+    m.mul_(p.beta1).add_(g, 1.0 - p.beta1);
+    v.mul_(p.beta2).addcmul_(g, g, 1.0 - p.beta2);
+    const double bc1 = 1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(p.step));
+    const double bc2 = 1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(p.step));
+    if (p.decoupled_weight_decay) w.mul_(1.0 - lr * p.weight_decay);
+    w.addcdiv_(m, v.sqrt().div_(std::sqrt(bc2)).add_(p.eps), -lr / bc1);
+  }
+  params_.publish_master();
+}
+
+}  // namespace cr

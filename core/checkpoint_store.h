@@ -1,0 +1,66 @@
+// Checkpoint directories that are either complete and verifiable or absent: files are staged
+// in a hidden directory, listed with their sizes and CRCs in manifest.json (written last),
+// fsynced, and the directory is renamed into place. See docs/checkpoint-format.md.
+//   root/step_00000010/{model.safetensors, ..., manifest.json}
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/safetensors.h"
+
+namespace cr {
+
+// "step_00000010" (at least 8 digits; larger steps get more).
+std::string checkpoint_dir_name(int64_t step);
+
+// Builds one checkpoint in root/.tmp-step_<step>-<pid>. Not thread-safe; one writer per step
+// at a time. Destroying it without commit() removes the staging directory.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(const std::string& root, int64_t step);
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  // Where to write `filename` (a plain name, no '/'; "manifest.json" is reserved). Any file
+  // there when commit() runs becomes part of the checkpoint.
+  std::string staged_path(const std::string& filename) const;
+
+  void write_tensors(const std::string& filename, const std::vector<TensorView>& tensors,
+                     const std::map<std::string, std::string>& metadata = {});
+  void write_text(const std::string& filename, const std::string& text);
+
+  // Adds "format_version", "step" and "files" ({name: {"bytes", "crc32"}}) to `manifest` (an
+  // object without those keys, or null), writes manifest.json, fsyncs everything and renames
+  // the staging directory to root/step_<step>, replacing an existing one. Returns that path.
+  std::string commit(nlohmann::json manifest = nullptr);
+
+  const std::string& staging_dir() const { return staging_dir_; }
+
+ private:
+  std::string root_;
+  int64_t step_;
+  std::string staging_dir_;
+  bool committed_ = false;
+};
+
+// The highest-step root/step_* directory that contains manifest.json; nullopt when there is
+// none or root does not exist. Does not verify it: call verify_checkpoint() before loading.
+std::optional<std::string> latest_checkpoint(const std::string& root);
+
+// Checks that every file in dir/manifest.json exists with the recorded size and CRC-32;
+// cr::Error naming dir and the file otherwise. Returns the manifest.
+nlohmann::json verify_checkpoint(const std::string& dir);
+
+// Keeps the `keep` highest-step complete checkpoints (keep <= 0 keeps all) and deletes the
+// rest, plus leftovers of this process (staging dirs of writers no longer alive). Other
+// processes' staging dirs are left alone: they may still be writing.
+void prune_checkpoints(const std::string& root, int64_t keep);
+
+}  // namespace cr

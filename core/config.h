@@ -1,0 +1,152 @@
+// The typed run configuration: YAML in, validated structs out, resolved YAML back.
+// The schema (every key, its type, default, range and meaning) lives in config_schema.cpp and
+// is the single source for parsing, --set overrides, the resolved dump and docs/config.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace cr {
+
+struct ModelConfig {
+  std::string arch = "gpt2";                 // gpt2
+  std::optional<std::string> preset = "gpt2";  // null: every dimension given explicitly
+  // Explicit dimensions override the preset's.
+  std::optional<int64_t> n_layer, n_head, d_model, d_ff, vocab_size, max_seq_len;
+  double dropout = 0.0;
+  std::optional<std::string> init_from;  // checkpoint directory to start from
+};
+
+struct DataConfig {
+  std::string format = "tokens";           // tokens | text | synthetic
+  std::vector<std::string> train;          // file paths or globs
+  std::vector<std::string> val;            // empty: hold out val_fraction of train
+  double val_fraction = 0.05;
+  int64_t seq_len = 256;
+  std::string tokenizer = "byte";          // byte | gpt2 (text format only)
+  std::optional<std::string> tokenizer_dir;  // encoder.json + vocab.bpe, or vocab.json + merges.txt
+};
+
+struct TrainConfig {
+  int64_t micro_batch_size = 4;
+  int64_t global_batch_size = 0;  // 0: equal to micro_batch_size (no accumulation)
+  int64_t steps = 1000;
+  int64_t seed = 42;
+  double clip_grad_norm = 1.0;  // 0: no clipping
+  int64_t log_every = 10;
+  int64_t eval_every = 200;     // 0: no periodic evaluation
+  int64_t eval_batches = 20;
+  double peak_flops = 0.0;      // FLOP/s for MFU; 0: measure a GEMM at start-up
+};
+
+struct OptimizerConfig {
+  std::string name = "adamw";  // adamw | adam
+  double lr = 6.0e-4;
+  std::vector<double> betas = {0.9, 0.95};
+  double eps = 1.0e-8;
+  double weight_decay = 0.1;
+};
+
+struct LrScheduleConfig {
+  std::string kind = "cosine";  // cosine | linear | constant
+  int64_t warmup_steps = 100;
+  double min_lr = 6.0e-5;
+  int64_t decay_steps = 0;  // 0: decay over train.steps
+};
+
+struct PrecisionConfig {
+  std::string dtype = "fp32";  // fp32 | bf16
+};
+
+struct CheckpointConfig {
+  std::optional<std::string> dir;  // null: <runtime.run_dir>/checkpoints
+  int64_t every = 0;               // 0: only at the end
+  int64_t keep = 3;                // newest checkpoints kept; 0 keeps all
+  std::string resume = "auto";     // auto | none | a checkpoint directory
+  bool save_final = true;
+};
+
+struct RuntimeConfig {
+  std::string run_dir = "runs/default";
+  std::string device = "auto";  // auto | cpu | cuda
+  int64_t threads = 0;          // 0: this rank's share of the cores
+  bool progress_bar = true;     // only drawn when stdout is a terminal
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimizerConfig optimizer;
+  LrScheduleConfig lr_schedule;
+  PrecisionConfig precision;
+  CheckpointConfig checkpoint;
+  RuntimeConfig runtime;
+
+  std::string source;  // where it came from, for messages
+};
+
+// Parses a YAML file, applies `--set key.path=value` overrides, validates. Throws ConfigError
+// with "file:line:column: key.path: what is wrong" (or "--set key.path: ..." for overrides).
+Config load_config_file(const std::string& path, const std::vector<std::string>& overrides = {});
+Config load_config_text(const std::string& yaml, const std::string& source_name,
+                        const std::vector<std::string>& overrides = {});
+
+// The resolved config as YAML: every key, defaults filled in; loads back to an equal Config.
+std::string dump_config(const Config& config);
+
+// The reference page for docs/config.md, generated from the schema.
+std::string config_reference_markdown();
+
+// Checks every key's range or choices and the rules across keys (config_rules()); the loaders
+// call it, and code that builds a Config by hand can too. Throws ConfigError "source: ...".
+void validate_config(const Config& config);
+
+// ---- The schema (config_schema.cpp) ----
+
+// Reads or writes one field of a Config; the field's C++ type is the key's value type.
+template <typename T>
+using ConfigFieldAccess = T& (*)(Config&);
+using ConfigField =
+    std::variant<ConfigFieldAccess<int64_t>, ConfigFieldAccess<double>, ConfigFieldAccess<bool>,
+                 ConfigFieldAccess<std::string>, ConfigFieldAccess<std::optional<std::string>>,
+                 ConfigFieldAccess<std::optional<int64_t>>,
+                 ConfigFieldAccess<std::vector<std::string>>,
+                 ConfigFieldAccess<std::vector<double>>>;
+
+// What a key accepts beyond its type. No string, list item included, may be empty: null, or an
+// empty list, is how a key says "none".
+struct ConfigValueRule {
+  std::optional<double> min, max;  // numbers, each item of a number list, set optional integers
+  bool min_exclusive = false, max_exclusive = false;
+  std::vector<std::string> choices;  // strings: the allowed values; empty: any
+  size_t length = 0;                 // lists: the exact number of items; 0: any
+};
+
+struct ConfigKey {
+  std::string path;     // "section.key", also the --set name
+  ConfigField field;
+  std::string meaning;  // one line, for docs/config.md
+  ConfigValueRule rule = {};
+};
+
+struct ConfigSection {
+  std::string name;
+  std::string meaning;
+};
+
+// A check that involves several keys; `violation` returns "" when the config satisfies it.
+struct ConfigRule {
+  std::string description;
+  std::string (*violation)(const Config&);
+};
+
+// In dump and docs order; the keys of a section are contiguous and in section order.
+const std::vector<ConfigSection>& config_sections();
+const std::vector<ConfigKey>& config_keys();
+const std::vector<ConfigRule>& config_rules();
+
+}  // namespace cr

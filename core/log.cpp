@@ -1,0 +1,39 @@
+#include "core/log.h"
+
+#include <cstdio>
+
+namespace cr {
+namespace {
+int g_rank = 0;
+int g_world_size = 1;
+}  // namespace
+
+void set_log_rank(int rank, int world_size) {
+  g_rank = rank;
+  g_world_size = world_size;
+}
+
+int log_rank() { return g_rank; }
+
+void print0_line(const std::string& line) {
+  if (g_rank != 0) return;
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+void warn0_line(const std::string& line) {
+  if (g_rank != 0) return;
+  std::fprintf(stderr, "warning: %s\n", line.c_str());
+}
+
+void error_line(const std::string& line) {
+  if (g_world_size > 1) {
+    std::fprintf(stderr, "error: [rank %d] %s\n", g_rank, line.c_str());
+  } else {
+    std::fprintf(stderr, "error: %s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace cr

@@ -1,0 +1,29 @@
+// Console output: every message meant for the user goes through these helpers, so that in a
+// multi-rank job only rank 0 prints (errors print from every rank, tagged with the rank).
+#pragma once
+
+#include <string>
+
+#include <fmt/format.h>
+
+namespace cr {
+
+// The rank of this process and whether it prints; set once by the runtime at start-up.
+void set_log_rank(int rank, int world_size);
+int log_rank();
+
+void print0_line(const std::string& line);  // stdout, rank 0 only
+void warn0_line(const std::string& line);   // stderr, rank 0 only, prefixed "warning: "
+void error_line(const std::string& line);   // stderr, every rank, prefixed with the rank
+
+template <typename... Args>
+void print0(fmt::format_string<Args...> format, Args&&... args) {
+  print0_line(fmt::format(format, std::forward<Args>(args)...));
+}
+
+template <typename... Args>
+void warn0(fmt::format_string<Args...> format, Args&&... args) {
+  warn0_line(fmt::format(format, std::forward<Args>(args)...));
+}
+
+}  // namespace cr

@@ -1,0 +1,61 @@
+// Training metrics: the per-step record, its log line, metrics.jsonl, and the terminal
+// progress bar with ETA.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+namespace cr {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based number of optimizer steps done
+  int64_t total_steps = 0;
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  double step_time_s = 0;
+  double tokens_per_s = 0;
+  double flops_per_s = 0;
+  double mfu = 0;
+  int64_t peak_host_bytes = 0;
+  int64_t peak_device_bytes = 0;
+};
+
+std::string format_step_line(const StepMetrics& m);
+
+// Appends one JSON object per line to <run_dir>/metrics.jsonl (rank 0 only).
+class MetricsFile {
+ public:
+  MetricsFile(const std::string& path, bool append);
+  ~MetricsFile();
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
+
+  void write_step(const StepMetrics& m);
+  void write_eval(int64_t step, double val_loss);
+
+ private:
+  void write_line(const std::string& line);
+  std::FILE* file_ = nullptr;
+};
+
+// Prints a log line every `log_every` steps; on a terminal also redraws a progress bar.
+class ProgressReporter {
+ public:
+  ProgressReporter(int64_t first_step, int64_t total_steps, int64_t log_every, bool bar_allowed);
+  void on_step(const StepMetrics& m);
+  void print(const std::string& line);  // a line above the bar
+  void finish();
+
+ private:
+  void draw_bar(const StepMetrics& m);
+  void clear_bar();
+  int64_t first_step_, total_steps_, log_every_;
+  bool bar_;
+  bool bar_drawn_ = false;
+  double elapsed_s_ = 0;
+};
+
+}  // namespace cr

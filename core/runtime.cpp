@@ -1,0 +1,70 @@
+#include "core/runtime.h"
+
+#include <sched.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+
+namespace cr {
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+int configure_threads(const RuntimeConfig& runtime, int ranks_on_node) {
+  const int threads = runtime.threads > 0 ? static_cast<int>(runtime.threads)
+                                          : std::max(1, available_cores() / std::max(1, ranks_on_node));
+  at::set_num_threads(threads);
+  return threads;
+}
+
+torch::Device resolve_device(const RuntimeConfig& runtime) {
+  if (runtime.device == "cpu") return torch::kCPU;
+  const bool cuda = torch::cuda::is_available();
+  if (runtime.device == "cuda" && !cuda) {
+    fail("runtime.device: cuda requested but no CUDA device is available to this build");
+  }
+  return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
+torch::ScalarType compute_dtype(const PrecisionConfig& precision) {
+  if (precision.dtype == "bf16") return torch::kBFloat16;
+  CR_CHECK(precision.dtype == "fp32", "unhandled precision.dtype '{}'", precision.dtype);
+  return torch::kFloat;
+}
+
+double measure_gemm_flops(torch::ScalarType dtype, torch::Device device) {
+  const int64_t n = 2048;
+  auto options = torch::TensorOptions().dtype(dtype).device(device);
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);
+  auto b = torch::randn({n, n}, options.dtype(torch::kFloat)).to(dtype);
+  auto c = torch::empty({n, n}, options);
+  auto sync = [&] {
+    if (device.is_cuda()) c.cpu();
+  };
+  torch::mm_out(c, a, b);
+  sync();
+  double best = 1e30;
+  const int reps = device.is_cuda() ? 20 : 3;
+  for (int i = 0; i < reps; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    sync();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return 2.0 * n * n * n / best;
+}
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+}  // namespace cr

@@ -1,0 +1,32 @@
+// Process-level runtime set-up: threads, device, and the machine facts metrics need.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/config.h"
+
+namespace cr {
+
+// Cores this process may run on (its CPU affinity mask), at least 1.
+int available_cores();
+
+// Sets LibTorch's (and so OpenMP's / OpenBLAS's) intra-op threads: runtime.threads, or this
+// process's share of the cores. Returns the count used.
+int configure_threads(const RuntimeConfig& runtime, int ranks_on_node = 1);
+
+// runtime.device resolved: cuda when asked for (error if unavailable) or when auto finds one.
+torch::Device resolve_device(const RuntimeConfig& runtime);
+
+torch::ScalarType compute_dtype(const PrecisionConfig& precision);
+
+// Measured dense GEMM rate (FLOP/s) of a 2048^3 matmul in `dtype` on `device`: the MFU peak
+// on CPUs, where no datasheet number describes the machine.
+double measure_gemm_flops(torch::ScalarType dtype, torch::Device device);
+
+// Peak resident set size of this process in bytes.
+int64_t peak_rss_bytes();
+
+}  // namespace cr

@@ -1,0 +1,21 @@
+// Small string utilities used for user-facing messages.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cr {
+
+// Levenshtein edit distance between two strings.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+// The candidate closest to `word` by edit distance; empty when candidates is empty.
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+// "1,234,567"
+std::string with_thousands(long long value);
+
+// "1.50 GiB", "12.0 MiB", "512 B"
+std::string human_bytes(double bytes);
+
+}  // namespace cr

@@ -1,0 +1,377 @@
+// GPT-2 byte-level BPE. Text is cut into words by GPT-2's pre-tokenizer pattern, and each
+// word's bytes are merged pairwise by rank until no ranked pair is left.
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/tokenizer.h"
+#include "core/utf8.h"
+
+namespace cr {
+namespace {
+
+namespace fs = std::filesystem;
+using utf8::CharClass;
+
+constexpr uint32_t kNoRank = UINT32_MAX;
+// Bounds the word cache on large corpora; clearing it only costs re-running BPE.
+constexpr size_t kMaxCachedWords = size_t{1} << 20;
+
+struct FileNames {
+  const char* encoder;
+  const char* merges;
+};
+constexpr std::array<FileNames, 3> kFileNames{{
+    {"encoder.json", "vocab.bpe"},
+    {"vocab.json", "merges.txt"},
+    {"gpt2-encoder.json", "gpt2-vocab.bpe"},
+}};
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves and the others take
+// code points from U+0100 on, in byte order, so that every token is printable in the files.
+std::array<char32_t, 256> bytes_to_unicode() {
+  std::array<char32_t, 256> table{};
+  char32_t next = 256;
+  for (char32_t byte = 0; byte < 256; ++byte) {
+    const bool printable =
+        (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE);
+    table[byte] = printable ? byte : next++;
+  }
+  return table;
+}
+
+// Raw bytes of a token as written in the vocabulary files; nullopt if a character is not one
+// of bytes_to_unicode's.
+std::optional<std::string> token_to_bytes(std::string_view token) {
+  static const auto byte_of = [] {
+    std::unordered_map<char32_t, char> inverse;
+    const auto table = bytes_to_unicode();
+    for (size_t byte = 0; byte < table.size(); ++byte) {
+      inverse[table[byte]] = static_cast<char>(byte);
+    }
+    return inverse;
+  }();
+  std::string bytes;
+  for (size_t pos = 0; pos < token.size();) {
+    const auto code_point = utf8::decode(token, pos);
+    const auto found = byte_of.find(code_point.value);
+    if (found == byte_of.end()) return std::nullopt;
+    bytes += found->second;
+    pos += code_point.length;
+  }
+  return bytes;
+}
+
+// The end of the match at `pos` of GPT-2's pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// whose alternatives are tried in order.
+class WordSplitter {
+ public:
+  explicit WordSplitter(std::string_view text) : text_(text) {}
+
+  size_t match_end(size_t pos) const {
+    if (const size_t end = contraction_end(pos)) return end;
+    // The three " ?X+" alternatives: a run of one class, optionally after a single ' '.
+    const CharClass first = class_at(pos).cls;
+    if (first != CharClass::Space) return run_end(pos, first);
+    if (text_[pos] == ' ' && pos + 1 < text_.size()) {
+      const CharClass next = class_at(pos + 1).cls;
+      if (next != CharClass::Space) return run_end(pos + 1, next);
+    }
+    // \s+(?!\S) and \s+.
+    size_t last_start = pos;
+    size_t end = pos;
+    while (end < text_.size()) {
+      const auto c = class_at(end);
+      if (c.cls != CharClass::Space) break;
+      last_start = end;
+      end += c.length;
+    }
+    // Before a non-space, the run gives up its last character (which then prefixes the next
+    // word), unless that would leave it empty.
+    return end == text_.size() || last_start == pos ? end : last_start;
+  }
+
+ private:
+  struct Classified {
+    CharClass cls;
+    size_t length;
+  };
+
+  Classified class_at(size_t pos) const {
+    const auto code_point = utf8::decode(text_, pos);
+    return {utf8::classify(code_point.value), code_point.length};
+  }
+
+  size_t run_end(size_t pos, CharClass cls) const {
+    while (pos < text_.size()) {
+      const auto c = class_at(pos);
+      if (c.cls != cls) break;
+      pos += c.length;
+    }
+    return pos;
+  }
+
+  // 0 when no contraction starts at pos.
+  size_t contraction_end(size_t pos) const {
+    if (text_[pos] != '\'') return 0;
+    const std::string_view rest = text_.substr(pos + 1);
+    for (const std::string_view suffix : {"s", "t", "re", "ve", "m", "ll", "d"}) {
+      if (rest.substr(0, suffix.size()) == suffix) return pos + 1 + suffix.size();
+    }
+    return 0;
+  }
+
+  std::string_view text_;
+};
+
+uint64_t pair_key(uint32_t left, uint32_t right) { return (uint64_t{left} << 32) | right; }
+
+struct Merge {
+  uint32_t rank;
+  uint32_t merged_id;
+};
+
+class Gpt2Tokenizer final : public Tokenizer {
+ public:
+  Gpt2Tokenizer(const fs::path& encoder_path, const fs::path& merges_path) {
+    const auto encoder = read_encoder(encoder_path);
+    read_merges(merges_path, encoder_path, encoder);
+  }
+
+  std::vector<uint32_t> encode(std::string_view text, bool allow_special) const override {
+    std::vector<uint32_t> ids;
+    ids.reserve(text.size() / 4);
+    if (!allow_special) {
+      encode_ordinary(text, ids);
+      return ids;
+    }
+    const auto pieces = split_at_end_of_text(text);
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (i > 0) ids.push_back(eot_id_);
+      encode_ordinary(pieces[i], ids);
+    }
+    return ids;
+  }
+
+  std::string decode(const std::vector<uint32_t>& ids) const override {
+    std::string text;
+    for (const uint32_t id : ids) {
+      if (id >= token_bytes_.size()) {
+        fail("gpt2 tokenizer: token id {} is outside the vocabulary (size {})", id, vocab_size());
+      }
+      text += token_bytes_[id];
+    }
+    return text;
+  }
+
+  uint32_t vocab_size() const override { return static_cast<uint32_t>(token_bytes_.size()); }
+  uint32_t eot_id() const override { return eot_id_; }
+  std::string name() const override { return "gpt2"; }
+
+ private:
+  // Fills token_bytes_, byte_ids_ and eot_id_; returns token text (as in the files) -> id.
+  std::unordered_map<std::string, uint32_t> read_encoder(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("cannot open {}", path.string());
+    nlohmann::json json;
+    try {
+      json = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: not valid JSON: {}", path.string(), e.what());
+    }
+    if (!json.is_object() || json.empty()) {
+      fail("{}: expected a JSON object mapping token text to id", path.string());
+    }
+
+    std::unordered_map<std::string, uint32_t> encoder;
+    encoder.reserve(json.size());
+    token_bytes_.resize(json.size());
+    std::vector<bool> id_taken(json.size());
+    for (const auto& [token, id_json] : json.items()) {
+      // Ids must be 0..n-1, each once, so that every id decodes.
+      if (!id_json.is_number_unsigned() || id_json.get<uint64_t>() >= json.size()) {
+        fail("{}: token \"{}\" has id {}; ids must be the integers 0..{}", path.string(), token,
+             id_json.dump(), json.size() - 1);
+      }
+      const auto id = id_json.get<uint32_t>();
+      if (id_taken[id]) fail("{}: id {} is used by more than one token", path.string(), id);
+      id_taken[id] = true;
+      auto bytes = token_to_bytes(token);
+      if (!bytes) {
+        fail("{}: token \"{}\" has characters outside GPT-2's byte-to-unicode alphabet",
+             path.string(), token);
+      }
+      token_bytes_[id] = std::move(*bytes);
+      encoder.emplace(token, id);
+    }
+
+    const auto unicode_of_byte = bytes_to_unicode();
+    for (size_t byte = 0; byte < 256; ++byte) {
+      const auto found = encoder.find(utf8::encode(unicode_of_byte[byte]));
+      if (found == encoder.end()) {
+        fail("{}: no token for byte 0x{:02X}; a byte-level vocabulary has all 256",
+             path.string(), byte);
+      }
+      byte_ids_[byte] = found->second;
+    }
+    const auto eot = encoder.find(std::string(kEndOfText));
+    if (eot == encoder.end()) fail("{}: no \"{}\" token", path.string(), kEndOfText);
+    eot_id_ = eot->second;
+    return encoder;
+  }
+
+  void read_merges(const fs::path& path, const fs::path& encoder_path,
+                   const std::unordered_map<std::string, uint32_t>& encoder) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("cannot open {}", path.string());
+    const auto id_of = [&](const std::string& token, size_t line_number, std::string_view line) {
+      const auto found = encoder.find(token);
+      if (found == encoder.end()) {
+        fail("{}:{}: merge \"{}\": \"{}\" is not in the vocabulary {}", path.string(),
+             line_number, line, token, encoder_path.string());
+      }
+      return found->second;
+    };
+
+    std::string line;
+    uint32_t rank = 0;
+    for (size_t line_number = 1; std::getline(in, line); ++line_number) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || (line_number == 1 && line.rfind("#version", 0) == 0)) continue;
+      const size_t space = line.find(' ');
+      if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
+          line.find(' ', space + 1) != std::string::npos) {
+        fail("{}:{}: expected two tokens separated by a space, got \"{}\"", path.string(),
+             line_number, line);
+      }
+      const std::string left = line.substr(0, space);
+      const std::string right = line.substr(space + 1);
+      const uint32_t left_id = id_of(left, line_number, line);
+      const uint32_t right_id = id_of(right, line_number, line);
+      const uint32_t merged_id = id_of(left + right, line_number, line);
+      // A repeated pair takes its later rank, as GPT-2's reference encoder does.
+      merges_[pair_key(left_id, right_id)] = {rank++, merged_id};
+    }
+  }
+
+  uint32_t rank_of(uint32_t left, uint32_t right) const {
+    const auto found = merges_.find(pair_key(left, right));
+    return found == merges_.end() ? kNoRank : found->second.rank;
+  }
+
+  void encode_ordinary(std::string_view text, std::vector<uint32_t>& ids) const {
+    const WordSplitter splitter(text);
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t end = splitter.match_end(pos);
+      append_word(text.substr(pos, end - pos), ids);
+      pos = end;
+    }
+  }
+
+  void append_word(std::string_view word, std::vector<uint32_t>& ids) const {
+    if (word.size() == 1) {
+      ids.push_back(byte_ids_[static_cast<unsigned char>(word[0])]);
+      return;
+    }
+    std::string key(word);
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      const auto found = cache_.find(key);
+      if (found != cache_.end()) {
+        ids.insert(ids.end(), found->second.begin(), found->second.end());
+        return;
+      }
+    }
+    auto word_ids = bpe(word);
+    ids.insert(ids.end(), word_ids.begin(), word_ids.end());
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.size() >= kMaxCachedWords) cache_.clear();
+    cache_.emplace(std::move(key), std::move(word_ids));
+  }
+
+  // Repeatedly merges every occurrence (left to right) of the lowest-ranked adjacent pair.
+  // ranks[i] is the rank of (parts[i], parts[i + 1]) and is looked up again only next to a
+  // merge, so a long word costs one hash lookup per merge rather than per pair per step.
+  std::vector<uint32_t> bpe(std::string_view word) const {
+    std::vector<uint32_t> parts(word.size());
+    for (size_t i = 0; i < word.size(); ++i) {
+      parts[i] = byte_ids_[static_cast<unsigned char>(word[i])];
+    }
+    if (parts.size() < 2) return parts;
+    std::vector<uint32_t> ranks(parts.size() - 1);
+    for (size_t i = 0; i + 1 < parts.size(); ++i) ranks[i] = rank_of(parts[i], parts[i + 1]);
+    std::vector<char> merged_here(parts.size());
+
+    while (parts.size() > 1) {
+      const auto best = std::min_element(ranks.begin(), ranks.end());
+      if (*best == kNoRank) break;
+      // min_element finds the first lowest rank, so no occurrence of the pair lies before it.
+      const size_t first = static_cast<size_t>(best - ranks.begin());
+      const uint32_t left = parts[first];
+      const uint32_t right = parts[first + 1];
+      const uint32_t merged_id = merges_.at(pair_key(left, right)).merged_id;
+
+      size_t out = first;
+      for (size_t i = first; i < parts.size(); ++out) {
+        if (i + 1 < parts.size() && parts[i] == left && parts[i + 1] == right) {
+          parts[out] = merged_id;
+          merged_here[out] = 1;
+          i += 2;
+        } else {
+          parts[out] = parts[i];
+          merged_here[out] = 0;
+          if (i < ranks.size()) ranks[out] = ranks[i];
+          i += 1;
+        }
+      }
+      parts.resize(out);
+      ranks.resize(out - 1);
+      for (size_t j = first == 0 ? 0 : first - 1; j + 1 < out; ++j) {
+        if (merged_here[j] || merged_here[j + 1]) ranks[j] = rank_of(parts[j], parts[j + 1]);
+      }
+    }
+    return parts;
+  }
+
+  std::vector<std::string> token_bytes_;  // id -> raw bytes
+  std::array<uint32_t, 256> byte_ids_{};  // byte -> id of its single-byte token
+  std::unordered_map<uint64_t, Merge> merges_;
+  uint32_t eot_id_ = 0;
+
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<uint32_t>> cache_;  // word -> ids
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& dir) {
+  if (!utf8::has_unicode_classes()) {
+    fail("the gpt2 tokenizer needs the C.UTF-8 locale to classify non-ASCII characters, and "
+         "this system does not have it");
+  }
+  std::error_code error;
+  for (const auto& names : kFileNames) {
+    const fs::path encoder = fs::path(dir) / names.encoder;
+    const fs::path merges = fs::path(dir) / names.merges;
+    if (fs::is_regular_file(encoder, error) && fs::is_regular_file(merges, error)) {
+      return std::make_unique<Gpt2Tokenizer>(encoder, merges);
+    }
+  }
+  std::string looked_for;
+  for (const auto& names : kFileNames) {
+    looked_for += fmt::format("{}{} + {}", looked_for.empty() ? "" : ", ", names.encoder,
+                              names.merges);
+  }
+  fail("no GPT-2 tokenizer files in {}{}: looked for {}", dir,
+       fs::is_directory(dir, error) ? "" : " (no such directory)", looked_for);
+}
+
+}  // namespace cr

@@ -1,0 +1,70 @@
+#include "models/lm_loss.h"
+
+#include <algorithm>
+
+namespace cr {
+namespace {
+
+// Rows per chunk: large enough for efficient GEMMs (the weight-gradient GEMM accumulates over
+// the chunk's rows), small enough that a chunk of fp32 logits stays around 64 MiB.
+int64_t chunk_rows(int64_t rows, int64_t vocab) {
+  const int64_t budget_elements = int64_t{16} << 20;
+  return std::clamp<int64_t>(budget_elements / std::max<int64_t>(vocab, 1), 64, std::max<int64_t>(rows, 64));
+}
+
+class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
+                               const torch::Tensor& weight, const torch::Tensor& targets) {
+    const int64_t rows = hidden.size(0);
+    const int64_t vocab = weight.size(0);
+    const bool needs_grad = hidden.requires_grad() || weight.requires_grad();
+    auto grad_hidden = needs_grad ? torch::empty_like(hidden) : torch::Tensor();
+    auto grad_weight = needs_grad ? torch::zeros_like(weight, torch::MemoryFormat::Contiguous) : torch::Tensor();
+    auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
+    const double inv_rows = 1.0 / static_cast<double>(rows);
+    const int64_t step = chunk_rows(rows, vocab);
+    for (int64_t begin = 0; begin < rows; begin += step) {
+      const int64_t end = std::min(rows, begin + step);
+      auto h = hidden.slice(0, begin, end);
+      auto t = targets.slice(0, begin, end).unsqueeze(1);
+      auto logits = torch::mm(h, weight.t()).to(torch::kFloat);
+      auto lse = torch::logsumexp(logits, 1, /*keepdim=*/true);
+      loss_sum += (lse - logits.gather(1, t)).sum();
+      if (!needs_grad) continue;
+      // d(mean CE)/d(logits) = (softmax - onehot) / rows, built in place in the logits buffer.
+      auto grad_logits = logits.sub_(lse).exp_();
+      grad_logits.scatter_add_(1, t, torch::full_like(t, -1.0, grad_logits.options()));
+      grad_logits.mul_(inv_rows);
+      auto g = grad_logits.to(hidden.scalar_type());
+      grad_hidden.slice(0, begin, end).copy_(torch::mm(g, weight));
+      grad_weight.addmm_(g.t(), h);
+    }
+    ctx->save_for_backward({grad_hidden, grad_weight});
+    return loss_sum * inv_rows;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    auto scale = grad_outputs[0];
+    return {saved[0] * scale.to(saved[0].scalar_type()), saved[1] * scale.to(saved[1].scalar_type()),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                   const torch::Tensor& targets) {
+  return LinearCrossEntropyFunction::apply(hidden, weight, targets);
+}
+
+torch::Tensor linear_cross_entropy_reference(const torch::Tensor& hidden,
+                                             const torch::Tensor& weight,
+                                             const torch::Tensor& targets) {
+  auto logits = torch::mm(hidden, weight.t()).to(torch::kFloat);
+  return torch::nll_loss(torch::log_softmax(logits, 1), targets);
+}
+
+}  // namespace cr

@@ -1,0 +1,470 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/config.h"
+#include "core/error.h"
+
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using cr::Config;
+using cr::ConfigError;
+
+namespace {
+
+Config load(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return cr::load_config_text(yaml, "test.yaml", overrides);
+}
+
+// A file that passes the cross-key rules, for tests about something else.
+const std::string kMinimal = "data:\n  train: a.bin\n";
+
+// The schema keys whose values differ; comparing through the schema names the culprits.
+std::vector<std::string> differing_keys(Config a, Config b) {
+  std::vector<std::string> paths;
+  for (const cr::ConfigKey& key : cr::config_keys()) {
+    const bool same = std::visit([&](auto access) { return access(a) == access(b); }, key.field);
+    if (!same) paths.push_back(key.path);
+  }
+  return paths;
+}
+
+std::filesystem::path temp_path(const std::string& name) {
+  return std::filesystem::temp_directory_path() /
+         ("cr_test_config_" + std::to_string(::getpid()) + "_" + name);
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("an empty file gives the struct defaults, but data.train is required") {
+  CHECK_THROWS_WITH(load(""),
+                    "test.yaml: data.train is empty; it is required when data.format "
+                    "is tokens");
+
+  Config expected;
+  expected.data.train = {"a.bin"};
+  for (const std::string& yaml : {std::string(""), std::string("{}")}) {
+    const Config config = load(yaml, {"data.train=a.bin"});
+    CHECK(differing_keys(config, expected).empty());
+    CHECK(config.source == "test.yaml");
+  }
+  CHECK(differing_keys(load(kMinimal), expected).empty());
+
+  Config synthetic;
+  synthetic.data.format = "synthetic";
+  CHECK(differing_keys(load("data:\n  format: synthetic\n"), synthetic).empty());
+}
+
+TEST_CASE("a full config parses every section") {
+  const Config c = load(R"(
+model:
+  arch: gpt2
+  preset: null
+  n_layer: 2
+  n_head: 4
+  d_model: 64
+  d_ff: 256
+  vocab_size: 512
+  max_seq_len: 128
+  dropout: 0.1
+  init_from: runs/base/checkpoints/step_100
+data:
+  format: text
+  train: [corpus/a.txt, "corpus/b*.txt"]
+  val: corpus/val.txt
+  val_fraction: 0.1
+  seq_len: 64
+  tokenizer: gpt2
+  tokenizer_dir: tok/gpt2
+train:
+  micro_batch_size: 8
+  global_batch_size: 32
+  steps: 50
+  seed: 7
+  clip_grad_norm: 0.5
+  log_every: 5
+  eval_every: 0
+  eval_batches: 3
+  peak_flops: 1.5e12
+optimizer:
+  name: adam
+  lr: 1e-3
+  betas: [0.8, 0.99]
+  eps: 1.0e-6
+  weight_decay: 0
+lr_schedule:
+  kind: linear
+  warmup_steps: 0
+  min_lr: 0
+  decay_steps: 40
+precision:
+  dtype: bf16
+checkpoint:
+  dir: ckpt
+  every: 10
+  keep: 0
+  resume: none
+  save_final: false
+runtime:
+  run_dir: runs/full
+  device: cpu
+  threads: 2
+  progress_bar: no
+)");
+  CHECK(c.model.arch == "gpt2");
+  CHECK_FALSE(c.model.preset);
+  CHECK(c.model.n_layer == 2);
+  CHECK(c.model.n_head == 4);
+  CHECK(c.model.d_model == 64);
+  CHECK(c.model.d_ff == 256);
+  CHECK(c.model.vocab_size == 512);
+  CHECK(c.model.max_seq_len == 128);
+  CHECK(c.model.dropout == 0.1);
+  CHECK(c.model.init_from == "runs/base/checkpoints/step_100");
+
+  CHECK(c.data.format == "text");
+  CHECK(c.data.train == std::vector<std::string>{"corpus/a.txt", "corpus/b*.txt"});
+  CHECK(c.data.val == std::vector<std::string>{"corpus/val.txt"});
+  CHECK(c.data.val_fraction == 0.1);
+  CHECK(c.data.seq_len == 64);
+  CHECK(c.data.tokenizer == "gpt2");
+  CHECK(c.data.tokenizer_dir == "tok/gpt2");
+
+  CHECK(c.train.micro_batch_size == 8);
+  CHECK(c.train.global_batch_size == 32);
+  CHECK(c.train.steps == 50);
+  CHECK(c.train.seed == 7);
+  CHECK(c.train.clip_grad_norm == 0.5);
+  CHECK(c.train.log_every == 5);
+  CHECK(c.train.eval_every == 0);
+  CHECK(c.train.eval_batches == 3);
+  CHECK(c.train.peak_flops == 1.5e12);
+
+  CHECK(c.optimizer.name == "adam");
+  CHECK(c.optimizer.lr == 1e-3);
+  CHECK(c.optimizer.betas == std::vector<double>{0.8, 0.99});
+  CHECK(c.optimizer.eps == 1e-6);
+  CHECK(c.optimizer.weight_decay == 0.0);
+
+  CHECK(c.lr_schedule.kind == "linear");
+  CHECK(c.lr_schedule.warmup_steps == 0);
+  CHECK(c.lr_schedule.min_lr == 0.0);
+  CHECK(c.lr_schedule.decay_steps == 40);
+
+  CHECK(c.precision.dtype == "bf16");
+
+  CHECK(c.checkpoint.dir == "ckpt");
+  CHECK(c.checkpoint.every == 10);
+  CHECK(c.checkpoint.keep == 0);
+  CHECK(c.checkpoint.resume == "none");
+  CHECK_FALSE(c.checkpoint.save_final);
+
+  CHECK(c.runtime.run_dir == "runs/full");
+  CHECK(c.runtime.device == "cpu");
+  CHECK(c.runtime.threads == 2);
+  CHECK_FALSE(c.runtime.progress_bar);
+}
+
+TEST_CASE("unknown keys and sections are errors that suggest the closest name") {
+  CHECK_THROWS_WITH(load("train:\n  setps: 10\n"),
+                    "test.yaml:2:3: unknown key 'train.setps'; did you mean 'train.steps'?");
+  CHECK_THROWS_WITH(load("trian:\n  steps: 10\n"),
+                    "test.yaml:1:1: unknown section 'trian'; did you mean 'train'?");
+  CHECK_THROWS_WITH(load("optimizer:\n  lr: 1e-3\n  beta: [0.9, 0.9]\n"),
+                    "test.yaml:3:3: unknown key 'optimizer.beta'; did you mean 'optimizer.betas'?");
+}
+
+TEST_CASE("the document structure is checked") {
+  CHECK_THROWS_WITH(
+      load("- model\n- data\n"),
+      StartsWith("test.yaml:1:1: expected a mapping of sections") && Contains("got a list"));
+  CHECK_THROWS_WITH(load("train: 5\n"),
+                    "test.yaml:1:8: train: expected a mapping of keys, got '5'");
+  CHECK_THROWS_WITH(load("train:\n  steps: 1\n  steps: 2\n"),
+                    "test.yaml:3:3: duplicate key 'train.steps'");
+  CHECK_THROWS_WITH(load("train: {}\ntrain: {}\n"), "test.yaml:2:1: duplicate section 'train'");
+  // An empty section is allowed and changes nothing.
+  CHECK(load(kMinimal + "train:\n").train.steps == 1000);
+}
+
+TEST_CASE("wrong types name the key and the value's line and column") {
+  CHECK_THROWS_WITH(load("train:\n  steps: ten\n"),
+                    "test.yaml:2:10: train.steps: expected an integer, got 'ten'");
+  CHECK_THROWS_WITH(load("train:\n  steps: 1.5\n"),
+                    "test.yaml:2:10: train.steps: expected an integer, got '1.5'");
+  CHECK_THROWS_WITH(load("train:\n  steps:\n"),
+                    "test.yaml:2:3: train.steps: expected an integer, got null");
+  CHECK_THROWS_WITH(load("optimizer:\n    lr: fast\n"),
+                    "test.yaml:2:9: optimizer.lr: expected a number, got 'fast'");
+  CHECK_THROWS_WITH(load("optimizer:\n  lr: .inf\n"),
+                    "test.yaml:2:7: optimizer.lr: expected a finite number, got '.inf'");
+  CHECK_THROWS_WITH(load("checkpoint:\n  save_final: maybe\n"),
+                    "test.yaml:2:15: checkpoint.save_final: expected true or false, got 'maybe'");
+  CHECK_THROWS_WITH(load("runtime:\n  run_dir: [a, b]\n"),
+                    "test.yaml:2:12: runtime.run_dir: expected a string, got a list");
+  CHECK_THROWS_WITH(load("data:\n  train: {a: b}\n"),
+                    "test.yaml:2:10: data.train: expected a string or a list of strings, got a "
+                    "mapping");
+  CHECK_THROWS_WITH(load("optimizer:\n  betas: 0.9\n"),
+                    "test.yaml:2:10: optimizer.betas: expected a list of numbers, got '0.9'");
+  CHECK_THROWS_WITH(load("optimizer:\n  betas: [0.9, x]\n"),
+                    "test.yaml:2:16: optimizer.betas[1]: expected a number, got 'x'");
+  CHECK_THROWS_WITH(load("model:\n  n_layer: many\n"),
+                    "test.yaml:2:12: model.n_layer: expected an integer, got 'many'");
+}
+
+TEST_CASE("values out of range are rejected") {
+  CHECK_THROWS_WITH(load("train:\n  steps: 0\n"),
+                    "test.yaml:2:10: train.steps: must be >= 1, got 0");
+  CHECK_THROWS_WITH(load("train:\n  eval_every: -1\n"),
+                    "test.yaml:2:15: train.eval_every: must be >= 0, got -1");
+  CHECK_THROWS_WITH(load("optimizer:\n  lr: 0\n"),
+                    "test.yaml:2:7: optimizer.lr: must be > 0, got 0");
+  CHECK_THROWS_WITH(load("model:\n  dropout: 1\n"),
+                    "test.yaml:2:12: model.dropout: must be in [0, 1), got 1");
+  CHECK_THROWS_WITH(load("model:\n  d_model: 0\n"),
+                    "test.yaml:2:12: model.d_model: must be >= 1, got 0");
+  CHECK_THROWS_WITH(load("data:\n  val_fraction: 0.7\n"),
+                    "test.yaml:2:17: data.val_fraction: must be in [0, 0.5], got 0.7");
+  CHECK_THROWS_WITH(load("optimizer:\n  betas: [0.9, 1.0]\n"),
+                    "test.yaml:2:16: optimizer.betas[1]: must be in [0, 1), got 1");
+  CHECK_THROWS_WITH(load("optimizer:\n  betas: [-0.1, 0.9]\n"),
+                    "test.yaml:2:11: optimizer.betas[0]: must be in [0, 1), got -0.1");
+  CHECK_THROWS_WITH(load("optimizer:\n  betas: [0.9, 0.95, 0.99]\n"),
+                    "test.yaml:2:10: optimizer.betas: must have 2 items, got 3");
+  CHECK_THROWS_WITH(load("runtime:\n  run_dir: ''\n"),
+                    "test.yaml:2:12: runtime.run_dir: must not be empty");
+  CHECK_THROWS_WITH(load("data:\n  train: [a.bin, '']\n"),
+                    "test.yaml:2:18: data.train[1]: must not be empty");
+}
+
+TEST_CASE("enum keys accept only their choices") {
+  CHECK_THROWS_WITH(load("precision:\n  dtype: fp8\n"),
+                    "test.yaml:2:10: precision.dtype: 'fp8' is not one of fp32, bf16");
+  CHECK_THROWS_WITH(load("data:\n  format: csv\n"),
+                    "test.yaml:2:11: data.format: 'csv' is not one of tokens, text, synthetic");
+  CHECK_THROWS_WITH(load("runtime:\n  device: gpu\n"),
+                    "test.yaml:2:11: runtime.device: 'gpu' is not one of auto, cpu, cuda");
+  // Presets are checked by the model zoo, not here.
+  CHECK(load(kMinimal + "model:\n  preset: my-own\n").model.preset == "my-own");
+}
+
+TEST_CASE("YAML syntax errors and missing files") {
+  CHECK_THROWS_WITH(load("train:\n  steps: [1, 2\n"),
+                    StartsWith("test.yaml:3:1: ") && Contains("end of sequence flow not found"));
+  CHECK_THROWS_WITH(load("train:\n  steps: 1\n bad: 2\n"), StartsWith("test.yaml:3:"));
+  CHECK_THROWS_AS(load("train: [\n"), ConfigError);
+
+  CHECK_THROWS_WITH(cr::load_config_file("/nonexistent/run.yaml"),
+                    "config file '/nonexistent/run.yaml': not found");
+  const std::filesystem::path directory = temp_path("dir");
+  std::filesystem::create_directories(directory);
+  CHECK_THROWS_WITH(cr::load_config_file(directory.string()),
+                    "config file '" + directory.string() + "': is a directory");
+  std::filesystem::remove(directory);
+}
+
+TEST_CASE("load_config_file reads the file, applies overrides and records the source") {
+  const std::filesystem::path path = temp_path("run.yaml");
+  std::ofstream(path) << "data:\n  train: a.bin\ntrain:\n  steps: 10\n";
+  const Config config = cr::load_config_file(path.string(), {"train.steps=20"});
+  CHECK(config.train.steps == 20);
+  CHECK(config.source == path.string());
+
+  std::ofstream(path, std::ios::trunc) << "";
+  CHECK(cr::load_config_file(path.string(), {"data.format=synthetic"}).data.format == "synthetic");
+
+  std::ofstream(path) << "train:\n  steps: ten\n";
+  CHECK_THROWS_WITH(cr::load_config_file(path.string()),
+                    path.string() + ":2:10: train.steps: expected an integer, got 'ten'");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("cross-key rules name both keys") {
+  CHECK_THROWS_WITH(load(kMinimal + "train:\n  micro_batch_size: 4\n  global_batch_size: 10\n"),
+                    "test.yaml: train.global_batch_size (10) must be a multiple of "
+                    "train.micro_batch_size (4)");
+  CHECK(load(kMinimal + "train:\n  micro_batch_size: 4\n  global_batch_size: 12\n")
+            .train.global_batch_size == 12);
+
+  CHECK_THROWS_WITH(load("data:\n  format: text\n"),
+                    "test.yaml: data.train is empty; it is required when data.format is text");
+  CHECK(load("data:\n  format: synthetic\n").data.train.empty());
+
+  CHECK_THROWS_WITH(load("data:\n  format: text\n  train: a.txt\n  tokenizer: gpt2\n"),
+                    "test.yaml: data.tokenizer gpt2 needs data.tokenizer_dir (data.format is "
+                    "text)");
+  CHECK(load("data:\n  format: text\n  train: a.txt\n  tokenizer: byte\n").data.tokenizer ==
+        "byte");
+
+  CHECK_THROWS_WITH(load(kMinimal + "optimizer:\n  lr: 1e-4\nlr_schedule:\n  min_lr: 1e-3\n"),
+                    "test.yaml: lr_schedule.min_lr (0.001) must be <= optimizer.lr (0.0001)");
+
+  CHECK_THROWS_WITH(load(kMinimal + "model:\n  preset: null\n  n_layer: 2\n  d_model: 64\n"),
+                    "test.yaml: model.preset is null, so model.n_head, model.vocab_size, "
+                    "model.max_seq_len must be set");
+  CHECK_FALSE(load(kMinimal + "model:\n  preset: null\n  n_layer: 2\n  n_head: 2\n  d_model: "
+                              "64\n  vocab_size: 512\n  max_seq_len: 32\n")
+                  .model.preset);
+
+  for (const std::string resume : {"auto", "none", "runs/x/checkpoints/step_10"}) {
+    CHECK(load(kMinimal + "checkpoint:\n  resume: " + resume + "\n").checkpoint.resume == resume);
+  }
+}
+
+TEST_CASE("validate_config checks a config built in code") {
+  Config config;
+  config.source = "built";
+  config.data.format = "synthetic";
+  CHECK_NOTHROW(cr::validate_config(config));
+  config.optimizer.betas = {0.9, 1.5};
+  CHECK_THROWS_WITH(cr::validate_config(config),
+                    "built: optimizer.betas[1]: must be in [0, 1), got 1.5");
+  config.optimizer.betas = {0.9};
+  CHECK_THROWS_WITH(cr::validate_config(config),
+                    "built: optimizer.betas: must have 2 items, got 1");
+}
+
+TEST_CASE("--set overrides go through the same parsing and checks") {
+  const Config c =
+      load("train:\n  steps: 10\n",
+           {"train.steps=500", "optimizer.betas=[0.9,0.99]", "model.preset=null", "model.n_layer=2",
+            "model.n_head=2", "model.d_model=32", "model.vocab_size=512", "model.max_seq_len=64",
+            "data.train=a.bin", " runtime.run_dir = runs/x", "checkpoint.dir=ckpt=1"});
+  CHECK(c.train.steps == 500);
+  CHECK(c.optimizer.betas == std::vector<double>{0.9, 0.99});
+  CHECK_FALSE(c.model.preset);
+  CHECK(c.model.max_seq_len == 64);
+  CHECK(c.data.train == std::vector<std::string>{"a.bin"});
+  CHECK(c.runtime.run_dir == "runs/x");
+  CHECK(c.checkpoint.dir == "ckpt=1");
+
+  CHECK(load(kMinimal, {"data.train=[a.bin, b.bin]"}).data.train ==
+        std::vector<std::string>{"a.bin", "b.bin"});
+  // A later override wins over an earlier one and over the file.
+  CHECK(load(kMinimal + "train:\n  seed: 1\n", {"train.seed=2", "train.seed=3"}).train.seed == 3);
+
+  CHECK_THROWS_WITH(load(kMinimal, {"train.steps"}),
+                    "--set 'train.steps': expected key.path=value, e.g. train.steps=100");
+  CHECK_THROWS_WITH(load(kMinimal, {"=5"}), StartsWith("--set '=5': expected key.path=value"));
+  CHECK_THROWS_WITH(load(kMinimal, {"train.setps=5"}),
+                    "--set train.setps: unknown key 'train.setps'; did you mean 'train.steps'?");
+  CHECK_THROWS_WITH(load(kMinimal, {"trian.steps=5"}),
+                    "--set trian.steps: unknown key 'trian.steps'; did you mean 'train.steps'?");
+  CHECK_THROWS_WITH(load(kMinimal, {"train.steps=ten"}),
+                    "--set train.steps: expected an integer, got 'ten'");
+  CHECK_THROWS_WITH(load(kMinimal, {"train.steps="}),
+                    "--set train.steps: expected an integer, got null");
+  CHECK_THROWS_WITH(load(kMinimal, {"train.steps=0"}), "--set train.steps: must be >= 1, got 0");
+  CHECK_THROWS_WITH(load(kMinimal, {"precision.dtype=fp8"}),
+                    "--set precision.dtype: 'fp8' is not one of fp32, bf16");
+  CHECK_THROWS_WITH(load(kMinimal, {"optimizer.betas=[0.9, 2]"}),
+                    "--set optimizer.betas[1]: must be in [0, 1), got 2");
+  CHECK_THROWS_WITH(load(kMinimal, {"optimizer.betas=[0.9"}),
+                    StartsWith("--set optimizer.betas: cannot read '[0.9' as YAML: "));
+  // Cross-key rules see the overridden values.
+  CHECK_THROWS_WITH(load(kMinimal, {"train.global_batch_size=6"}),
+                    Contains("train.global_batch_size (6) must be a multiple"));
+}
+
+TEST_CASE("the dump lists every key in schema order and loads back to an equal config") {
+  Config defaults;
+  defaults.data.train = {"a.bin"};
+  const std::string dump = cr::dump_config(defaults);
+  CHECK_THAT(dump, StartsWith("model:\n  arch: gpt2\n  preset: gpt2\n  n_layer: null\n"));
+  CHECK_THAT(dump, Contains("\ndata:\n  format: tokens\n  train: [a.bin]\n  val: []\n"));
+  CHECK_THAT(dump, Contains("  dropout: 0.0\n"));
+  CHECK_THAT(dump, Contains("  lr: 0.0006\n  betas: [0.9, 0.95]\n  eps: 1e-08\n"));
+  size_t key_lines = 0;
+  std::istringstream lines(dump);
+  for (std::string line; std::getline(lines, line);) key_lines += line.rfind("  ", 0) == 0;
+  CHECK(key_lines == cr::config_keys().size());
+  CHECK(differing_keys(load(dump), defaults).empty());
+
+  Config custom;
+  custom.model.preset.reset();
+  custom.model.n_layer = 3;
+  custom.model.n_head = 3;
+  custom.model.d_model = 48;
+  custom.model.d_ff = 100;
+  custom.model.vocab_size = 300;
+  custom.model.max_seq_len = 40;
+  custom.model.dropout = 0.25;
+  custom.model.init_from = "null";
+  custom.data.format = "text";
+  custom.data.train = {"with space.txt", "a: b", "quote\"back\\slash", "-dash", "*.txt", "tab\t"};
+  custom.data.val = {"[x]", "#hash"};
+  custom.data.val_fraction = 0.0;
+  custom.data.seq_len = 17;
+  custom.data.tokenizer = "gpt2";
+  custom.data.tokenizer_dir = "~";
+  custom.train.micro_batch_size = 3;
+  custom.train.global_batch_size = 9;
+  custom.train.steps = 123456789012;
+  custom.train.seed = 0;
+  custom.train.clip_grad_norm = 0.0;
+  custom.train.peak_flops = 3.12e14;
+  custom.optimizer.name = "adam";
+  custom.optimizer.lr = 0.1 + 0.2;
+  custom.optimizer.betas = {0.0, 1.0 / 3.0};
+  custom.optimizer.eps = 1e-300;
+  custom.lr_schedule.kind = "constant";
+  custom.lr_schedule.min_lr = 1e-7;
+  custom.precision.dtype = "bf16";
+  custom.checkpoint.dir = "true";
+  custom.checkpoint.resume = "Null";
+  custom.checkpoint.save_final = false;
+  custom.runtime.run_dir = "123";
+  custom.runtime.device = "cuda";
+  custom.runtime.progress_bar = false;
+  REQUIRE(differing_keys(custom, Config{}).size() >= 30);
+  const Config reloaded = load(cr::dump_config(custom));
+  CHECK(differing_keys(reloaded, custom).empty());
+  CHECK(cr::dump_config(reloaded) == cr::dump_config(custom));
+}
+
+TEST_CASE("the schema tables are consistent") {
+  std::vector<std::string> section_order;
+  std::set<std::string> paths;
+  for (const cr::ConfigKey& key : cr::config_keys()) {
+    const std::string section = key.path.substr(0, key.path.find('.'));
+    if (section_order.empty() || section_order.back() != section) section_order.push_back(section);
+    CHECK(paths.insert(key.path).second);
+    CHECK_FALSE(key.meaning.empty());
+  }
+  std::vector<std::string> sections;
+  for (const cr::ConfigSection& section : cr::config_sections()) sections.push_back(section.name);
+  CHECK(section_order == sections);  // contiguous, in section order, none empty
+  CHECK(paths.size() == 45);         // every field of the structs in config.h
+}
+
+TEST_CASE("docs/config.md is generated from the schema") {
+  const std::string markdown = cr::config_reference_markdown();
+  CHECK_THAT(markdown, StartsWith("# Configuration reference\n"));
+  CHECK_THAT(markdown, Contains("| `train.steps` | integer >= 1 | `1000` | optimizer steps to "
+                                "run |"));
+  CHECK_THAT(markdown, Contains("| `optimizer.betas` | list of 2 numbers, each in [0, 1) | "
+                                "`[0.9, 0.95]` |"));
+  CHECK_THAT(markdown, Contains("| `model.n_layer` | integer >= 1 or null | `null` |"));
+  CHECK_THAT(markdown, Contains("| `precision.dtype` | one of `fp32`, `bf16` | `fp32` |"));
+
+  const std::filesystem::path path = std::filesystem::path(CR_SOURCE_DIR) / "docs" / "config.md";
+  const char* update = std::getenv("CR_UPDATE_DOCS");
+  if (update != nullptr && std::string(update) == "1") {
+    std::ofstream(path, std::ios::binary) << markdown;
+  }
+  if (read_text(path) != markdown) FAIL("docs/config.md is out of date; run with CR_UPDATE_DOCS=1");
+}

@@ -1,0 +1,485 @@
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/checkpoint_store.h"
+#include "core/crc32.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("cr-test-store-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+uint32_t crc32_bitwise(const unsigned char* p, size_t n) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int bit = 0; bit < 8; ++bit) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+  }
+  return ~c;
+}
+
+std::vector<unsigned char> random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<unsigned char> bytes(n);
+  for (auto& b : bytes) b = static_cast<unsigned char>(rng());
+  return bytes;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A safetensors file with a hand-written header, for the corrupt-file cases.
+void write_raw_safetensors(const std::string& path, std::string header, const std::string& data) {
+  while ((8 + header.size()) % 8 != 0) header += ' ';
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  write_bytes(path, bytes + header + data);
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const cr::Error& e) {
+    return e.what();
+  }
+  FAIL("expected a cr::Error");
+  return "";
+}
+
+std::vector<std::string> hidden_entries(const fs::path& root) {
+  std::vector<std::string> found;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (name[0] == '.') found.push_back(name);
+  }
+  return found;
+}
+
+std::string commit_step(const std::string& root, int64_t step, const std::string& text) {
+  cr::CheckpointWriter writer(root, step);
+  writer.write_text("notes.txt", text);
+  return writer.commit();
+}
+
+}  // namespace
+
+TEST_CASE("crc32 matches the standard check value", "[crc32]") {
+  const char* check = "123456789";
+  CHECK(cr::crc32(check, 9) == 0xCBF43926u);
+  CHECK(cr::crc32_portable(check, 9) == 0xCBF43926u);
+  CHECK(cr::crc32(nullptr, 0) == 0u);
+  CHECK(cr::crc32(check + 4, 5, cr::crc32(check, 4)) == 0xCBF43926u);
+}
+
+TEST_CASE("crc32 matches a bitwise reference for many lengths and alignments", "[crc32]") {
+  const auto bytes = random_bytes((1 << 20) + 64, 7);
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= 300; ++n) lengths.push_back(n);
+  for (size_t n : {1000, 4096, 4096 + 13, 65536 + 7, 1 << 20}) lengths.push_back(n);
+  for (size_t offset = 0; offset < 16; ++offset) {
+    for (size_t n : lengths) {
+      const unsigned char* p = bytes.data() + offset;
+      const uint32_t expected = crc32_bitwise(p, n);
+      INFO("offset " << offset << " length " << n);
+      REQUIRE(cr::crc32(p, n) == expected);
+      REQUIRE(cr::crc32_portable(p, n) == expected);
+      const size_t split = n / 3;
+      REQUIRE(cr::crc32(p + split, n - split, cr::crc32(p, split)) == expected);
+    }
+  }
+}
+
+TEST_CASE("crc32_file matches crc32 of the contents", "[crc32]") {
+  TempDir dir;
+  const auto bytes = random_bytes((9 << 20) + 5, 11);  // spans several read chunks
+  write_bytes(dir / "blob", std::string(bytes.begin(), bytes.end()));
+  CHECK(cr::crc32_file(dir / "blob") == cr::crc32(bytes.data(), bytes.size()));
+  CHECK_THAT(error_of([&] { cr::crc32_file(dir / "absent"); }), Contains(dir / "absent"));
+}
+
+TEST_CASE("crc32 throughput on 256 MiB", "[crc32][benchmark]") {
+  const size_t n = size_t{256} << 20;
+  std::vector<unsigned char> buffer(n, 0x5A);
+  const auto gbps = [&](uint32_t (*crc)(const void*, size_t, uint32_t)) {
+    crc(buffer.data(), n, 0);  // warm-up: faults the pages in
+    const auto start = std::chrono::steady_clock::now();
+    volatile uint32_t sink = crc(buffer.data(), n, 0);
+    (void)sink;
+    const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+    return static_cast<double>(n) / seconds.count() / 1e9;
+  };
+  const double fast = gbps(cr::crc32);
+  const double portable = gbps(cr::crc32_portable);
+  WARN("crc32 throughput: " << fast << " GB/s (table-driven fallback: " << portable << " GB/s)");
+}
+
+TEST_CASE("safetensors round trip", "[safetensors]") {
+  TempDir dir;
+  const std::string path = dir / "model.safetensors";
+  std::vector<float> weights = {1.5f, -2.0f, 3.25f, 0.0f, 5.0f, 6.5f};
+  std::vector<uint16_t> bf16 = {0x3F80, 0x4000, 0xC040, 0x0000};
+  int64_t scalar = -42;
+  std::vector<double> f64 = {0.125, -8.0};
+  std::vector<int8_t> i8 = {-1, 2, -3, 4, -5};
+  std::vector<uint8_t> flags = {1, 0, 1};
+  std::vector<int32_t> i32 = {7, -9, 11};
+  std::vector<cr::TensorView> tensors = {
+      {"layers.1.weight", cr::DType::F32, {2, 3}, weights.data(), 24},
+      {"layers.0.bias", cr::DType::BF16, {4}, bf16.data(), 8},
+      {"step", cr::DType::I64, {}, &scalar, 8},
+      {"empty", cr::DType::U8, {0, 5}, nullptr, 0},
+      {"f64", cr::DType::F64, {1, 1, 2}, f64.data(), 16},
+      {"i8", cr::DType::I8, {5}, i8.data(), 5},
+      {"mask", cr::DType::BOOL, {3}, flags.data(), 3},
+      {"counts", cr::DType::I32, {3, 1}, i32.data(), 12},
+  };
+  const std::map<std::string, std::string> metadata = {{"format", "pt"}, {"step", "10"}};
+  cr::write_safetensors(path, tensors, metadata);
+
+  cr::SafetensorsFile file(path);
+  CHECK(file.path() == path);
+  CHECK(file.metadata() == metadata);
+  std::vector<std::string> given_order;
+  for (const auto& t : tensors) given_order.push_back(t.name);
+  CHECK(file.names() == given_order);
+  CHECK_FALSE(file.contains("missing"));
+  for (const auto& expected : tensors) {
+    INFO(expected.name);
+    REQUIRE(file.contains(expected.name));
+    const cr::TensorView& got = file.get(expected.name);
+    CHECK(got.name == expected.name);
+    CHECK(got.dtype == expected.dtype);
+    CHECK(got.shape == expected.shape);
+    REQUIRE(got.nbytes == expected.nbytes);
+    if (got.nbytes > 0) CHECK(std::memcmp(got.data, expected.data, got.nbytes) == 0);
+  }
+
+  // The header is 8-byte aligned and lists "__metadata__" first, then tensors by name.
+  const std::string raw = read_bytes(path);
+  uint64_t header_length = 0;
+  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | static_cast<uint8_t>(raw[i]);
+  CHECK(header_length % 8 == 0);
+  CHECK(raw.size() == 8 + header_length + 24 + 8 + 8 + 16 + 5 + 3 + 12);
+  const auto header = nlohmann::ordered_json::parse(raw.substr(8, header_length));
+  std::vector<std::string> keys;
+  for (const auto& item : header.items()) keys.push_back(item.key());
+  CHECK(keys == std::vector<std::string>{"__metadata__", "counts", "empty", "f64", "i8",
+                                         "layers.0.bias", "layers.1.weight", "mask", "step"});
+  CHECK(header["layers.1.weight"]["data_offsets"] == nlohmann::ordered_json::array({0, 24}));
+  CHECK(header["step"]["shape"] == nlohmann::ordered_json::array());
+}
+
+TEST_CASE("safetensors without tensors or metadata", "[safetensors]") {
+  TempDir dir;
+  cr::write_safetensors(dir / "none.safetensors", {});
+  cr::SafetensorsFile file(dir / "none.safetensors");
+  CHECK(file.names().empty());
+  CHECK(file.metadata().empty());
+  CHECK_THAT(error_of([&] { file.get("x"); }), Contains("no tensor named 'x'"));
+}
+
+TEST_CASE("safetensors dtype names", "[safetensors]") {
+  for (auto dtype : {cr::DType::F64, cr::DType::F32, cr::DType::F16, cr::DType::BF16,
+                     cr::DType::I64, cr::DType::I32, cr::DType::I16, cr::DType::I8,
+                     cr::DType::U8, cr::DType::BOOL}) {
+    CHECK(cr::parse_dtype(cr::dtype_name(dtype)) == dtype);
+  }
+  CHECK(cr::dtype_size(cr::DType::BF16) == 2);
+  CHECK(cr::dtype_size(cr::DType::F64) == 8);
+  CHECK_THAT(error_of([] { cr::parse_dtype("F8_E4M3"); }), Contains("F8_E4M3"));
+}
+
+TEST_CASE("write_safetensors rejects inconsistent tensors", "[safetensors]") {
+  TempDir dir;
+  const std::string path = dir / "bad.safetensors";
+  std::vector<float> data(6);
+  const auto write = [&](std::vector<cr::TensorView> tensors) {
+    return error_of([&] { cr::write_safetensors(path, tensors); });
+  };
+  const std::string wrong_size = write({{"w", cr::DType::F32, {2, 3}, data.data(), 20}});
+  CHECK_THAT(wrong_size, Contains(path) && Contains("'w'") && Contains("needs 24"));
+  CHECK_THAT(write({{"w", cr::DType::F32, {-1}, data.data(), 4}}), Contains("invalid shape"));
+  CHECK_THAT(write({{"w", cr::DType::F32, {1}, data.data(), 4},
+                    {"w", cr::DType::F32, {1}, data.data(), 4}}),
+             Contains("appears twice"));
+  CHECK_THAT(write({{"__metadata__", cr::DType::F32, {1}, data.data(), 4}}),
+             Contains("reserved"));
+  CHECK_FALSE(fs::exists(path));
+}
+
+TEST_CASE("corrupt safetensors files are reported with the file name", "[safetensors]") {
+  TempDir dir;
+  const std::string path = dir / "corrupt.safetensors";
+  const auto open_error = [&] { return error_of([&] { cr::SafetensorsFile file(path); }); };
+
+  SECTION("missing file") {
+    CHECK_THAT(open_error(), Contains(path) && Contains("cannot open"));
+  }
+  SECTION("shorter than the length prefix") {
+    write_bytes(path, "abcde");
+    CHECK_THAT(open_error(), Contains(path) && Contains("too short"));
+  }
+  SECTION("header length beyond the file size") {
+    write_bytes(path, std::string("\xff\x00\x00\x00\x00\x00\x00\x00{}", 10));
+    CHECK_THAT(open_error(), Contains(path) && Contains("header length 255 exceeds"));
+  }
+  SECTION("invalid JSON") {
+    write_raw_safetensors(path, R"({"w": {"dtype": "F32",)", "");
+    CHECK_THAT(open_error(), Contains(path) && Contains("not valid JSON"));
+  }
+  SECTION("unknown dtype") {
+    write_raw_safetensors(
+        path, R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", "ab");
+    CHECK_THAT(open_error(), Contains(path) && Contains("'w'") && Contains("unknown dtype"));
+  }
+  SECTION("missing field") {
+    write_raw_safetensors(path, R"({"w": {"dtype": "F32", "data_offsets": [0, 4]}})", "abcd");
+    CHECK_THAT(open_error(), Contains(path) && Contains("'w'") && Contains("shape"));
+  }
+  SECTION("data_offsets out of range (truncated data)") {
+    std::vector<float> data(1024, 1.0f);
+    cr::write_safetensors(path, {{"w", cr::DType::F32, {1024}, data.data(), 4096}});
+    fs::resize_file(path, fs::file_size(path) - 100);
+    CHECK_THAT(open_error(), Contains(path) && Contains("'w'") && Contains("out of range"));
+  }
+  SECTION("data_offsets inconsistent with shape and dtype") {
+    write_raw_safetensors(
+        path, R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})",
+        std::string(12, 'x'));
+    CHECK_THAT(open_error(), Contains(path) && Contains("'w'") && Contains("needs 16"));
+  }
+  SECTION("overlapping tensors") {
+    write_raw_safetensors(path,
+                          R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+                              "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}})",
+                          std::string(6, 'x'));
+    CHECK_THAT(open_error(), Contains(path) && Contains("'b'") && Contains("overlap"));
+  }
+  SECTION("trailing bytes after the data") {
+    write_raw_safetensors(
+        path, R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}})", "abcdEXTRA");
+    CHECK_THAT(open_error(), Contains(path) && Contains("cover 4 bytes"));
+  }
+  SECTION("metadata that is not strings") {
+    write_raw_safetensors(path, R"({"__metadata__": {"step": 10}})", "");
+    CHECK_THAT(open_error(), Contains(path) && Contains("__metadata__.step"));
+  }
+  SECTION("missing tensor names the closest one") {
+    std::vector<float> data(2);
+    cr::write_safetensors(path, {{"layer.weight", cr::DType::F32, {2}, data.data(), 8}});
+    cr::SafetensorsFile file(path);
+    CHECK_THAT(error_of([&] { file.get("layer.wieght"); }),
+               Contains(path) && Contains("'layer.wieght'") && Contains("closest: 'layer.weight'"));
+  }
+}
+
+TEST_CASE("CheckpointWriter commits a complete step directory", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  std::vector<float> weights(1000);
+  for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>(i) * 0.5f;
+
+  cr::CheckpointWriter writer(root, 10);
+  writer.write_tensors("model.safetensors",
+                       {{"w", cr::DType::F32, {10, 100}, weights.data(), 4000}}, {{"step", "10"}});
+  writer.write_text("config.yaml", "model: tiny\n");
+  write_bytes(writer.staged_path("optimizer.bin"), "opaque optimizer state");
+  CHECK(fs::exists(writer.staging_dir()));
+  const std::string final_dir = writer.commit({{"run", "test"}});
+
+  CHECK(final_dir == (fs::path(root) / "step_00000010").string());
+  CHECK(hidden_entries(root).empty());
+  const auto manifest = nlohmann::json::parse(read_bytes(final_dir + "/manifest.json"));
+  CHECK(manifest["step"] == 10);
+  CHECK(manifest["run"] == "test");
+  CHECK(manifest["format_version"] == 1);
+  REQUIRE(manifest["files"].size() == 3);
+  for (const std::string name : {"model.safetensors", "config.yaml", "optimizer.bin"}) {
+    INFO(name);
+    const std::string path = final_dir + "/" + name;
+    REQUIRE(manifest["files"].contains(name));
+    CHECK(manifest["files"][name]["bytes"] == fs::file_size(path));
+    CHECK(manifest["files"][name]["crc32"] == fmt::format("{:08x}", cr::crc32_file(path)));
+  }
+  CHECK(cr::verify_checkpoint(final_dir) == manifest);
+  cr::SafetensorsFile model(final_dir + "/model.safetensors");
+  CHECK(std::memcmp(model.get("w").data, weights.data(), 4000) == 0);
+  CHECK_THAT(error_of([&] { writer.commit(); }), Contains("already committed"));
+}
+
+TEST_CASE("CheckpointWriter rejects bad names and reserved manifest keys", "[checkpoint]") {
+  TempDir dir;
+  cr::CheckpointWriter writer(dir / "ckpt", 1);
+  CHECK_THAT(error_of([&] { writer.staged_path("../escape"); }), Contains("plain file name"));
+  CHECK_THAT(error_of([&] { writer.staged_path("a/b"); }), Contains("plain file name"));
+  CHECK_THAT(error_of([&] { writer.staged_path("manifest.json"); }), Contains("commit()"));
+  CHECK_THAT(error_of([&] { writer.commit({{"files", 1}}); }), Contains("reserved"));
+  CHECK_THAT(error_of([&] { cr::CheckpointWriter(dir / "ckpt", -1); }), Contains(">= 0"));
+}
+
+TEST_CASE("an uncommitted writer leaves nothing behind", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  {
+    cr::CheckpointWriter writer(root, 10);
+    writer.write_text("notes.txt", "partial");
+    CHECK(fs::exists(writer.staging_dir()));
+  }
+  CHECK(fs::is_empty(root));
+  CHECK_FALSE(cr::latest_checkpoint(root));
+}
+
+TEST_CASE("verify_checkpoint catches damage and names the file", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  std::vector<float> weights(1024, 0.25f);
+  cr::CheckpointWriter writer(root, 3);
+  writer.write_tensors("model.safetensors", {{"w", cr::DType::F32, {1024}, weights.data(), 4096}});
+  const std::string ckpt = writer.commit();
+  const std::string model = ckpt + "/model.safetensors";
+  const auto size = fs::file_size(model);
+  const auto verify_error = [&] { return error_of([&] { cr::verify_checkpoint(ckpt); }); };
+
+  SECTION("truncated file") {
+    fs::resize_file(model, 100);
+    CHECK_THAT(verify_error(),
+               Contains(ckpt) && Contains(fmt::format("model.safetensors: size 100 but the "
+                                                      "manifest says {} (truncated?)",
+                                                      size)));
+  }
+  SECTION("flipped byte") {
+    std::fstream file(model, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(static_cast<std::streamoff>(size - 10));
+    const char byte = static_cast<char>(file.get());
+    file.seekp(static_cast<std::streamoff>(size - 10));
+    file.put(static_cast<char>(byte ^ 0x01));
+    file.close();
+    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("model.safetensors: crc32 mismatch "
+                                                          "(corrupted)"));
+  }
+  SECTION("listed file missing") {
+    fs::remove(model);
+    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("model.safetensors"));
+  }
+  SECTION("manifest missing") {
+    fs::remove(ckpt + "/manifest.json");
+    CHECK_THAT(verify_error(),
+               Contains(ckpt) && Contains("manifest.json missing: the checkpoint is incomplete"));
+  }
+  SECTION("directory missing") {
+    fs::remove_all(ckpt);
+    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("not found"));
+  }
+  SECTION("manifest not JSON") {
+    write_bytes(ckpt + "/manifest.json", "{\"files\": ");
+    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("manifest.json is not valid JSON"));
+  }
+  SECTION("manifest entry pointing outside the checkpoint") {
+    write_bytes(ckpt + "/manifest.json",
+                R"({"files": {"../x": {"bytes": 1, "crc32": "00000000"}}})");
+    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("malformed entry for '../x'"));
+  }
+}
+
+TEST_CASE("latest_checkpoint picks the newest complete step", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  CHECK_FALSE(cr::latest_checkpoint(root));
+  commit_step(root, 5, "five");
+  const std::string twenty = commit_step(root, 20, "twenty");
+  commit_step(root, 7, "seven");
+  fs::create_directories(fs::path(root) / "step_00000300");                // no manifest
+  fs::create_directories(fs::path(root) / ".tmp-step_00000400-1");          // staging
+  write_bytes(root + "/.tmp-step_00000400-1/manifest.json", "{}");
+  fs::create_directories(fs::path(root) / "step_notanumber");
+  write_bytes(root + "/step_notanumber/manifest.json", "{}");
+  CHECK(cr::latest_checkpoint(root) == twenty);
+
+  // Numeric, not lexicographic: steps past 8 digits still sort last.
+  const std::string big = commit_step(root, 123456789, "big");
+  CHECK(fs::path(big).filename() == "step_123456789");
+  CHECK(cr::latest_checkpoint(root) == big);
+}
+
+TEST_CASE("committing the same step twice replaces it", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  {
+    cr::CheckpointWriter writer(root, 10);
+    writer.write_text("first.txt", "one");
+    writer.commit();
+  }
+  cr::CheckpointWriter writer(root, 10);
+  writer.write_text("second.txt", "two");
+  const std::string ckpt = writer.commit();
+  CHECK_FALSE(fs::exists(ckpt + "/first.txt"));
+  CHECK(read_bytes(ckpt + "/second.txt") == "two");
+  const auto manifest = cr::verify_checkpoint(ckpt);
+  CHECK(manifest["files"].size() == 1);
+  CHECK(manifest["files"].contains("second.txt"));
+  CHECK(hidden_entries(root).empty());
+}
+
+TEST_CASE("prune_checkpoints keeps the newest N", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  cr::prune_checkpoints(root, 2);  // missing root: nothing to do
+  for (int64_t step : {1, 2, 3, 4, 5}) commit_step(root, step, std::to_string(step));
+  fs::create_directories(fs::path(root) / "step_00000000");  // incomplete: not ours to judge
+  const std::string pid = std::to_string(::getpid());
+  const std::string ours_stale = ".tmp-step_00000009-" + pid;
+  const std::string other_process = ".tmp-step_00000009-999999999";
+  fs::create_directories(fs::path(root) / ours_stale);
+  fs::create_directories(fs::path(root) / other_process);
+  cr::CheckpointWriter live(root, 6);
+
+  cr::prune_checkpoints(root, 0);
+  CHECK(fs::exists(fs::path(root) / "step_00000001"));
+
+  cr::prune_checkpoints(root, 2);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  const std::string live_name = fs::path(live.staging_dir()).filename().string();
+  std::vector<std::string> expected = {other_process, live_name, "step_00000000", "step_00000004",
+                                       "step_00000005"};
+  std::sort(expected.begin(), expected.end());
+  CHECK(names == expected);
+  CHECK(cr::latest_checkpoint(root) == (fs::path(root) / "step_00000005").string());
+}
