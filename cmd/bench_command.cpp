@@ -1,6 +1,6 @@
 // `colossal-run bench`: training throughput of a model preset on synthetic data, as one JSON
 // line. MFU is measured against the dense GEMM rate of the same dtype on the same machine in
-// the same run (on a GPU: the datasheet peak can be given instead through the config path).
+// the same run, unless --peak-flops gives one (a GPU's datasheet peak).
 #include <algorithm>
 #include <filesystem>
 
@@ -9,6 +9,7 @@
 
 #include "cmd/commands.h"
 #include "core/config.h"
+#include "core/log.h"
 #include "core/runtime.h"
 #include "core/trainer.h"
 #include "models/model_spec.h"
@@ -16,6 +17,7 @@
 namespace cr {
 
 int run_bench_command(const BenchOptions& options) {
+  set_info_to_stderr(true);
   Config config;
   config.source = "bench";
   config.model.preset = options.preset;
@@ -34,6 +36,7 @@ int run_bench_command(const BenchOptions& options) {
   config.runtime.device = options.device;
   config.runtime.threads = options.threads;
   config.runtime.progress_bar = false;
+  config.train.peak_flops = options.peak_flops;
   const auto run_dir = std::filesystem::temp_directory_path() / ("colossal-run-bench-" + std::to_string(getpid()));
   config.runtime.run_dir = run_dir.string();
 
@@ -61,7 +64,7 @@ int run_bench_command(const BenchOptions& options) {
       {"tokens_per_s", tokens / median},
       {"achieved_flops", flops},
       {"peak_flops", summary.peak_flops},
-      {"peak_flops_source", "measured 2048^3 GEMM, same dtype, same run"},
+      {"peak_flops_source", options.peak_flops > 0 ? "given (--peak-flops)" : "measured 2048^3 GEMM, same dtype, same run"},
       {"mfu", flops / summary.peak_flops},
       {"peak_host_bytes", last.peak_host_bytes},
       {"peak_device_bytes", last.peak_device_bytes},

@@ -31,6 +31,7 @@ struct BenchOptions {
   int64_t warmup_steps = 2;
   int64_t steps = 5;  // measured steps after warm-up
   int64_t threads = 0;
+  double peak_flops = 0;  // 0: measure
 };
 
 int run_train_command(const ConfigOptions& options, int nprocs);

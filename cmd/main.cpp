@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
   bench->add_option("--warmup", bench_options.warmup_steps, "unmeasured steps")->check(CLI::NonNegativeNumber);
   bench->add_option("--steps", bench_options.steps, "measured steps")->check(CLI::PositiveNumber);
   bench->add_option("--threads", bench_options.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  bench->add_option("--peak-flops", bench_options.peak_flops, "MFU denominator in FLOP/s (0: measure a GEMM)")
+      ->check(CLI::NonNegativeNumber);
 
   try {
     app.parse(argc, argv);

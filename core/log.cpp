@@ -6,6 +6,7 @@ namespace cr {
 namespace {
 int g_rank = 0;
 int g_world_size = 1;
+bool g_info_to_stderr = false;
 }  // namespace
 
 void set_log_rank(int rank, int world_size) {
@@ -15,11 +16,14 @@ void set_log_rank(int rank, int world_size) {
 
 int log_rank() { return g_rank; }
 
+void set_info_to_stderr(bool to_stderr) { g_info_to_stderr = to_stderr; }
+
 void print0_line(const std::string& line) {
   if (g_rank != 0) return;
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
+  std::FILE* out = g_info_to_stderr ? stderr : stdout;
+  std::fwrite(line.data(), 1, line.size(), out);
+  std::fputc('\n', out);
+  std::fflush(out);
 }
 
 void warn0_line(const std::string& line) {

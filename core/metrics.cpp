@@ -59,7 +59,9 @@ ProgressReporter::ProgressReporter(int64_t first_step, int64_t total_steps, int6
 
 void ProgressReporter::on_step(const StepMetrics& m) {
   elapsed_s_ += m.step_time_s;
-  if (m.step % log_every_ == 0 || m.step == total_steps_) print(format_step_line(m));
+  if (m.step % log_every_ == 0 || m.step == total_steps_ || m.step == first_step_ + 1) {
+    print(format_step_line(m));
+  }
   if (bar_) draw_bar(m);
 }
 

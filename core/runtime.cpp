@@ -8,6 +8,10 @@
 
 #include "core/error.h"
 
+#ifdef CR_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace cr {
 
 int available_cores() {
@@ -65,6 +69,16 @@ int64_t peak_rss_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+int64_t peak_device_bytes(torch::Device device) {
+#ifdef CR_TORCH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return stats.allocated_bytes[0].peak;  // index 0: StatType::AGGREGATE, in every LibTorch version
+  }
+#endif
+  return 0;
 }
 
 }  // namespace cr

@@ -29,4 +29,7 @@ double measure_gemm_flops(torch::ScalarType dtype, torch::Device device);
 // Peak resident set size of this process in bytes.
 int64_t peak_rss_bytes();
 
+// Peak bytes allocated on `device` by LibTorch's allocator; 0 for the CPU.
+int64_t peak_device_bytes(torch::Device device);
+
 }  // namespace cr

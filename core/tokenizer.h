@@ -36,7 +36,13 @@ std::unique_ptr<Tokenizer> make_byte_tokenizer();
 // gpt2-vocab.bpe from `dir`; the error lists what was looked for.
 std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& dir);
 
-// kind: "byte" or "gpt2" (which needs dir).
+// A LLaMA-style SentencePiece model: the .model file itself, or a directory holding
+// tokenizer.model or llama2-tokenizer.model. encode() starts every text with BOS (the model's
+// bos_id()); eot_id() is its eos_id(); decode() drops both. With allow_special, literal "<s>"
+// and "</s>" in the text become BOS and EOS. The error names the path and SentencePiece's reason.
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path_or_dir);
+
+// kind: "byte", "gpt2" or "sentencepiece" (the last two need dir).
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::optional<std::string>& dir);
 
 }  // namespace cr

@@ -75,7 +75,14 @@ std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind,
     }
     return load_gpt2_tokenizer(*dir);
   }
-  fail("unknown tokenizer '{}': expected 'byte' or 'gpt2'", kind);
+  if (kind == "sentencepiece") {
+    if (!dir) {
+      fail("tokenizer 'sentencepiece' needs a .model file or a directory holding "
+           "tokenizer.model (or llama2-tokenizer.model)");
+    }
+    return load_sentencepiece_tokenizer(*dir);
+  }
+  fail("unknown tokenizer '{}': expected 'byte', 'gpt2' or 'sentencepiece'", kind);
 }
 
 }  // namespace cr

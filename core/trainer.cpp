@@ -202,6 +202,7 @@ TrainSummary Trainer::run() {
     m.flops_per_s = flops_per_step / m.step_time_s;
     m.mfu = m.flops_per_s / summary_.peak_flops;
     m.peak_host_bytes = peak_rss_bytes();
+    m.peak_device_bytes = peak_device_bytes(device_);
     metrics.write_step(m);
     progress.on_step(m);
     summary_.losses.push_back(m.loss);

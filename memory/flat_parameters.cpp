@@ -21,15 +21,16 @@ FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType comp
       params.push_back(p);
     }
   }
+  CR_CHECK(!params.empty(), "module has no parameters");
   torch::NoGradGuard no_grad;
-  master_ = torch::empty({numel_}, torch::kFloat);
+  master_ = torch::empty({numel_}, params.front().options().dtype(torch::kFloat));
   for (size_t i = 0; i < params.size(); ++i) {
     view_of(master_, entries_[i]).copy_(params[i].to(torch::kFloat));
   }
-  master_grad_ = torch::zeros({numel_}, torch::kFloat);
+  master_grad_ = torch::zeros_like(master_);
   if (has_master_copy()) {
     compute_ = master_.to(compute_dtype);
-    compute_grad_ = torch::zeros({numel_}, compute_dtype);
+    compute_grad_ = torch::zeros_like(compute_);
   } else {
     compute_ = master_;
     compute_grad_ = master_grad_;

@@ -20,7 +20,9 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
     const int64_t vocab = weight.size(0);
     const bool needs_grad = hidden.requires_grad() || weight.requires_grad();
     auto grad_hidden = needs_grad ? torch::empty_like(hidden) : torch::Tensor();
-    auto grad_weight = needs_grad ? torch::zeros_like(weight, torch::MemoryFormat::Contiguous) : torch::Tensor();
+    // The weight gradient sums over every chunk: accumulate it in fp32 whatever the compute dtype.
+    auto grad_weight = needs_grad ? torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : torch::Tensor();
+    const bool fp32 = weight.scalar_type() == torch::kFloat;
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
     const double inv_rows = 1.0 / static_cast<double>(rows);
     const int64_t step = chunk_rows(rows, vocab);
@@ -38,9 +40,14 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
       grad_logits.mul_(inv_rows);
       auto g = grad_logits.to(hidden.scalar_type());
       grad_hidden.slice(0, begin, end).copy_(torch::mm(g, weight));
-      grad_weight.addmm_(g.t(), h);
+      if (fp32) {
+        grad_weight.addmm_(g.t(), h);
+      } else {
+        grad_weight.add_(torch::mm(g.t(), h));
+      }
     }
     ctx->save_for_backward({grad_hidden, grad_weight});
+    ctx->saved_data["weight_dtype"] = weight.scalar_type();
     return loss_sum * inv_rows;
   }
 
@@ -48,8 +55,8 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
                                                  torch::autograd::variable_list grad_outputs) {
     auto saved = ctx->get_saved_variables();
     auto scale = grad_outputs[0];
-    return {saved[0] * scale.to(saved[0].scalar_type()), saved[1] * scale.to(saved[1].scalar_type()),
-            torch::Tensor()};
+    auto weight_dtype = ctx->saved_data["weight_dtype"].toScalarType();
+    return {saved[0] * scale.to(saved[0].scalar_type()), (saved[1] * scale).to(weight_dtype), torch::Tensor()};
   }
 };
 

@@ -255,3 +255,121 @@ TEST_CASE("gpt2: a bad encoder file names the file", "[text][gpt2]") {
   write_file(encoder, "{\"a\": 0, \"b\": 5}");
   CHECK_THAT(error_message(load), Catch::Contains(encoder) && Catch::Contains("ids must be"));
 }
+
+namespace {
+
+const fs::path kLlamaModel = fs::path(kDataDir) / "llama2-tokenizer.model";
+
+bool have_llama_model() {
+  if (fs::exists(kLlamaModel)) return true;
+  WARN("skipped: " << kLlamaModel.string() << " is absent");
+  return false;
+}
+
+const cr::Tokenizer& llama() {
+  static const auto tokenizer = cr::load_sentencepiece_tokenizer(kLlamaModel.string());
+  return *tokenizer;
+}
+
+}  // namespace
+
+TEST_CASE("sentencepiece: known encodings", "[text][sentencepiece]") {
+  if (!have_llama_model()) return;
+  const auto& tokenizer = llama();
+  CHECK(tokenizer.vocab_size() == 32000);
+  CHECK(tokenizer.eot_id() == 2);
+  CHECK(tokenizer.name() == "sentencepiece:llama2-tokenizer.model");
+  CHECK(tokenizer.encode("Hello world") == Ids{1, 15043, 3186});
+  CHECK(tokenizer.encode("") == Ids{1});
+  CHECK(tokenizer.decode({1, 15043, 3186, 2}) == "Hello world");
+  CHECK(tokenizer.decode({15043, 3186}) == "Hello world");
+  CHECK_THROWS_AS(tokenizer.decode({32000}), cr::Error);
+}
+
+TEST_CASE("sentencepiece: decode(encode(text)) == text", "[text][sentencepiece]") {
+  if (!have_llama_model()) return;
+  const auto& tokenizer = llama();
+  std::vector<std::string> texts = {
+      "h\xC3\xA9llo w\xC3\xB6rld \xE4\xBD\xA0\xE5\xA5\xBD",
+      "\xF0\x9F\x99\x82 byte fallback",
+      "  two leading spaces, a\ttab and\n\nnewlines  ",
+  };
+  const fs::path shakespeare = fs::path(kDataDir) / "tinyshakespeare.txt";
+  if (fs::exists(shakespeare)) texts.push_back(read_file(shakespeare).substr(0, 10000));
+  for (const auto& text : texts) {
+    CAPTURE(text.substr(0, 100));
+    const Ids ids = tokenizer.encode(text);
+    REQUIRE(!ids.empty());
+    CHECK(ids.front() == 1);
+    CHECK(tokenizer.decode(ids) == text);
+  }
+}
+
+TEST_CASE("sentencepiece: documents joined by eot decode to the joined text",
+          "[text][sentencepiece]") {
+  if (!have_llama_model()) return;
+  const auto& tokenizer = llama();
+  Ids ids = tokenizer.encode("First document.");
+  ids.push_back(tokenizer.eot_id());
+  const Ids second = tokenizer.encode(" Second one.");
+  ids.insert(ids.end(), second.begin(), second.end());
+  CHECK(tokenizer.decode(ids) == "First document. Second one.");
+}
+
+TEST_CASE("sentencepiece: <s> and </s> are special only when allowed", "[text][sentencepiece]") {
+  if (!have_llama_model()) return;
+  const auto& tokenizer = llama();
+  CHECK(tokenizer.encode("</s>", true) == Ids{1, 2});
+  CHECK(tokenizer.encode("<s></s><s>", true) == Ids{1, 1, 2, 1});
+  const Ids mixed = tokenizer.encode("Hello</s>world<s>", true);
+  CHECK(mixed == Ids{1, 15043, 2, 3186, 1});
+
+  const std::string text = "a <s> b </s> c";
+  const Ids plain = tokenizer.encode(text);
+  REQUIRE(plain.size() > 1);
+  CHECK(plain.front() == 1);
+  for (size_t i = 1; i < plain.size(); ++i) CHECK((plain[i] != 1 && plain[i] != 2));
+  CHECK(tokenizer.decode(plain) == text);
+}
+
+TEST_CASE("make_tokenizer loads sentencepiece models", "[text][sentencepiece]") {
+  CHECK_THAT(error_message([] { cr::make_tokenizer("sentencepiece", std::nullopt); }),
+             Catch::Contains("needs a .model file"));
+  CHECK_THAT(error_message([] { cr::make_tokenizer("bpe", std::nullopt); }),
+             Catch::Contains("'sentencepiece'"));
+  if (!have_llama_model()) return;
+  CHECK(cr::make_tokenizer("sentencepiece", kDataDir)->encode("Hello world") ==
+        Ids{1, 15043, 3186});
+  CHECK(cr::make_tokenizer("sentencepiece", kLlamaModel.string())->vocab_size() == 32000);
+
+  const TempDir dir;
+  fs::copy_file(kLlamaModel, dir.path() / "tokenizer.model");
+  CHECK(cr::make_tokenizer("sentencepiece", dir.path().string())->name() ==
+        "sentencepiece:tokenizer.model");
+}
+
+TEST_CASE("sentencepiece: missing and unloadable models are errors naming the path",
+          "[text][sentencepiece]") {
+  const TempDir dir;
+  const std::string missing = (dir.path() / "absent.model").string();
+  CHECK_THAT(error_message([&] { cr::load_sentencepiece_tokenizer(missing); }),
+             Catch::Contains(missing));
+
+  CHECK_THAT(error_message([&] { cr::load_sentencepiece_tokenizer(dir.path().string()); }),
+             Catch::Contains(dir.path().string()) && Catch::Contains("tokenizer.model") &&
+                 Catch::Contains("llama2-tokenizer.model"));
+
+  // Fixed-seed noise, so that the test sees the same bytes on every run.
+  std::string noise(4096, '\0');
+  uint32_t state = 12345;
+  for (char& byte : noise) {
+    state = state * 1664525u + 1013904223u;
+    byte = static_cast<char>(state >> 24);
+  }
+  const std::string garbage = (dir.path() / "garbage.model").string();
+  write_file(garbage, noise);
+  const std::string message = error_message([&] { cr::load_sentencepiece_tokenizer(garbage); });
+  CHECK_THAT(message, Catch::Contains(garbage));
+  INFO(message);
+  CHECK(message.size() > garbage.size() + 30);
+}

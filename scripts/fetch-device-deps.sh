@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Downloads the Debian packages the GPU machine lacks (it has no package registry) into .deps/,
+# which git ignores; the device run carries that folder and scripts/device-build.sh unpacks it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .deps
+cd .deps
+apt-get download libyaml-cpp-dev libyaml-cpp0.7 libfmt-dev libfmt9 libcli11-dev nlohmann-json3-dev catch2

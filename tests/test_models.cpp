@@ -1,0 +1,178 @@
+// GPT-2 shapes and counts, the fused LM loss, flat parameter storage and AdamW, each checked
+// against a hand computation or LibTorch's own reference implementation.
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include "core/adamw_optimizer.h"
+#include "core/lr_schedule.h"
+#include "memory/flat_parameters.h"
+#include "models/gpt2.h"
+#include "models/lm_loss.h"
+#include "models/model_spec.h"
+
+using namespace cr;
+
+TEST_CASE("GPT-2 presets have Hugging Face parameter counts", "[models]") {
+  CHECK(parameter_count(find_model_preset("gpt2").spec) == 124439808);
+  CHECK(parameter_count(find_model_preset("gpt2-medium").spec) == 354823168);
+  CHECK(parameter_count(find_model_preset("gpt2-large").spec) == 774030080);
+  CHECK(parameter_count(find_model_preset("gpt2-xl").spec) == 1557611200);
+  CHECK(parameter_count(find_model_preset("gpt2-bench").spec) == 30357504);
+}
+
+TEST_CASE("allocated models have exactly the analytic parameter count", "[models]") {
+  for (const auto& preset : model_presets()) {
+    if (parameter_count(preset.spec) > 200'000'000) continue;  // keep the test light
+    GPT2 model(preset.spec);
+    int64_t total = 0;
+    for (const auto& p : model->parameters()) total += p.numel();
+    INFO(preset.name);
+    CHECK(total == parameter_count(preset.spec));
+  }
+}
+
+TEST_CASE("unknown presets and inconsistent dimensions are rejected with a reason", "[models]") {
+  CHECK_THROWS_WITH(find_model_preset("gpt2-mdium"), Catch::Contains("did you mean 'gpt2-medium'"));
+  ModelSpec spec = find_model_preset("gpt2-tiny").spec;
+  spec.n_head = 3;
+  CHECK_THROWS_WITH(validate_model_spec(spec), Catch::Contains("not divisible by n_head 3"));
+}
+
+TEST_CASE("FLOPs per token follow 6N + 12 L d T", "[models]") {
+  const ModelSpec spec = find_model_preset("gpt2").spec;
+  CHECK(flops_per_token(spec, 1024) == Approx(6.0 * 124439808 + 12.0 * 12 * 768 * 1024));
+}
+
+TEST_CASE("attention is causal: logits at t ignore tokens after t", "[models]") {
+  torch::manual_seed(1);
+  GPT2 model(find_model_preset("gpt2-tiny").spec);
+  model->eval();
+  auto tokens = torch::randint(0, 512, {2, 16}, torch::kLong);
+  auto changed = tokens.clone();
+  changed.slice(1, 10, 16).fill_(7);
+  auto a = model->logits(tokens), b = model->logits(changed);
+  CHECK(torch::allclose(a.slice(1, 0, 10), b.slice(1, 0, 10), 1e-6, 1e-6));
+  CHECK_FALSE(torch::allclose(a.slice(1, 10, 16), b.slice(1, 10, 16), 1e-3, 1e-3));
+}
+
+TEST_CASE("fused linear cross-entropy equals the reference in value and gradients", "[models]") {
+  torch::manual_seed(2);
+  for (int64_t rows : {1, 63, 300}) {
+    auto hidden = torch::randn({rows, 24}, torch::dtype(torch::kDouble)).to(torch::kFloat).requires_grad_();
+    auto weight = (torch::randn({1000, 24}) * 0.3).requires_grad_();
+    auto targets = torch::randint(0, 1000, {rows}, torch::kLong);
+    auto fused = linear_cross_entropy(hidden, weight, targets);
+    (fused * 3.0).backward();
+    auto grad_hidden = hidden.grad().clone(), grad_weight = weight.grad().clone();
+    hidden.mutable_grad().reset();
+    weight.mutable_grad().reset();
+    auto reference = linear_cross_entropy_reference(hidden, weight, targets);
+    (reference * 3.0).backward();
+    INFO("rows " << rows);
+    CHECK(fused.item<double>() == Approx(reference.item<double>()).epsilon(1e-6));
+    CHECK(torch::allclose(grad_hidden, hidden.grad(), 1e-5, 1e-6));
+    CHECK(torch::allclose(grad_weight, weight.grad(), 1e-5, 1e-6));
+  }
+}
+
+TEST_CASE("flat parameters: views, decay-first layout, gradients land in the flat buffer", "[memory]") {
+  torch::manual_seed(3);
+  GPT2 model(find_model_preset("gpt2-tiny").spec);
+  FlatParameters flat(*model, torch::kFloat);
+  CHECK(flat.numel() == parameter_count(model->spec()));
+  for (const auto& entry : flat.entries()) {
+    CHECK(entry.decay == (entry.shape.size() >= 2));
+    CHECK(entry.decay == (entry.offset < flat.decay_numel()));
+  }
+  CHECK(model->wte->weight.data_ptr() == flat.master().data_ptr());  // first decayed parameter
+  auto tokens = torch::randint(0, 512, {2, 8}, torch::kLong);
+  model->loss(tokens, tokens).backward();
+  const auto& wte = flat.entries().front();
+  CHECK(wte.name == "wte.weight");
+  CHECK(torch::equal(flat.view_of(flat.master_grad(), wte), model->wte->weight.grad()));
+  CHECK(flat.master_grad().abs().sum().item<double>() > 0);
+  flat.zero_grad();
+  CHECK(flat.master_grad().abs().sum().item<double>() == 0);
+}
+
+TEST_CASE("bf16 compute keeps an fp32 master copy", "[memory]") {
+  torch::manual_seed(4);
+  GPT2 model(find_model_preset("gpt2-tiny").spec);
+  FlatParameters flat(*model, torch::kBFloat16);
+  CHECK(flat.has_master_copy());
+  CHECK(model->wte->weight.scalar_type() == torch::kBFloat16);
+  CHECK(flat.master().scalar_type() == torch::kFloat);
+  auto tokens = torch::randint(0, 512, {2, 8}, torch::kLong);
+  model->loss(tokens, tokens).backward();
+  flat.accumulate_micro_batch_grads();
+  CHECK(flat.master_grad().abs().sum().item<double>() > 0);
+  flat.master().add_(1.0);
+  flat.publish_master();
+  CHECK(torch::allclose(flat.compute().to(torch::kFloat), flat.master(), 1e-2, 1e-2));
+}
+
+TEST_CASE("AdamW over flat parameters matches torch::optim::AdamW", "[memory]") {
+  for (const std::string name : {"adamw", "adam"}) {
+    torch::manual_seed(5);
+    torch::nn::Linear ours(16, 8), theirs(16, 8);
+    {
+      torch::NoGradGuard no_grad;
+      theirs->weight.copy_(ours->weight);
+      theirs->bias.copy_(ours->bias);
+    }
+    auto initial = theirs->weight.detach().clone();
+    FlatParameters flat(*ours, torch::kFloat);
+    OptimizerConfig config;
+    config.name = name;
+    config.lr = 1e-2;
+    config.weight_decay = 0.1;
+    AdamWOptimizer optimizer(config, flat);
+    // Our layout decays matrices only: the reference gets the same two groups.
+    auto groups = [&](auto options) {
+      auto no_decay = options;
+      no_decay.weight_decay(0.0);
+      std::vector<torch::optim::OptimizerParamGroup> result;
+      result.emplace_back(std::vector<torch::Tensor>{theirs->weight}, std::make_unique<decltype(options)>(options));
+      result.emplace_back(std::vector<torch::Tensor>{theirs->bias}, std::make_unique<decltype(options)>(no_decay));
+      return result;
+    };
+    std::unique_ptr<torch::optim::Optimizer> reference;
+    if (name == "adamw") {
+      auto options = torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1);
+      reference = std::make_unique<torch::optim::AdamW>(groups(options), options);
+    } else {
+      auto options = torch::optim::AdamOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1);
+      reference = std::make_unique<torch::optim::Adam>(groups(options), options);
+    }
+    for (int step = 0; step < 5; ++step) {
+      auto x = torch::randn({4, 16});
+      flat.zero_grad();
+      ours->forward(x).pow(2).sum().backward();
+      optimizer.step(1e-2, 1.0);
+      reference->zero_grad();
+      theirs->forward(x).pow(2).sum().backward();
+      reference->step();
+    }
+    INFO(name);
+    CHECK((theirs->weight - initial).abs().max().item<double>() > 1e-2);
+    CHECK(torch::allclose(ours->weight, theirs->weight, 1e-5, 1e-6));
+    CHECK(torch::allclose(ours->bias, theirs->bias, 1e-5, 1e-6));
+  }
+}
+
+TEST_CASE("learning-rate schedule: warmup, cosine to min_lr, linear, constant", "[train]") {
+  LrScheduleConfig s;
+  s.kind = "cosine";
+  s.warmup_steps = 10;
+  s.min_lr = 0.1;
+  CHECK(learning_rate(s, 1.0, 0, 110) == Approx(0.1));
+  CHECK(learning_rate(s, 1.0, 9, 110) == Approx(1.0));
+  CHECK(learning_rate(s, 1.0, 10, 110) == Approx(1.0));
+  CHECK(learning_rate(s, 1.0, 60, 110) == Approx(0.55));
+  CHECK(learning_rate(s, 1.0, 110, 110) == Approx(0.1));
+  s.kind = "linear";
+  CHECK(learning_rate(s, 1.0, 60, 110) == Approx(0.55));
+  CHECK(learning_rate(s, 1.0, 35, 110) == Approx(0.775));
+  s.kind = "constant";
+  CHECK(learning_rate(s, 1.0, 100, 110) == Approx(1.0));
+}
