@@ -71,6 +71,7 @@ int run_bench_command(const BenchOptions& options) {
       {"final_loss", summary.losses.back()},
   };
   std::printf("%s\n", result.dump().c_str());
+  std::fflush(stdout);
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include "cmd/commands.h"
+#include "core/crash_report.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -24,6 +25,7 @@ void add_config_options(CLI::App* app, cr::ConfigOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cr::install_crash_report();
   CLI::App app{"colossal-run: train large transformer models from a YAML config"};
   app.set_version_flag("--version", std::string("colossal-run ") + kVersion);
   app.require_subcommand(0, 1);

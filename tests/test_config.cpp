@@ -338,7 +338,7 @@ TEST_CASE("validate_config checks a config built in code") {
                     "built: optimizer.betas: must have 2 items, got 1");
 }
 
-TEST_CASE("--set overrides go through the same parsing and checks") {
+TEST_CASE("overrides given with --set go through the same parsing and checks") {
   const Config c =
       load("train:\n  steps: 10\n",
            {"train.steps=500", "optimizer.betas=[0.9,0.99]", "model.preset=null", "model.n_layer=2",

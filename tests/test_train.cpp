@@ -2,6 +2,8 @@
 // are refused, run directories hold what they promise.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -137,8 +139,9 @@ TEST_CASE("training on tinyshakespeare drives validation loss well below uniform
   const auto dir = fresh_dir("shakespeare");
   const std::string data = std::string(CR_SHARED_DATA) + "/tinyshakespeare.txt";
   const auto config = load_config_file(std::string(CR_SOURCE_DIR) + "/configs/shakespeare_char.yaml",
-                                       {"data.train=" + data, "train.steps=150", "train.eval_every=150",
-                                        "train.eval_batches=8", "runtime.run_dir=" + dir.string(),
+                                       {"data.train=" + data, "train.steps=120", "train.global_batch_size=16",
+                                        "train.eval_every=120", "train.eval_batches=8", "runtime.threads=1",
+                                        "runtime.run_dir=" + dir.string(),
                                         "runtime.progress_bar=false", "train.peak_flops=1.0e9",
                                         "checkpoint.save_final=false", "checkpoint.every=0"});
   const auto summary = run_training(config);
