@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The documented GPT-2 BPE route end to end: `prepare` tinyshakespeare into token shards, then
+# train configs/shakespeare_gpt2.yaml on them for a few steps and resume once.
+# Usage: prepare_and_train.sh COLOSSAL_RUN SOURCE_DIR SHARED_DATA WORK_DIR   (exit 77: skipped)
+set -euo pipefail
+exe=$1 source_dir=$2 data=$3 work=$4
+if [[ ! -f $data/tinyshakespeare.txt || ! -f $data/gpt2-encoder.json ]]; then
+  echo "skipped: $data has no tinyshakespeare.txt / GPT-2 tokenizer files"
+  exit 77
+fi
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+"$exe" prepare "$data/tinyshakespeare.txt" -o data/shakespeare/shakespeare --tokenizer gpt2 \
+  --tokenizer-dir "$data" --val-fraction 0.1 | tee prepare.log
+grep -q "304,222 train tokens, 33,803 val tokens" prepare.log  # 338,025 GPT-2 tokens in all
+common=(--config "$source_dir/configs/shakespeare_gpt2.yaml" --set train.micro_batch_size=2
+        --set train.global_batch_size=2 --set data.seq_len=64 --set train.eval_every=3
+        --set train.eval_batches=2 --set runtime.threads=1 --set train.peak_flops=1.0e9
+        --set checkpoint.every=2)
+"$exe" train "${common[@]}" --set train.steps=2 | tee first.log
+"$exe" train "${common[@]}" --set train.steps=3 | tee second.log
+grep -q "resumed from runs/shakespeare_gpt2/checkpoints/step_00000002 at step 2" second.log
+grep -q "val_loss" second.log
+[[ $(wc -l < runs/shakespeare_gpt2/metrics.jsonl) -eq 5 ]]  # 3 steps + an evaluation at the end of each run
