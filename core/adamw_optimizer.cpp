@@ -8,6 +8,9 @@ AdamWOptimizer::AdamWOptimizer(const OptimizerConfig& config, FlatParameters& pa
     : config_(config), params_(params) {
   exp_avg_ = torch::zeros_like(params.master());
   exp_avg_sq_ = torch::zeros_like(params.master());
+  for (bool decay : {true, false}) {
+    for (const auto& [begin, end] : params.decay_ranges(decay)) ranges_.push_back({begin, end, decay});
+  }
 }
 
 void AdamWOptimizer::step(double lr, double grad_scale) {
@@ -23,11 +26,9 @@ void AdamWOptimizer::step(double lr, double grad_scale) {
   p.grad_scale = static_cast<float>(grad_scale);
   auto& master = params_.master();
   auto& grad = params_.master_grad();
-  const int64_t ranges[2][2] = {{0, params_.decay_numel()}, {params_.decay_numel(), params_.numel()}};
-  for (int group = 0; group < 2; ++group) {
-    const int64_t begin = ranges[group][0], count = ranges[group][1] - ranges[group][0];
-    if (count == 0) continue;
-    p.weight_decay = group == 0 ? static_cast<float>(config_.weight_decay) : 0.0f;
+  for (const auto& [begin, end, decay] : ranges_) {
+    const int64_t count = end - begin;
+    p.weight_decay = decay ? static_cast<float>(config_.weight_decay) : 0.0f;
     if (master.is_cpu()) {
       adam_step(master.data_ptr<float>() + begin, grad.data_ptr<float>() + begin,
                 exp_avg_.data_ptr<float>() + begin, exp_avg_sq_.data_ptr<float>() + begin, count, p);

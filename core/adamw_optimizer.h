@@ -1,5 +1,5 @@
-// AdamW / Adam over FlatParameters: fp32 moments laid out like the flat master buffer, the
-// weight-decay range and the no-decay range updated by the fused kernel in one pass each.
+// AdamW / Adam over FlatParameters: fp32 moments laid out like the flat master buffer, each
+// maximal run of decayed (or undecayed) parameters updated by the fused kernel in one call.
 #pragma once
 
 #include <torch/torch.h>
@@ -25,6 +25,11 @@ class AdamWOptimizer {
   OptimizerConfig config_;
   FlatParameters& params_;
   torch::Tensor exp_avg_, exp_avg_sq_;
+  struct Range {
+    int64_t begin, end;
+    bool decay;
+  };
+  std::vector<Range> ranges_;
   int64_t step_count_ = 0;
 };
 

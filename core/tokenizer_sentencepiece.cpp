@@ -1,10 +1,16 @@
-// The LLaMA tokenizer: a SentencePiece model (tokenizer.model) run through libsentencepiece.
-#include <sentencepiece_processor.h>
-
+// The LLaMA tokenizer: a SentencePiece BPE model (tokenizer.model). It is read and run natively:
+// libsentencepiece carries its own protobuf runtime, which cannot share a process with
+// LibTorch's libprotobuf.
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
+#include "core/sentencepiece_bpe.h"
+#include "core/sentencepiece_model.h"
 #include "core/tokenizer.h"
 
 namespace cr {
@@ -21,33 +27,31 @@ constexpr const char* kModelNames[] = {"tokenizer.model", "llama2-tokenizer.mode
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const fs::path& model) : file_(model.filename().string()) {
-    const auto status = processor_.Load(model.string());
-    if (!status.ok()) {
-      fail("cannot load SentencePiece model {}: {}", model.string(), status.ToString());
-    }
+  explicit SentencePieceTokenizer(const fs::path& model)
+      : model_(spm::parse_model_proto(read_model_file(model), model.string()), model.string()),
+        file_(model.filename().string()) {
     // Every document starts with BOS and eot_id() must name a real token, so a model that
     // disabled either (id -1) cannot serve here.
-    if (processor_.bos_id() < 0 || processor_.eos_id() < 0) {
+    if (model_.bos_id() < 0 || model_.eos_id() < 0) {
       fail("SentencePiece model {} has no <s>/</s> ids (bos {}, eos {})", model.string(),
-           processor_.bos_id(), processor_.eos_id());
+           model_.bos_id(), model_.eos_id());
     }
-    bos_ = static_cast<uint32_t>(processor_.bos_id());
-    eos_ = static_cast<uint32_t>(processor_.eos_id());
+    bos_ = static_cast<uint32_t>(model_.bos_id());
+    eos_ = static_cast<uint32_t>(model_.eos_id());
   }
 
   // BOS first, as LLaMA saw every document in training.
   std::vector<uint32_t> encode(std::string_view text, bool allow_special) const override {
     std::vector<uint32_t> ids{bos_};
     if (!allow_special) {
-      append_pieces(text, ids);
+      model_.encode(text, ids);
       return ids;
     }
     for (;;) {
       const size_t bos_at = text.find(kBosText);
       const size_t eos_at = text.find(kEosText);
       const size_t at = std::min(bos_at, eos_at);
-      append_pieces(text.substr(0, at), ids);
+      model_.encode(text.substr(0, at), ids);
       if (at == std::string_view::npos) return ids;
       const bool is_bos = at == bos_at;
       ids.push_back(is_bos ? bos_ : eos_);
@@ -59,44 +63,36 @@ class SentencePieceTokenizer final : public Tokenizer {
   // drops its own leading dummy-prefix space the way it was added when it was encoded: the
   // decode of concatenated documents is the concatenation of the documents.
   std::string decode(const std::vector<uint32_t>& ids) const override {
-    std::string text;
-    std::vector<int> run;
-    const auto flush = [&] {
-      if (run.empty()) return;
-      std::string piece;
-      const auto status = processor_.Decode(run, &piece);
-      if (!status.ok()) fail("{}: cannot decode: {}", name(), status.ToString());
-      text += piece;
-      run.clear();
-    };
     for (const uint32_t id : ids) {
       if (id >= vocab_size()) {
         fail("{}: token id {} is outside the vocabulary (size {})", name(), id, vocab_size());
       }
-      if (id == bos_ || id == eos_) {
-        flush();
-      } else {
-        run.push_back(static_cast<int>(id));
-      }
     }
-    flush();
+    std::string text;
+    size_t run_start = 0;
+    for (size_t i = 0; i <= ids.size(); ++i) {
+      if (i < ids.size() && ids[i] != bos_ && ids[i] != eos_) continue;
+      text += model_.decode(ids.data() + run_start, i - run_start);
+      run_start = i + 1;
+    }
     return text;
   }
 
-  uint32_t vocab_size() const override { return static_cast<uint32_t>(processor_.GetPieceSize()); }
+  uint32_t vocab_size() const override { return static_cast<uint32_t>(model_.size()); }
   uint32_t eot_id() const override { return eos_; }
   std::string name() const override { return "sentencepiece:" + file_; }
 
  private:
-  void append_pieces(std::string_view text, std::vector<uint32_t>& ids) const {
-    if (text.empty()) return;
-    std::vector<int> pieces;
-    const auto status = processor_.Encode(text, &pieces);
-    if (!status.ok()) fail("{}: cannot encode: {}", name(), status.ToString());
-    ids.insert(ids.end(), pieces.begin(), pieces.end());
+  static std::string read_model_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("cannot load SentencePiece model {}: {}", path.string(), std::strerror(errno));
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    if (in.bad()) fail("cannot load SentencePiece model {}: read error", path.string());
+    return bytes.str();
   }
 
-  sentencepiece::SentencePieceProcessor processor_;
+  spm::BpeModel model_;
   std::string file_;
   uint32_t bos_ = 0;
   uint32_t eos_ = 0;

@@ -9,17 +9,13 @@ FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType comp
   CR_CHECK(compute_dtype == torch::kFloat || compute_dtype == torch::kBFloat16,
            "unsupported compute dtype {}", c10::toString(compute_dtype));
   auto named = module.named_parameters(/*recurse=*/true);
-  std::vector<torch::Tensor> params;
-  for (bool decay : {true, false}) {
-    for (const auto& item : named) {
-      const auto& p = item.value();
-      if ((p.dim() >= 2) != decay) continue;
-      FlatEntry entry{item.key(), numel_, p.numel(), p.sizes().vec(), decay};
-      numel_ += p.numel();
-      if (decay) decay_numel_ = numel_;
-      entries_.push_back(entry);
-      params.push_back(p);
-    }
+  auto& params = params_;
+  for (auto it = named.end(); it != named.begin();) {
+    --it;
+    const auto& p = it->value();
+    entries_.push_back({it->key(), numel_, p.numel(), p.sizes().vec(), p.dim() >= 2});
+    numel_ += p.numel();
+    params.push_back(p);
   }
   CR_CHECK(!params.empty(), "module has no parameters");
   torch::NoGradGuard no_grad;
@@ -41,6 +37,19 @@ FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType comp
     params[i].mutable_grad() =
         compute_grad_.narrow(0, entries_[i].offset, entries_[i].numel).view(entries_[i].shape);
   }
+}
+
+std::vector<std::pair<int64_t, int64_t>> FlatParameters::decay_ranges(bool decay) const {
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (const auto& entry : entries_) {
+    if (entry.decay != decay) continue;
+    if (!ranges.empty() && ranges.back().second == entry.offset) {
+      ranges.back().second += entry.numel;
+    } else {
+      ranges.emplace_back(entry.offset, entry.offset + entry.numel);
+    }
+  }
+  return ranges;
 }
 
 torch::Tensor FlatParameters::view_of(const torch::Tensor& flat, const FlatEntry& entry) const {

@@ -1,9 +1,10 @@
 // memory/: where parameters, gradients and optimizer states live and in which precision.
 //
 // FlatParameters moves every parameter of a module into one contiguous buffer, each parameter
-// becoming a view of it, so that clipping, the optimizer, checkpoints and (later) sharding and
-// communication work on a few large tensors instead of hundreds of small ones. Parameters with
-// weight decay (matrices, embeddings) come first, the others (biases, norm gains) after.
+// becoming a view of it, so that clipping, the optimizer, checkpoints, sharding and
+// communication work on a few large tensors instead of hundreds of small ones. Parameters are
+// laid out in reverse registration order, which is roughly the order backward produces their
+// gradients: gradient buckets that are contiguous ranges of the buffer fill up one after another.
 #pragma once
 
 #include <string>
@@ -27,8 +28,10 @@ class FlatParameters {
   FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype);
 
   int64_t numel() const { return numel_; }
-  int64_t decay_numel() const { return decay_numel_; }  // [0, decay_numel) gets weight decay
   const std::vector<FlatEntry>& entries() const { return entries_; }
+  // Maximal [begin, end) ranges of the buffer whose parameters all do (or all do not) get
+  // weight decay: matrices and embeddings do, biases and norm gains do not.
+  std::vector<std::pair<int64_t, int64_t>> decay_ranges(bool decay) const;
   bool has_master_copy() const { return compute_dtype_ != torch::kFloat; }
 
   torch::Tensor& master() { return master_; }            // fp32 parameters
@@ -41,14 +44,17 @@ class FlatParameters {
   // After the optimizer step: refreshes the low-precision copy from the master weights.
   void publish_master();
 
+  // The module's parameter tensors, in the order of entries().
+  const std::vector<torch::Tensor>& parameters_in_entry_order() const { return params_; }
+
   // A named view of one parameter inside a flat fp32 buffer of the same layout.
   torch::Tensor view_of(const torch::Tensor& flat, const FlatEntry& entry) const;
 
  private:
   torch::ScalarType compute_dtype_;
   int64_t numel_ = 0;
-  int64_t decay_numel_ = 0;
   std::vector<FlatEntry> entries_;
+  std::vector<torch::Tensor> params_;
   torch::Tensor master_, master_grad_, compute_, compute_grad_;
 };
 

@@ -75,20 +75,25 @@ TEST_CASE("fused linear cross-entropy equals the reference in value and gradient
   }
 }
 
-TEST_CASE("flat parameters: views, decay-first layout, gradients land in the flat buffer", "[memory]") {
+TEST_CASE("flat parameters: views in reverse registration order, gradients land in the flat buffer", "[memory]") {
   torch::manual_seed(3);
   GPT2 model(find_model_preset("gpt2-tiny").spec);
   FlatParameters flat(*model, torch::kFloat);
   CHECK(flat.numel() == parameter_count(model->spec()));
+  int64_t decayed = 0;
   for (const auto& entry : flat.entries()) {
     CHECK(entry.decay == (entry.shape.size() >= 2));
-    CHECK(entry.decay == (entry.offset < flat.decay_numel()));
+    if (entry.decay) decayed += entry.numel;
   }
-  CHECK(model->wte->weight.data_ptr() == flat.master().data_ptr());  // first decayed parameter
+  int64_t in_ranges = 0;
+  for (const auto& [begin, end] : flat.decay_ranges(true)) in_ranges += end - begin;
+  CHECK(in_ranges == decayed);
+  CHECK(flat.entries().front().name == "ln_f.bias");  // last registered comes first
+  const auto& wte = flat.entries().back();
+  CHECK(wte.name == "wte.weight");
+  CHECK(model->wte->weight.data_ptr<float>() == flat.master().data_ptr<float>() + wte.offset);
   auto tokens = torch::randint(0, 512, {2, 8}, torch::kLong);
   model->loss(tokens, tokens).backward();
-  const auto& wte = flat.entries().front();
-  CHECK(wte.name == "wte.weight");
   CHECK(torch::equal(flat.view_of(flat.master_grad(), wte), model->wte->weight.grad()));
   CHECK(flat.master_grad().abs().sum().item<double>() > 0);
   flat.zero_grad();
