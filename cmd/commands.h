@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "cmd/launch.h"
+
 namespace cr {
 
 struct ConfigOptions {
@@ -34,7 +36,8 @@ struct BenchOptions {
   double peak_flops = 0;  // 0: measure
 };
 
-int run_train_command(const ConfigOptions& options, int nprocs);
+// Runs in every rank of a job (or alone); `launch` says which rank this is.
+int run_train_command(const ConfigOptions& options, const LaunchEnvironment& launch);
 int run_plan_command(const ConfigOptions& options);
 int run_prepare_command(const PrepareCommandOptions& options);
 int run_bench_command(const BenchOptions& options);

@@ -1,12 +1,15 @@
 // colossal-run: command line parsing and the one place where errors become messages and exit
 // codes (0 done, 1 error, 2 usage, 130 stopped by a signal).
 #include <CLI/CLI.hpp>
-#include <c10/util/Exception.h>
 
 #include "cmd/commands.h"
+#include "cmd/config_source.h"
+#include "cmd/launch.h"
 #include "core/crash_report.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/runtime.h"
+#include "parallel/mpi_communicator.h"
 
 namespace {
 
@@ -32,12 +35,20 @@ int main(int argc, char** argv) {
 
   cr::ConfigOptions train_options;
   int nprocs = 1;
+  std::optional<std::string> hostfile;
+  auto add_launch_options = [&](CLI::App* command) {
+    command->add_option("--nprocs", nprocs, "processes to launch through mpirun (data-parallel ranks)")
+        ->check(CLI::PositiveNumber);
+    command->add_option_function<std::string>(
+        "--hostfile", [&](const std::string& file) { hostfile = file; },
+        "hosts for mpirun, one 'host slots=N' per line")->type_name("FILE");
+  };
   // `colossal-run --config X` means `colossal-run train --config X`.
   add_config_options(&app, train_options);
-  app.add_option("--nprocs", nprocs, "number of processes to launch")->check(CLI::PositiveNumber);
+  add_launch_options(&app);
   auto* train = app.add_subcommand("train", "train a model (the default command)");
   add_config_options(train, train_options);
-  train->add_option("--nprocs", nprocs, "number of processes to launch")->check(CLI::PositiveNumber);
+  add_launch_options(train);
 
   cr::ConfigOptions plan_options;
   auto* plan = app.add_subcommand("plan", "validate a config and print parameters, FLOPs and memory per rank");
@@ -79,13 +90,19 @@ int main(int argc, char** argv) {
     if (*plan) return cr::run_plan_command(plan_options);
     if (*prepare) return cr::run_prepare_command(prepare_options);
     if (*bench) return cr::run_bench_command(bench_options);
-    return cr::run_train_command(train_options, nprocs);
-  } catch (const cr::Error& e) {
-    cr::error_line(e.what());
-  } catch (const c10::Error& e) {
-    cr::error_line(std::string("LibTorch: ") + e.what_without_backtrace());
+    const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());
+    if (nprocs == 1 && !launch.warning.empty()) cr::warn0_line(launch.warning);
+    if (cr::needs_mpirun(launch, nprocs)) {
+      // Validate once here, so that a bad config gives one message rather than one per rank.
+      cr::load_command_config(train_options);
+      return cr::relaunch_under_mpirun(std::vector<std::string>(argv + 1, argv + argc), nprocs,
+                                       cr::available_cores(), hostfile);
+    }
+    return cr::run_train_command(train_options, launch);
   } catch (const std::exception& e) {
-    cr::error_line(e.what());
+    cr::error_line(cr::describe_exception(e));
   }
+  // In a multi-rank job the other ranks would wait for this one: end them all.
+  cr::abort_job_if_distributed(1);
   return 1;
 }

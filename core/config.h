@@ -26,7 +26,7 @@ struct DataConfig {
   std::vector<std::string> val;            // empty: hold out val_fraction of train
   double val_fraction = 0.05;
   int64_t seq_len = 256;
-  std::string tokenizer = "byte";          // byte | gpt2 (text format only)
+  std::string tokenizer = "byte";          // byte | gpt2 | sentencepiece (text format only)
   std::optional<std::string> tokenizer_dir;  // encoder.json + vocab.bpe, or vocab.json + merges.txt
 };
 
@@ -61,6 +61,11 @@ struct PrecisionConfig {
   std::string dtype = "fp32";  // fp32 | bf16
 };
 
+struct ParallelConfig {
+  int64_t data = 0;          // data-parallel ranks; 0: every rank of the job
+  double bucket_mb = 25.0;   // gradient all-reduce bucket size
+};
+
 struct CheckpointConfig {
   std::optional<std::string> dir;  // null: <runtime.run_dir>/checkpoints
   int64_t every = 0;               // 0: only at the end
@@ -74,6 +79,7 @@ struct RuntimeConfig {
   std::string device = "auto";  // auto | cpu | cuda
   int64_t threads = 0;          // 0: this rank's share of the cores
   bool progress_bar = true;     // only drawn when stdout is a terminal
+  double collective_timeout_s = 300.0;  // a collective not done by then aborts the job
 };
 
 struct Config {
@@ -83,6 +89,7 @@ struct Config {
   OptimizerConfig optimizer;
   LrScheduleConfig lr_schedule;
   PrecisionConfig precision;
+  ParallelConfig parallel;
   CheckpointConfig checkpoint;
   RuntimeConfig runtime;
 

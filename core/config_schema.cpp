@@ -62,6 +62,7 @@ const std::vector<ConfigSection>& config_sections() {
       {"optimizer", "The optimizer and its hyper-parameters."},
       {"lr_schedule", "Learning rate over the run: linear warm-up, then decay towards min_lr."},
       {"precision", "Numeric precision of the forward and backward passes."},
+      {"parallel", "How the job's ranks share the work (data parallel today)."},
       {"checkpoint", "Saving and resuming training state."},
       {"runtime", "Where the run writes its files and what it runs on."},
   };
@@ -94,7 +95,8 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(data, val_fraction), "share of train held out for validation when val is empty",
        between(0, 0.5)},
       {CR_FIELD(data, seq_len), "tokens per training sequence", at_least(1)},
-      {CR_FIELD(data, tokenizer), "tokenizer for the text format", one_of({"byte", "gpt2"})},
+      {CR_FIELD(data, tokenizer), "tokenizer for the text format",
+       one_of({"byte", "gpt2", "sentencepiece"})},
       {CR_FIELD(data, tokenizer_dir),
        "directory with the gpt2 tokenizer: encoder.json + vocab.bpe, or vocab.json + merges.txt"},
 
@@ -132,6 +134,8 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(precision, dtype), "compute dtype of the forward and backward passes",
        one_of({"fp32", "bf16"})},
 
+      {CR_FIELD(parallel, data), "data-parallel ranks; 0: every rank of the job", at_least(0)},
+      {CR_FIELD(parallel, bucket_mb), "size of each gradient all-reduce bucket in MiB", greater_than(0)},
       {CR_FIELD(checkpoint, dir),
        "checkpoint directory; null: checkpoints/ inside runtime.run_dir"},
       {CR_FIELD(checkpoint, every), "steps between checkpoints; 0: only at the end", at_least(0)},
@@ -146,6 +150,8 @@ const std::vector<ConfigKey>& config_keys() {
        one_of({"auto", "cpu", "cuda"})},
       {CR_FIELD(runtime, threads), "CPU threads; 0: this rank's share of the cores", at_least(0)},
       {CR_FIELD(runtime, progress_bar), "draw a progress bar when stdout is a terminal"},
+      {CR_FIELD(runtime, collective_timeout_s),
+       "seconds a collective may wait for other ranks before the job is aborted", greater_than(0)},
   };
   return keys;
 }
@@ -168,11 +174,11 @@ const std::vector<ConfigRule>& config_rules() {
          return fmt::format("data.train is empty; it is required when data.format is {}",
                             c.data.format);
        }},
-      {"data.tokenizer gpt2 needs data.tokenizer_dir when data.format is text.",
+      {"data.tokenizer gpt2 or sentencepiece needs data.tokenizer_dir when data.format is text.",
        [](const Config& c) -> std::string {
          const DataConfig& d = c.data;
-         if (d.format != "text" || d.tokenizer != "gpt2" || d.tokenizer_dir) return "";
-         return "data.tokenizer gpt2 needs data.tokenizer_dir (data.format is text)";
+         if (d.format != "text" || d.tokenizer == "byte" || d.tokenizer_dir) return "";
+         return "data.tokenizer " + d.tokenizer + " needs data.tokenizer_dir (data.format is text)";
        }},
       {"lr_schedule.min_lr is at most optimizer.lr.",
        [](const Config& c) -> std::string {

@@ -15,6 +15,7 @@ void set_log_rank(int rank, int world_size) {
 }
 
 int log_rank() { return g_rank; }
+int log_world_size() { return g_world_size; }
 
 void set_info_to_stderr(bool to_stderr) { g_info_to_stderr = to_stderr; }
 

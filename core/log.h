@@ -11,6 +11,7 @@ namespace cr {
 // The rank of this process and whether it prints; set once by the runtime at start-up.
 void set_log_rank(int rank, int world_size);
 int log_rank();
+int log_world_size();
 // Sends rank-0 information lines to stderr, leaving stdout to machine-readable output.
 void set_info_to_stderr(bool to_stderr);
 

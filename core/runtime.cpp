@@ -2,17 +2,27 @@
 
 #include <sched.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
+#include "core/log.h"
+#include "parallel/mpi_communicator.h"
 
 #ifdef CR_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 namespace cr {
+
+namespace {
+int g_ranks_on_this_node = 1;
+}  // namespace
+
+void set_ranks_on_this_node(int ranks) { g_ranks_on_this_node = std::max(1, ranks); }
+int ranks_on_this_node() { return g_ranks_on_this_node; }
 
 int available_cores() {
   cpu_set_t set;
@@ -22,8 +32,12 @@ int available_cores() {
 }
 
 int configure_threads(const RuntimeConfig& runtime, int ranks_on_node) {
+  // A launcher that binds ranks to cores already gave this process its share (its affinity
+  // mask is smaller than the machine); otherwise the ranks on this node split the cores.
+  const int cores = available_cores();
+  const bool bound = cores < static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   const int threads = runtime.threads > 0 ? static_cast<int>(runtime.threads)
-                                          : std::max(1, available_cores() / std::max(1, ranks_on_node));
+                                          : std::max(1, bound ? cores : cores / std::max(1, ranks_on_node));
   at::set_num_threads(threads);
   return threads;
 }
@@ -63,6 +77,19 @@ double measure_gemm_flops(torch::ScalarType dtype, torch::Device device) {
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return 2.0 * n * n * n / best;
+}
+
+std::string describe_exception(const std::exception& e) {
+  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e)) {
+    return std::string("LibTorch: ") + torch_error->what_without_backtrace();
+  }
+  return e.what();
+}
+
+void fail_job_if_distributed(const std::exception& e) {
+  if (log_world_size() <= 1) return;
+  error_line(describe_exception(e));
+  abort_job_if_distributed(1);
 }
 
 int64_t peak_rss_bytes() {

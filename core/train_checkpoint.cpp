@@ -50,7 +50,7 @@ void load_named(const SafetensorsFile& file, FlatParameters& params, torch::Tens
 }  // namespace
 
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainPosition& position,
-                                  FlatParameters& params, const AdamWOptimizer& optimizer) {
+                                  int data_parallel_size, FlatParameters& params, const AdamWOptimizer& optimizer) {
   std::filesystem::create_directories(root);
   CheckpointWriter writer(root, position.step);
   auto master = params.master().to(torch::kCPU).contiguous();
@@ -69,7 +69,8 @@ std::string save_train_checkpoint(const std::string& root, const Config& config,
       {"seed", config.train.seed},
       // Random streams are re-seeded from (seed, step) every step, so no generator state is needed.
       {"rng", "reseeded per step from train.seed"},
-      {"mesh", {{"world_size", 1}, {"data", 1}, {"tensor", 1}, {"pipeline", 1}}},
+      // Replicated state (no sharding yet), so it loads at any data-parallel size.
+      {"mesh", {{"world_size", data_parallel_size}, {"data", data_parallel_size}, {"tensor", 1}, {"pipeline", 1}}},
       {"parameters", params.numel()},
   };
   return writer.commit(manifest);

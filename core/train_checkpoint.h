@@ -19,7 +19,7 @@ struct TrainPosition {
 
 // Writes <root>/step_<step> atomically; returns its path.
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainPosition& position,
-                                  FlatParameters& params, const AdamWOptimizer& optimizer);
+                                  int data_parallel_size, FlatParameters& params, const AdamWOptimizer& optimizer);
 
 // Verifies checksums, then loads weights and (when optimizer is given) Adam state.
 // Errors name the checkpoint, the file and the tensor that does not fit.

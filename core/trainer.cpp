@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -16,8 +18,11 @@
 #include "core/model_factory.h"
 #include "core/runtime.h"
 #include "core/strings.h"
+#include "core/crc32.h"
 #include "core/train_checkpoint.h"
 #include "memory/flat_parameters.h"
+#include "memory/gradient_sync.h"
+#include "parallel/communicator.h"
 
 namespace cr {
 namespace {
@@ -51,43 +56,76 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Test hook for fault handling: "RANK:STEP" makes that rank fail at the start of that step.
+void maybe_inject_failure(int rank, int64_t step) {
+  const char* spec = std::getenv("COLOSSAL_RUN_FAIL_RANK_AT_STEP");
+  if (!spec) return;
+  int fail_rank = -1;
+  long long fail_step = -1;
+  if (std::sscanf(spec, "%d:%lld", &fail_rank, &fail_step) == 2 && fail_rank == rank && fail_step == step) {
+    fail("injected failure at step {} (COLOSSAL_RUN_FAIL_RANK_AT_STEP={})", step, spec);
+  }
+}
+
 class Trainer {
  public:
-  explicit Trainer(const Config& config);
+  Trainer(const Config& config, Communicator* world);
   TrainSummary run();
 
  private:
+  void run_steps(MetricsFile& metrics, ProgressReporter& progress);
   double train_step(int64_t step);
   double evaluate();
+  double mean_over_ranks(double value);
+  bool any_rank(bool flag);
   torch::Tensor batch_tensor(const std::vector<int64_t>& values) const;
   std::string checkpoint_root() const;
   void save(int64_t steps_done);
 
   Config config_;
+  Communicator* world_;  // null: a single process
+  int dp_rank_ = 0;
+  int dp_size_ = 1;
   ModelSpec spec_;
   torch::Device device_;
   torch::ScalarType dtype_;
   int64_t global_batch_ = 0;
+  int64_t rank_batch_ = 0;  // this rank's share of the global batch
   int64_t accumulation_ = 0;
   DataSplits data_;
   std::optional<BatchSampler> train_sampler_, val_sampler_;
   GPT2 model_{nullptr};
   std::unique_ptr<FlatParameters> params_;
   std::unique_ptr<AdamWOptimizer> optimizer_;
+  std::unique_ptr<GradientSynchronizer> gradient_sync_;
   TrainSummary summary_;
   int64_t start_step_ = 0;
 };
 
-Trainer::Trainer(const Config& config)
-    : config_(config), device_(resolve_device(config.runtime)), dtype_(compute_dtype(config.precision)) {
-  const int threads = configure_threads(config_.runtime);
+Trainer::Trainer(const Config& config, Communicator* world)
+    : config_(config), world_(world), device_(resolve_device(config.runtime)), dtype_(compute_dtype(config.precision)) {
+  if (world_) {
+    dp_rank_ = world_->rank();
+    dp_size_ = world_->size();
+    if (config_.parallel.data != 0 && config_.parallel.data != dp_size_) {
+      fail("parallel.data {} does not match the job's {} ranks (only data parallelism is available: "
+           "set parallel.data to {} or 0)", config_.parallel.data, dp_size_, dp_size_);
+    }
+  }
+  const int threads = configure_threads(config_.runtime, ranks_on_this_node());
   spec_ = model_spec_from_config(config_.model);
   if (config_.data.seq_len > spec_.max_seq_len) {
     fail("data.seq_len {} exceeds the model's max_seq_len {} (set model.max_seq_len)", config_.data.seq_len,
          spec_.max_seq_len);
   }
-  global_batch_ = config_.train.global_batch_size > 0 ? config_.train.global_batch_size : config_.train.micro_batch_size;
-  accumulation_ = global_batch_ / config_.train.micro_batch_size;
+  const int64_t micro = config_.train.micro_batch_size;
+  global_batch_ = config_.train.global_batch_size > 0 ? config_.train.global_batch_size : micro * dp_size_;
+  if (global_batch_ % (micro * dp_size_) != 0) {
+    fail("train.global_batch_size {} is not a multiple of train.micro_batch_size {} x {} data-parallel ranks",
+         global_batch_, micro, dp_size_);
+  }
+  rank_batch_ = global_batch_ / dp_size_;
+  accumulation_ = rank_batch_ / micro;
 
   data_ = open_data(config_.data, spec_.vocab_size, static_cast<uint64_t>(config_.train.seed));
   train_sampler_.emplace(data_.train, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/true);
@@ -99,6 +137,7 @@ Trainer::Trainer(const Config& config)
   params_ = std::make_unique<FlatParameters>(*model_, dtype_);
   optimizer_ = std::make_unique<AdamWOptimizer>(config_.optimizer, *params_);
   summary_.parameters = params_->numel();
+  summary_.data_parallel_size = dp_size_;
 
   if (const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root())) {
     const auto position = load_train_checkpoint(*resume_dir, *params_, optimizer_.get());
@@ -113,13 +152,21 @@ Trainer::Trainer(const Config& config)
     print0("initialised weights from {}", *config_.model.init_from);
   }
   summary_.first_step = start_step_;
+  if (dp_size_ > 1) {
+    // Every rank starts from rank 0's weights, whatever initialised or loaded them.
+    world_->broadcast(params_->master(), 0);
+    params_->publish_master();
+    const auto bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
+    gradient_sync_ = std::make_unique<GradientSynchronizer>(*params_, *world_, bucket_bytes);
+    summary_.gradient_bytes_sent_per_step = gradient_sync_->bytes_sent_per_step();
+  }
 
   summary_.peak_flops = config_.train.peak_flops > 0 ? config_.train.peak_flops : measure_gemm_flops(dtype_, device_);
   print0("data: {}", data_.description);
-  print0("model {} ({} parameters, {}) | {} threads on {} | global batch {} = {} x {} micro-batches | "
-         "peak {:.1f} GFLOP/s",
-         config_.model.preset.value_or(spec_.arch), with_thousands(params_->numel()), config_.precision.dtype, threads,
-         device_.str(), global_batch_, accumulation_, config_.train.micro_batch_size, summary_.peak_flops / 1e9);
+  print0("model {} ({} parameters, {}) | {} ranks x {} threads on {} | global batch {} = {} ranks x {} x {} "
+         "micro-batches | peak {:.1f} GFLOP/s per rank",
+         config_.model.preset.value_or(spec_.arch), with_thousands(params_->numel()), config_.precision.dtype, dp_size_,
+         threads, device_.str(), global_batch_, dp_size_, accumulation_, micro, summary_.peak_flops / 1e9);
 }
 
 std::string Trainer::checkpoint_root() const {
@@ -137,16 +184,20 @@ double Trainer::train_step(int64_t step) {
   std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
   params_->zero_grad();
   double loss_sum = 0.0;
+  const int64_t first_sample = step * global_batch_ + dp_rank_ * rank_batch_;
   for (int64_t micro = 0; micro < accumulation_; ++micro) {
-    // Dropout masks depend only on (seed, step, micro-batch): resumed runs draw the same ones.
-    torch::manual_seed(static_cast<uint64_t>(config_.train.seed) * 1000003u + step * accumulation_ + micro);
-    train_sampler_->fill(step * global_batch_ + micro * rows, rows, inputs.data(), targets.data());
+    // Dropout masks depend only on (seed, step, rank, micro-batch): resumed runs draw the same.
+    torch::manual_seed(static_cast<uint64_t>(config_.train.seed) * 1000003u +
+                       (step * dp_size_ + dp_rank_) * accumulation_ + micro);
+    train_sampler_->fill(first_sample + micro * rows, rows, inputs.data(), targets.data());
+    if (gradient_sync_) gradient_sync_->set_sync_this_backward(micro == accumulation_ - 1);
     auto loss = model_->loss(batch_tensor(inputs), batch_tensor(targets));
     (loss / static_cast<double>(accumulation_)).backward();
     params_->accumulate_micro_batch_grads();
     loss_sum += loss.item<double>();
   }
-  return loss_sum / static_cast<double>(accumulation_);
+  if (gradient_sync_) gradient_sync_->finish();
+  return mean_over_ranks(loss_sum / static_cast<double>(accumulation_));
 }
 
 double Trainer::evaluate() {
@@ -155,25 +206,46 @@ double Trainer::evaluate() {
   const int64_t rows = config_.train.micro_batch_size;
   std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
   double sum = 0.0;
-  for (int64_t batch = 0; batch < config_.train.eval_batches; ++batch) {
+  // Ranks split the evaluation batches between them.
+  for (int64_t batch = dp_rank_; batch < config_.train.eval_batches; batch += dp_size_) {
     val_sampler_->fill(batch * rows, rows, inputs.data(), targets.data());
     sum += model_->loss(batch_tensor(inputs), batch_tensor(targets)).item<double>();
   }
   model_->train();
-  return sum / static_cast<double>(config_.train.eval_batches);
+  return mean_over_ranks(sum * dp_size_) / static_cast<double>(config_.train.eval_batches);
+}
+
+double Trainer::mean_over_ranks(double value) {
+  if (dp_size_ == 1) return value;
+  auto t = torch::tensor({value}, torch::kDouble);
+  world_->all_reduce(t, ReduceOp::Avg);
+  return t.item<double>();
+}
+
+bool Trainer::any_rank(bool flag) {
+  if (dp_size_ == 1) return flag;
+  auto t = torch::tensor({flag ? 1 : 0}, torch::kInt);
+  world_->all_reduce(t, ReduceOp::Max);
+  return t.item<int>() != 0;
 }
 
 void Trainer::save(int64_t steps_done) {
+  // Data-parallel replicas hold identical state: rank 0 writes, the others wait for it.
   const auto root = checkpoint_root();
-  summary_.last_checkpoint =
-      save_train_checkpoint(root, config_, {steps_done, steps_done * global_batch_}, *params_, *optimizer_);
-  prune_checkpoints(root, config_.checkpoint.keep);
+  if (dp_rank_ == 0) {
+    summary_.last_checkpoint = save_train_checkpoint(root, config_, {steps_done, steps_done * global_batch_},
+                                                     dp_size_, *params_, *optimizer_);
+    prune_checkpoints(root, config_.checkpoint.keep);
+  } else {
+    summary_.last_checkpoint = (std::filesystem::path(root) / checkpoint_dir_name(steps_done)).string();
+  }
+  if (world_) world_->barrier();
 }
 
 TrainSummary Trainer::run() {
   const auto& train = config_.train;
-  std::filesystem::create_directories(config_.runtime.run_dir);
-  {
+  if (dp_rank_ == 0) {
+    std::filesystem::create_directories(config_.runtime.run_dir);
     std::ofstream out(std::filesystem::path(config_.runtime.run_dir) / "config.yaml");
     out << dump_config(config_);
   }
@@ -182,9 +254,25 @@ TrainSummary Trainer::run() {
   ProgressReporter progress(start_step_, train.steps, train.log_every, config_.runtime.progress_bar);
   if (!val_sampler_ && train.eval_every > 0) warn0("no validation data (data.val empty, data.val_fraction 0): evaluation is off");
   StopSignalScope stop_scope;
-  const double flops_per_step = flops_per_token(spec_, config_.data.seq_len) * global_batch_ * config_.data.seq_len;
 
+  try {
+    run_steps(metrics, progress);
+  } catch (const std::exception& e) {
+    // Before gradient buckets still in flight are destroyed: their handles wait for peers.
+    fail_job_if_distributed(e);
+    throw;
+  }
+  progress.finish();
+  auto master = params_->master().to(torch::kCPU).contiguous();
+  summary_.parameters_crc32 = crc32(master.data_ptr<float>(), master.numel() * sizeof(float));
+  return summary_;
+}
+
+void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
+  const auto& train = config_.train;
+  const double flops_per_step = flops_per_token(spec_, config_.data.seq_len) * global_batch_ * config_.data.seq_len;
   for (int64_t step = start_step_; step < train.steps; ++step) {
+    maybe_inject_failure(world_ ? world_->world_ranks()[dp_rank_] : 0, step + 1);
     const auto start = std::chrono::steady_clock::now();
     StepMetrics m;
     m.step = step + 1;
@@ -200,7 +288,7 @@ TrainSummary Trainer::run() {
     m.step_time_s = seconds_since(start);
     m.tokens_per_s = static_cast<double>(global_batch_ * config_.data.seq_len) / m.step_time_s;
     m.flops_per_s = flops_per_step / m.step_time_s;
-    m.mfu = m.flops_per_s / summary_.peak_flops;
+    m.mfu = m.flops_per_s / (summary_.peak_flops * dp_size_);
     m.peak_host_bytes = peak_rss_bytes();
     m.peak_device_bytes = peak_device_bytes(device_);
     metrics.write_step(m);
@@ -216,20 +304,27 @@ TrainSummary Trainer::run() {
       progress.print(fmt::format("step {}/{} | val_loss {:.4f}", m.step, train.steps, val_loss));
     }
     const bool periodic = config_.checkpoint.every > 0 && m.step % config_.checkpoint.every == 0;
-    if (periodic || (last && config_.checkpoint.save_final) || g_stop_signal) save(m.step);
-    if (g_stop_signal) {
+    // Ranks must agree on stopping at the same step, whichever of them saw the signal.
+    const bool stop = any_rank(g_stop_signal != 0);
+    if (periodic || (last && config_.checkpoint.save_final) || stop) save(m.step);
+    if (stop) {
       summary_.interrupted = true;
       progress.print(fmt::format("stopped by signal {} after step {}; checkpoint {}", g_stop_signal.load(), m.step,
                                  summary_.last_checkpoint.value_or("-")));
       break;
     }
   }
-  progress.finish();
-  return summary_;
 }
 
 }  // namespace
 
-TrainSummary run_training(const Config& config) { return Trainer(config).run(); }
+TrainSummary run_training(const Config& config, Communicator* world) {
+  try {
+    return Trainer(config, world).run();
+  } catch (const std::exception& e) {
+    fail_job_if_distributed(e);
+    throw;
+  }
+}
 
 }  // namespace cr

@@ -10,6 +10,10 @@
 #include "core/metrics.h"
 
 namespace cr {
+class Communicator;
+}
+
+namespace cr {
 
 struct TrainSummary {
   int64_t first_step = 0;               // steps already done when this run started (resume)
@@ -20,9 +24,13 @@ struct TrainSummary {
   double peak_flops = 0;                // the MFU denominator used
   int64_t parameters = 0;
   bool interrupted = false;             // stopped early by SIGINT / SIGTERM
+  uint32_t parameters_crc32 = 0;        // of the final fp32 weights: equal on every rank
+  int64_t data_parallel_size = 1;
+  int64_t gradient_bytes_sent_per_step = 0;  // per rank, ring all-reduce
 };
 
-// Runs training as configured. Throws cr::Error on bad input (data, checkpoints, config).
-TrainSummary run_training(const Config& config);
+// Runs training as configured: alone, or data parallel over `world` (every rank calls this
+// with the same config). Throws cr::Error on bad input (data, checkpoints, config).
+TrainSummary run_training(const Config& config, Communicator* world = nullptr);
 
 }  // namespace cr

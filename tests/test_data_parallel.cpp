@@ -1,0 +1,113 @@
+// Data parallelism against the single-process reference, run under mpirun with 2 and 4 ranks:
+// every rank trains the reference alone, then the data-parallel job, and compares.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/trainer.h"
+#include "parallel/mpi_communicator.h"
+
+using namespace cr;
+namespace fs = std::filesystem;
+
+namespace {
+
+Communicator* g_world = nullptr;
+
+// The same tiny GPT-2 for every layout; the global batch of 8 splits over 1, 2 or 4 ranks.
+Config dp_config(const fs::path& run_dir, std::vector<std::string> overrides) {
+  const std::string yaml = R"(
+model: {preset: gpt2-tiny}
+data: {format: synthetic, seq_len: 32}
+train: {micro_batch_size: 1, global_batch_size: 8, steps: 6, log_every: 100, eval_every: 3, eval_batches: 4,
+        seed: 11, clip_grad_norm: 0.5}
+optimizer: {lr: 3.0e-3}
+lr_schedule: {warmup_steps: 2, min_lr: 1.0e-4}
+checkpoint: {every: 0, save_final: false}
+runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
+)";
+  std::string text = yaml;
+  text.replace(text.find("RUN_DIR"), 7, run_dir.string());
+  overrides.push_back("train.peak_flops=1.0e9");
+  return load_config_text(text, "dp-test", overrides);
+}
+
+fs::path rank_dir(const std::string& name) {
+  return fs::temp_directory_path() / ("cr-test-dp-" + name + "-" + std::to_string(getppid()) + "-" +
+                                      std::to_string(g_world->rank()));
+}
+
+// Same value on every rank?
+bool identical_across_ranks(uint32_t value) {
+  auto t = torch::tensor({static_cast<int64_t>(value)}, torch::kLong);
+  auto high = t.clone(), low = -t;
+  g_world->all_reduce(high, ReduceOp::Max);
+  g_world->all_reduce(low, ReduceOp::Max);
+  return high.item<int64_t>() == -low.item<int64_t>();
+}
+
+void check_against_single_process(const std::vector<std::string>& overrides) {
+  const auto dir = rank_dir("ref");
+  const auto reference = run_training(dp_config(dir / "single", overrides), nullptr);
+  const auto parallel = run_training(dp_config(dir / "dp", overrides), g_world);
+  REQUIRE(parallel.losses.size() == reference.losses.size());
+  CHECK(parallel.data_parallel_size == g_world->size());
+  for (size_t i = 0; i < reference.losses.size(); ++i) {
+    INFO("step " << i + 1 << " on " << g_world->size() << " ranks");
+    CHECK(std::abs(parallel.losses[i] - reference.losses[i]) < 1e-5);
+  }
+  REQUIRE(parallel.val_losses.size() == reference.val_losses.size());
+  for (size_t i = 0; i < reference.val_losses.size(); ++i) {
+    CHECK(std::abs(parallel.val_losses[i].second - reference.val_losses[i].second) < 1e-5);
+  }
+  CHECK(identical_across_ranks(parallel.parameters_crc32));
+  fs::remove_all(dir);
+}
+
+}  // namespace
+
+TEST_CASE("data parallel losses equal the single-process run, one micro-batch per rank", "[dp]") {
+  // 8 sequences: 2 ranks x 4 accumulated micro-batches, or 4 ranks x 2.
+  check_against_single_process({});
+}
+
+TEST_CASE("data parallel losses equal the single-process run with two-sequence micro-batches", "[dp]") {
+  check_against_single_process({"train.micro_batch_size=2"});
+}
+
+TEST_CASE("a data-parallel checkpoint resumes to the same losses", "[dp]") {
+  const auto dir = rank_dir("resume");
+  // One shared directory: rank 0 writes, every rank reads.
+  auto shared = fs::temp_directory_path() / ("cr-test-dp-resume-" + std::to_string(getppid()));
+  if (g_world->rank() == 0) fs::remove_all(shared);
+  g_world->barrier();
+  const auto full = run_training(dp_config(shared / "full", {}), g_world);
+  run_training(dp_config(shared / "split", {"train.steps=3", "checkpoint.every=3", "lr_schedule.decay_steps=6"}),
+               g_world);
+  const auto resumed = run_training(dp_config(shared / "split", {"lr_schedule.decay_steps=6"}), g_world);
+  REQUIRE(resumed.first_step == 3);
+  REQUIRE(resumed.losses.size() == 3);
+  const auto full_fixed = run_training(dp_config(shared / "full-fixed", {"lr_schedule.decay_steps=6"}), g_world);
+  for (size_t i = 0; i < 3; ++i) CHECK(resumed.losses[i] == full_fixed.losses[3 + i]);
+  CHECK(full.losses.size() == 6);
+  g_world->barrier();
+  if (g_world->rank() == 0) fs::remove_all(shared);
+  fs::remove_all(dir);
+}
+
+int main(int argc, char** argv) {
+  auto world = mpi_world(60.0);
+  g_world = world.get();
+  set_log_rank(world->rank(), world->size());
+  const int result = Catch::Session().run(argc, argv);
+  world.reset();
+  mpi_finalize();
+  return result;
+}

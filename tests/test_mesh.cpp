@@ -1,0 +1,170 @@
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "parallel/process_mesh.h"
+
+using Catch::Matchers::Contains;
+using cr::MeshShape;
+using cr::ProcessMesh;
+using Groups = std::vector<std::vector<int>>;
+
+namespace {
+
+MeshShape shape_of(int data, int pipeline, int tensor, int sequence = 1) {
+  MeshShape shape;
+  shape.data = data;
+  shape.pipeline = pipeline;
+  shape.tensor = tensor;
+  shape.sequence = sequence;
+  return shape;
+}
+
+// Every rank appears in exactly one group of the axis, and group_of / color agree with groups.
+void check_partition(const ProcessMesh& mesh, const std::string& axis) {
+  const Groups groups = mesh.groups(axis);
+  std::set<int> seen;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    REQUIRE(static_cast<int>(groups[g].size()) == mesh.shape().size(axis));
+    for (size_t i = 0; i < groups[g].size(); ++i) {
+      const int rank = groups[g][i];
+      CHECK(seen.insert(rank).second);
+      CHECK(mesh.color(rank, axis) == static_cast<int>(g));
+      CHECK(mesh.coordinate(rank, axis) == static_cast<int>(i));
+      CHECK(mesh.group_of(rank, axis) == groups[g]);
+    }
+  }
+  CHECK(static_cast<int>(seen.size()) == mesh.world_size());
+}
+
+}  // namespace
+
+TEST_CASE("default order: tensor innermost, data outermost", "[mesh]") {
+  const ProcessMesh mesh(shape_of(2, 2, 2), 8);
+  CHECK(mesh.shape().order == std::vector<std::string>{"data", "pipeline", "sequence", "tensor"});
+  CHECK(mesh.groups("tensor") == Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}});
+  CHECK(mesh.groups("pipeline") == Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}});
+  CHECK(mesh.groups("data") == Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}});
+  CHECK(mesh.groups("sequence") == Groups{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}});
+  // Rank 6 = data 1, pipeline 1, tensor 0.
+  CHECK(mesh.coordinate(6, "data") == 1);
+  CHECK(mesh.coordinate(6, "pipeline") == 1);
+  CHECK(mesh.coordinate(6, "tensor") == 0);
+  CHECK(mesh.coordinate(6, "sequence") == 0);
+  CHECK(mesh.group_of(5, "pipeline") == std::vector<int>{5, 7});
+  for (const auto& axis : cr::mesh_axes()) check_partition(mesh, axis);
+}
+
+TEST_CASE("aliases name the same axes", "[mesh]") {
+  const ProcessMesh mesh(shape_of(2, 2, 2), 8);
+  CHECK(mesh.groups("tp") == mesh.groups("tensor"));
+  CHECK(mesh.coordinate(6, "dp") == 1);
+  CHECK(mesh.shape().size("pp") == 2);
+  CHECK_THROWS_WITH(mesh.groups("model"), Contains("unknown mesh axis 'model'"));
+}
+
+TEST_CASE("custom order puts data innermost", "[mesh]") {
+  MeshShape shape = shape_of(2, 2, 2);
+  shape.order = cr::parse_mesh_order("tp, pp ,dp");
+  const ProcessMesh mesh(shape, 8);
+  // sequence (size 1) was left out and goes outermost, where it changes nothing.
+  CHECK(mesh.shape().order == std::vector<std::string>{"sequence", "tensor", "pipeline", "data"});
+  CHECK(mesh.groups("data") == Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}});
+  CHECK(mesh.groups("pipeline") == Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}});
+  CHECK(mesh.groups("tensor") == Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}});
+  for (const auto& axis : cr::mesh_axes()) check_partition(mesh, axis);
+}
+
+TEST_CASE("uneven sizes and four axes partition the world", "[mesh]") {
+  const ProcessMesh mesh(shape_of(3, 2, 4, 2), 48);
+  CHECK(mesh.groups("tensor").front() == std::vector<int>{0, 1, 2, 3});
+  CHECK(mesh.groups("sequence").front() == std::vector<int>{0, 4});
+  CHECK(mesh.groups("pipeline").front() == std::vector<int>{0, 8});
+  CHECK(mesh.groups("data").front() == std::vector<int>{0, 16, 32});
+  CHECK(mesh.groups("data").size() == 16);
+  for (const auto& axis : cr::mesh_axes()) check_partition(mesh, axis);
+
+  MeshShape reordered = shape_of(3, 2, 4, 2);
+  reordered.order = cr::parse_mesh_order("pp,tp,dp,sp");
+  const ProcessMesh other(reordered, 48);
+  CHECK(other.groups("sequence").front() == std::vector<int>{0, 1});
+  CHECK(other.groups("data").front() == std::vector<int>{0, 2, 4});
+  CHECK(other.groups("pipeline").front() == std::vector<int>{0, 24});
+  for (const auto& axis : cr::mesh_axes()) check_partition(other, axis);
+}
+
+TEST_CASE("a single rank is its own group on every axis", "[mesh]") {
+  const ProcessMesh mesh(MeshShape{}, 1);
+  for (const auto& axis : cr::mesh_axes()) {
+    CHECK(mesh.groups(axis) == Groups{{0}});
+    CHECK(mesh.color(0, axis) == 0);
+  }
+}
+
+TEST_CASE("describe lists sizes, order and groups", "[mesh]") {
+  const std::string text = ProcessMesh(shape_of(2, 2, 2), 8).describe();
+  CHECK_THAT(text, Contains("8 ranks = data 2 x pipeline 2 x sequence 1 x tensor 2"));
+  CHECK_THAT(text, Contains("order: data,pipeline,sequence,tensor"));
+  CHECK_THAT(text, Contains("data groups: [0,4] [1,5] [2,6] [3,7]"));
+  CHECK_THAT(text, Contains("tensor groups: [0,1] [2,3] [4,5] [6,7]"));
+  CHECK_THAT(text, Contains("sequence groups: none (size 1)"));
+
+  const std::string big = ProcessMesh(shape_of(64, 1, 32), 2048).describe();
+  CHECK_THAT(big, Contains("... (64 groups)"));
+  CHECK_THAT(big, Contains("[0,32,64,96,128,160,192,224,...,2016] (64 ranks)"));
+}
+
+TEST_CASE("impossible layouts name every number", "[mesh]") {
+  CHECK_THROWS_WITH(ProcessMesh(shape_of(2, 2, 2), 6),
+                    Contains("data 2 x pipeline 2 x sequence 1 x tensor 2 = 8 ranks, but the world has 6"));
+  CHECK_THROWS_WITH(ProcessMesh(shape_of(0, 1, 1), 0), Contains("data size must be at least 1, got 0"));
+  CHECK_THROWS_WITH(ProcessMesh(shape_of(2, 2, 2), 8).coordinate(8, "data"),
+                    Contains("rank 8 is outside the world of 8"));
+
+  MeshShape missing = shape_of(2, 2, 2);
+  missing.order = cr::parse_mesh_order("dp,pp");
+  CHECK_THROWS_WITH(ProcessMesh(missing, 8), Contains("order 'data,pipeline' leaves out axis 'tensor' of size 2"));
+  CHECK_THROWS_WITH(cr::parse_mesh_order("dp,pp,dp"), Contains("axis 'data' appears twice"));
+  CHECK_THROWS_WITH(cr::parse_mesh_order("dp,xp"), Contains("unknown axis 'xp'"));
+  CHECK_THROWS_WITH(cr::parse_mesh_order("dp,,tp"), Contains("unknown axis ''"));
+}
+
+TEST_CASE("data: auto takes the rest of the world", "[mesh]") {
+  const MeshShape shape = cr::resolve_mesh_shape(std::nullopt, 2, 2, 1, 16);
+  CHECK(shape.data == 4);
+  CHECK(shape.pipeline == 2);
+  CHECK(shape.tensor == 2);
+  CHECK(shape.order == cr::mesh_axes());
+  CHECK(cr::resolve_mesh_shape(std::nullopt, 1, 1, 1, 1).data == 1);
+  CHECK(cr::resolve_mesh_shape(3, 1, 2, 1, 6).data == 3);
+
+  CHECK_THROWS_WITH(cr::resolve_mesh_shape(std::nullopt, 4, 1, 1, 6),
+                    Contains("world size 6 to be a multiple of pipeline 4 x sequence 1 x tensor 1 = 4"));
+  CHECK_THROWS_WITH(cr::resolve_mesh_shape(std::nullopt, 2, 4, 1, 4), Contains("world size 4"));
+  CHECK_THROWS_WITH(cr::resolve_mesh_shape(3, 2, 2, 1, 8),
+                    Contains("data 3 x pipeline 2 x sequence 1 x tensor 2 = 12 ranks, but the world has 8"));
+  CHECK_THROWS_WITH(cr::resolve_mesh_shape(std::nullopt, 0, 1, 1, 8),
+                    Contains("pipeline size must be at least 1, got 0"));
+  CHECK_THROWS_WITH(cr::resolve_mesh_shape(0, 1, 1, 1, 8), Contains("data size must be at least 1"));
+}
+
+TEST_CASE("the mesh must fit the model", "[mesh]") {
+  CHECK_NOTHROW(cr::check_mesh_fits_model(shape_of(2, 4, 4), 12, 12, 768));
+  CHECK_NOTHROW(cr::check_mesh_fits_model(shape_of(1, 12, 1), 12, 12, 768));
+  CHECK_THROWS_WITH(cr::check_mesh_fits_model(shape_of(1, 13, 1), 12, 12, 768),
+                    Contains("pipeline 13 is more than n_layer 12"));
+  CHECK_THROWS_WITH(cr::check_mesh_fits_model(shape_of(1, 1, 8), 12, 12, 768),
+                    Contains("n_head 12 is not divisible by tensor 8"));
+  // Both problems in one message, so one fix-and-retry cycle is enough.
+  try {
+    cr::check_mesh_fits_model(shape_of(1, 4, 3), 2, 12, 100);
+    FAIL("expected an error");
+  } catch (const cr::Error& e) {
+    CHECK_THAT(e.what(), Contains("pipeline 4 is more than n_layer 2"));
+    CHECK_THAT(e.what(), Contains("d_model 100 is not divisible by tensor 3"));
+    CHECK_THAT(e.what(), !Contains("n_head"));
+  }
+}
