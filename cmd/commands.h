@@ -38,7 +38,7 @@ struct BenchOptions {
 
 // Runs in every rank of a job (or alone); `launch` says which rank this is.
 int run_train_command(const ConfigOptions& options, const LaunchEnvironment& launch);
-int run_plan_command(const ConfigOptions& options);
+int run_plan_command(const ConfigOptions& options, int world_size);
 int run_prepare_command(const PrepareCommandOptions& options);
 int run_bench_command(const BenchOptions& options);
 

@@ -51,8 +51,10 @@ int main(int argc, char** argv) {
   add_launch_options(train);
 
   cr::ConfigOptions plan_options;
-  auto* plan = app.add_subcommand("plan", "validate a config and print parameters, FLOPs and memory per rank");
+  int plan_ranks = 1;
+  auto* plan = app.add_subcommand("plan", "validate a config and print parameters, FLOPs, the mesh and memory per rank");
   add_config_options(plan, plan_options);
+  plan->add_option("--nprocs", plan_ranks, "ranks of the job to plan for")->check(CLI::PositiveNumber);
 
   cr::PrepareCommandOptions prepare_options;
   auto* prepare = app.add_subcommand("prepare", "tokenize text files into token shards");
@@ -87,7 +89,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*plan) return cr::run_plan_command(plan_options);
+    if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
     if (*bench) return cr::run_bench_command(bench_options);
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());

@@ -46,8 +46,8 @@ int run_train_command(const ConfigOptions& options, const LaunchEnvironment& lau
   return 0;
 }
 
-int run_plan_command(const ConfigOptions& options) {
-  print0_line(plan_report(load_command_config(options)));
+int run_plan_command(const ConfigOptions& options, int world_size) {
+  print0_line(plan_report(load_command_config(options), world_size));
   return 0;
 }
 

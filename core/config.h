@@ -62,7 +62,10 @@ struct PrecisionConfig {
 };
 
 struct ParallelConfig {
-  int64_t data = 0;          // data-parallel ranks; 0: every rank of the job
+  int64_t data = 0;          // data-parallel ranks; 0: what tensor x pipeline leave of the job
+  int64_t tensor = 1;        // tensor-parallel ranks (layouts are planned; training runs data parallel)
+  int64_t pipeline = 1;      // pipeline stages (likewise)
+  std::string order = "data,pipeline,tensor";  // mesh axes, outermost first
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
 };
 

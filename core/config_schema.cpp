@@ -62,7 +62,8 @@ const std::vector<ConfigSection>& config_sections() {
       {"optimizer", "The optimizer and its hyper-parameters."},
       {"lr_schedule", "Learning rate over the run: linear warm-up, then decay towards min_lr."},
       {"precision", "Numeric precision of the forward and backward passes."},
-      {"parallel", "How the job's ranks share the work (data parallel today)."},
+      {"parallel", "How the job's ranks are arranged: world = data x pipeline x tensor, and the gradient "
+                   "buckets of data parallelism."},
       {"checkpoint", "Saving and resuming training state."},
       {"runtime", "Where the run writes its files and what it runs on."},
   };
@@ -134,7 +135,12 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(precision, dtype), "compute dtype of the forward and backward passes",
        one_of({"fp32", "bf16"})},
 
-      {CR_FIELD(parallel, data), "data-parallel ranks; 0: every rank of the job", at_least(0)},
+      {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)", at_least(0)},
+      {CR_FIELD(parallel, tensor),
+       "tensor-parallel ranks per group; `plan` lays out and checks any size, training runs 1", at_least(1)},
+      {CR_FIELD(parallel, pipeline),
+       "pipeline stages; `plan` lays out and checks any size, training runs 1", at_least(1)},
+      {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},
       {CR_FIELD(parallel, bucket_mb), "size of each gradient all-reduce bucket in MiB", greater_than(0)},
       {CR_FIELD(checkpoint, dir),
        "checkpoint directory; null: checkpoints/ inside runtime.run_dir"},

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/mesh_layout.h"
 #include "core/model_factory.h"
 #include "core/strings.h"
 
@@ -30,8 +31,9 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config) {
   return m;
 }
 
-std::string plan_report(const Config& config) {
+std::string plan_report(const Config& config, int world_size) {
   const ModelSpec spec = model_spec_from_config(config.model);
+  const ProcessMesh mesh = mesh_for(config.parallel, spec, world_size);
   const int64_t n = parameter_count(spec);
   const int64_t global_batch =
       config.train.global_batch_size > 0 ? config.train.global_batch_size : config.train.micro_batch_size;
@@ -53,7 +55,16 @@ std::string plan_report(const Config& config) {
                      with_thousands(tokens_per_step));
   out += fmt::format("FLOPs per step: {:.4g} | for {} steps: {:.4g}\n", flops * tokens_per_step, config.train.steps,
                      flops * tokens_per_step * config.train.steps);
-  out += "mesh: 1 rank (data 1 x pipeline 1 x tensor 1)\n";
+  out += mesh.describe();
+  if (out.back() != '\n') out += '\n';
+  const int data = mesh.shape().data;
+  if (data > 1) {
+    const int64_t gradient_bytes = n * 4;
+    out += fmt::format("data-parallel gradient all-reduce per step: {} per rank (ring: 2(N-1)/N x {} of fp32 "
+                       "gradients)\n",
+                       human_bytes(2.0 * (data - 1) / data * static_cast<double>(gradient_bytes)),
+                       human_bytes(static_cast<double>(gradient_bytes)));
+  }
   out += fmt::format("memory per rank (precision {}, estimate):\n", config.precision.dtype);
   out += row("parameters", memory.parameters);
   if (memory.master_weights) out += row("master weights (fp32)", memory.master_weights);

@@ -22,7 +22,8 @@ struct MemoryEstimate {
 
 MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config);
 
-// The full human-readable plan: model, counts, FLOPs, memory, resolved config.
-std::string plan_report(const Config& config);
+// The full human-readable plan for a job of `world_size` ranks: model, counts, FLOPs, the
+// process mesh and its groups, memory per rank, the resolved config.
+std::string plan_report(const Config& config, int world_size = 1);
 
 }  // namespace cr

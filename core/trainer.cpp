@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/lr_schedule.h"
+#include "core/mesh_layout.h"
 #include "core/model_factory.h"
 #include "core/runtime.h"
 #include "core/strings.h"
@@ -104,16 +105,17 @@ class Trainer {
 
 Trainer::Trainer(const Config& config, Communicator* world)
     : config_(config), world_(world), device_(resolve_device(config.runtime)), dtype_(compute_dtype(config.precision)) {
+  spec_ = model_spec_from_config(config_.model);
+  const ProcessMesh mesh = mesh_for(config_.parallel, spec_, world_ ? world_->size() : 1);
+  if (mesh.shape().tensor > 1 || mesh.shape().pipeline > 1) {
+    fail("parallel.tensor {} x parallel.pipeline {}: this build trains data parallel only; `plan` shows the "
+         "layout, training needs both at 1", mesh.shape().tensor, mesh.shape().pipeline);
+  }
   if (world_) {
     dp_rank_ = world_->rank();
     dp_size_ = world_->size();
-    if (config_.parallel.data != 0 && config_.parallel.data != dp_size_) {
-      fail("parallel.data {} does not match the job's {} ranks (only data parallelism is available: "
-           "set parallel.data to {} or 0)", config_.parallel.data, dp_size_, dp_size_);
-    }
   }
   const int threads = configure_threads(config_.runtime, ranks_on_this_node());
-  spec_ = model_spec_from_config(config_.model);
   if (config_.data.seq_len > spec_.max_seq_len) {
     fail("data.seq_len {} exceeds the model's max_seq_len {} (set model.max_seq_len)", config_.data.seq_len,
          spec_.max_seq_len);
