@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cmd/commands.h"
+#include "cmd/job.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -16,8 +17,9 @@
 
 namespace cr {
 
-int run_bench_command(const BenchOptions& options) {
+int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch) {
   set_info_to_stderr(true);
+  announce_launch_rank(launch);
   Config config;
   config.source = "bench";
   config.model.preset = options.preset;
@@ -40,7 +42,15 @@ int run_bench_command(const BenchOptions& options) {
   const auto run_dir = std::filesystem::temp_directory_path() / ("colossal-run-bench-" + std::to_string(getpid()));
   config.runtime.run_dir = run_dir.string();
 
-  const TrainSummary summary = run_training(config);
+  JobMembership job(launch, config);
+  TrainSummary summary;
+  try {
+    summary = run_training(config, job.world());
+  } catch (const std::exception& e) {
+    fail_job_if_distributed(e);
+    throw;
+  }
+  if (log_rank() != 0) return 0;
   std::filesystem::remove_all(run_dir);
 
   std::vector<double> times;
@@ -48,24 +58,29 @@ int run_bench_command(const BenchOptions& options) {
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
   const ModelSpec spec = find_model_preset(options.preset).spec;
-  const double tokens = static_cast<double>(options.micro_batch_size * options.seq_len);
+  const int ranks = static_cast<int>(summary.data_parallel_size);
+  const double tokens = static_cast<double>(options.micro_batch_size * ranks * options.seq_len);
   const double flops = flops_per_token(spec, options.seq_len) * tokens / median;
   const auto& last = summary.steps.back();
   nlohmann::json result = {
       {"benchmark", "train-" + options.preset},
       {"dtype", options.dtype},
       {"device", resolve_device(config.runtime).str()},
+      {"ranks", ranks},
       {"threads", at::get_num_threads()},
       {"parameters", summary.parameters},
       {"seq_len", options.seq_len},
       {"micro_batch_size", options.micro_batch_size},
+      {"global_batch_size", options.micro_batch_size * ranks},
+      {"gradient_bytes", summary.parameters * 4},
+      {"ring_allreduce_bytes_per_rank", summary.gradient_bytes_sent_per_step},
       {"measured_steps", times.size()},
       {"step_time_s", median},
       {"tokens_per_s", tokens / median},
       {"achieved_flops", flops},
       {"peak_flops", summary.peak_flops},
       {"peak_flops_source", options.peak_flops > 0 ? "given (--peak-flops)" : "measured 2048^3 GEMM, same dtype, same run"},
-      {"mfu", flops / summary.peak_flops},
+      {"mfu", flops / (summary.peak_flops * ranks)},
       {"peak_host_bytes", last.peak_host_bytes},
       {"peak_device_bytes", last.peak_device_bytes},
       {"final_loss", summary.losses.back()},

@@ -40,6 +40,6 @@ struct BenchOptions {
 int run_train_command(const ConfigOptions& options, const LaunchEnvironment& launch);
 int run_plan_command(const ConfigOptions& options, int world_size);
 int run_prepare_command(const PrepareCommandOptions& options);
-int run_bench_command(const BenchOptions& options);
+int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch);
 
 }  // namespace cr

@@ -1,9 +1,14 @@
 // colossal-run: command line parsing and the one place where errors become messages and exit
 // codes (0 done, 1 error, 2 usage, 130 stopped by a signal).
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <CLI/CLI.hpp>
 
 #include "cmd/commands.h"
 #include "cmd/config_source.h"
+#include "cmd/job.h"
 #include "cmd/launch.h"
 #include "core/crash_report.h"
 #include "core/error.h"
@@ -71,6 +76,7 @@ int main(int argc, char** argv) {
 
   cr::BenchOptions bench_options;
   auto* bench = app.add_subcommand("bench", "benchmark training throughput; prints one JSON line");
+  add_launch_options(bench);
   bench->add_option("--preset", bench_options.preset, "model preset");
   bench->add_option("--dtype", bench_options.dtype, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   bench->add_option("--device", bench_options.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -91,15 +97,16 @@ int main(int argc, char** argv) {
   try {
     if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
-    if (*bench) return cr::run_bench_command(bench_options);
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());
     if (nprocs == 1 && !launch.warning.empty()) cr::warn0_line(launch.warning);
     if (cr::needs_mpirun(launch, nprocs)) {
       // Validate once here, so that a bad config gives one message rather than one per rank.
-      cr::load_command_config(train_options);
+      if (!*bench) cr::load_command_config(train_options);
+      setenv(cr::kStdoutIsTerminalVariable, isatty(STDOUT_FILENO) ? "1" : "0", 1);
       return cr::relaunch_under_mpirun(std::vector<std::string>(argv + 1, argv + argc), nprocs,
                                        cr::available_cores(), hostfile);
     }
+    if (*bench) return cr::run_bench_command(bench_options, launch);
     return cr::run_train_command(train_options, launch);
   } catch (const std::exception& e) {
     cr::error_line(cr::describe_exception(e));

@@ -32,7 +32,7 @@ struct DataConfig {
 
 struct TrainConfig {
   int64_t micro_batch_size = 4;
-  int64_t global_batch_size = 0;  // 0: equal to micro_batch_size (no accumulation)
+  int64_t global_batch_size = 0;  // 0: micro_batch_size x data-parallel ranks (no accumulation)
   int64_t steps = 1000;
   int64_t seed = 42;
   double clip_grad_norm = 1.0;  // 0: no clipping

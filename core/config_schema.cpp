@@ -103,7 +103,7 @@ const std::vector<ConfigKey>& config_keys() {
 
       {CR_FIELD(train, micro_batch_size), "sequences per forward/backward pass", at_least(1)},
       {CR_FIELD(train, global_batch_size),
-       "sequences per optimizer step, a multiple of micro_batch_size; 0: micro_batch_size",
+       "sequences per optimizer step over all ranks; 0: micro_batch_size x data-parallel ranks",
        at_least(0)},
       {CR_FIELD(train, steps), "optimizer steps to run", at_least(1)},
       {CR_FIELD(train, seed), "seed for initialisation, data order and dropout", at_least(0)},

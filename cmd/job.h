@@ -1,0 +1,37 @@
+// Joining the MPI job this process was started in (by mpirun, srun or our own relaunch): the
+// world communicator, this rank's identity for messages, and its share of the cores.
+#pragma once
+
+#include <memory>
+
+#include "cmd/launch.h"
+#include "core/config.h"
+#include "parallel/communicator.h"
+
+namespace cr {
+
+class JobMembership {
+ public:
+  // Not under a launcher: a job of one, without MPI.
+  JobMembership(const LaunchEnvironment& launch, const Config& config);
+  ~JobMembership();  // collective: every rank leaves together
+  JobMembership(const JobMembership&) = delete;
+  JobMembership& operator=(const JobMembership&) = delete;
+
+  Communicator* world() const { return world_.get(); }
+
+ private:
+  std::unique_ptr<Communicator> world_;
+};
+
+// The rank the launcher announced, for messages printed before MPI starts (config errors).
+void announce_launch_rank(const LaunchEnvironment& launch);
+
+// Under a launcher, ranks' stdout is a pipe or pseudo-terminal of mpirun's: draw the progress
+// bar only when the process that started mpirun had a terminal (the relaunch records that).
+void adapt_progress_bar(Config& config, const LaunchEnvironment& launch);
+
+// Recorded by the relaunch for adapt_progress_bar.
+constexpr const char* kStdoutIsTerminalVariable = "COLOSSAL_RUN_STDOUT_IS_TTY";
+
+}  // namespace cr
