@@ -45,7 +45,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   JobMembership job(launch, config);
   TrainSummary summary;
   try {
-    summary = run_training(config, job.world());
+    summary = run_training(config, job.world(), job.device_group());
   } catch (const std::exception& e) {
     fail_job_if_distributed(e);
     throw;

@@ -6,7 +6,9 @@
 
 #include "core/log.h"
 #include "core/runtime.h"
+#include "core/error.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
 
 namespace cr {
 
@@ -16,10 +18,19 @@ JobMembership::JobMembership(const LaunchEnvironment& launch, const Config& conf
   check_mpi_matches_launch(launch, world_->rank(), world_->size());
   set_log_rank(world_->rank(), world_->size());
   set_ranks_on_this_node(ranks_sharing_cores(launch, available_cores()));
+  if (world_->size() > 1 && resolve_device(config.runtime).is_cuda()) {
+    if (!nccl_available()) fail("training on CUDA with {} ranks needs the NCCL backend, which this build lacks "
+                                "(configure with CR_WITH_NCCL=ON where NCCL is installed)", world_->size());
+    // One GPU per rank of a node, by local rank.
+    const int device = launch.local_size > 0 ? launch.local_rank : 0;
+    set_cuda_device_index(device);
+    device_group_ = nccl_group(*world_, device);
+  }
 }
 
 JobMembership::~JobMembership() {
   if (!world_) return;
+  device_group_.reset();
   world_.reset();
   mpi_finalize();
 }

@@ -19,9 +19,12 @@ class JobMembership {
   JobMembership& operator=(const JobMembership&) = delete;
 
   Communicator* world() const { return world_.get(); }
+  // NCCL over the same ranks when they train on GPUs; null otherwise.
+  Communicator* device_group() const { return device_group_.get(); }
 
  private:
   std::unique_ptr<Communicator> world_;
+  std::unique_ptr<Communicator> device_group_;
 };
 
 // The rank the launcher announced, for messages printed before MPI starts (config errors).

@@ -363,7 +363,10 @@ int relaunch_under_mpirun(const std::vector<std::string>& original_args, int npr
   std::vector<std::string> command =
       mpirun_command(self_executable(), original_args, nprocs, cores, geteuid() == 0, hostfile);
   command.front() = *mpirun;
-  return run_forwarding_signals(command);
+  const int code = run_forwarding_signals(command);
+  // mpirun passes on a rank's death by signal as 128 + signal; it has already said which rank
+  // died of what, and this process did not die: report a plain failure.
+  return code > 128 && code != 130 ? 1 : code;
 }
 
 }  // namespace cr

@@ -18,7 +18,7 @@ int run_train_command(const ConfigOptions& options, const LaunchEnvironment& lau
   JobMembership job(launch, config);
   TrainSummary summary;
   try {
-    summary = run_training(config, job.world());
+    summary = run_training(config, job.world(), job.device_group());
   } catch (const std::exception& e) {
     // Before leaving the job, which is collective while the other ranks are elsewhere.
     fail_job_if_distributed(e);

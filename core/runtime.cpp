@@ -19,7 +19,10 @@ namespace cr {
 
 namespace {
 int g_ranks_on_this_node = 1;
+int g_cuda_device_index = 0;
 }  // namespace
+
+void set_cuda_device_index(int index) { g_cuda_device_index = index; }
 
 void set_ranks_on_this_node(int ranks) { g_ranks_on_this_node = std::max(1, ranks); }
 int ranks_on_this_node() { return g_ranks_on_this_node; }
@@ -48,7 +51,8 @@ torch::Device resolve_device(const RuntimeConfig& runtime) {
   if (runtime.device == "cuda" && !cuda) {
     fail("runtime.device: cuda requested but no CUDA device is available to this build");
   }
-  return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  return cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(g_cuda_device_index))
+              : torch::Device(torch::kCPU);
 }
 
 torch::ScalarType compute_dtype(const PrecisionConfig& precision) {

@@ -21,8 +21,10 @@ int ranks_on_this_node();
 // process's share of the cores. Returns the count used.
 int configure_threads(const RuntimeConfig& runtime, int ranks_on_node = 1);
 
-// runtime.device resolved: cuda when asked for (error if unavailable) or when auto finds one.
+// runtime.device resolved: cuda when asked for (error if unavailable) or when auto finds one;
+// then the GPU set by set_cuda_device_index (the rank's local index), by default 0.
 torch::Device resolve_device(const RuntimeConfig& runtime);
+void set_cuda_device_index(int index);
 
 torch::ScalarType compute_dtype(const PrecisionConfig& precision);
 

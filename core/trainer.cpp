@@ -57,20 +57,23 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Test hook for fault handling: "RANK:STEP" makes that rank fail at the start of that step.
+// Test hook for fault handling: "RANK:STEP" makes that rank throw at the start of that step,
+// "RANK:STEP:kill" kills it outright (SIGKILL), as an out-of-memory killer would.
 void maybe_inject_failure(int rank, int64_t step) {
   const char* spec = std::getenv("COLOSSAL_RUN_FAIL_RANK_AT_STEP");
   if (!spec) return;
   int fail_rank = -1;
   long long fail_step = -1;
-  if (std::sscanf(spec, "%d:%lld", &fail_rank, &fail_step) == 2 && fail_rank == rank && fail_step == step) {
-    fail("injected failure at step {} (COLOSSAL_RUN_FAIL_RANK_AT_STEP={})", step, spec);
-  }
+  char mode[8] = "";
+  const int fields = std::sscanf(spec, "%d:%lld:%7s", &fail_rank, &fail_step, mode);
+  if (fields < 2 || fail_rank != rank || fail_step != step) return;
+  if (fields == 3 && std::string(mode) == "kill") std::raise(SIGKILL);
+  fail("injected failure at step {} (COLOSSAL_RUN_FAIL_RANK_AT_STEP={})", step, spec);
 }
 
 class Trainer {
  public:
-  Trainer(const Config& config, Communicator* world);
+  Trainer(const Config& config, Communicator* world, Communicator* device_group);
   TrainSummary run();
 
  private:
@@ -84,7 +87,8 @@ class Trainer {
   void save(int64_t steps_done);
 
   Config config_;
-  Communicator* world_;  // null: a single process
+  Communicator* world_;         // null: a single process
+  Communicator* tensor_group_;  // parameters and gradients: world_, or its NCCL twin on GPUs
   int dp_rank_ = 0;
   int dp_size_ = 1;
   ModelSpec spec_;
@@ -103,8 +107,8 @@ class Trainer {
   int64_t start_step_ = 0;
 };
 
-Trainer::Trainer(const Config& config, Communicator* world)
-    : config_(config), world_(world), device_(resolve_device(config.runtime)), dtype_(compute_dtype(config.precision)) {
+Trainer::Trainer(const Config& config, Communicator* world, Communicator* device_group)
+    : config_(config), world_(world), tensor_group_(device_group ? device_group : world), device_(resolve_device(config.runtime)), dtype_(compute_dtype(config.precision)) {
   spec_ = model_spec_from_config(config_.model);
   const ProcessMesh mesh = mesh_for(config_.parallel, spec_, world_ ? world_->size() : 1);
   if (mesh.shape().tensor > 1 || mesh.shape().pipeline > 1) {
@@ -156,10 +160,10 @@ Trainer::Trainer(const Config& config, Communicator* world)
   summary_.first_step = start_step_;
   if (dp_size_ > 1) {
     // Every rank starts from rank 0's weights, whatever initialised or loaded them.
-    world_->broadcast(params_->master(), 0);
+    tensor_group_->broadcast(params_->master(), 0);
     params_->publish_master();
     const auto bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
-    gradient_sync_ = std::make_unique<GradientSynchronizer>(*params_, *world_, bucket_bytes);
+    gradient_sync_ = std::make_unique<GradientSynchronizer>(*params_, *tensor_group_, bucket_bytes);
     summary_.gradient_bytes_sent_per_step = gradient_sync_->bytes_sent_per_step();
   }
 
@@ -320,9 +324,9 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
 
 }  // namespace
 
-TrainSummary run_training(const Config& config, Communicator* world) {
+TrainSummary run_training(const Config& config, Communicator* world, Communicator* device_group) {
   try {
-    return Trainer(config, world).run();
+    return Trainer(config, world, device_group).run();
   } catch (const std::exception& e) {
     fail_job_if_distributed(e);
     throw;

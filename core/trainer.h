@@ -30,7 +30,9 @@ struct TrainSummary {
 };
 
 // Runs training as configured: alone, or data parallel over `world` (every rank calls this
-// with the same config). Throws cr::Error on bad input (data, checkpoints, config).
-TrainSummary run_training(const Config& config, Communicator* world = nullptr);
+// with the same config). `device_group` (same members; NCCL for CUDA tensors) carries the
+// parameters and gradients when given; `world` always carries host-side agreement (losses,
+// stop requests, barriers). Throws cr::Error on bad input (data, checkpoints, config).
+TrainSummary run_training(const Config& config, Communicator* world = nullptr, Communicator* device_group = nullptr);
 
 }  // namespace cr
