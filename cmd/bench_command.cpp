@@ -43,13 +43,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.runtime.run_dir = run_dir.string();
 
   JobMembership job(launch, config);
-  TrainSummary summary;
-  try {
-    summary = run_training(config, job.world(), job.device_group());
-  } catch (const std::exception& e) {
-    fail_job_if_distributed(e);
-    throw;
-  }
+  const TrainSummary summary = job.train(config);
   if (log_rank() != 0) return 0;
   std::filesystem::remove_all(run_dir);
 

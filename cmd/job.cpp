@@ -35,6 +35,15 @@ JobMembership::~JobMembership() {
   mpi_finalize();
 }
 
+TrainSummary JobMembership::train(const Config& config) {
+  try {
+    return run_training(config, world_.get(), device_group_.get());
+  } catch (const std::exception& e) {
+    fail_job_if_distributed(e);
+    throw;
+  }
+}
+
 void announce_launch_rank(const LaunchEnvironment& launch) {
   set_log_rank(launch.rank, std::max(1, launch.world_size));
 }

@@ -6,6 +6,7 @@
 
 #include "cmd/launch.h"
 #include "core/config.h"
+#include "core/trainer.h"
 #include "parallel/communicator.h"
 
 namespace cr {
@@ -18,9 +19,9 @@ class JobMembership {
   JobMembership(const JobMembership&) = delete;
   JobMembership& operator=(const JobMembership&) = delete;
 
-  Communicator* world() const { return world_.get(); }
-  // NCCL over the same ranks when they train on GPUs; null otherwise.
-  Communicator* device_group() const { return device_group_.get(); }
+  // run_training over this job's ranks. A failure ends every rank at once, before leaving the
+  // job (collective) while the other ranks are elsewhere.
+  TrainSummary train(const Config& config);
 
  private:
   std::unique_ptr<Communicator> world_;

@@ -16,14 +16,7 @@ int run_train_command(const ConfigOptions& options, const LaunchEnvironment& lau
   Config config = load_command_config(options);
   adapt_progress_bar(config, launch);
   JobMembership job(launch, config);
-  TrainSummary summary;
-  try {
-    summary = run_training(config, job.world(), job.device_group());
-  } catch (const std::exception& e) {
-    // Before leaving the job, which is collective while the other ranks are elsewhere.
-    fail_job_if_distributed(e);
-    throw;
-  }
+  const TrainSummary summary = job.train(config);
   if (summary.interrupted) return 130;
   if (!summary.losses.empty()) {
     std::string line = fmt::format("done: {} steps, final loss {:.4f}", summary.losses.size(), summary.losses.back());

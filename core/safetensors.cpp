@@ -4,9 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/strings.h"
 
 namespace cr {
@@ -174,16 +175,11 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
 
 struct SafetensorsFile::Impl {
   std::string path;
-  void* map = MAP_FAILED;
-  size_t map_size = 0;
+  std::optional<MappedFile> file;
   std::vector<TensorView> tensors;  // in data order
   std::vector<std::string> names;
   std::map<std::string, size_t> index;
   std::map<std::string, std::string> metadata;
-
-  ~Impl() {
-    if (map != MAP_FAILED) ::munmap(map, map_size);
-  }
 
   void open();
   void parse_header(const char* text, size_t length, const unsigned char* data, size_t data_size);
@@ -192,27 +188,13 @@ struct SafetensorsFile::Impl {
 };
 
 void SafetensorsFile::Impl::open() {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    fail("{}: cannot stat: {}", path, std::strerror(err));
-  }
-  const auto file_size = static_cast<size_t>(st.st_size);
+  file.emplace(path, "safetensors file");
+  const size_t file_size = file->size();
   if (file_size < 8) {
-    ::close(fd);
     fail("{}: file is {} bytes, too short for a safetensors header length (8 bytes)", path,
          file_size);
   }
-  map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int err = errno;
-  ::close(fd);  // the mapping keeps the file open
-  if (map == MAP_FAILED) fail("{}: cannot mmap: {}", path, std::strerror(err));
-  map_size = file_size;
-
-  const auto* bytes = static_cast<const unsigned char*>(map);
+  const unsigned char* bytes = file->data();
   uint64_t header_length = 0;
   for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | bytes[i];
   if (header_length > file_size - 8) {

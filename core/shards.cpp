@@ -1,16 +1,10 @@
 #include "core/shards.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <utility>
 
 #include "core/error.h"
 
@@ -57,74 +51,23 @@ int token_bytes_for(const ShardHeader& header, const std::string& path) {
 
 }  // namespace
 
-TokenShard::TokenShard(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open token shard: {}", path, std::strerror(errno));
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    fail("{}: cannot stat token shard: {}", path, std::strerror(error));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
-  const int64_t file_bytes = info.st_size;
+TokenShard::TokenShard(const std::string& path) : path_(path), file_(path, "token shard") {
+  const auto file_bytes = static_cast<int64_t>(file_.size());
   if (file_bytes < kShardHeaderBytes) {
-    ::close(fd);
-    fail("{}: file shorter than the {}-byte header ({} bytes)", path, kShardHeaderBytes,
-         file_bytes);
+    fail("{}: file shorter than the {}-byte header ({} bytes)", path, kShardHeaderBytes, file_bytes);
   }
-  mapping_bytes_ = static_cast<size_t>(file_bytes);
-  void* mapping = ::mmap(nullptr, mapping_bytes_, PROT_READ, MAP_SHARED, fd, 0);
-  const int map_error = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (mapping == MAP_FAILED) {
-    fail("{}: cannot mmap token shard: {}", path, std::strerror(map_error));
+  const unsigned char* bytes = file_.data();
+  const ShardHeader header = read_header(bytes);
+  token_bytes_ = token_bytes_for(header, path);
+  const int64_t payload_bytes = file_bytes - kShardHeaderBytes;
+  if (header.num_tokens < 0 || payload_bytes != int64_t{header.num_tokens} * token_bytes_) {
+    fail(
+        "{}: header says {} tokens but the file holds {} ({} bytes of {}-byte tokens after "
+        "the header)",
+        path, header.num_tokens, payload_bytes / token_bytes_, payload_bytes, token_bytes_);
   }
-  mapping_ = mapping;
-
-  try {
-    const auto* bytes = static_cast<const unsigned char*>(mapping_);
-    const ShardHeader header = read_header(bytes);
-    token_bytes_ = token_bytes_for(header, path);
-    const int64_t payload_bytes = file_bytes - kShardHeaderBytes;
-    if (header.num_tokens < 0 || payload_bytes != int64_t{header.num_tokens} * token_bytes_) {
-      fail(
-          "{}: header says {} tokens but the file holds {} ({} bytes of {}-byte tokens after "
-          "the header)",
-          path, header.num_tokens, payload_bytes / token_bytes_, payload_bytes, token_bytes_);
-    }
-    size_ = header.num_tokens;
-    tokens_ = bytes + kShardHeaderBytes;
-  } catch (...) {
-    unmap();
-    throw;
-  }
-}
-
-TokenShard::~TokenShard() { unmap(); }
-
-TokenShard::TokenShard(TokenShard&& other) noexcept { *this = std::move(other); }
-
-TokenShard& TokenShard::operator=(TokenShard&& other) noexcept {
-  if (this != &other) {
-    unmap();
-    path_ = std::move(other.path_);
-    mapping_ = std::exchange(other.mapping_, nullptr);
-    mapping_bytes_ = std::exchange(other.mapping_bytes_, 0);
-    tokens_ = std::exchange(other.tokens_, nullptr);
-    size_ = std::exchange(other.size_, 0);
-    token_bytes_ = other.token_bytes_;
-  }
-  return *this;
-}
-
-void TokenShard::unmap() {
-  if (mapping_ != nullptr) ::munmap(mapping_, mapping_bytes_);
-  mapping_ = nullptr;
-  tokens_ = nullptr;
+  size_ = header.num_tokens;
+  tokens_ = bytes + kShardHeaderBytes;
 }
 
 void TokenShard::copy(int64_t offset, int64_t count, int64_t* out) const {

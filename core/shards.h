@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/mapped_file.h"
+
 namespace cr {
 
 constexpr int64_t kShardHeaderInts = 256;
@@ -20,11 +22,6 @@ constexpr int32_t kShardVersionU32 = 7;
 class TokenShard {
  public:
   explicit TokenShard(const std::string& path);  // throws cr::Error naming path and problem
-  ~TokenShard();
-  TokenShard(TokenShard&& other) noexcept;
-  TokenShard& operator=(TokenShard&& other) noexcept;
-  TokenShard(const TokenShard&) = delete;
-  TokenShard& operator=(const TokenShard&) = delete;
 
   const std::string& path() const { return path_; }
   int64_t size() const { return size_; }            // number of tokens
@@ -34,12 +31,9 @@ class TokenShard {
   void copy(int64_t offset, int64_t count, int64_t* out) const;
 
  private:
-  void unmap();
-
   std::string path_;
-  void* mapping_ = nullptr;
-  size_t mapping_bytes_ = 0;
-  const unsigned char* tokens_ = nullptr;
+  MappedFile file_;
+  const unsigned char* tokens_ = nullptr;  // into file_, which moves without remapping
   int64_t size_ = 0;
   int token_bytes_ = 2;
 };

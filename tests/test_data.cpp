@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/temp_dir.h"
 #include "core/dataset.h"
 #include "core/error.h"
 #include "core/prepare.h"
@@ -22,21 +23,7 @@ using namespace cr;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           fmt::format("cr_test_data_{}_{}", ::getpid(), counter.fetch_add(1));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using cr::test::TempDir;
 
 // A file with the given header ints (the rest of the 256 zero) and payload_bytes zero bytes.
 void write_raw_shard(const std::string& path, std::vector<int32_t> header_ints,

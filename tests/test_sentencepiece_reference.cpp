@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/temp_dir.h"
 #include "core/error.h"
 #include "core/protobuf_wire.h"
 #include "core/tokenizer.h"
@@ -44,25 +45,7 @@ void write_file(const fs::path& path, std::string_view bytes) {
   REQUIRE(out.good());
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "cr-test-spm-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using cr::test::TempDir;
 
 // Protobuf encoding, to derive model variants from the LLaMA model. A message field that occurs
 // again is merged into the earlier one, so appending a TrainerSpec or NormalizerSpec holding

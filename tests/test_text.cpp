@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/temp_dir.h"
 #include "core/error.h"
 #include "core/tokenizer.h"
 
@@ -56,25 +57,7 @@ std::string error_message(Load&& load) {
   return {};
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "cr-test-text-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using cr::test::TempDir;
 
 }  // namespace
 
