@@ -3,7 +3,6 @@
 #include <cstring>
 
 namespace cr {
-namespace {
 
 uint32_t bits_of(float value) {
   uint32_t bits;
@@ -16,6 +15,8 @@ float float_of(uint32_t bits) {
   std::memcpy(&value, &bits, sizeof value);
   return value;
 }
+
+namespace {
 
 // fp32 magnitudes (sign bit cleared) at the edges of the fp16 range.
 constexpr uint32_t kF32Infinity = 0x7F800000u;

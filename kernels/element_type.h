@@ -12,6 +12,10 @@ const char* element_type_name(ElementType type);
 
 // IEEE binary16 <-> fp32. fp16 -> fp32 is exact; fp32 -> fp16 rounds to nearest even, overflows to
 // infinity and keeps NaN a (quiet) NaN, as the F16C/AVX-512 conversion instructions do.
+// An fp32 value's bit pattern and back (std::bit_cast before C++20).
+uint32_t bits_of(float value);
+float float_of(uint32_t bits);
+
 float float_from_f16(uint16_t bits);
 uint16_t f16_from_float(float value);
 

@@ -17,21 +17,11 @@
 
 using cr::AdamIsa;
 using cr::AdamStepParams;
+using cr::bits_of;
 using cr::ElementType;
+using cr::float_of;
 
 namespace {
-
-uint32_t bits_of(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  return bits;
-}
-
-float float_of(uint32_t bits) {
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
 
 std::vector<AdamIsa> supported_isas() {
   std::vector<AdamIsa> isas;
