@@ -8,6 +8,9 @@
 
 #include "cmd/commands.h"
 #include "cmd/config_source.h"
+#include "cmd/eval_command.h"
+#include "cmd/export_command.h"
+#include "cmd/generate_command.h"
 #include "cmd/job.h"
 #include "cmd/launch.h"
 #include "core/crash_report.h"
@@ -65,11 +68,11 @@ int main(int argc, char** argv) {
   auto* prepare = app.add_subcommand("prepare", "tokenize text files into token shards");
   prepare->add_option("inputs", prepare_options.inputs, "text files (documents)")->required();
   prepare->add_option("-o,--output", prepare_options.output_prefix, "output prefix, e.g. data/shakespeare")->required();
-  prepare->add_option("--tokenizer", prepare_options.tokenizer, "byte or gpt2")
-      ->check(CLI::IsMember({"byte", "gpt2"}));
+  prepare->add_option("--tokenizer", prepare_options.tokenizer, "byte, gpt2 or sentencepiece")
+      ->check(CLI::IsMember({"byte", "gpt2", "sentencepiece"}));
   prepare->add_option_function<std::string>(
       "--tokenizer-dir", [&](const std::string& dir) { prepare_options.tokenizer_dir = dir; },
-      "directory with encoder.json + vocab.bpe (or vocab.json + merges.txt)");
+      "GPT-2: encoder.json + vocab.bpe, vocab.json + merges.txt or tokenizer.json; SentencePiece: tokenizer.model");
   prepare->add_option("--val-fraction", prepare_options.val_fraction, "fraction of tokens for validation")
       ->check(CLI::Range(0.0, 0.5));
   prepare->add_option("--shard-tokens", prepare_options.shard_tokens, "tokens per shard")->check(CLI::PositiveNumber);
@@ -88,6 +91,39 @@ int main(int argc, char** argv) {
   bench->add_option("--peak-flops", bench_options.peak_flops, "MFU denominator in FLOP/s (0: measure a GEMM)")
       ->check(CLI::NonNegativeNumber);
 
+  cr::EvalCommandOptions eval_options;
+  auto* eval = app.add_subcommand("eval", "loss and perplexity of the trained model over data.val (else data.train)");
+  add_config_options(eval, eval_options.config);
+  eval->add_option_function<int64_t>(
+          "--max-batches", [&](int64_t n) { eval_options.max_batches = n; }, "evaluate at most N batches (default: all)")
+      ->check(CLI::PositiveNumber);
+
+  cr::GenerateCommandOptions generate_options;
+  auto* generate = app.add_subcommand("generate", "continue a prompt with the trained model (KV cache)");
+  add_config_options(generate, generate_options.config);
+  generate->add_option("--prompt", generate_options.prompt, "text to continue")->required();
+  generate->add_option("--max-new-tokens", generate_options.max_new_tokens, "tokens to generate")
+      ->check(CLI::PositiveNumber);
+  generate->add_option("--temperature", generate_options.temperature, "0: greedy")->check(CLI::NonNegativeNumber);
+  generate->add_option("--top-k", generate_options.top_k, "keep the k most likely tokens; 0: all")
+      ->check(CLI::NonNegativeNumber);
+  generate->add_option("--top-p", generate_options.top_p, "keep the smallest set with this mass; 1: all")
+      ->check(CLI::Range(0.0, 1.0));
+  generate->add_option("--seed", generate_options.seed, "sampling seed");
+
+  cr::ExportOptions export_options;
+  auto* export_command = app.add_subcommand("export", "write a checkpoint as a Hugging Face model directory");
+  export_command->add_option("--checkpoint", export_options.checkpoint, "checkpoint directory (or a checkpoint root)")
+      ->required();
+  export_command->add_option("--to", export_options.to, "target format")->required()->check(CLI::IsMember({"hf"}));
+  export_command->add_option("--out", export_options.out_dir, "output directory")->required();
+  export_command->add_option_function<std::string>(
+      "--tokenizer-dir", [&](const std::string& dir) { export_options.tokenizer_dir = dir; },
+      "tokenizer files to copy alongside");
+  export_command->add_option("--dtype", export_options.dtype, "stored dtype")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  export_command->add_option("--max-shard-size", export_options.max_shard_size, "e.g. 5GB, 500MiB");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -97,6 +133,9 @@ int main(int argc, char** argv) {
   try {
     if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
+    if (*eval) return cr::run_eval_command(eval_options);
+    if (*export_command) return cr::run_export_command(export_options);
+    if (*generate) return cr::run_generate_command(generate_options);
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());
     if (nprocs == 1 && !launch.warning.empty()) cr::warn0_line(launch.warning);
     if (cr::needs_mpirun(launch, nprocs)) {

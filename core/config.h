@@ -12,10 +12,10 @@
 namespace cr {
 
 struct ModelConfig {
-  std::string arch = "gpt2";                 // gpt2
+  std::string arch = "gpt2";                 // gpt2 | opt | llama; must match the preset's
   std::optional<std::string> preset = "gpt2";  // null: every dimension given explicitly
   // Explicit dimensions override the preset's.
-  std::optional<int64_t> n_layer, n_head, d_model, d_ff, vocab_size, max_seq_len;
+  std::optional<int64_t> n_layer, n_head, n_kv_head, d_model, d_ff, vocab_size, max_seq_len;
   double dropout = 0.0;
   std::optional<std::string> init_from;  // checkpoint directory to start from
 };

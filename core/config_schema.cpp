@@ -72,11 +72,15 @@ const std::vector<ConfigSection>& config_sections() {
 
 const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
-      {CR_FIELD(model, arch), "model architecture", one_of({"gpt2"})},
+      {CR_FIELD(model, arch), "model architecture; must be the preset's", one_of({"gpt2", "opt", "llama"})},
       {CR_FIELD(model, preset),
-       "model zoo preset (gpt2, gpt2-medium, gpt2-mini, ...); null: give every dimension below"},
+       "model zoo preset (gpt2, gpt2-mini, opt-125m, opt-mini, llama2-7b, llama-mini, ...); null: give every "
+       "dimension below"},
       {CR_FIELD(model, n_layer), "transformer blocks; null: from the preset", at_least(1)},
       {CR_FIELD(model, n_head), "attention heads per block; null: from the preset", at_least(1)},
+      {CR_FIELD(model, n_kv_head),
+       "key/value heads (fewer than n_head: grouped-query attention, llama); null: from the preset, "
+       "else n_head", at_least(1)},
       {CR_FIELD(model, d_model), "hidden width; null: from the preset", at_least(1)},
       {CR_FIELD(model, d_ff), "MLP hidden width; null: from the preset, else 4 * d_model",
        at_least(1)},

@@ -2,12 +2,14 @@
 #pragma once
 
 #include "core/config.h"
-#include "models/gpt2.h"
+#include "models/causal_lm.h"
 #include "models/model_spec.h"
 
 namespace cr {
 
-// The preset's dimensions with every explicitly given key replacing the preset's value.
+// The preset's dimensions (or the architecture's defaults without a preset) with every
+// explicitly given key replacing the preset's value. Throws cr::Error when model.arch and the
+// preset's architecture differ.
 ModelSpec model_spec_from_config(const ModelConfig& config);
 
 }  // namespace cr

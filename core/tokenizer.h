@@ -33,7 +33,8 @@ std::vector<std::string_view> split_at_end_of_text(std::string_view text);
 std::unique_ptr<Tokenizer> make_byte_tokenizer();
 
 // Loads encoder.json + vocab.bpe, vocab.json + merges.txt, or gpt2-encoder.json +
-// gpt2-vocab.bpe from `dir`; the error lists what was looked for.
+// gpt2-vocab.bpe from `dir`, or else Hugging Face's tokenizer.json (its BPE model.vocab and
+// model.merges); the error lists what was looked for.
 std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& dir);
 
 // A LLaMA-style SentencePiece model: the .model file itself, or a directory holding

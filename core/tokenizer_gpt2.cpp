@@ -1,5 +1,6 @@
 // GPT-2 byte-level BPE. Text is cut into words by GPT-2's pre-tokenizer pattern, and each
-// word's bytes are merged pairwise by rank until no ranked pair is left.
+// word's bytes are merged pairwise by rank until no ranked pair is left. The vocabulary and
+// merges come from OpenAI's or Hugging Face's file pair, or from a Hugging Face tokenizer.json.
 #include <algorithm>
 #include <array>
 #include <filesystem>
@@ -33,6 +34,8 @@ constexpr std::array<FileNames, 3> kFileNames{{
     {"vocab.json", "merges.txt"},
     {"gpt2-encoder.json", "gpt2-vocab.bpe"},
 }};
+// Hugging Face's single-file form, looked for when none of the pairs is there.
+constexpr const char* kTokenizerJson = "tokenizer.json";
 
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves and the others take
 // code points from U+0100 on, in byte order, so that every token is printable in the files.
@@ -134,6 +137,89 @@ class WordSplitter {
 
 uint64_t pair_key(uint32_t left, uint32_t right) { return (uint64_t{left} << 32) | right; }
 
+// One merge as written in a file, in rank order; `where` locates it for messages.
+struct MergeRule {
+  std::string left, right;
+  std::string where;
+};
+
+// "left right": exactly two non-empty tokens separated by one space.
+MergeRule parse_merge_text(const std::string& text, std::string where) {
+  const size_t space = text.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == text.size() ||
+      text.find(' ', space + 1) != std::string::npos) {
+    fail("{}: expected two tokens separated by a space, got \"{}\"", where, text);
+  }
+  return {text.substr(0, space), text.substr(space + 1), std::move(where)};
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+// vocab.bpe / merges.txt: one merge per line after an optional "#version" line.
+std::vector<MergeRule> read_merges_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path.string());
+  std::vector<MergeRule> merges;
+  std::string line;
+  for (size_t line_number = 1; std::getline(in, line); ++line_number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (line_number == 1 && line.rfind("#version", 0) == 0)) continue;
+    merges.push_back(parse_merge_text(line, fmt::format("{}:{}", path.string(), line_number)));
+  }
+  return merges;
+}
+
+struct TokenizerJson {
+  nlohmann::json vocab;  // token text -> id, added tokens included
+  std::vector<MergeRule> merges;
+};
+
+// tokenizer.json's BPE model: model.vocab, and model.merges as "a b" strings (older files) or
+// ["a", "b"] pairs (newer ones, which allow spaces inside tokens). Added tokens that the model's
+// vocabulary lacks (an end-of-text token, say) join it at their ids.
+TokenizerJson read_tokenizer_json(const fs::path& path) {
+  const auto json = read_json(path);
+  const auto model = json.find("model");
+  if (model == json.end() || !model->is_object()) fail("{}: no \"model\" object", path.string());
+  const std::string type = model->value("type", "BPE");
+  if (type != "BPE") fail("{}: model.type is \"{}\"; the gpt2 tokenizer needs a BPE model", path.string(), type);
+  const auto vocab = model->find("vocab");
+  const auto merges = model->find("merges");
+  if (vocab == model->end() || !vocab->is_object()) fail("{}: model.vocab is not an object", path.string());
+  if (merges == model->end() || !merges->is_array()) fail("{}: model.merges is not a list", path.string());
+
+  TokenizerJson result{*vocab, {}};
+  if (const auto added = json.find("added_tokens"); added != json.end() && added->is_array()) {
+    for (const auto& token : *added) {
+      if (token.contains("content") && token.contains("id") && !result.vocab.contains(token["content"])) {
+        result.vocab[token["content"].get<std::string>()] = token["id"];
+      }
+    }
+  }
+  result.merges.reserve(merges->size());
+  for (size_t i = 0; i < merges->size(); ++i) {
+    const auto& merge = (*merges)[i];
+    std::string where = fmt::format("{}: model.merges[{}]", path.string(), i);
+    if (merge.is_string()) {
+      result.merges.push_back(parse_merge_text(merge.get<std::string>(), std::move(where)));
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string() &&
+               !merge[0].get<std::string>().empty() && !merge[1].get<std::string>().empty()) {
+      result.merges.push_back({merge[0].get<std::string>(), merge[1].get<std::string>(), std::move(where)});
+    } else {
+      fail("{}: expected \"a b\" or [\"a\", \"b\"], got {}", where, merge.dump());
+    }
+  }
+  return result;
+}
+
 struct Merge {
   uint32_t rank;
   uint32_t merged_id;
@@ -141,9 +227,11 @@ struct Merge {
 
 class Gpt2Tokenizer final : public Tokenizer {
  public:
-  Gpt2Tokenizer(const fs::path& encoder_path, const fs::path& merges_path) {
-    const auto encoder = read_encoder(encoder_path);
-    read_merges(merges_path, encoder_path, encoder);
+  // vocab_source names where `vocab` came from, for messages.
+  Gpt2Tokenizer(const nlohmann::json& vocab, const std::string& vocab_source,
+                const std::vector<MergeRule>& merges) {
+    const auto encoder = read_encoder(vocab, vocab_source);
+    add_merges(merges, vocab_source, encoder);
   }
 
   std::vector<uint32_t> encode(std::string_view text, bool allow_special) const override {
@@ -178,17 +266,9 @@ class Gpt2Tokenizer final : public Tokenizer {
 
  private:
   // Fills token_bytes_, byte_ids_ and eot_id_; returns token text (as in the files) -> id.
-  std::unordered_map<std::string, uint32_t> read_encoder(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("cannot open {}", path.string());
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}: not valid JSON: {}", path.string(), e.what());
-    }
+  std::unordered_map<std::string, uint32_t> read_encoder(const nlohmann::json& json, const std::string& source) {
     if (!json.is_object() || json.empty()) {
-      fail("{}: expected a JSON object mapping token text to id", path.string());
+      fail("{}: expected a JSON object mapping token text to id", source);
     }
 
     std::unordered_map<std::string, uint32_t> encoder;
@@ -198,16 +278,16 @@ class Gpt2Tokenizer final : public Tokenizer {
     for (const auto& [token, id_json] : json.items()) {
       // Ids must be 0..n-1, each once, so that every id decodes.
       if (!id_json.is_number_unsigned() || id_json.get<uint64_t>() >= json.size()) {
-        fail("{}: token \"{}\" has id {}; ids must be the integers 0..{}", path.string(), token,
+        fail("{}: token \"{}\" has id {}; ids must be the integers 0..{}", source, token,
              id_json.dump(), json.size() - 1);
       }
       const auto id = id_json.get<uint32_t>();
-      if (id_taken[id]) fail("{}: id {} is used by more than one token", path.string(), id);
+      if (id_taken[id]) fail("{}: id {} is used by more than one token", source, id);
       id_taken[id] = true;
       auto bytes = token_to_bytes(token);
       if (!bytes) {
         fail("{}: token \"{}\" has characters outside GPT-2's byte-to-unicode alphabet",
-             path.string(), token);
+             source, token);
       }
       token_bytes_[id] = std::move(*bytes);
       encoder.emplace(token, id);
@@ -218,45 +298,31 @@ class Gpt2Tokenizer final : public Tokenizer {
       const auto found = encoder.find(utf8::encode(unicode_of_byte[byte]));
       if (found == encoder.end()) {
         fail("{}: no token for byte 0x{:02X}; a byte-level vocabulary has all 256",
-             path.string(), byte);
+             source, byte);
       }
       byte_ids_[byte] = found->second;
     }
     const auto eot = encoder.find(std::string(kEndOfText));
-    if (eot == encoder.end()) fail("{}: no \"{}\" token", path.string(), kEndOfText);
+    if (eot == encoder.end()) fail("{}: no \"{}\" token", source, kEndOfText);
     eot_id_ = eot->second;
     return encoder;
   }
 
-  void read_merges(const fs::path& path, const fs::path& encoder_path,
-                   const std::unordered_map<std::string, uint32_t>& encoder) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("cannot open {}", path.string());
-    const auto id_of = [&](const std::string& token, size_t line_number, std::string_view line) {
-      const auto found = encoder.find(token);
-      if (found == encoder.end()) {
-        fail("{}:{}: merge \"{}\": \"{}\" is not in the vocabulary {}", path.string(),
-             line_number, line, token, encoder_path.string());
-      }
-      return found->second;
-    };
-
-    std::string line;
+  void add_merges(const std::vector<MergeRule>& merges, const std::string& vocab_source,
+                  const std::unordered_map<std::string, uint32_t>& encoder) {
     uint32_t rank = 0;
-    for (size_t line_number = 1; std::getline(in, line); ++line_number) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty() || (line_number == 1 && line.rfind("#version", 0) == 0)) continue;
-      const size_t space = line.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 == line.size() ||
-          line.find(' ', space + 1) != std::string::npos) {
-        fail("{}:{}: expected two tokens separated by a space, got \"{}\"", path.string(),
-             line_number, line);
-      }
-      const std::string left = line.substr(0, space);
-      const std::string right = line.substr(space + 1);
-      const uint32_t left_id = id_of(left, line_number, line);
-      const uint32_t right_id = id_of(right, line_number, line);
-      const uint32_t merged_id = id_of(left + right, line_number, line);
+    for (const auto& merge : merges) {
+      const auto id_of = [&](const std::string& token) {
+        const auto found = encoder.find(token);
+        if (found == encoder.end()) {
+          fail("{}: merge \"{} {}\": \"{}\" is not in the vocabulary {}", merge.where, merge.left,
+               merge.right, token, vocab_source);
+        }
+        return found->second;
+      };
+      const uint32_t left_id = id_of(merge.left);
+      const uint32_t right_id = id_of(merge.right);
+      const uint32_t merged_id = id_of(merge.left + merge.right);
       // A repeated pair takes its later rank, as GPT-2's reference encoder does.
       merges_[pair_key(left_id, right_id)] = {rank++, merged_id};
     }
@@ -362,14 +428,19 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::string& dir) {
     const fs::path encoder = fs::path(dir) / names.encoder;
     const fs::path merges = fs::path(dir) / names.merges;
     if (fs::is_regular_file(encoder, error) && fs::is_regular_file(merges, error)) {
-      return std::make_unique<Gpt2Tokenizer>(encoder, merges);
+      return std::make_unique<Gpt2Tokenizer>(read_json(encoder), encoder.string(), read_merges_file(merges));
     }
+  }
+  const fs::path tokenizer_json = fs::path(dir) / kTokenizerJson;
+  if (fs::is_regular_file(tokenizer_json, error)) {
+    const auto parsed = read_tokenizer_json(tokenizer_json);
+    return std::make_unique<Gpt2Tokenizer>(parsed.vocab, tokenizer_json.string() + " (model.vocab)", parsed.merges);
   }
   std::string looked_for;
   for (const auto& names : kFileNames) {
-    looked_for += fmt::format("{}{} + {}", looked_for.empty() ? "" : ", ", names.encoder,
-                              names.merges);
+    looked_for += fmt::format("{} + {}, ", names.encoder, names.merges);
   }
+  looked_for += kTokenizerJson;
   fail("no GPT-2 tokenizer files in {}{}: looked for {}", dir,
        fs::is_directory(dir, error) ? "" : " (no such directory)", looked_for);
 }

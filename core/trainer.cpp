@@ -13,6 +13,7 @@
 #include "core/checkpoint_store.h"
 #include "core/dataset.h"
 #include "core/error.h"
+#include "core/hf_import.h"
 #include "core/log.h"
 #include "core/lr_schedule.h"
 #include "core/mesh_layout.h"
@@ -99,7 +100,7 @@ class Trainer {
   int64_t accumulation_ = 0;
   DataSplits data_;
   std::optional<BatchSampler> train_sampler_, val_sampler_;
-  GPT2 model_{nullptr};
+  CausalLM model_;
   std::unique_ptr<FlatParameters> params_;
   std::unique_ptr<AdamWOptimizer> optimizer_;
   std::unique_ptr<GradientSynchronizer> gradient_sync_;
@@ -138,7 +139,7 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
   if (data_.val) val_sampler_.emplace(data_.val, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/false);
 
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
-  model_ = GPT2(spec_);
+  model_ = build_model(spec_);
   model_->to(device_);
   params_ = std::make_unique<FlatParameters>(*model_, dtype_);
   optimizer_ = std::make_unique<AdamWOptimizer>(config_.optimizer, *params_);
@@ -154,7 +155,7 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
     }
     print0("resumed from {} at step {}", *resume_dir, start_step_);
   } else if (config_.model.init_from) {
-    load_train_checkpoint(*config_.model.init_from, *params_, nullptr);
+    load_init_weights(*config_.model.init_from, *params_, spec_);
     print0("initialised weights from {}", *config_.model.init_from);
   }
   summary_.first_step = start_step_;

@@ -1,60 +1,39 @@
 #include "models/model_spec.h"
 
 #include "core/error.h"
-#include "core/strings.h"
 
 namespace cr {
-namespace {
 
-ModelSpec gpt2_spec(int64_t n_layer, int64_t n_head, int64_t d_model, int64_t vocab_size,
-                    int64_t max_seq_len) {
+ModelSpec arch_defaults(const std::string& arch) {
   ModelSpec spec;
-  spec.arch = "gpt2";
-  spec.n_layer = n_layer;
-  spec.n_head = n_head;
-  spec.d_model = d_model;
-  spec.d_ff = 4 * d_model;
-  spec.vocab_size = vocab_size;
-  spec.max_seq_len = max_seq_len;
+  spec.arch = arch;
+  if (arch == "opt") {
+    spec.activation = "relu";
+  } else if (arch == "llama") {
+    spec.norm = "rmsnorm";
+    spec.norm_eps = 1e-6;
+    spec.activation = "silu";
+    spec.position = "rotary";
+    spec.tied_embeddings = false;
+    spec.bias = false;
+  } else if (arch != "gpt2") {
+    fail("model.arch: unknown architecture '{}' (gpt2, opt, llama)", arch);
+  }
   return spec;
 }
 
-}  // namespace
-
-const std::vector<ModelPreset>& model_presets() {
-  // Hugging Face dimensions for the released GPT-2 sizes; the small ones are for tests,
-  // quick runs (byte-level vocabulary fits in 512) and the CPU benchmark.
-  static const std::vector<ModelPreset> presets = {
-      {"gpt2", "GPT-2 124M (Hugging Face gpt2)", gpt2_spec(12, 12, 768, 50257, 1024)},
-      {"gpt2-medium", "GPT-2 355M", gpt2_spec(24, 16, 1024, 50257, 1024)},
-      {"gpt2-large", "GPT-2 774M", gpt2_spec(36, 20, 1280, 50257, 1024)},
-      {"gpt2-xl", "GPT-2 1.5B", gpt2_spec(48, 25, 1600, 50257, 1024)},
-      {"gpt2-bench", "CPU benchmark shape: 6 layers, 6 heads, d_model 384, vocab 50304",
-       gpt2_spec(6, 6, 384, 50304, 1024)},
-      {"gpt2-mini", "4 layers, 4 heads, d_model 128, vocab 512 (byte-level data)",
-       gpt2_spec(4, 4, 128, 512, 512)},
-      {"gpt2-tiny", "2 layers, 2 heads, d_model 32, vocab 512 (unit tests)",
-       gpt2_spec(2, 2, 32, 512, 128)},
-  };
-  return presets;
-}
-
-const ModelPreset& find_model_preset(const std::string& name) {
-  std::vector<std::string> names;
-  for (const auto& preset : model_presets()) {
-    if (preset.name == name) return preset;
-    names.push_back(preset.name);
-  }
-  fail("model.preset: unknown preset '{}'; did you mean '{}'?", name, closest_match(name, names));
+int64_t embedding_dim(const ModelSpec& spec) {
+  return spec.word_embed_proj_dim > 0 ? spec.word_embed_proj_dim : spec.d_model;
 }
 
 void validate_model_spec(const ModelSpec& spec) {
-  if (spec.arch != "gpt2") fail("model.arch: unknown architecture '{}'", spec.arch);
+  const ModelSpec fixed = arch_defaults(spec.arch);
   auto positive = [](const char* key, int64_t value) {
     if (value < 1) fail("model.{}: must be >= 1, got {}", key, value);
   };
   positive("n_layer", spec.n_layer);
   positive("n_head", spec.n_head);
+  positive("n_kv_head", spec.n_kv_head);
   positive("d_model", spec.d_model);
   positive("d_ff", spec.d_ff);
   positive("vocab_size", spec.vocab_size);
@@ -62,17 +41,50 @@ void validate_model_spec(const ModelSpec& spec) {
   if (spec.d_model % spec.n_head != 0) {
     fail("model: d_model {} is not divisible by n_head {}", spec.d_model, spec.n_head);
   }
+  if (spec.n_head % spec.n_kv_head != 0) {
+    fail("model: n_head {} is not a multiple of n_kv_head {}", spec.n_head, spec.n_kv_head);
+  }
+  if (spec.norm != "layernorm" && spec.norm != "rmsnorm") fail("model: unknown norm '{}'", spec.norm);
+  if (spec.activation != "gelu_new" && spec.activation != "relu" && spec.activation != "silu") {
+    fail("model: unknown activation '{}'", spec.activation);
+  }
+  // Choices the architectures' code fixes: positions and the block layout.
+  if (spec.position != fixed.position) {
+    fail("model: {} uses {} positions, not {}", spec.arch, fixed.position, spec.position);
+  }
+  if (spec.arch == "gpt2" && spec.n_kv_head != spec.n_head) {
+    fail("model: gpt2's fused q/k/v projection needs n_kv_head {} == n_head {}", spec.n_kv_head, spec.n_head);
+  }
+  if (spec.arch != "opt" && (spec.word_embed_proj_dim != 0 || !spec.layer_norm_before)) {
+    fail("model: word_embed_proj_dim and post-LayerNorm blocks are OPT's, not {}'s", spec.arch);
+  }
+  if (spec.arch == "gpt2" && !spec.tied_embeddings) fail("model: gpt2 ties its input and output embeddings");
+  if ((spec.activation == "silu") != (spec.arch == "llama")) {
+    fail("model: activation '{}' does not fit {} (gated silu is LLaMA's MLP)", spec.activation, spec.arch);
+  }
 }
 
 int64_t parameter_count(const ModelSpec& spec) {
   const int64_t d = spec.d_model;
-  const int64_t attention = d * 3 * d + 3 * d + d * d + d;
-  const int64_t mlp = d * spec.d_ff + spec.d_ff + spec.d_ff * d + d;
-  const int64_t norms = 2 * 2 * d;
-  const int64_t per_layer = attention + mlp + norms;
-  const int64_t embeddings = spec.vocab_size * d + spec.max_seq_len * d;
-  const int64_t head = spec.tied_embeddings ? 0 : spec.vocab_size * d;
-  return embeddings + spec.n_layer * per_layer + 2 * d + head;
+  const int64_t kv_dim = spec.n_kv_head * (d / spec.n_head);
+  const int64_t bias = spec.bias ? 1 : 0;
+  const int64_t attention = (d * d + bias * d) * 2 + (d * kv_dim + bias * kv_dim) * 2;  // q, out; k, v
+  const bool gated = spec.activation == "silu";
+  const int64_t mlp = gated ? 3 * d * spec.d_ff + bias * (2 * spec.d_ff + d)
+                            : 2 * d * spec.d_ff + bias * (spec.d_ff + d);
+  const int64_t norm = spec.norm == "layernorm" ? 2 * d : d;
+  const int64_t per_layer = attention + mlp + 2 * norm;
+
+  const int64_t e = embedding_dim(spec);
+  int64_t total = spec.n_layer * per_layer + spec.vocab_size * e;
+  if (!spec.tied_embeddings) total += spec.vocab_size * e;
+  if (spec.position == "learned") {
+    // OPT's table has two extra rows: its positions start at 2.
+    total += (spec.max_seq_len + (spec.arch == "opt" ? 2 : 0)) * d;
+  }
+  if (e != d) total += 2 * e * d;  // project_in, project_out
+  if (spec.layer_norm_before) total += norm;  // final norm
+  return total;
 }
 
 double flops_per_token(const ModelSpec& spec, int64_t seq_len) {

@@ -9,16 +9,34 @@
 namespace cr {
 
 struct ModelSpec {
-  std::string arch = "gpt2";
+  std::string arch = "gpt2";  // gpt2 | opt | llama
   int64_t n_layer = 0;
   int64_t n_head = 0;
+  int64_t n_kv_head = 0;  // key/value heads; fewer than n_head is grouped-query attention
   int64_t d_model = 0;
   int64_t d_ff = 0;  // MLP hidden width
   int64_t vocab_size = 0;
   int64_t max_seq_len = 0;
   double dropout = 0.0;
+  std::string norm = "layernorm";      // layernorm | rmsnorm
+  double norm_eps = 1e-5;
+  std::string activation = "gelu_new";  // gelu_new (tanh GELU) | relu | silu (gated: SwiGLU)
+  std::string position = "learned";    // learned | rotary
+  double rope_theta = 10000.0;
   bool tied_embeddings = true;
+  bool bias = true;  // biases on the attention and MLP projections
+  // OPT: token embeddings of this width, projected to and from d_model (opt-350m); 0: d_model.
+  int64_t word_embed_proj_dim = 0;
+  // OPT: pre-LayerNorm blocks with a final LayerNorm; false: post-LayerNorm, no final norm.
+  bool layer_norm_before = true;
 };
+
+// The architecture's fixed choices (norm, activation, positions, ...) with zero dimensions:
+// the starting point for a spec given dimension by dimension.
+ModelSpec arch_defaults(const std::string& arch);
+
+// Width of the token embeddings and of the output embedding.
+int64_t embedding_dim(const ModelSpec& spec);
 
 struct ModelPreset {
   std::string name;

@@ -22,7 +22,8 @@ TEST_CASE("GPT-2 presets have Hugging Face parameter counts", "[models]") {
 
 TEST_CASE("allocated models have exactly the analytic parameter count", "[models]") {
   for (const auto& preset : model_presets()) {
-    if (parameter_count(preset.spec) > 200'000'000) continue;  // keep the test light
+    // Other architectures: test_model_zoo.cpp. Large ones: keep the test light.
+    if (preset.spec.arch != "gpt2" || parameter_count(preset.spec) > 200'000'000) continue;
     GPT2 model(preset.spec);
     int64_t total = 0;
     for (const auto& p : model->parameters()) total += p.numel();

@@ -1,0 +1,50 @@
+#include "cmd/generate_command.h"
+
+#include <cstdio>
+
+#include "cmd/config_source.h"
+#include "core/error.h"
+#include "core/generation.h"
+#include "core/inference_model.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "core/tokenizer.h"
+
+namespace cr {
+
+int run_generate_command(const GenerateCommandOptions& options) {
+  set_info_to_stderr(true);
+  const Config config = load_command_config(options.config);
+  configure_threads(config.runtime);
+  const auto tokenizer = make_tokenizer(config.data.tokenizer, config.data.tokenizer_dir);
+  InferenceModel loaded = load_inference_model(config);
+  if (tokenizer->vocab_size() > loaded.spec.vocab_size) {
+    fail("data.tokenizer: the {} tokenizer has {} tokens but the model's vocab_size is {}", tokenizer->name(),
+         tokenizer->vocab_size(), loaded.spec.vocab_size);
+  }
+
+  auto prompt_ids = tokenizer->encode(options.prompt, /*allow_special=*/true);
+  // An empty prompt starts a fresh document, which is what the end-of-text token precedes.
+  if (prompt_ids.empty()) prompt_ids.push_back(tokenizer->eot_id());
+  GenerationOptions generation;
+  generation.max_new_tokens = options.max_new_tokens;
+  generation.sampling = {options.temperature, options.top_k, options.top_p};
+  generation.seed = options.seed;
+  generation.stop_token = tokenizer->eot_id();
+  generation.vocab_limit = tokenizer->vocab_size();
+  const auto decoder = make_decoder(loaded);
+  const Generation result =
+      generate(*decoder, std::vector<int64_t>(prompt_ids.begin(), prompt_ids.end()), generation);
+
+  std::vector<uint32_t> new_ids(result.tokens.begin(), result.tokens.end());
+  // The end-of-text token ends the completion; it is not part of its text.
+  if (result.stop == StopReason::StopToken) new_ids.pop_back();
+  print0("generate: {} prompt tokens + {} new ({}) | {} tokenizer | weights {}", prompt_ids.size(),
+         result.tokens.size(), stop_reason_name(result.stop), tokenizer->name(), loaded.weights_from);
+  const std::string text = tokenizer->decode(new_ids);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+}  // namespace cr

@@ -1,0 +1,80 @@
+#include "models/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "models/rotary.h"
+
+namespace cr {
+
+torch::Tensor causal_attention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, double dropout) {
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3);
+  const int64_t H_kv = k.size(1), Tk = k.size(2);
+  if (H_kv != H) {
+    k = k.unsqueeze(2).expand({B, H_kv, H / H_kv, Tk, D}).reshape({B, H, Tk, D});
+    v = v.unsqueeze(2).expand({B, H_kv, H / H_kv, Tk, D}).reshape({B, H, Tk, D});
+  }
+  const int64_t cached = Tk - Tq;
+#if TORCH_VERSION_MAJOR >= 2
+  if (cached == 0) return at::scaled_dot_product_attention(q, k, v, {}, dropout, /*is_causal=*/true);
+  // is_causal aligns the mask top-left; with cached keys the queries sit at the bottom right.
+  auto allowed = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(cached);
+  return at::scaled_dot_product_attention(q, k, v, allowed, dropout, /*is_causal=*/false);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const auto inf = std::numeric_limits<float>::infinity();
+  auto bias = torch::full({Tq, Tk}, -inf, q.options()).triu(cached + 1);  // 0 where allowed
+  auto scores = torch::baddbmm(bias, q.reshape({B * H, Tq, D}), k.reshape({B * H, Tk, D}).transpose(1, 2),
+                               /*beta=*/1.0, /*alpha=*/scale);
+  auto probs = torch::softmax(scores, -1);
+  if (dropout > 0) probs = torch::dropout(probs, dropout, true);
+  return torch::bmm(probs, v.reshape({B * H, Tk, D})).view({B, H, Tq, D});
+#endif
+}
+
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, KVCache* cache,
+                     int64_t layer, double dropout) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  torch::Tensor y;
+  if (cache) {
+    auto all = cache->append(layer, k, v);
+    y = causal_attention(q, all.first, all.second, dropout);
+  } else {
+    y = causal_attention(q, k, v, dropout);
+  }
+  return y.transpose(1, 2).reshape({B, T, H * D});
+}
+
+SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name)
+    : layer_(layer),
+      n_head_(spec.n_head),
+      n_kv_head_(spec.n_kv_head),
+      head_dim_(spec.d_model / spec.n_head),
+      dropout_(spec.dropout),
+      rotary_(spec.position == "rotary"),
+      rope_theta_(spec.rope_theta) {
+  const int64_t d = spec.d_model, kv_dim = n_kv_head_ * head_dim_;
+  auto linear = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(spec.bias)); };
+  q_proj = register_module("q_proj", linear(d, d));
+  k_proj = register_module("k_proj", linear(d, kv_dim));
+  v_proj = register_module("v_proj", linear(d, kv_dim));
+  output_proj = register_module(output_name, linear(d, d));
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto heads = [&](const torch::Tensor& t, int64_t n) { return t.view({B, T, n, head_dim_}).transpose(1, 2); };
+  auto q = heads(q_proj(x), n_head_);
+  auto k = heads(k_proj(x), n_kv_head_);
+  auto v = heads(v_proj(x), n_kv_head_);
+  if (rotary_) {
+    const int64_t first_position = cache ? cache->length(layer_) : 0;
+    q = apply_rotary(q, first_position, rope_theta_);
+    k = apply_rotary(k, first_position, rope_theta_);
+  }
+  const double dropout = is_training() ? dropout_ : 0.0;
+  auto y = output_proj(attend(q, k, v, cache, layer_, dropout));
+  return dropout > 0 ? torch::dropout(y, dropout, true) : y;
+}
+
+}  // namespace cr

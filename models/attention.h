@@ -1,0 +1,49 @@
+// Causal self-attention shared by the model zoo: the attention core (grouped-query aware, with
+// an optional KV cache) and the separate-projection attention layer of OPT and LLaMA. GPT-2's
+// fused-projection layer (transformer_layers.h) uses the same core.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "models/kv_cache.h"
+#include "models/model_spec.h"
+
+namespace cr {
+
+// q (B, H, Tq, D); k, v (B, H_kv, Tk, D), H a multiple of H_kv: query head h reads key/value head
+// h / (H / H_kv), as Hugging Face's repeat_kv. Query i sits at position Tk - Tq + i and sees the
+// keys up to that position. Scaled by 1/sqrt(D). Returns (B, H, Tq, D).
+torch::Tensor causal_attention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, double dropout);
+
+// q (B, H, T, D) and this pass's k, v (B, H_kv, T, D): appends k, v to `layer`'s cache when there
+// is one, attends, and merges the heads into (B, T, H * D).
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, KVCache* cache,
+                     int64_t layer, double dropout);
+
+// Separate q/k/v/output projections (biases per spec.bias), grouped-query attention with
+// spec.n_kv_head key/value heads, rotary positions when spec.position is "rotary".
+class SelfAttentionImpl : public torch::nn::Module {
+ public:
+  // output_name: Hugging Face's name for the output projection (OPT out_proj, LLaMA o_proj).
+  SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name);
+  torch::Tensor forward(const torch::Tensor& x, KVCache* cache);
+
+  torch::nn::Linear q_proj{nullptr};
+  torch::nn::Linear k_proj{nullptr};
+  torch::nn::Linear v_proj{nullptr};
+  torch::nn::Linear output_proj{nullptr};
+
+ private:
+  int64_t layer_;
+  int64_t n_head_;
+  int64_t n_kv_head_;
+  int64_t head_dim_;
+  double dropout_;
+  bool rotary_;
+  double rope_theta_;
+};
+TORCH_MODULE(SelfAttention);
+
+}  // namespace cr

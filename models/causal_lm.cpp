@@ -1,0 +1,69 @@
+#include "models/causal_lm.h"
+
+#include "core/error.h"
+#include "models/gpt2.h"
+#include "models/llama.h"
+#include "models/lm_loss.h"
+#include "models/norm.h"
+#include "models/opt.h"
+
+namespace cr {
+
+CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch) : spec_(spec) {
+  if (spec.arch != arch) fail("model: a {} spec cannot build a {} model", spec.arch, arch);
+  validate_model_spec(spec);
+}
+
+torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tensor& targets) {
+  auto hidden = final_hidden(x);
+  return linear_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), output_embedding(), targets.reshape({-1}));
+}
+
+torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {
+  return torch::matmul(final_hidden(x), output_embedding().t());
+}
+
+torch::Tensor CausalLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
+  return head_loss(run_blocks(embed(tokens), 0, spec_.n_layer), targets);
+}
+
+torch::Tensor CausalLMImpl::logits(const torch::Tensor& tokens) {
+  return head_logits(run_blocks(embed(tokens), 0, spec_.n_layer));
+}
+
+torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, KVCache& cache) {
+  return head_logits(run_blocks(embed(tokens, cache.length()), 0, spec_.n_layer, &cache));
+}
+
+void CausalLMImpl::reset_parameters_normal(double std) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* linear = module->as<torch::nn::Linear>()) {
+      linear->weight.normal_(0.0, std);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding = module->as<torch::nn::Embedding>()) {
+      embedding->weight.normal_(0.0, std);
+    } else if (auto* norm = module->as<Norm>()) {
+      norm->reset_parameters();
+    }
+  }
+}
+
+void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq_len) {
+  const int64_t end = first_position + length;
+  if (end > max_seq_len) fail("sequence length {} exceeds model.max_seq_len {}", end, max_seq_len);
+}
+
+torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, int64_t max_seq_len) {
+  check_sequence_fits(first_position, tokens.size(1), max_seq_len);
+  return torch::arange(first_position, first_position + tokens.size(1), tokens.options().dtype(torch::kLong));
+}
+
+CausalLM build_model(const ModelSpec& spec) {
+  if (spec.arch == "gpt2") return std::make_shared<GPT2Impl>(spec);
+  if (spec.arch == "opt") return std::make_shared<OPTImpl>(spec);
+  if (spec.arch == "llama") return std::make_shared<LlamaImpl>(spec);
+  fail("model.arch: unknown architecture '{}' (gpt2, opt, llama)", spec.arch);
+}
+
+}  // namespace cr

@@ -1,0 +1,62 @@
+// The interface every architecture of the zoo implements, so that training, Hugging Face
+// import/export and generation work with any of them. The forward pass is split into
+// embed / blocks / head so that a pipeline stage can run a contiguous slice of it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "models/kv_cache.h"
+#include "models/model_spec.h"
+
+namespace cr {
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  // Validates the spec, which must be of `arch`.
+  CausalLMImpl(const ModelSpec& spec, const std::string& arch);
+
+  const ModelSpec& spec() const { return spec_; }
+
+  // The architecture's initialisation; uses the global torch generator.
+  virtual void reset_parameters() = 0;
+
+  // (B, T) int64 tokens at positions first_position, first_position + 1, ... -> (B, T, d_model).
+  virtual torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) = 0;
+  // Blocks [first, last); with a cache, each block appends this pass's keys and values to it.
+  virtual torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) = 0;
+  torch::Tensor head_loss(const torch::Tensor& x, const torch::Tensor& targets);  // mean CE, fused head
+  torch::Tensor head_logits(const torch::Tensor& x);
+
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
+  torch::Tensor logits(const torch::Tensor& tokens);  // (B, T, vocab)
+  // Incremental decoding: logits for `tokens` (B, T_new), which follow the cache's tokens;
+  // appends their keys and values to the cache.
+  torch::Tensor forward_cached(const torch::Tensor& tokens, KVCache& cache);
+
+ protected:
+  // The hidden state the output embedding reads (final norm, OPT's project_out) and that
+  // embedding, (vocab, embedding_dim).
+  virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;
+  virtual torch::Tensor output_embedding() = 0;
+
+  // Hugging Face's initialisation for OPT and LLaMA: N(0, std) linear and embedding weights, zero
+  // biases, unit norm gains.
+  void reset_parameters_normal(double std);
+
+  ModelSpec spec_;
+};
+using CausalLM = std::shared_ptr<CausalLMImpl>;
+
+// Throws cr::Error when positions [first_position, first_position + length) pass max_seq_len.
+void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq_len);
+
+// Positions first_position, first_position + 1, ... for the (B, T) tokens, checked to fit.
+torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, int64_t max_seq_len);
+
+// The architecture named by spec.arch, freshly initialised.
+CausalLM build_model(const ModelSpec& spec);
+
+}  // namespace cr

@@ -1,0 +1,59 @@
+#include "models/llama.h"
+
+#include "models/activation.h"
+
+namespace cr {
+
+LlamaMLPImpl::LlamaMLPImpl(const ModelSpec& spec) : dropout_(spec.dropout) {
+  auto linear = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(spec.bias)); };
+  gate_proj = register_module("gate_proj", linear(spec.d_model, spec.d_ff));
+  up_proj = register_module("up_proj", linear(spec.d_model, spec.d_ff));
+  down_proj = register_module("down_proj", linear(spec.d_ff, spec.d_model));
+}
+
+torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
+  auto y = down_proj(activate("silu", gate_proj(x)) * up_proj(x));
+  return (is_training() && dropout_ > 0) ? torch::dropout(y, dropout_, true) : y;
+}
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelSpec& spec, int64_t layer) {
+  self_attn = register_module("self_attn", SelfAttention(spec, layer, "o_proj"));
+  mlp = register_module("mlp", LlamaMLP(spec));
+  input_layernorm = register_module("input_layernorm", Norm(spec, spec.d_model));
+  post_attention_layernorm = register_module("post_attention_layernorm", Norm(spec, spec.d_model));
+}
+
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* cache) {
+  auto h = x + self_attn(input_layernorm(x), cache);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+LlamaImpl::LlamaImpl(const ModelSpec& spec) : CausalLMImpl(spec, "llama") {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(spec.vocab_size, spec.d_model));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < spec.n_layer; ++i) {
+    blocks_.push_back(LlamaDecoderLayer(spec, i));
+    layers->push_back(blocks_.back());
+  }
+  norm = register_module("norm", Norm(spec, spec.d_model));
+  if (!spec.tied_embeddings) {
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(spec.d_model, spec.vocab_size).bias(false)));
+  }
+  reset_parameters();
+}
+
+void LlamaImpl::reset_parameters() { reset_parameters_normal(0.02); }
+
+torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
+  // No position embedding: the attention layers rotate by the positions their cache implies.
+  check_sequence_fits(first_position, tokens.size(1), spec_.max_seq_len);
+  auto x = embed_tokens(tokens);
+  return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
+}
+
+torch::Tensor LlamaImpl::run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache) {
+  for (int64_t i = first; i < last; ++i) x = blocks_[i]->forward(x, cache);
+  return x;
+}
+
+}  // namespace cr

@@ -1,0 +1,24 @@
+#include "models/norm.h"
+
+namespace cr {
+
+NormImpl::NormImpl(const ModelSpec& spec, int64_t dim) : rms_(spec.norm == "rmsnorm"), eps_(spec.norm_eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+  if (!rms_) bias = register_parameter("bias", torch::zeros({dim}));
+}
+
+torch::Tensor NormImpl::forward(const torch::Tensor& x) {
+  if (!rms_) return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps_);
+  // As Hugging Face's LlamaRMSNorm: normalise in fp32, scale in the input's dtype.
+  auto xf = x.to(torch::kFloat);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return weight * xf.to(x.scalar_type());
+}
+
+void NormImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  weight.fill_(1.0);
+  if (bias.defined()) bias.zero_();
+}
+
+}  // namespace cr

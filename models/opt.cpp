@@ -1,0 +1,73 @@
+#include "models/opt.h"
+
+#include "models/activation.h"
+
+namespace cr {
+namespace {
+
+// OPT's learned positions start at 2 (rows 0 and 1 were reserved for padding in fairseq).
+constexpr int64_t kPositionOffset = 2;
+
+}  // namespace
+
+OPTDecoderLayerImpl::OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer)
+    : layer_norm_before_(spec.layer_norm_before), activation_(spec.activation), dropout_(spec.dropout) {
+  self_attn = register_module("self_attn", SelfAttention(spec, layer, "out_proj"));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", Norm(spec, spec.d_model));
+  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(spec.d_model, spec.d_ff).bias(spec.bias)));
+  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(spec.d_ff, spec.d_model).bias(spec.bias)));
+  final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model));
+}
+
+torch::Tensor OPTDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* cache) {
+  auto pre = [&](Norm& norm, const torch::Tensor& t) { return layer_norm_before_ ? norm(t) : t; };
+  auto post = [&](Norm& norm, const torch::Tensor& t) { return layer_norm_before_ ? t : norm(t); };
+  auto h = post(self_attn_layer_norm, x + self_attn(pre(self_attn_layer_norm, x), cache));
+  auto y = fc2(activate(activation_, fc1(pre(final_layer_norm, h))));
+  if (is_training() && dropout_ > 0) y = torch::dropout(y, dropout_, true);
+  return post(final_layer_norm, h + y);
+}
+
+OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec) {
+  const int64_t e = embedding_dim(spec);
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(spec.vocab_size, e));
+  embed_positions =
+      register_module("embed_positions", torch::nn::Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
+  if (e != spec.d_model) {
+    project_out = register_module("project_out", torch::nn::Linear(torch::nn::LinearOptions(spec.d_model, e).bias(false)));
+    project_in = register_module("project_in", torch::nn::Linear(torch::nn::LinearOptions(e, spec.d_model).bias(false)));
+  }
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < spec.n_layer; ++i) {
+    blocks.push_back(OPTDecoderLayer(spec, i));
+    layers->push_back(blocks.back());
+  }
+  if (spec.layer_norm_before) final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model));
+}
+
+OPTImpl::OPTImpl(const ModelSpec& spec) : CausalLMImpl(spec, "opt") {
+  decoder = register_module("decoder", OPTDecoder(spec));
+  reset_parameters();
+}
+
+void OPTImpl::reset_parameters() { reset_parameters_normal(0.02); }
+
+torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
+  auto positions = position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset;
+  auto x = decoder->embed_tokens(tokens);
+  if (decoder->project_in) x = decoder->project_in(x);
+  x = x + decoder->embed_positions(positions);
+  return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
+}
+
+torch::Tensor OPTImpl::run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache) {
+  for (int64_t i = first; i < last; ++i) x = decoder->blocks[i]->forward(x, cache);
+  return x;
+}
+
+torch::Tensor OPTImpl::final_hidden(const torch::Tensor& x) {
+  auto h = decoder->final_layer_norm ? decoder->final_layer_norm(x) : x;
+  return decoder->project_out ? decoder->project_out(h) : h;
+}
+
+}  // namespace cr
