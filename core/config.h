@@ -12,7 +12,7 @@
 namespace cr {
 
 struct ModelConfig {
-  std::string arch = "gpt2";                 // gpt2 | opt | llama; must match the preset's
+  std::optional<std::string> arch;  // gpt2 | opt | llama; null: the preset's (gpt2 without one)
   std::optional<std::string> preset = "gpt2";  // null: every dimension given explicitly
   // Explicit dimensions override the preset's.
   std::optional<int64_t> n_layer, n_head, n_kv_head, d_model, d_ff, vocab_size, max_seq_len;

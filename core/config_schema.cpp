@@ -72,7 +72,8 @@ const std::vector<ConfigSection>& config_sections() {
 
 const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
-      {CR_FIELD(model, arch), "model architecture; must be the preset's", one_of({"gpt2", "opt", "llama"})},
+      {CR_FIELD(model, arch), "model architecture; null: the preset's (gpt2 without a preset); if given, must match it",
+       one_of({"gpt2", "opt", "llama"})},
       {CR_FIELD(model, preset),
        "model zoo preset (gpt2, gpt2-mini, opt-125m, opt-mini, llama2-7b, llama-mini, ...); null: give every "
        "dimension below"},

@@ -5,12 +5,12 @@
 namespace cr {
 
 ModelSpec model_spec_from_config(const ModelConfig& config) {
-  ModelSpec spec = arch_defaults(config.arch);
+  ModelSpec spec = arch_defaults(config.arch.value_or("gpt2"));
   if (config.preset) {
     const ModelPreset& preset = find_model_preset(*config.preset);
-    if (preset.spec.arch != config.arch) {
-      fail("model.arch '{}' does not match model.preset '{}', which is a {} model (set model.arch: {})", config.arch,
-           preset.name, preset.spec.arch, preset.spec.arch);
+    if (config.arch && preset.spec.arch != *config.arch) {
+      fail("model.arch '{}' does not match model.preset '{}', which is a {} model (set model.arch: {} or leave it out)",
+           *config.arch, preset.name, preset.spec.arch, preset.spec.arch);
     }
     spec = preset.spec;
   }

@@ -124,7 +124,7 @@ runtime:
   threads: 2
   progress_bar: no
 )");
-  CHECK(c.model.arch == "gpt2");
+  CHECK(c.model.arch.value_or("") == "gpt2");
   CHECK_FALSE(c.model.preset);
   CHECK(c.model.n_layer == 2);
   CHECK(c.model.n_head == 4);
@@ -384,7 +384,7 @@ TEST_CASE("the dump lists every key in schema order and loads back to an equal c
   Config defaults;
   defaults.data.train = {"a.bin"};
   const std::string dump = cr::dump_config(defaults);
-  CHECK_THAT(dump, StartsWith("model:\n  arch: gpt2\n  preset: gpt2\n  n_layer: null\n"));
+  CHECK_THAT(dump, StartsWith("model:\n  arch: null\n  preset: gpt2\n  n_layer: null\n"));
   CHECK_THAT(dump, Contains("\ndata:\n  format: tokens\n  train: [a.bin]\n  val: []\n"));
   CHECK_THAT(dump, Contains("  dropout: 0.0\n"));
   CHECK_THAT(dump, Contains("  lr: 0.0006\n  betas: [0.9, 0.95]\n  eps: 1e-08\n"));

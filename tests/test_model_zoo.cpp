@@ -208,9 +208,12 @@ TEST_CASE("the opt-350m layout (post-LayerNorm, projected embeddings) trains a s
   CHECK(opt->decoder->project_out->weight.grad().abs().sum().item<double>() > 0);
 }
 
-TEST_CASE("config: arch and preset must agree; overrides keep grouped-query attention", "[models][config]") {
+TEST_CASE("config: arch follows the preset, must agree when given; overrides keep grouped-query attention",
+          "[models][config]") {
   ModelConfig config;
   config.preset = "opt-125m";
+  CHECK(model_spec_from_config(config).arch == "opt");
+  config.arch = "gpt2";
   CHECK_THROWS_WITH(model_spec_from_config(config),
                     Catch::Contains("model.arch 'gpt2' does not match model.preset 'opt-125m'"));
   config.arch = "opt";
