@@ -109,7 +109,11 @@ class Trainer {
 };
 
 Trainer::Trainer(const Config& config, Communicator* world, Communicator* device_group)
-    : config_(config), world_(world), tensor_group_(device_group ? device_group : world), device_(resolve_device(config.runtime)), dtype_(compute_dtype(config.precision)) {
+    : config_(config),
+      world_(world),
+      tensor_group_(device_group ? device_group : world),
+      device_(resolve_device(config.runtime)),
+      dtype_(compute_dtype(config.precision)) {
   spec_ = model_spec_from_config(config_.model);
   const ProcessMesh mesh = mesh_for(config_.parallel, spec_, world_ ? world_->size() : 1);
   if (mesh.shape().tensor > 1 || mesh.shape().pipeline > 1) {
