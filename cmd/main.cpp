@@ -16,6 +16,7 @@
 #include "core/crash_report.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mesh_layout.h"
 #include "core/runtime.h"
 #include "parallel/mpi_communicator.h"
 
@@ -139,8 +140,8 @@ int main(int argc, char** argv) {
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());
     if (nprocs == 1 && !launch.warning.empty()) cr::warn0_line(launch.warning);
     if (cr::needs_mpirun(launch, nprocs)) {
-      // Validate once here, so that a bad config gives one message rather than one per rank.
-      if (!*bench) cr::load_command_config(train_options);
+      // Validate once here, so that a bad config or layout gives one message rather than one per rank.
+      if (!*bench) cr::check_job_layout(cr::load_command_config(train_options), nprocs);
       setenv(cr::kStdoutIsTerminalVariable, isatty(STDOUT_FILENO) ? "1" : "0", 1);
       return cr::relaunch_under_mpirun(std::vector<std::string>(argv + 1, argv + argc), nprocs,
                                        cr::available_cores(), hostfile);

@@ -130,13 +130,10 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
          spec_.max_seq_len);
   }
   const int64_t micro = config_.train.micro_batch_size;
-  global_batch_ = config_.train.global_batch_size > 0 ? config_.train.global_batch_size : micro * dp_size_;
-  if (global_batch_ % (micro * dp_size_) != 0) {
-    fail("train.global_batch_size {} is not a multiple of train.micro_batch_size {} x {} data-parallel ranks",
-         global_batch_, micro, dp_size_);
-  }
-  rank_batch_ = global_batch_ / dp_size_;
-  accumulation_ = rank_batch_ / micro;
+  const BatchLayout batch = batch_layout(config_.train, dp_size_);
+  global_batch_ = batch.global;
+  rank_batch_ = batch.per_rank;
+  accumulation_ = batch.accumulation;
 
   data_ = open_data(config_.data, spec_.vocab_size, static_cast<uint64_t>(config_.train.seed));
   train_sampler_.emplace(data_.train, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/true);
