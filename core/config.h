@@ -69,6 +69,10 @@ struct ParallelConfig {
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
 };
 
+struct ZeroConfig {
+  int64_t stage = 0;  // 0: replicated; 1: Adam moments sharded over the data-parallel ranks
+};
+
 struct CheckpointConfig {
   std::optional<std::string> dir;  // null: <runtime.run_dir>/checkpoints
   int64_t every = 0;               // 0: only at the end
@@ -93,6 +97,7 @@ struct Config {
   LrScheduleConfig lr_schedule;
   PrecisionConfig precision;
   ParallelConfig parallel;
+  ZeroConfig zero;
   CheckpointConfig checkpoint;
   RuntimeConfig runtime;
 

@@ -64,6 +64,7 @@ const std::vector<ConfigSection>& config_sections() {
       {"precision", "Numeric precision of the forward and backward passes."},
       {"parallel", "How the job's ranks are arranged: world = data x pipeline x tensor, and the gradient "
                    "buckets of data parallelism."},
+      {"zero", "ZeRO: sharding training state over the data-parallel ranks instead of replicating it."},
       {"checkpoint", "Saving and resuming training state."},
       {"runtime", "Where the run writes its files and what it runs on."},
   };
@@ -147,6 +148,10 @@ const std::vector<ConfigKey>& config_keys() {
        "pipeline stages; `plan` lays out and checks any size, training runs 1", at_least(1)},
       {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},
       {CR_FIELD(parallel, bucket_mb), "size of each gradient all-reduce bucket in MiB", greater_than(0)},
+      {CR_FIELD(zero, stage),
+       "0: every rank keeps all optimizer state; 1: each keeps the Adam moments of its 1/N of the "
+       "parameters (stages 2 and 3 are not available yet)",
+       between(0, 1)},
       {CR_FIELD(checkpoint, dir),
        "checkpoint directory; null: checkpoints/ inside runtime.run_dir"},
       {CR_FIELD(checkpoint, every), "steps between checkpoints; 0: only at the end", at_least(0)},

@@ -8,7 +8,7 @@
 
 namespace cr {
 
-MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config) {
+MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel) {
   const int64_t n = parameter_count(spec);
   const bool low_precision = config.precision.dtype != "fp32";
   const int64_t compute_bytes = low_precision ? 2 : 4;
@@ -16,7 +16,9 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config) {
   m.parameters = n * compute_bytes;
   m.master_weights = low_precision ? n * 4 : 0;
   m.gradients = n * 4 + (low_precision ? n * compute_bytes : 0);
-  m.optimizer_states = n * 8;
+  // Adam's two fp32 moments; ZeRO-1 keeps 1/N of them per rank (the largest shard).
+  const int64_t sharing = config.zero.stage >= 1 ? data_parallel : 1;
+  m.optimizer_states = (n + sharing - 1) / sharing * 8;
   // Tensors a block keeps for backward, in elements: LayerNorm inputs/outputs (4), q/k/v (3),
   // attention output (1), residual (1), MLP input/hidden/activation (1 + 4 + 4 with d_ff = 4d),
   // plus the attention probabilities and scores (2 per head and position pair).
@@ -39,7 +41,7 @@ std::string plan_report(const Config& config, int world_size) {
       config.train.global_batch_size > 0 ? config.train.global_batch_size : config.train.micro_batch_size;
   const int64_t tokens_per_step = global_batch * config.data.seq_len;
   const double flops = flops_per_token(spec, config.data.seq_len);
-  const auto memory = estimate_memory(spec, config);
+  const auto memory = estimate_memory(spec, config, mesh.shape().data);
   auto row = [](const char* what, int64_t bytes) {
     return fmt::format("  {:<24}{:>14}  ({} bytes)\n", what, human_bytes(static_cast<double>(bytes)), with_thousands(bytes));
   };

@@ -20,7 +20,8 @@ struct MemoryEstimate {
   int64_t total() const { return parameters + master_weights + gradients + optimizer_states + activations; }
 };
 
-MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config);
+// data_parallel: ranks that share the ZeRO-sharded state (zero.stage >= 1).
+MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel = 1);
 
 // The full human-readable plan for a job of `world_size` ranks: model, counts, FLOPs, the
 // process mesh and its groups, memory per rank, the resolved config.

@@ -49,14 +49,19 @@ void load_named(const SafetensorsFile& file, FlatParameters& params, torch::Tens
 
 }  // namespace
 
+FullOptimizerState full_state_of(AdamWOptimizer& optimizer) {
+  CR_CHECK(optimizer.shard().second - optimizer.shard().first == optimizer.exp_avg().numel(), "sharded optimizer");
+  return {optimizer.step_count(), optimizer.exp_avg(), optimizer.exp_avg_sq()};
+}
+
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainPosition& position,
-                                  int data_parallel_size, FlatParameters& params, const AdamWOptimizer& optimizer) {
+                                  int data_parallel_size, FlatParameters& params, const FullOptimizerState& optimizer) {
   std::filesystem::create_directories(root);
   CheckpointWriter writer(root, position.step);
   auto master = params.master().to(torch::kCPU).contiguous();
   writer.write_tensors(kModelFile, named_views(params, master, ""), {{"format", "pt"}});
-  auto exp_avg = const_cast<AdamWOptimizer&>(optimizer).exp_avg().to(torch::kCPU).contiguous();
-  auto exp_avg_sq = const_cast<AdamWOptimizer&>(optimizer).exp_avg_sq().to(torch::kCPU).contiguous();
+  auto exp_avg = optimizer.exp_avg.to(torch::kCPU).contiguous();
+  auto exp_avg_sq = optimizer.exp_avg_sq.to(torch::kCPU).contiguous();
   auto moments = named_views(params, exp_avg, "exp_avg.");
   auto second = named_views(params, exp_avg_sq, "exp_avg_sq.");
   moments.insert(moments.end(), second.begin(), second.end());
@@ -64,12 +69,11 @@ std::string save_train_checkpoint(const std::string& root, const Config& config,
   writer.write_text("config.yaml", dump_config(config));
   nlohmann::json manifest = {
       {"kind", "colossal-run training state"},
-      {"optimizer_step", optimizer.step_count()},
+      {"optimizer_step", optimizer.step_count},
       {"samples_consumed", position.samples_consumed},
       {"seed", config.train.seed},
       // Random streams are re-seeded from (seed, step) every step, so no generator state is needed.
       {"rng", "reseeded per step from train.seed"},
-      // Replicated state (no sharding yet), so it loads at any data-parallel size.
       {"mesh", {{"world_size", data_parallel_size}, {"data", data_parallel_size}, {"tensor", 1}, {"pipeline", 1}}},
       {"parameters", params.numel()},
   };
@@ -87,8 +91,14 @@ TrainPosition load_train_checkpoint(const std::string& dir, FlatParameters& para
   TrainPosition position{manifest["step"].get<int64_t>(), manifest["samples_consumed"].get<int64_t>()};
   if (optimizer) {
     SafetensorsFile optimizer_file((std::filesystem::path(dir) / kOptimizerFile).string());
-    load_named(optimizer_file, params, optimizer->exp_avg(), "exp_avg.", dir);
-    load_named(optimizer_file, params, optimizer->exp_avg_sq(), "exp_avg_sq.", dir);
+    // Whole tensors on disk; this optimizer keeps its shard of them.
+    const auto [begin, end] = optimizer->shard();
+    auto full = torch::empty({params.numel()}, params.master().options());
+    torch::NoGradGuard no_grad;
+    load_named(optimizer_file, params, full, "exp_avg.", dir);
+    optimizer->exp_avg().copy_(full.narrow(0, begin, end - begin));
+    load_named(optimizer_file, params, full, "exp_avg_sq.", dir);
+    optimizer->exp_avg_sq().copy_(full.narrow(0, begin, end - begin));
     optimizer->set_step_count(manifest.value("optimizer_step", position.step));
   }
   return position;

@@ -86,6 +86,7 @@ class Trainer {
   torch::Tensor batch_tensor(const std::vector<int64_t>& values) const;
   std::string checkpoint_root() const;
   void save(int64_t steps_done);
+  FullOptimizerState full_optimizer_state();
 
   Config config_;
   Communicator* world_;         // null: a single process
@@ -143,7 +144,9 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
   model_ = build_model(spec_);
   model_->to(device_);
   params_ = std::make_unique<FlatParameters>(*model_, dtype_);
-  optimizer_ = std::make_unique<AdamWOptimizer>(config_.optimizer, *params_);
+  std::optional<std::pair<int64_t, int64_t>> shard;
+  if (config_.zero.stage >= 1 && dp_size_ > 1) shard = shard_range(params_->numel(), dp_rank_, dp_size_);
+  optimizer_ = std::make_unique<AdamWOptimizer>(config_.optimizer, *params_, shard);
   summary_.parameters = params_->numel();
   summary_.data_parallel_size = dp_size_;
 
@@ -237,12 +240,24 @@ bool Trainer::any_rank(bool flag) {
   return t.item<int>() != 0;
 }
 
+FullOptimizerState Trainer::full_optimizer_state() {
+  const auto [begin, end] = optimizer_->shard();
+  if (end - begin == params_->numel()) return full_state_of(*optimizer_);
+  // ZeRO-1: every rank contributes its shard of the moments.
+  FullOptimizerState state{optimizer_->step_count(), torch::empty_like(params_->master()),
+                           torch::empty_like(params_->master())};
+  tensor_group_->all_gather(optimizer_->exp_avg(), state.exp_avg);
+  tensor_group_->all_gather(optimizer_->exp_avg_sq(), state.exp_avg_sq);
+  return state;
+}
+
 void Trainer::save(int64_t steps_done) {
-  // Data-parallel replicas hold identical state: rank 0 writes, the others wait for it.
+  // Replicated weights and gathered moments: rank 0 writes, the others wait for it.
   const auto root = checkpoint_root();
+  const FullOptimizerState optimizer_state = full_optimizer_state();
   if (dp_rank_ == 0) {
     summary_.last_checkpoint = save_train_checkpoint(root, config_, {steps_done, steps_done * global_batch_},
-                                                     dp_size_, *params_, *optimizer_);
+                                                     dp_size_, *params_, optimizer_state);
     prune_checkpoints(root, config_.checkpoint.keep);
   } else {
     summary_.last_checkpoint = (std::filesystem::path(root) / checkpoint_dir_name(steps_done)).string();
@@ -293,6 +308,12 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
                             : 1.0;
     m.lr = learning_rate(config_.lr_schedule, config_.optimizer.lr, step, train.steps);
     optimizer_->step(m.lr, clip);
+    const auto [shard_begin, shard_end] = optimizer_->shard();
+    if (shard_end - shard_begin < params_->numel()) {
+      // ZeRO-1: each rank updated its shard; gather everyone's into the full weights.
+      tensor_group_->all_gather(params_->master().narrow(0, shard_begin, shard_end - shard_begin), params_->master());
+    }
+    params_->publish_master();
     m.step_time_s = seconds_since(start);
     m.tokens_per_s = static_cast<double>(global_batch_ * config_.data.seq_len) / m.step_time_s;
     m.flops_per_s = flops_per_step / m.step_time_s;

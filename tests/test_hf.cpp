@@ -114,7 +114,7 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
   const Config config = tiny_config();
   AdamWOptimizer optimizer(config.optimizer, *source.params);
   const std::string checkpoint =
-      save_train_checkpoint(tmp.file("ckpt"), config, {3, 12}, 1, *source.params, optimizer);
+      save_train_checkpoint(tmp.file("ckpt"), config, {3, 12}, 1, *source.params, full_state_of(optimizer));
 
   HfExportOptions options;
   options.checkpoint = tmp.file("ckpt");  // the root: its newest checkpoint is exported
