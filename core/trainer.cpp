@@ -148,6 +148,7 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
   if (config_.zero.stage >= 1 && dp_size_ > 1) shard = shard_range(params_->numel(), dp_rank_, dp_size_);
   optimizer_ = std::make_unique<AdamWOptimizer>(config_.optimizer, *params_, shard);
   summary_.parameters = params_->numel();
+  summary_.optimizer_state_bytes = 2 * optimizer_->exp_avg().numel() * static_cast<int64_t>(sizeof(float));
   summary_.data_parallel_size = dp_size_;
 
   if (const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root())) {
@@ -170,6 +171,7 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
     const auto bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
     gradient_sync_ = std::make_unique<GradientSynchronizer>(*params_, *tensor_group_, bucket_bytes);
     summary_.gradient_bytes_sent_per_step = gradient_sync_->bytes_sent_per_step();
+    summary_.gradient_buckets = gradient_sync_->bucket_count();
   }
 
   summary_.peak_flops = config_.train.peak_flops > 0 ? config_.train.peak_flops : measure_gemm_flops(dtype_, device_);
@@ -207,7 +209,10 @@ double Trainer::train_step(int64_t step) {
     params_->accumulate_micro_batch_grads();
     loss_sum += loss.item<double>();
   }
-  if (gradient_sync_) gradient_sync_->finish();
+  if (gradient_sync_) {
+    gradient_sync_->finish();
+    summary_.buckets_overlapped = gradient_sync_->started_during_backward();
+  }
   return mean_over_ranks(loss_sum / static_cast<double>(accumulation_));
 }
 

@@ -27,6 +27,9 @@ struct TrainSummary {
   uint32_t parameters_crc32 = 0;        // of the final fp32 weights: equal on every rank
   int64_t data_parallel_size = 1;
   int64_t gradient_bytes_sent_per_step = 0;  // per rank, ring all-reduce
+  int64_t gradient_buckets = 0;              // data parallel: all-reduce buckets per step
+  int64_t buckets_overlapped = 0;            // of those, started during the last backward
+  int64_t optimizer_state_bytes = 0;         // Adam moments held by this rank
 };
 
 // Runs training as configured: alone, or data parallel over `world` (every rank calls this

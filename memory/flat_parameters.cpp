@@ -63,7 +63,7 @@ void FlatParameters::zero_grad() {
 
 void FlatParameters::accumulate_micro_batch_grads() {
   if (!has_master_copy()) return;
-  master_grad_.add_(compute_grad_.to(torch::kFloat));
+  master_grad_.add_(compute_grad_);  // widened element by element, no fp32 temporary
   compute_grad_.zero_();
 }
 

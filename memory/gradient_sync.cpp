@@ -46,10 +46,12 @@ void GradientSynchronizer::launch_ready_buckets() {
 
 void GradientSynchronizer::launch(size_t bucket) {
   const auto& b = buckets_[bucket];
-  in_flight_.push_back(group_.all_reduce_async(params_.master_grad().narrow(0, b.begin, b.end - b.begin), ReduceOp::Avg));
+  in_flight_.push_back(
+      group_.all_reduce_async(params_.master_grad().narrow(0, b.begin, b.end - b.begin), ReduceOp::Avg));
 }
 
 void GradientSynchronizer::finish() {
+  started_during_backward_ = static_cast<int64_t>(next_to_launch_);
   // Buckets whose parameters got no gradient this step (or all of them, without overlap).
   while (next_to_launch_ < buckets_.size()) launch(next_to_launch_++);
   for (auto& work : in_flight_) work->wait();

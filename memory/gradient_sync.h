@@ -29,6 +29,8 @@ class GradientSynchronizer {
   void finish();
 
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
+  // Buckets of the last step whose all-reduce started while backward was still running.
+  int64_t started_during_backward() const { return started_during_backward_; }
   int64_t bytes_sent_per_step() const;  // ring all-reduce estimate, for benchmarks
 
  private:
@@ -46,6 +48,7 @@ class GradientSynchronizer {
   std::vector<Bucket> buckets_;
   std::vector<std::unique_ptr<CommWork>> in_flight_;
   size_t next_to_launch_ = 0;
+  int64_t started_during_backward_ = 0;
   bool overlap_ = false;
   bool sync_ = true;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keep the hooks alive

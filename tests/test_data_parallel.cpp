@@ -71,6 +71,17 @@ void check_against_single_process(const std::vector<std::string>& overrides) {
   fs::remove_all(dir);
 }
 
+TEST_CASE("gradient all-reduces start during backward, bucket by bucket", "[dp]") {
+  const auto dir = rank_dir("overlap");
+  // Buckets of about 4 KiB: a tiny model still spreads over many of them.
+  const auto summary = run_training(dp_config(dir, {"parallel.bucket_mb=0.004", "train.steps=2"}), g_world);
+  INFO(summary.buckets_overlapped << " of " << summary.gradient_buckets << " buckets");
+  CHECK(summary.gradient_buckets > 4);
+  // All but the last bucket (the tied embedding, whose gradient completes last) start early.
+  CHECK(summary.buckets_overlapped >= summary.gradient_buckets - 1);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 
 TEST_CASE("data parallel losses equal the single-process run, one micro-batch per rank", "[dp]") {
@@ -115,6 +126,10 @@ TEST_CASE("ZeRO stage 1 gives the same losses and weights as stage 0, bit for bi
     CHECK(sharded.losses[i] == replicated.losses[i]);
   }
   CHECK(sharded.parameters_crc32 == replicated.parameters_crc32);
+  // Each rank holds its shard of the moments: 1/N of them, up to rounding of the shard sizes.
+  const int64_t ranks = g_world->size();
+  CHECK(sharded.optimizer_state_bytes <= (replicated.optimizer_state_bytes / 8 + ranks - 1) / ranks * 8);
+  CHECK(sharded.optimizer_state_bytes * ranks >= replicated.optimizer_state_bytes);
   CHECK(identical_across_ranks(sharded.parameters_crc32));
   fs::remove_all(dir);
 }
