@@ -58,7 +58,15 @@ struct LrScheduleConfig {
 };
 
 struct PrecisionConfig {
-  std::string dtype = "fp32";  // fp32 | bf16
+  std::string dtype = "fp32";  // fp32 | bf16 | fp16
+  // fp16's dynamic loss scaler, with Colossal-AI's names and defaults.
+  double initial_scale = 65536.0;
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
+  int64_t growth_interval = 1000;
+  int64_t hysteresis = 2;
+  double min_scale = 1.0;
+  double max_scale = 4294967296.0;
 };
 
 struct ParallelConfig {
@@ -70,7 +78,8 @@ struct ParallelConfig {
 };
 
 struct ZeroConfig {
-  int64_t stage = 0;  // 0: replicated; 1: Adam moments sharded over the data-parallel ranks
+  int64_t stage = 0;  // 0: replicated; 1: + optimizer states sharded; 2: + gradients; 3: + parameters
+  bool overlap_communication = true;  // reduce gradients during backward; stage 3: prefetch layers
 };
 
 struct CheckpointConfig {

@@ -138,8 +138,18 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(lr_schedule, decay_steps),
        "steps over which the rate decays to min_lr; 0: train.steps", at_least(0)},
 
-      {CR_FIELD(precision, dtype), "compute dtype of the forward and backward passes",
-       one_of({"fp32", "bf16"})},
+      {CR_FIELD(precision, dtype),
+       "compute dtype of the forward and backward passes; bf16 and fp16 keep fp32 master weights",
+       one_of({"fp32", "bf16", "fp16"})},
+      {CR_FIELD(precision, initial_scale), "fp16: the loss scale to start from", greater_than(0)},
+      {CR_FIELD(precision, growth_factor), "fp16: the scale is multiplied by this after growth_interval clean steps",
+       greater_than(1)},
+      {CR_FIELD(precision, backoff_factor), "fp16: the scale is multiplied by this on overflow (after hysteresis)",
+       between(0, 1)},
+      {CR_FIELD(precision, growth_interval), "fp16: steps without overflow before the scale grows", at_least(1)},
+      {CR_FIELD(precision, hysteresis), "fp16: overflowing steps tolerated before the scale backs off", at_least(1)},
+      {CR_FIELD(precision, min_scale), "fp16: the scale never drops below this", greater_than(0)},
+      {CR_FIELD(precision, max_scale), "fp16: the scale never grows above this", greater_than(0)},
 
       {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)", at_least(0)},
       {CR_FIELD(parallel, tensor),
@@ -147,11 +157,16 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(parallel, pipeline),
        "pipeline stages; `plan` lays out and checks any size, training runs 1", at_least(1)},
       {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},
-      {CR_FIELD(parallel, bucket_mb), "size of each gradient all-reduce bucket in MiB", greater_than(0)},
+      {CR_FIELD(parallel, bucket_mb),
+       "size of each gradient reduction bucket in MiB of fp32 (buckets never span two layers)", greater_than(0)},
       {CR_FIELD(zero, stage),
-       "0: every rank keeps all optimizer state; 1: each keeps the Adam moments of its 1/N of the "
-       "parameters (stages 2 and 3 are not available yet)",
-       between(0, 1)},
+       "0: every rank keeps everything; 1: each keeps fp32 master weights and Adam moments for its 1/N of "
+       "the parameters; 2: and only that 1/N of the gradients; 3: and of the compute weights, gathered "
+       "layer by layer",
+       between(0, 3)},
+      {CR_FIELD(zero, overlap_communication),
+       "start gradient reductions during backward and (stage 3) gather the next layer's weights while "
+       "the current one computes"},
       {CR_FIELD(checkpoint, dir),
        "checkpoint directory; null: checkpoints/ inside runtime.run_dir"},
       {CR_FIELD(checkpoint, every), "steps between checkpoints; 0: only at the end", at_least(0)},

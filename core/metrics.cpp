@@ -17,6 +17,8 @@ std::string format_step_line(const StepMetrics& m) {
       m.step, m.total_steps, m.loss, m.lr, m.grad_norm, m.tokens_per_s, 100.0 * m.mfu, m.step_time_s,
       human_bytes(static_cast<double>(m.peak_host_bytes)));
   if (m.peak_device_bytes > 0) line += " | peak device " + human_bytes(static_cast<double>(m.peak_device_bytes));
+  if (m.loss_scale > 0) line += fmt::format(" | loss scale {:g}", m.loss_scale);
+  if (m.skipped) line += " | skipped: gradient overflow";
   return line;
 }
 
@@ -44,6 +46,14 @@ void MetricsFile::write_step(const StepMetrics& m) {
                       {"tokens_per_s", m.tokens_per_s}, {"flops_per_s", m.flops_per_s},
                       {"mfu", m.mfu},             {"peak_host_bytes", m.peak_host_bytes},
                       {"peak_device_bytes", m.peak_device_bytes}};
+  j["state_bytes"] = {{"parameters", m.state.parameters},
+                      {"master_weights", m.state.master_weights},
+                      {"gradients", m.state.gradients},
+                      {"optimizer_states", m.state.optimizer_states}};
+  if (m.loss_scale > 0) {
+    j["loss_scale"] = m.loss_scale;
+    j["skipped"] = m.skipped;
+  }
   write_line(j.dump());
 }
 

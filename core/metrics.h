@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "memory/state_bytes.h"
+
 namespace cr {
 
 struct StepMetrics {
@@ -21,6 +23,9 @@ struct StepMetrics {
   double mfu = 0;
   int64_t peak_host_bytes = 0;
   int64_t peak_device_bytes = 0;
+  double loss_scale = 0;  // fp16: the loss scale this step ran with; 0 otherwise
+  bool skipped = false;   // fp16: gradients overflowed, no update
+  StateBytes state;       // this rank's training state
 };
 
 std::string format_step_line(const StepMetrics& m);

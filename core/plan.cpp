@@ -3,22 +3,25 @@
 #include <fmt/format.h>
 
 #include "core/mesh_layout.h"
+#include "core/runtime.h"
+#include "memory/zero_parameters.h"
 #include "core/model_factory.h"
 #include "core/strings.h"
 
 namespace cr {
 
 MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel) {
-  const int64_t n = parameter_count(spec);
-  const bool low_precision = config.precision.dtype != "fp32";
-  const int64_t compute_bytes = low_precision ? 2 : 4;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> registered;
+  for (const auto& parameter : parameter_shapes(spec)) registered.emplace_back(parameter.name, parameter.shape);
+  const auto entries = flat_layout(registered);
+  const auto bucket_bytes = static_cast<int64_t>(config.parallel.bucket_mb * 1024 * 1024);
+  // Rank 0 holds the largest shard.
+  const ShardLayout layout(make_buckets(entries, bucket_bytes), 0, data_parallel);
+  const torch::ScalarType dtype = compute_dtype(config.precision);
   MemoryEstimate m;
-  m.parameters = n * compute_bytes;
-  m.master_weights = low_precision ? n * 4 : 0;
-  m.gradients = n * 4 + (low_precision ? n * compute_bytes : 0);
-  // Adam's two fp32 moments; ZeRO-1 keeps 1/N of them per rank (the largest shard).
-  const int64_t sharing = config.zero.stage >= 1 ? data_parallel : 1;
-  m.optimizer_states = (n + sharing - 1) / sharing * 8;
+  static_cast<StateBytes&>(m) = ZeroParameters::predict(entries, layout, dtype, static_cast<int>(config.zero.stage),
+                                                        config.zero.overlap_communication);
+  const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
   // Tensors a block keeps for backward, in elements: LayerNorm inputs/outputs (4), q/k/v (3),
   // attention output (1), residual (1), MLP input/hidden/activation (1 + 4 + 4 with d_ff = 4d),
   // plus the attention probabilities and scores (2 per head and position pair).
@@ -61,19 +64,30 @@ std::string plan_report(const Config& config, int world_size) {
   if (out.back() != '\n') out += '\n';
   const int data = mesh.shape().data;
   if (data > 1) {
-    const int64_t gradient_bytes = n * 4;
-    out += fmt::format("data-parallel gradient all-reduce per step: {} per rank (ring: 2(N-1)/N x {} of fp32 "
-                       "gradients)\n",
-                       human_bytes(2.0 * (data - 1) / data * static_cast<double>(gradient_bytes)),
-                       human_bytes(static_cast<double>(gradient_bytes)));
+    // Ring collectives: each rank sends (N-1)/N of the buffer per reduce-scatter or all-gather.
+    const double pass = static_cast<double>(data - 1) / data * static_cast<double>(n);
+    const double compute = static_cast<double>(c10::elementSize(compute_dtype(config.precision)));
+    const int64_t stage = config.zero.stage;
+    const double gradients = pass * 4 * (stage == 0 ? 2 : 1);
+    const double weights = stage == 1 || stage == 2 ? pass * compute : 0.0;
+    out += fmt::format("data-parallel traffic per rank: gradients {} per {} (fp32 reduce-scatter{}){}\n",
+                       human_bytes(gradients), stage >= 2 ? "micro-batch" : "step",
+                       stage == 0 ? " + all-gather" : "",
+                       weights > 0 ? fmt::format(", updated weights {} per step (all-gather)", human_bytes(weights))
+                       : stage == 3 ? ", weights gathered layer by layer in forward and again in backward"
+                                    : "");
   }
-  out += fmt::format("memory per rank (precision {}, estimate):\n", config.precision.dtype);
+  out += fmt::format("memory per rank (precision {}, ZeRO stage {} over {} data-parallel ranks; training state as "
+                     "allocated, activations estimated):\n",
+                     config.precision.dtype, config.zero.stage, data);
   out += row("parameters", memory.parameters);
   if (memory.master_weights) out += row("master weights (fp32)", memory.master_weights);
   out += row("gradients", memory.gradients);
   out += row("optimizer states (Adam)", memory.optimizer_states);
   out += row("activations", memory.activations);
   out += row("total", memory.total());
+  out += fmt::format("  training state per parameter: {:.2f} bytes\n",
+                     static_cast<double>(memory.StateBytes::total()) / static_cast<double>(n));
   out += "\nresolved config:\n";
   out += dump_config(config);
   return out;

@@ -6,18 +6,16 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/metrics.h"
 #include "models/model_spec.h"
 
 namespace cr {
 
-// Bytes per rank by category, for one micro-batch in flight.
-struct MemoryEstimate {
-  int64_t parameters = 0;       // in the compute dtype
-  int64_t master_weights = 0;   // fp32 copy when computing in a lower precision
-  int64_t gradients = 0;        // fp32 accumulation buffer (+ compute-dtype buffer)
-  int64_t optimizer_states = 0; // Adam moments, fp32
-  int64_t activations = 0;      // saved for backward, estimated from the layer shapes
-  int64_t total() const { return parameters + master_weights + gradients + optimizer_states + activations; }
+// Bytes per rank by category, for one micro-batch in flight: the training state exactly as the
+// trainer lays it out (and reports it, per step), plus an estimate of the activations.
+struct MemoryEstimate : StateBytes {
+  int64_t activations = 0;  // saved for backward, estimated from the layer shapes
+  int64_t total() const { return StateBytes::total() + activations; }
 };
 
 // data_parallel: ranks that share the ZeRO-sharded state (zero.stage >= 1).

@@ -57,6 +57,7 @@ torch::Device resolve_device(const RuntimeConfig& runtime) {
 
 torch::ScalarType compute_dtype(const PrecisionConfig& precision) {
   if (precision.dtype == "bf16") return torch::kBFloat16;
+  if (precision.dtype == "fp16") return torch::kHalf;
   CR_CHECK(precision.dtype == "fp32", "unhandled precision.dtype '{}'", precision.dtype);
   return torch::kFloat;
 }

@@ -16,10 +16,10 @@ constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 
 // Named fp32 views of a flat buffer laid out like `params`, contiguous on the host.
-std::vector<TensorView> named_views(const FlatParameters& params, const torch::Tensor& host_flat,
+std::vector<TensorView> named_views(const std::vector<FlatEntry>& entries, const torch::Tensor& host_flat,
                                     const std::string& prefix) {
   std::vector<TensorView> views;
-  for (const auto& entry : params.entries()) {
+  for (const auto& entry : entries) {
     views.push_back({prefix + entry.name, DType::F32, entry.shape,
                      host_flat.data_ptr<float>() + entry.offset, static_cast<size_t>(entry.numel) * sizeof(float)});
   }
@@ -49,21 +49,17 @@ void load_named(const SafetensorsFile& file, FlatParameters& params, torch::Tens
 
 }  // namespace
 
-FullOptimizerState full_state_of(AdamWOptimizer& optimizer) {
-  CR_CHECK(optimizer.shard().second - optimizer.shard().first == optimizer.exp_avg().numel(), "sharded optimizer");
-  return {optimizer.step_count(), optimizer.exp_avg(), optimizer.exp_avg_sq()};
-}
-
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainPosition& position,
-                                  int data_parallel_size, FlatParameters& params, const FullOptimizerState& optimizer) {
+                                  int data_parallel_size, const std::vector<FlatEntry>& entries,
+                                  const torch::Tensor& master, const FullOptimizerState& optimizer) {
   std::filesystem::create_directories(root);
   CheckpointWriter writer(root, position.step);
-  auto master = params.master().to(torch::kCPU).contiguous();
-  writer.write_tensors(kModelFile, named_views(params, master, ""), {{"format", "pt"}});
+  auto host_master = master.to(torch::kCPU).contiguous();
+  writer.write_tensors(kModelFile, named_views(entries, host_master, ""), {{"format", "pt"}});
   auto exp_avg = optimizer.exp_avg.to(torch::kCPU).contiguous();
   auto exp_avg_sq = optimizer.exp_avg_sq.to(torch::kCPU).contiguous();
-  auto moments = named_views(params, exp_avg, "exp_avg.");
-  auto second = named_views(params, exp_avg_sq, "exp_avg_sq.");
+  auto moments = named_views(entries, exp_avg, "exp_avg.");
+  auto second = named_views(entries, exp_avg_sq, "exp_avg_sq.");
   moments.insert(moments.end(), second.begin(), second.end());
   writer.write_tensors(kOptimizerFile, moments);
   writer.write_text("config.yaml", dump_config(config));
@@ -75,12 +71,17 @@ std::string save_train_checkpoint(const std::string& root, const Config& config,
       // Random streams are re-seeded from (seed, step) every step, so no generator state is needed.
       {"rng", "reseeded per step from train.seed"},
       {"mesh", {{"world_size", data_parallel_size}, {"data", data_parallel_size}, {"tensor", 1}, {"pipeline", 1}}},
-      {"parameters", params.numel()},
+      {"parameters", master.numel()},
   };
+  if (optimizer.loss_scale) {
+    manifest["loss_scaler"] = {{"scale", optimizer.loss_scale->scale},
+                               {"growth_step", optimizer.loss_scale->growth_step},
+                               {"hysteresis_step", optimizer.loss_scale->hysteresis_step}};
+  }
   return writer.commit(manifest);
 }
 
-TrainPosition load_train_checkpoint(const std::string& dir, FlatParameters& params, AdamWOptimizer* optimizer) {
+TrainPosition load_train_checkpoint(const std::string& dir, FlatParameters& params, FullOptimizerState* optimizer) {
   const auto manifest = verify_checkpoint(dir);
   if (!manifest.contains("step") || !manifest.contains("samples_consumed")) {
     fail("checkpoint {}: manifest.json has no step / samples_consumed: not a training checkpoint", dir);
@@ -91,15 +92,17 @@ TrainPosition load_train_checkpoint(const std::string& dir, FlatParameters& para
   TrainPosition position{manifest["step"].get<int64_t>(), manifest["samples_consumed"].get<int64_t>()};
   if (optimizer) {
     SafetensorsFile optimizer_file((std::filesystem::path(dir) / kOptimizerFile).string());
-    // Whole tensors on disk; this optimizer keeps its shard of them.
-    const auto [begin, end] = optimizer->shard();
-    auto full = torch::empty({params.numel()}, params.master().options());
-    torch::NoGradGuard no_grad;
-    load_named(optimizer_file, params, full, "exp_avg.", dir);
-    optimizer->exp_avg().copy_(full.narrow(0, begin, end - begin));
-    load_named(optimizer_file, params, full, "exp_avg_sq.", dir);
-    optimizer->exp_avg_sq().copy_(full.narrow(0, begin, end - begin));
-    optimizer->set_step_count(manifest.value("optimizer_step", position.step));
+    optimizer->exp_avg = torch::empty({params.numel()}, params.master().options());
+    optimizer->exp_avg_sq = torch::empty_like(optimizer->exp_avg);
+    load_named(optimizer_file, params, optimizer->exp_avg, "exp_avg.", dir);
+    load_named(optimizer_file, params, optimizer->exp_avg_sq, "exp_avg_sq.", dir);
+    optimizer->step_count = manifest.value("optimizer_step", position.step);
+    if (manifest.contains("loss_scaler")) {
+      const auto& scaler = manifest["loss_scaler"];
+      optimizer->loss_scale = DynamicLossScaler::State{scaler.at("scale").get<double>(),
+                                                       scaler.at("growth_step").get<int64_t>(),
+                                                       scaler.at("hysteresis_step").get<int64_t>()};
+    }
   }
   return position;
 }

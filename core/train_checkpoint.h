@@ -8,6 +8,7 @@
 
 #include "core/adamw_optimizer.h"
 #include "core/config.h"
+#include "core/loss_scaler.h"
 #include "memory/flat_parameters.h"
 
 namespace cr {
@@ -21,20 +22,20 @@ struct TrainPosition {
 struct FullOptimizerState {
   int64_t step_count = 0;
   torch::Tensor exp_avg, exp_avg_sq;  // laid out like the flat buffer
+  std::optional<DynamicLossScaler::State> loss_scale;  // fp16 runs
 };
 
-// Writes <root>/step_<step> atomically; returns its path. Whole tensors are stored, so the
-// checkpoint loads at any data-parallel size and ZeRO stage.
+// Writes <root>/step_<step> atomically; returns its path. Whole tensors are stored (`master`: the
+// flat fp32 weights laid out by `entries`), so the checkpoint loads at any data-parallel size and
+// ZeRO stage.
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainPosition& position,
-                                  int data_parallel_size, FlatParameters& params, const FullOptimizerState& optimizer);
+                                  int data_parallel_size, const std::vector<FlatEntry>& entries,
+                                  const torch::Tensor& master, const FullOptimizerState& optimizer);
 
-// The optimizer's state when it owns the whole buffer (no sharding).
-FullOptimizerState full_state_of(AdamWOptimizer& optimizer);
-
-// Verifies checksums, then loads weights and (when optimizer is given) Adam state for the
-// optimizer's shard.
-// Errors name the checkpoint, the file and the tensor that does not fit.
-TrainPosition load_train_checkpoint(const std::string& dir, FlatParameters& params, AdamWOptimizer* optimizer);
+// Verifies checksums, then loads the weights into `params` and, when `optimizer` is given, the
+// whole Adam state into it. Errors name the checkpoint, the file and the tensor that does not fit.
+TrainPosition load_train_checkpoint(const std::string& dir, FlatParameters& params,
+                                    FullOptimizerState* optimizer = nullptr);
 
 // The checkpoint to resume from according to checkpoint.resume, or none.
 std::optional<std::string> checkpoint_to_resume(const CheckpointConfig& config, const std::string& root);

@@ -1,22 +1,53 @@
 #include "memory/flat_parameters.h"
 
+#include <regex>
+
 #include "core/error.h"
 
 namespace cr {
 
+int64_t layer_of_parameter(const std::string& name) {
+  static const std::regex layer(R"((^|\.)(h|layers)\.(\d+)\.)");
+  std::smatch match;
+  return std::regex_search(name, match, layer) ? std::stoll(match[3].str()) : -1;
+}
+
+std::vector<FlatEntry> flat_layout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& registered) {
+  std::vector<FlatEntry> entries;
+  int64_t offset = 0;
+  for (auto it = registered.rbegin(); it != registered.rend(); ++it) {
+    int64_t numel = 1;
+    for (int64_t d : it->second) numel *= d;
+    entries.push_back({it->first, offset, numel, it->second, it->second.size() >= 2, layer_of_parameter(it->first)});
+    offset += numel;
+  }
+  return entries;
+}
+
+std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int64_t bucket_bytes) {
+  std::vector<BucketRange> buckets;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& entry = entries[i];
+    const bool new_layer = i > 0 && entry.layer != entries[i - 1].layer;
+    if (buckets.empty() || new_layer || buckets.back().numel() * 4 >= bucket_bytes) {
+      buckets.push_back({entry.offset, entry.offset});
+    }
+    buckets.back().end = entry.offset + entry.numel;
+  }
+  return buckets;
+}
+
 FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype)
     : compute_dtype_(compute_dtype) {
-  CR_CHECK(compute_dtype == torch::kFloat || compute_dtype == torch::kBFloat16,
+  CR_CHECK(compute_dtype == torch::kFloat || compute_dtype == torch::kBFloat16 || compute_dtype == torch::kHalf,
            "unsupported compute dtype {}", c10::toString(compute_dtype));
   auto named = module.named_parameters(/*recurse=*/true);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> registered;
+  for (const auto& item : named) registered.emplace_back(item.key(), item.value().sizes().vec());
+  entries_ = flat_layout(registered);
   auto& params = params_;
-  for (auto it = named.end(); it != named.begin();) {
-    --it;
-    const auto& p = it->value();
-    entries_.push_back({it->key(), numel_, p.numel(), p.sizes().vec(), p.dim() >= 2});
-    numel_ += p.numel();
-    params.push_back(p);
-  }
+  for (auto it = named.end(); it != named.begin();) params.push_back((--it)->value());
+  for (const auto& entry : entries_) numel_ += entry.numel;
   CR_CHECK(!params.empty(), "module has no parameters");
   torch::NoGradGuard no_grad;
   master_ = torch::empty({numel_}, params.front().options().dtype(torch::kFloat));

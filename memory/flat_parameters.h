@@ -12,6 +12,8 @@
 
 #include <torch/torch.h>
 
+#include "memory/shard_layout.h"
+
 namespace cr {
 
 struct FlatEntry {
@@ -20,11 +22,24 @@ struct FlatEntry {
   int64_t numel = 0;
   std::vector<int64_t> shape;
   bool decay = false;
+  int64_t layer = -1;  // transformer layer the parameter belongs to; -1: embeddings, final norm, head
 };
+
+// The transformer layer a parameter belongs to, from its name ("h.3.", "layers.3."); -1 for the
+// embeddings, final norm and head.
+int64_t layer_of_parameter(const std::string& name);
+
+// The flat layout of parameters given (name, shape) in registration order: reversed, which is
+// roughly the order backward produces their gradients; matrices and embeddings decay.
+std::vector<FlatEntry> flat_layout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& registered);
+
+// Communication buckets over a flat layout: runs of whole parameters of about bucket_bytes
+// (fp32), never spanning two layers, so that a layer's gradients and weights move in whole buckets.
+std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int64_t bucket_bytes);
 
 class FlatParameters {
  public:
-  // compute_dtype: fp32, or bf16 with an fp32 master copy that the optimizer updates.
+  // compute_dtype: fp32, or bf16 / fp16 with an fp32 master copy that the optimizer updates.
   FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype);
 
   int64_t numel() const { return numel_; }
@@ -49,6 +64,8 @@ class FlatParameters {
 
   // A named view of one parameter inside a flat fp32 buffer of the same layout.
   torch::Tensor view_of(const torch::Tensor& flat, const FlatEntry& entry) const;
+
+  std::vector<BucketRange> buckets(int64_t bucket_bytes) const { return make_buckets(entries_, bucket_bytes); }
 
  private:
   torch::ScalarType compute_dtype_;

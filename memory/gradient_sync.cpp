@@ -1,42 +1,69 @@
 #include "memory/gradient_sync.h"
 
+#include <algorithm>
+
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 
 namespace cr {
 
-GradientSynchronizer::GradientSynchronizer(FlatParameters& params, Communicator& group, int64_t bucket_bytes)
-    : params_(params), group_(group), overlap_(!params.has_master_copy()) {
-  const int64_t element_bytes = 4;
-  std::vector<size_t> bucket_of;
+GradientSynchronizer::GradientSynchronizer(ZeroParameters& params, bool overlap)
+    : params_(params),
+      group_(params.group()),
+      staged_(params.stage() >= 2),
+      fold_(params.stage() <= 1 && params.low_precision()),
+      overlap_(overlap) {
+  const auto& layout = params.reduced();
+  buckets_.resize(layout.buckets().size());
+  size_t bucket = 0;
   for (const auto& entry : params.entries()) {
-    if (buckets_.empty() || (buckets_.back().end - buckets_.back().begin) * element_bytes >= bucket_bytes) {
-      buckets_.push_back({entry.offset, entry.offset, 0, 0});
-    }
-    buckets_.back().end = entry.offset + entry.numel;
-    buckets_.back().size += 1;
-    bucket_of.push_back(buckets_.size() - 1);
+    while (entry.offset >= layout.buckets()[bucket].end) ++bucket;
+    bucket_of_entry_.push_back(bucket);
+    buckets_[bucket].size += 1;
   }
-  for (auto& bucket : buckets_) bucket.pending = bucket.size;
-  if (!overlap_) return;
-  // Post hooks of a leaf's gradient accumulator run after the gradient was added into .grad,
-  // which for FlatParameters is the flat buffer itself.
-  const auto params_by_entry = params.parameters_in_entry_order();
-  for (size_t i = 0; i < params_by_entry.size(); ++i) {
-    auto accumulator = torch::autograd::impl::grad_accumulator(params_by_entry[i]);
-    const size_t bucket = bucket_of[i];
-    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, bucket](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          if (sync_) on_gradient_ready(bucket);
+  for (auto& b : buckets_) b.pending = b.size;
+  // Post hooks of a leaf's gradient accumulator run once its gradient for this backward is in
+  // .grad: the flat buffer itself for fp32 stages 0-1, a fresh tensor otherwise.
+  const auto& accumulators = params.grad_accumulators();
+  for (size_t i = 0; i < accumulators.size(); ++i) {
+    const size_t b = bucket_of_entry_[i];
+    accumulators[i]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, i, b](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          on_gradient(i, b);
           return outputs;
         }));
-    accumulators_.push_back(std::move(accumulator));
   }
 }
 
-void GradientSynchronizer::on_gradient_ready(size_t bucket) {
-  if (--buckets_[bucket].pending == 0) launch_ready_buckets();
+void GradientSynchronizer::begin_backward(bool last_micro_batch) {
+  reducing_ = staged_ || last_micro_batch;
+}
+
+void GradientSynchronizer::on_gradient(size_t entry_index, size_t bucket) {
+  if (staged_ || fold_) {
+    torch::NoGradGuard no_grad;
+    auto param = params_.parameters()[entry_index];
+    const auto& entry = params_.entries()[entry_index];
+    if (param.grad().defined()) {
+      auto grad = param.grad().reshape({-1});
+      if (fold_) {
+        params_.gradient_sums().narrow(0, entry.offset, entry.numel).add_(grad);  // widened in place
+      } else {
+        auto& staging = buckets_[bucket].staging;
+        if (!staging.defined()) staging = acquire_staging(bucket);
+        staging.narrow(0, entry.offset - params_.reduced().buckets()[bucket].begin, entry.numel).copy_(grad);
+      }
+      param.mutable_grad().reset();
+    }
+  }
+  if (--buckets_[bucket].pending == 0 && reducing_ && overlap_) launch_ready_buckets();
+  poke();
+}
+
+void GradientSynchronizer::poke() {
   // MPI progresses non-blocking collectives only inside MPI calls: poke them while computing.
-  for (auto& work : in_flight_) work->test();
+  for (auto& item : in_flight_) {
+    if (item.work) item.work->test();
+  }
 }
 
 void GradientSynchronizer::launch_ready_buckets() {
@@ -44,25 +71,86 @@ void GradientSynchronizer::launch_ready_buckets() {
   while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) launch(next_to_launch_++);
 }
 
-void GradientSynchronizer::launch(size_t bucket) {
-  const auto& b = buckets_[bucket];
-  in_flight_.push_back(
-      group_.all_reduce_async(params_.master_grad().narrow(0, b.begin, b.end - b.begin), ReduceOp::Avg));
+torch::Tensor GradientSynchronizer::acquire_staging(size_t bucket) {
+  // Two buffers in use let one bucket fill while the previous one is reduced; a third waits for
+  // the oldest reduction in flight to finish (which frees its buffer).
+  if (staging_in_use_ >= 2 && !in_flight_.empty()) {
+    complete(in_flight_.front());
+    in_flight_.erase(in_flight_.begin());
+  }
+  const int64_t numel = params_.reduced().buckets()[bucket].numel();
+  ++staging_in_use_;
+  staging_bytes_ += numel * 4;
+  peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
+  // Parameters that get no gradient this backward contribute zeros.
+  return torch::zeros({numel}, params_.master().options());
 }
 
-void GradientSynchronizer::finish() {
-  started_during_backward_ = static_cast<int64_t>(next_to_launch_);
-  // Buckets whose parameters got no gradient this step (or all of them, without overlap).
-  while (next_to_launch_ < buckets_.size()) launch(next_to_launch_++);
-  for (auto& work : in_flight_) work->wait();
-  in_flight_.clear();
-  next_to_launch_ = 0;
+void GradientSynchronizer::launch(size_t bucket) {
+  const auto& layout = params_.reduced();
+  const auto& range = layout.buckets()[bucket];
+  const auto& slice = layout.slices()[bucket];
+  torch::Tensor input, output;
+  if (staged_) {
+    auto& staging = buckets_[bucket].staging;
+    if (!staging.defined()) staging = acquire_staging(bucket);
+    input = staging.narrow(0, 0, range.numel());
+    output = input.narrow(0, slice.flat_begin - range.begin, slice.numel);
+  } else {
+    input = params_.gradient_sums().narrow(0, range.begin, range.numel());
+    output = params_.gradient_sums().narrow(0, slice.flat_begin, slice.numel);
+  }
+  std::unique_ptr<CommWork> work;
+  if (layout.sharded()) work = group_->reduce_scatter_async(input, output, ReduceOp::Avg);
+  in_flight_.push_back({bucket, std::move(work)});
+}
+
+void GradientSynchronizer::complete(InFlight& item) {
+  if (item.work) item.work->wait();
+  if (!staged_) return;
+  torch::NoGradGuard no_grad;
+  const auto& range = params_.reduced().buckets()[item.bucket];
+  const auto& slice = params_.reduced().slices()[item.bucket];
+  auto& staging = buckets_[item.bucket].staging;
+  params_.gradient_shard()
+      .narrow(0, slice.shard_begin, slice.numel)
+      .add_(staging.narrow(0, slice.flat_begin - range.begin, slice.numel));
+  --staging_in_use_;
+  staging_bytes_ -= staging.numel() * 4;
+  staging = torch::Tensor();
+}
+
+void GradientSynchronizer::end_backward() {
+  if (reducing_) {
+    started_during_backward_ = static_cast<int64_t>(next_to_launch_);
+    // Buckets whose parameters got no gradient this backward (or all of them, without overlap).
+    while (next_to_launch_ < buckets_.size()) launch(next_to_launch_++);
+    for (auto& item : in_flight_) complete(item);
+    in_flight_.clear();
+    const auto& layout = params_.reduced();
+    if (params_.stage() == 0 && layout.sharded()) {
+      // Stage 0 keeps whole gradients: every rank's averaged slices, gathered.
+      std::vector<std::unique_ptr<CommWork>> gathers;
+      auto& sums = params_.gradient_sums();
+      for (size_t b = 0; b < buckets_.size(); ++b) {
+        const auto& slice = layout.slices()[b];
+        gathers.push_back(group_->all_gather_async(sums.narrow(0, slice.flat_begin, slice.numel),
+                                                   sums.narrow(0, layout.buckets()[b].begin, layout.buckets()[b].numel())));
+      }
+      for (auto& work : gathers) work->wait();
+    }
+    next_to_launch_ = 0;
+  }
   for (auto& bucket : buckets_) bucket.pending = bucket.size;
 }
 
 int64_t GradientSynchronizer::bytes_sent_per_step() const {
-  const int64_t n = group_.size();
-  return n <= 1 ? 0 : 2 * (n - 1) * params_.numel() * 4 / n;
+  const int64_t n = params_.reduced().size();
+  if (n <= 1) return 0;
+  // A ring reduce-scatter (or all-gather) sends (N-1)/N of the buffer from each rank; stages 2-3
+  // pay this once per micro-batch.
+  const int64_t one_pass = (n - 1) * params_.numel() * 4 / n;
+  return params_.stage() == 0 ? 2 * one_pass : one_pass;
 }
 
 }  // namespace cr

@@ -1,9 +1,18 @@
-// Data-parallel gradient averaging over the flat gradient buffer, in buckets that are
-// contiguous ranges of it. With fp32 compute the gradients autograd writes are the ones the
-// optimizer reads, so each bucket's all-reduce starts from a hook the moment its last
-// gradient is accumulated, overlapping communication with the rest of backward. With a
-// low-precision compute copy, the fp32 sums are averaged after backward instead (averaging
-// bf16 partial sums would lose precision).
+// Data-parallel gradient reduction for every ZeRO stage, bucket by bucket (ShardLayout's buckets),
+// started from gradient-accumulator hooks the moment a bucket's last gradient arrives, so that
+// communication overlaps the rest of backward:
+//
+//   stage 0: reduce-scatter, then all-gather: every rank gets the whole averaged gradient
+//   stage 1: reduce-scatter: each rank gets its slices averaged
+//   stage 2-3: each parameter's gradient is copied into its bucket's fp32 staging buffer and
+//              freed; full buckets are reduce-scattered and added into the rank's gradient shard;
+//              at most two staging buffers exist at a time
+//
+// Stages 0-1 accumulate micro-batches locally and communicate once per step; stages 2-3 keep no
+// whole gradient, so they reduce every micro-batch (as DeepSpeed and Colossal-AI do). With fp32
+// compute at stages 0-1 autograd adds straight into the flat fp32 buffer; with bf16 / fp16 the
+// hooks add each low-precision gradient into it and free it, so no whole low-precision gradient
+// buffer exists either.
 #pragma once
 
 #include <memory>
@@ -11,47 +20,58 @@
 
 #include <torch/torch.h>
 
-#include "memory/flat_parameters.h"
+#include "memory/zero_parameters.h"
 #include "parallel/communicator.h"
 
 namespace cr {
 
 class GradientSynchronizer {
  public:
-  GradientSynchronizer(FlatParameters& params, Communicator& group, int64_t bucket_bytes);
+  // overlap: start buckets from hooks during backward (otherwise all after backward).
+  GradientSynchronizer(ZeroParameters& params, bool overlap);
   GradientSynchronizer(const GradientSynchronizer&) = delete;
   GradientSynchronizer& operator=(const GradientSynchronizer&) = delete;
 
-  // Gradient accumulation communicates only on the last micro-batch of a step.
-  void set_sync_this_backward(bool sync) { sync_ = sync; }
-  // After the last micro-batch (and, for bf16, after folding gradients into fp32): starts what
-  // hooks have not started and waits until every bucket is averaged.
-  void finish();
+  // Before each micro-batch's backward: whether it is the step's last.
+  void begin_backward(bool last_micro_batch);
+  // After each micro-batch's backward: finishes the reduction that backward owes.
+  void end_backward();
 
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
-  // Buckets of the last step whose all-reduce started while backward was still running.
+  // Buckets of the last reducing backward whose communication started while it was running.
   int64_t started_during_backward() const { return started_during_backward_; }
-  int64_t bytes_sent_per_step() const;  // ring all-reduce estimate, for benchmarks
+  int64_t bytes_sent_per_step() const;  // per reducing backward, ring estimate, for benchmarks
+  int64_t peak_staging_bytes() const { return peak_staging_bytes_; }
 
  private:
   struct Bucket {
-    int64_t begin = 0, end = 0;  // range of the flat buffer
-    int pending = 0;             // gradients not yet accumulated this step
-    int size = 0;                // parameters in the bucket
+    int pending = 0;  // parameters whose gradient has not arrived this backward
+    int size = 0;     // parameters in the bucket
+    torch::Tensor staging;  // stages 2-3, while in use
   };
-  void on_gradient_ready(size_t bucket);
+  struct InFlight {
+    size_t bucket;
+    std::unique_ptr<CommWork> work;  // null when there is nothing to wait for (one rank)
+  };
+  void on_gradient(size_t entry, size_t bucket);
   void launch_ready_buckets();
   void launch(size_t bucket);
+  void complete(InFlight& item);
+  torch::Tensor acquire_staging(size_t bucket);
+  void poke();
 
-  FlatParameters& params_;
-  Communicator& group_;
+  ZeroParameters& params_;
+  Communicator* group_;
+  bool staged_;  // stages 2-3
+  bool fold_;    // stages 0-1 with low-precision gradients
+  bool overlap_;
+  bool reducing_ = true;  // this backward ends with a reduction
   std::vector<Bucket> buckets_;
-  std::vector<std::unique_ptr<CommWork>> in_flight_;
+  std::vector<size_t> bucket_of_entry_;
+  std::vector<InFlight> in_flight_;
+  int64_t staging_in_use_ = 0, staging_bytes_ = 0, peak_staging_bytes_ = 0;
   size_t next_to_launch_ = 0;
   int64_t started_during_backward_ = 0;
-  bool overlap_ = false;
-  bool sync_ = true;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keep the hooks alive
 };
 
 }  // namespace cr

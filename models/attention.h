@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "models/kv_cache.h"
+#include "models/linear.h"
 #include "models/model_spec.h"
 
 namespace cr {
@@ -30,10 +31,10 @@ class SelfAttentionImpl : public torch::nn::Module {
   SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache);
 
-  torch::nn::Linear q_proj{nullptr};
-  torch::nn::Linear k_proj{nullptr};
-  torch::nn::Linear v_proj{nullptr};
-  torch::nn::Linear output_proj{nullptr};
+  Linear q_proj{nullptr};
+  Linear k_proj{nullptr};
+  Linear v_proj{nullptr};
+  Linear output_proj{nullptr};
 
  private:
   int64_t layer_;

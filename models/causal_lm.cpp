@@ -4,6 +4,7 @@
 #include "models/gpt2.h"
 #include "models/llama.h"
 #include "models/lm_loss.h"
+#include "models/mixed_precision.h"
 #include "models/norm.h"
 #include "models/opt.h"
 
@@ -16,11 +17,13 @@ CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch) : spe
 
 torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tensor& targets) {
   auto hidden = final_hidden(x);
-  return linear_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), output_embedding(), targets.reshape({-1}));
+  return linear_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), cast_to_activation(output_embedding(), hidden),
+                              targets.reshape({-1}));
 }
 
 torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {
-  return torch::matmul(final_hidden(x), output_embedding().t());
+  auto hidden = final_hidden(x);
+  return torch::matmul(hidden, cast_to_activation(output_embedding(), hidden).t());
 }
 
 torch::Tensor CausalLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/mixed_precision.h"
+
 namespace cr {
 
 GPT2Impl::GPT2Impl(const ModelSpec& spec) : CausalLMImpl(spec, "gpt2") {
@@ -36,7 +38,7 @@ void GPT2Impl::reset_parameters() {
 }
 
 torch::Tensor GPT2Impl::embed(const torch::Tensor& tokens, int64_t first_position) {
-  auto x = wte(tokens) + wpe(position_ids(tokens, first_position, spec_.max_seq_len));
+  auto x = as_activation(wte(tokens) + wpe(position_ids(tokens, first_position, spec_.max_seq_len)));
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 

@@ -1,11 +1,12 @@
 #include "models/llama.h"
 
 #include "models/activation.h"
+#include "models/mixed_precision.h"
 
 namespace cr {
 
 LlamaMLPImpl::LlamaMLPImpl(const ModelSpec& spec) : dropout_(spec.dropout) {
-  auto linear = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(spec.bias)); };
+  auto linear = [&](int64_t in, int64_t out) { return Linear(torch::nn::LinearOptions(in, out).bias(spec.bias)); };
   gate_proj = register_module("gate_proj", linear(spec.d_model, spec.d_ff));
   up_proj = register_module("up_proj", linear(spec.d_model, spec.d_ff));
   down_proj = register_module("down_proj", linear(spec.d_ff, spec.d_model));
@@ -37,7 +38,7 @@ LlamaImpl::LlamaImpl(const ModelSpec& spec) : CausalLMImpl(spec, "llama") {
   }
   norm = register_module("norm", Norm(spec, spec.d_model));
   if (!spec.tied_embeddings) {
-    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(spec.d_model, spec.vocab_size).bias(false)));
+    lm_head = register_module("lm_head", Linear(torch::nn::LinearOptions(spec.d_model, spec.vocab_size).bias(false)));
   }
   reset_parameters();
 }
@@ -47,7 +48,7 @@ void LlamaImpl::reset_parameters() { reset_parameters_normal(0.02); }
 torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
   // No position embedding: the attention layers rotate by the positions their cache implies.
   check_sequence_fits(first_position, tokens.size(1), spec_.max_seq_len);
-  auto x = embed_tokens(tokens);
+  auto x = as_activation(embed_tokens(tokens));
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 

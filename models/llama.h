@@ -17,9 +17,9 @@ class LlamaMLPImpl : public torch::nn::Module {
   explicit LlamaMLPImpl(const ModelSpec& spec);
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear gate_proj{nullptr};
-  torch::nn::Linear up_proj{nullptr};
-  torch::nn::Linear down_proj{nullptr};
+  Linear gate_proj{nullptr};
+  Linear up_proj{nullptr};
+  Linear down_proj{nullptr};
 
  private:
   double dropout_;
@@ -51,7 +51,7 @@ class LlamaImpl : public CausalLMImpl {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   Norm norm{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // absent with tied_embeddings
+  Linear lm_head{nullptr};  // absent with tied_embeddings
 
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override { return norm(x); }

@@ -64,26 +64,82 @@ void validate_model_spec(const ModelSpec& spec) {
   }
 }
 
-int64_t parameter_count(const ModelSpec& spec) {
+int64_t ParameterShape::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
+  std::vector<ParameterShape> out;
   const int64_t d = spec.d_model;
   const int64_t kv_dim = spec.n_kv_head * (d / spec.n_head);
-  const int64_t bias = spec.bias ? 1 : 0;
-  const int64_t attention = (d * d + bias * d) * 2 + (d * kv_dim + bias * kv_dim) * 2;  // q, out; k, v
-  const bool gated = spec.activation == "silu";
-  const int64_t mlp = gated ? 3 * d * spec.d_ff + bias * (2 * spec.d_ff + d)
-                            : 2 * d * spec.d_ff + bias * (spec.d_ff + d);
-  const int64_t norm = spec.norm == "layernorm" ? 2 * d : d;
-  const int64_t per_layer = attention + mlp + 2 * norm;
-
+  const bool llama = spec.arch == "llama", opt = spec.arch == "opt";
+  auto linear = [&](const std::string& name, int64_t in, int64_t features, bool bias) {
+    out.push_back({name + ".weight", {features, in}});
+    if (bias) out.push_back({name + ".bias", {features}});
+  };
+  auto norm = [&](const std::string& name) {
+    out.push_back({name + ".weight", {d}});
+    if (spec.norm == "layernorm") out.push_back({name + ".bias", {d}});
+  };
+  auto attention = [&](const std::string& prefix, const std::string& output_name) {
+    linear(prefix + "q_proj", d, d, spec.bias);
+    linear(prefix + "k_proj", d, kv_dim, spec.bias);
+    linear(prefix + "v_proj", d, kv_dim, spec.bias);
+    linear(prefix + output_name, d, d, spec.bias);
+  };
   const int64_t e = embedding_dim(spec);
-  int64_t total = spec.n_layer * per_layer + spec.vocab_size * e;
-  if (!spec.tied_embeddings) total += spec.vocab_size * e;
-  if (spec.position == "learned") {
+  if (llama) {
+    out.push_back({"embed_tokens.weight", {spec.vocab_size, d}});
+    for (int64_t i = 0; i < spec.n_layer; ++i) {
+      const std::string layer = "layers." + std::to_string(i) + ".";
+      attention(layer + "self_attn.", "o_proj");
+      linear(layer + "mlp.gate_proj", d, spec.d_ff, spec.bias);
+      linear(layer + "mlp.up_proj", d, spec.d_ff, spec.bias);
+      linear(layer + "mlp.down_proj", spec.d_ff, d, spec.bias);
+      norm(layer + "input_layernorm");
+      norm(layer + "post_attention_layernorm");
+    }
+    norm("norm");
+    if (!spec.tied_embeddings) linear("lm_head", d, spec.vocab_size, false);
+  } else if (opt) {
     // OPT's table has two extra rows: its positions start at 2.
-    total += (spec.max_seq_len + (spec.arch == "opt" ? 2 : 0)) * d;
+    out.push_back({"decoder.embed_tokens.weight", {spec.vocab_size, e}});
+    out.push_back({"decoder.embed_positions.weight", {spec.max_seq_len + 2, d}});
+    if (e != d) {
+      linear("decoder.project_out", d, e, false);
+      linear("decoder.project_in", e, d, false);
+    }
+    for (int64_t i = 0; i < spec.n_layer; ++i) {
+      const std::string layer = "decoder.layers." + std::to_string(i) + ".";
+      attention(layer + "self_attn.", "out_proj");
+      norm(layer + "self_attn_layer_norm");
+      linear(layer + "fc1", d, spec.d_ff, spec.bias);
+      linear(layer + "fc2", spec.d_ff, d, spec.bias);
+      norm(layer + "final_layer_norm");
+    }
+    if (spec.layer_norm_before) norm("decoder.final_layer_norm");
+  } else {
+    out.push_back({"wte.weight", {spec.vocab_size, d}});
+    out.push_back({"wpe.weight", {spec.max_seq_len, d}});
+    for (int64_t i = 0; i < spec.n_layer; ++i) {
+      const std::string layer = "h." + std::to_string(i) + ".";
+      norm(layer + "ln_1");
+      linear(layer + "attn.c_attn", d, 3 * d, true);
+      linear(layer + "attn.c_proj", d, d, true);
+      norm(layer + "ln_2");
+      linear(layer + "mlp.c_fc", d, spec.d_ff, true);
+      linear(layer + "mlp.c_proj", spec.d_ff, d, true);
+    }
+    norm("ln_f");
   }
-  if (e != d) total += 2 * e * d;  // project_in, project_out
-  if (spec.layer_norm_before) total += norm;  // final norm
+  return out;
+}
+
+int64_t parameter_count(const ModelSpec& spec) {
+  int64_t total = 0;
+  for (const auto& parameter : parameter_shapes(spec)) total += parameter.numel();
   return total;
 }
 

@@ -52,6 +52,17 @@ const ModelPreset& find_model_preset(const std::string& name);
 // Throws cr::Error naming the dimensions that disagree (d_model not divisible by n_head, ...).
 void validate_model_spec(const ModelSpec& spec);
 
+// One trainable parameter as the built model registers it.
+struct ParameterShape {
+  std::string name;  // as in named_parameters(), e.g. "h.0.attn.c_attn.weight"
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+};
+
+// Every trainable parameter in registration order, without building the model (so that `plan`
+// can lay out a 70B model's buffers on a laptop).
+std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec);
+
 // Every trainable parameter, embeddings included (tied weights counted once).
 int64_t parameter_count(const ModelSpec& spec);
 

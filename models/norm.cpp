@@ -1,5 +1,7 @@
 #include "models/norm.h"
 
+#include "models/mixed_precision.h"
+
 namespace cr {
 
 NormImpl::NormImpl(const ModelSpec& spec, int64_t dim) : rms_(spec.norm == "rmsnorm"), eps_(spec.norm_eps) {
@@ -8,11 +10,11 @@ NormImpl::NormImpl(const ModelSpec& spec, int64_t dim) : rms_(spec.norm == "rmsn
 }
 
 torch::Tensor NormImpl::forward(const torch::Tensor& x) {
-  if (!rms_) return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps_);
+  if (!rms_) return torch::layer_norm(x, {weight.size(0)}, cast_to_activation(weight, x), cast_to_activation(bias, x), eps_);
   // As Hugging Face's LlamaRMSNorm: normalise in fp32, scale in the input's dtype.
   auto xf = x.to(torch::kFloat);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
-  return weight * xf.to(x.scalar_type());
+  return cast_to_activation(weight, x) * xf.to(x.scalar_type());
 }
 
 void NormImpl::reset_parameters() {

@@ -1,6 +1,7 @@
 #include "models/opt.h"
 
 #include "models/activation.h"
+#include "models/mixed_precision.h"
 
 namespace cr {
 namespace {
@@ -14,8 +15,8 @@ OPTDecoderLayerImpl::OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer)
     : layer_norm_before_(spec.layer_norm_before), activation_(spec.activation), dropout_(spec.dropout) {
   self_attn = register_module("self_attn", SelfAttention(spec, layer, "out_proj"));
   self_attn_layer_norm = register_module("self_attn_layer_norm", Norm(spec, spec.d_model));
-  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(spec.d_model, spec.d_ff).bias(spec.bias)));
-  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(spec.d_ff, spec.d_model).bias(spec.bias)));
+  fc1 = register_module("fc1", Linear(torch::nn::LinearOptions(spec.d_model, spec.d_ff).bias(spec.bias)));
+  fc2 = register_module("fc2", Linear(torch::nn::LinearOptions(spec.d_ff, spec.d_model).bias(spec.bias)));
   final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model));
 }
 
@@ -34,8 +35,8 @@ OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec) {
   embed_positions =
       register_module("embed_positions", torch::nn::Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
   if (e != spec.d_model) {
-    project_out = register_module("project_out", torch::nn::Linear(torch::nn::LinearOptions(spec.d_model, e).bias(false)));
-    project_in = register_module("project_in", torch::nn::Linear(torch::nn::LinearOptions(e, spec.d_model).bias(false)));
+    project_out = register_module("project_out", Linear(torch::nn::LinearOptions(spec.d_model, e).bias(false)));
+    project_in = register_module("project_in", Linear(torch::nn::LinearOptions(e, spec.d_model).bias(false)));
   }
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
@@ -54,9 +55,9 @@ void OPTImpl::reset_parameters() { reset_parameters_normal(0.02); }
 
 torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
   auto positions = position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset;
-  auto x = decoder->embed_tokens(tokens);
+  auto x = as_activation(decoder->embed_tokens(tokens));
   if (decoder->project_in) x = decoder->project_in(x);
-  x = x + decoder->embed_positions(positions);
+  x = x + cast_to_activation(decoder->embed_positions(positions), x);
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 

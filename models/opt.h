@@ -19,8 +19,8 @@ class OPTDecoderLayerImpl : public torch::nn::Module {
 
   SelfAttention self_attn{nullptr};
   Norm self_attn_layer_norm{nullptr};
-  torch::nn::Linear fc1{nullptr};
-  torch::nn::Linear fc2{nullptr};
+  Linear fc1{nullptr};
+  Linear fc2{nullptr};
   Norm final_layer_norm{nullptr};
 
  private:
@@ -37,8 +37,8 @@ class OPTDecoderImpl : public torch::nn::Module {
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::Embedding embed_positions{nullptr};  // max_seq_len + 2 rows
-  torch::nn::Linear project_in{nullptr};           // only when word_embed_proj_dim != d_model
-  torch::nn::Linear project_out{nullptr};
+  Linear project_in{nullptr};           // only when word_embed_proj_dim != d_model
+  Linear project_out{nullptr};
   torch::nn::ModuleList layers{nullptr};
   Norm final_layer_norm{nullptr};  // only with layer_norm_before
   std::vector<OPTDecoderLayer> blocks;

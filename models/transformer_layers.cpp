@@ -7,8 +7,8 @@ namespace cr {
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec, int64_t layer)
     : layer_(layer), n_head_(spec.n_head), head_dim_(spec.d_model / spec.n_head), dropout_(spec.dropout) {
-  c_attn = register_module("c_attn", torch::nn::Linear(spec.d_model, 3 * spec.d_model));
-  c_proj = register_module("c_proj", torch::nn::Linear(spec.d_model, spec.d_model));
+  c_attn = register_module("c_attn", Linear(spec.d_model, 3 * spec.d_model));
+  c_proj = register_module("c_proj", Linear(spec.d_model, spec.d_model));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
@@ -21,8 +21,8 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
 }
 
 MLPImpl::MLPImpl(const ModelSpec& spec) : activation_(spec.activation), dropout_(spec.dropout) {
-  c_fc = register_module("c_fc", torch::nn::Linear(spec.d_model, spec.d_ff));
-  c_proj = register_module("c_proj", torch::nn::Linear(spec.d_ff, spec.d_model));
+  c_fc = register_module("c_fc", Linear(spec.d_model, spec.d_ff));
+  c_proj = register_module("c_proj", Linear(spec.d_ff, spec.d_model));
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {

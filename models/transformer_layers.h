@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "models/kv_cache.h"
+#include "models/linear.h"
 #include "models/model_spec.h"
 #include "models/norm.h"
 
@@ -16,8 +17,8 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   CausalSelfAttentionImpl(const ModelSpec& spec, int64_t layer);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache = nullptr);
 
-  torch::nn::Linear c_attn{nullptr};  // fused q, k, v projection
-  torch::nn::Linear c_proj{nullptr};
+  Linear c_attn{nullptr};  // fused q, k, v projection
+  Linear c_proj{nullptr};
 
  private:
   int64_t layer_;
@@ -32,8 +33,8 @@ class MLPImpl : public torch::nn::Module {
   explicit MLPImpl(const ModelSpec& spec);
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear c_fc{nullptr};
-  torch::nn::Linear c_proj{nullptr};
+  Linear c_fc{nullptr};
+  Linear c_proj{nullptr};
 
  private:
   std::string activation_;

@@ -253,7 +253,7 @@ TEST_CASE("values out of range are rejected") {
 
 TEST_CASE("enum keys accept only their choices") {
   CHECK_THROWS_WITH(load("precision:\n  dtype: fp8\n"),
-                    "test.yaml:2:10: precision.dtype: 'fp8' is not one of fp32, bf16");
+                    "test.yaml:2:10: precision.dtype: 'fp8' is not one of fp32, bf16, fp16");
   CHECK_THROWS_WITH(load("data:\n  format: csv\n"),
                     "test.yaml:2:11: data.format: 'csv' is not one of tokens, text, synthetic");
   CHECK_THROWS_WITH(load("runtime:\n  device: gpu\n"),
@@ -370,7 +370,7 @@ TEST_CASE("overrides given with --set go through the same parsing and checks") {
                     "--set train.steps: expected an integer, got null");
   CHECK_THROWS_WITH(load(kMinimal, {"train.steps=0"}), "--set train.steps: must be >= 1, got 0");
   CHECK_THROWS_WITH(load(kMinimal, {"precision.dtype=fp8"}),
-                    "--set precision.dtype: 'fp8' is not one of fp32, bf16");
+                    "--set precision.dtype: 'fp8' is not one of fp32, bf16, fp16");
   CHECK_THROWS_WITH(load(kMinimal, {"optimizer.betas=[0.9, 2]"}),
                     "--set optimizer.betas[1]: must be in [0, 1), got 2");
   CHECK_THROWS_WITH(load(kMinimal, {"optimizer.betas=[0.9"}),
@@ -448,7 +448,7 @@ TEST_CASE("the schema tables are consistent") {
   std::vector<std::string> sections;
   for (const cr::ConfigSection& section : cr::config_sections()) sections.push_back(section.name);
   CHECK(section_order == sections);  // contiguous, in section order, none empty
-  CHECK(paths.size() == 53);         // every field of the structs in config.h
+  CHECK(paths.size() == 61);         // every field of the structs in config.h
 }
 
 TEST_CASE("docs/config.md is generated from the schema") {
@@ -459,7 +459,7 @@ TEST_CASE("docs/config.md is generated from the schema") {
   CHECK_THAT(markdown, Contains("| `optimizer.betas` | list of 2 numbers, each in [0, 1) | "
                                 "`[0.9, 0.95]` |"));
   CHECK_THAT(markdown, Contains("| `model.n_layer` | integer >= 1 or null | `null` |"));
-  CHECK_THAT(markdown, Contains("| `precision.dtype` | one of `fp32`, `bf16` | `fp32` |"));
+  CHECK_THAT(markdown, Contains("| `precision.dtype` | one of `fp32`, `bf16`, `fp16` | `fp32` |"));
 
   const std::filesystem::path path = std::filesystem::path(CR_SOURCE_DIR) / "docs" / "config.md";
   const char* update = std::getenv("CR_UPDATE_DOCS");

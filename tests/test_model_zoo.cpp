@@ -63,7 +63,7 @@ TEST_CASE("OPT and LLaMA presets have Hugging Face parameter counts", "[models]"
   }
 }
 
-TEST_CASE("allocated small models have exactly the analytic parameter count", "[models]") {
+TEST_CASE("allocated small models have exactly the analytic parameter count, names and shapes", "[models]") {
   std::vector<ModelSpec> specs = {opt_post_norm_tiny()};
   for (const auto& name : {"gpt2-tiny", "gpt2-mini", "opt-tiny", "opt-mini", "llama-tiny", "llama-mini"}) {
     specs.push_back(find_model_preset(name).spec);
@@ -73,7 +73,16 @@ TEST_CASE("allocated small models have exactly the analytic parameter count", "[
   specs.push_back(tied_llama);
   for (const auto& spec : specs) {
     INFO(spec.arch << " d_model " << spec.d_model);
-    CHECK(allocated_parameters(build_model(spec)) == parameter_count(spec));
+    const auto model = build_model(spec);
+    CHECK(allocated_parameters(model) == parameter_count(spec));
+    // The analytic list `plan` lays buffers out from is the built model's, in order.
+    const auto named = model->named_parameters();
+    const auto shapes = parameter_shapes(spec);
+    REQUIRE(named.size() == shapes.size());
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      CHECK(named[i].key() == shapes[i].name);
+      CHECK(named[i].value().sizes().vec() == shapes[i].shape);
+    }
   }
 }
 

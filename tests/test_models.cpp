@@ -6,6 +6,7 @@
 #include "core/adamw_optimizer.h"
 #include "core/lr_schedule.h"
 #include "memory/flat_parameters.h"
+#include "memory/zero_parameters.h"
 #include "models/gpt2.h"
 #include "models/lm_loss.h"
 #include "models/model_spec.h"
@@ -132,7 +133,8 @@ TEST_CASE("AdamW over flat parameters matches torch::optim::AdamW", "[memory]") 
     config.name = name;
     config.lr = 1e-2;
     config.weight_decay = 0.1;
-    AdamWOptimizer optimizer(config, flat);
+    ZeroParameters zero(flat, torch::kFloat, /*stage=*/0, ShardLayout(flat.buckets(1 << 20), 0, 1), nullptr);
+    AdamWOptimizer optimizer(config, zero);
     // Our layout decays matrices only: the reference gets the same two groups.
     auto groups = [&](auto options) {
       auto no_decay = options;
@@ -152,7 +154,7 @@ TEST_CASE("AdamW over flat parameters matches torch::optim::AdamW", "[memory]") 
     }
     for (int step = 0; step < 5; ++step) {
       auto x = torch::randn({4, 16});
-      flat.zero_grad();
+      zero.zero_grad();
       ours->forward(x).pow(2).sum().backward();
       optimizer.step(1e-2, 1.0);
       reference->zero_grad();

@@ -1,0 +1,145 @@
+#include "memory/parameter_gatherer.h"
+
+#include <algorithm>
+
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
+#include "core/error.h"
+
+namespace cr {
+namespace {
+
+// Identity in forward; in backward, it runs before the layer's own backward (it consumes the
+// gradient of the layer's output) and gathers the layer's weights.
+class GatherBeforeBackward : public torch::autograd::Function<GatherBeforeBackward> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               ParameterGatherer* gatherer, int64_t layer) {
+    ctx->saved_data["gatherer"] = reinterpret_cast<int64_t>(gatherer);
+    ctx->saved_data["layer"] = layer;
+    return x.view_as(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* gatherer = reinterpret_cast<ParameterGatherer*>(ctx->saved_data["gatherer"].toInt());
+    gatherer->before_layer_backward(ctx->saved_data["layer"].toInt());
+    return {grads[0], torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+ParameterGatherer::ParameterGatherer(ZeroParameters& params, int64_t layers, bool prefetch)
+    : params_(params), prefetch_(prefetch), layers_(static_cast<size_t>(layers)) {
+  CR_CHECK(params.stage() == 3, "parameter gathering is for ZeRO stage 3");
+  const auto& layout = params.reduced();
+  gathered_.resize(layout.buckets().size());
+  empty_ = torch::empty({0}, params.compute_shard().options());
+  const auto& entries = params.entries();
+  size_t bucket = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const int64_t layer = entries[i].layer;
+    CR_CHECK(layer < layers, "parameter {} of layer {} in a {}-layer model", entries[i].name, layer, layers);
+    while (entries[i].offset >= layout.buckets()[bucket].end) ++bucket;
+    Group& g = group(layer);
+    g.entries.push_back(i);
+    if (g.buckets.empty() || g.buckets.back() != bucket) g.buckets.push_back(bucket);
+    if (layer >= 0) {
+      params.grad_accumulators()[i]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, layer](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+            on_gradient(layer);
+            return outputs;
+          }));
+    }
+  }
+  for (auto& g : layers_) g.pending_grads = static_cast<int>(g.entries.size());
+}
+
+void ParameterGatherer::start(Group& g) {
+  if (g.requested) return;
+  g.requested = true;
+  const auto& layout = params_.reduced();
+  for (size_t b : g.buckets) {
+    const auto& range = layout.buckets()[b];
+    const auto& slice = layout.slices()[b];
+    if (!layout.sharded()) {  // one rank: the shard is the whole buffer
+      gathered_[b] = params_.compute_shard().narrow(0, range.begin, range.numel());
+      continue;
+    }
+    gathered_[b] = torch::empty({range.numel()}, params_.compute_shard().options());
+    bytes_ += range.numel() * static_cast<int64_t>(gathered_[b].element_size());
+    g.in_flight.push_back(params_.group()->all_gather_async(
+        params_.compute_shard().narrow(0, slice.shard_begin, slice.numel), gathered_[b]));
+  }
+  peak_bytes_ = std::max(peak_bytes_, bytes_);
+}
+
+void ParameterGatherer::finish(Group& g) {
+  if (g.ready) return;
+  start(g);
+  for (auto& work : g.in_flight) work->wait();
+  g.in_flight.clear();
+  const auto& layout = params_.reduced();
+  torch::NoGradGuard no_grad;
+  size_t b = 0;
+  for (size_t i : g.entries) {
+    const auto& entry = params_.entries()[i];
+    while (entry.offset >= layout.buckets()[g.buckets[b]].end) ++b;
+    const auto& range = layout.buckets()[g.buckets[b]];
+    auto param = params_.parameters()[i];
+    param.set_data(gathered_[g.buckets[b]].narrow(0, entry.offset - range.begin, entry.numel).view(entry.shape));
+  }
+  g.ready = true;
+}
+
+void ParameterGatherer::release(Group& g) {
+  finish(g);  // a gather in flight must land before its buffer goes
+  torch::NoGradGuard no_grad;
+  for (size_t i : g.entries) {
+    auto param = params_.parameters()[i];
+    param.set_data(empty_);
+  }
+  for (size_t b : g.buckets) {
+    if (params_.reduced().sharded()) bytes_ -= gathered_[b].numel() * static_cast<int64_t>(gathered_[b].element_size());
+    gathered_[b] = torch::Tensor();
+  }
+  g.requested = g.ready = false;
+}
+
+void ParameterGatherer::gather_outer() { finish(outer_); }
+
+void ParameterGatherer::release_all() {
+  if (outer_.requested) release(outer_);
+  for (auto& g : layers_) {
+    if (g.requested) release(g);
+    g.pending_grads = static_cast<int>(g.entries.size());
+  }
+}
+
+void ParameterGatherer::before_layer(int64_t layer) {
+  finish(group(layer));
+  if (prefetch_ && layer + 1 < static_cast<int64_t>(layers_.size())) start(group(layer + 1));
+}
+
+torch::Tensor ParameterGatherer::after_layer(int64_t layer, const torch::Tensor& output) {
+  auto result = output;
+  if (torch::GradMode::is_enabled() && output.requires_grad()) result = GatherBeforeBackward::apply(output, this, layer);
+  release(group(layer));
+  return result;
+}
+
+void ParameterGatherer::before_layer_backward(int64_t layer) {
+  finish(group(layer));
+  if (prefetch_ && layer > 0) start(group(layer - 1));
+}
+
+void ParameterGatherer::on_gradient(int64_t layer) {
+  // Once every weight of the layer has its gradient, backward is done with the layer.
+  Group& g = group(layer);
+  if (--g.pending_grads == 0) {
+    release(g);
+    g.pending_grads = static_cast<int>(g.entries.size());
+  }
+}
+
+}  // namespace cr

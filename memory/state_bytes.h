@@ -1,0 +1,16 @@
+// Bytes of training state one rank holds, by kind: what `plan` predicts and the trainer reports.
+#pragma once
+
+#include <cstdint>
+
+namespace cr {
+
+struct StateBytes {
+  int64_t parameters = 0;        // compute weights (+ stage 3's gathered layers at their peak)
+  int64_t master_weights = 0;    // fp32 copy when it is not the compute weights
+  int64_t gradients = 0;         // fp32 gradients (+ stages 2-3's reduction staging at its peak)
+  int64_t optimizer_states = 0;  // Adam moments, fp32
+  int64_t total() const { return parameters + master_weights + gradients + optimizer_states; }
+};
+
+}  // namespace cr

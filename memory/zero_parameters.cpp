@@ -1,0 +1,188 @@
+#include "memory/zero_parameters.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.h"
+#include "kernels/reduction.h"
+#include "parallel/communicator.h"
+
+namespace cr {
+namespace {
+
+double slice_sum_of_squares(const torch::Tensor& values) {
+  if (values.is_cpu()) return sum_of_squares(values.data_ptr<float>(), values.numel());
+  return values.to(torch::kDouble).square().sum().item<double>();
+}
+
+}  // namespace
+
+StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const ShardLayout& reduced,
+                                   torch::ScalarType compute_dtype, int stage, bool overlap) {
+  const ShardLayout owned = stage >= 1 ? reduced : ShardLayout(reduced.buckets(), 0, 1);
+  const int64_t total = reduced.total_numel();
+  const int64_t shard = owned.shard_numel();
+  const int64_t compute = static_cast<int64_t>(c10::elementSize(compute_dtype));
+  const bool low_precision = compute_dtype != torch::kFloat;
+  StateBytes bytes;
+  bytes.parameters = compute * (stage <= 2 ? total : shard);
+  if (stage == 3 && reduced.sharded()) {
+    int64_t outer = 0, largest_layer = 0;
+    std::map<int64_t, int64_t> layers;
+    for (const auto& entry : entries) {
+      if (entry.layer < 0) outer += entry.numel;
+      else largest_layer = std::max(largest_layer, layers[entry.layer] += entry.numel);
+    }
+    const int64_t whole_layers = std::min<int64_t>(overlap ? 2 : 1, static_cast<int64_t>(layers.size()));
+    bytes.parameters += compute * (outer + whole_layers * largest_layer);
+  }
+  const bool master_is_compute = !low_precision && (stage == 3 || !owned.sharded());
+  bytes.master_weights = master_is_compute ? 0 : 4 * shard;
+  if (stage <= 1) {
+    bytes.gradients = 4 * total;
+  } else {
+    // Staging holds at most two consecutive buckets.
+    const auto& buckets = reduced.buckets();
+    int64_t staging = buckets.front().numel();
+    for (size_t b = 1; b < buckets.size(); ++b) staging = std::max(staging, buckets[b - 1].numel() + buckets[b].numel());
+    bytes.gradients = 4 * (shard + staging);
+  }
+  bytes.optimizer_states = 8 * shard;
+  return bytes;
+}
+
+ZeroParameters::ZeroParameters(FlatParameters& init, torch::ScalarType compute_dtype, int stage, ShardLayout reduced,
+                               Communicator* group)
+    : stage_(stage),
+      compute_dtype_(compute_dtype),
+      reduced_(std::move(reduced)),
+      owned_(stage >= 1 ? reduced_ : ShardLayout(reduced_.buckets(), 0, 1)),
+      group_(group),
+      entries_(init.entries()),
+      params_(init.parameters_in_entry_order()) {
+  CR_CHECK(stage >= 0 && stage <= 3, "ZeRO stage {}", stage);
+  CR_CHECK(!init.has_master_copy() && init.numel() == reduced_.total_numel(), "ZeroParameters needs fp32 weights");
+  CR_CHECK(!reduced_.sharded() || (group && group->size() == reduced_.size()), "ZeroParameters: no group");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor& full = init.master();
+  master_ = owned_.sharded() ? owned_.shard_of(full) : full;
+  const bool gradient_views = stage_ <= 1 && !low_precision();
+  if (stage_ <= 1) {
+    grad_full_ = torch::zeros_like(full);
+  } else {
+    grad_shard_ = torch::zeros_like(master_);
+  }
+  if (stage_ <= 2) {
+    compute_full_ = low_precision() ? full.to(compute_dtype_) : full;
+  } else {
+    compute_shard_ = low_precision() ? master_.to(compute_dtype_) : master_;
+  }
+  // Accumulators record each parameter's shape when created: make them while the shapes are
+  // real, and keep them alive, since stage 3 empties the parameters between uses.
+  // (A dtype change through set_data would also drop the accumulator, so stage 3 switches the
+  // parameters to the compute dtype first, as a broadcast element of the right shape.)
+  const auto element = torch::empty({1}, master_.options().dtype(compute_dtype_));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& param = params_[i];
+    const auto& entry = entries_[i];
+    param.set_data(compute_full_.defined() ? compute_full_.narrow(0, entry.offset, entry.numel).view(entry.shape)
+                                           : element.expand(entry.shape));
+    param.mutable_grad() =
+        gradient_views ? grad_full_.narrow(0, entry.offset, entry.numel).view(entry.shape) : torch::Tensor();
+    accumulators_.push_back(torch::autograd::impl::grad_accumulator(param));
+  }
+  if (stage_ == 3) {
+    const auto empty = torch::empty({0}, compute_shard_.options());
+    for (auto& param : params_) param.set_data(empty);
+  }
+}
+
+torch::Tensor ZeroParameters::gradient(size_t bucket) {
+  const auto& slice = owned_.slices()[bucket];
+  return stage_ <= 1 ? grad_full_.narrow(0, slice.flat_begin, slice.numel)
+                     : grad_shard_.narrow(0, slice.shard_begin, slice.numel);
+}
+
+torch::Tensor ZeroParameters::compute_copy(size_t bucket) {
+  if (!low_precision()) return {};
+  const auto& slice = owned_.slices()[bucket];
+  return stage_ == 3 ? compute_shard_.narrow(0, slice.shard_begin, slice.numel)
+                     : compute_full_.narrow(0, slice.flat_begin, slice.numel);
+}
+
+void ZeroParameters::zero_grad() {
+  if (grad_full_.defined()) grad_full_.zero_();
+  if (grad_shard_.defined()) grad_shard_.zero_();
+}
+
+double ZeroParameters::gradient_sum_of_squares() {
+  const int ranks = reduced_.size();
+  const auto& buckets = reduced_.buckets();
+  // One partial sum per (bucket, rank) slice: stage 0 holds every slice reduced, later stages
+  // their own, and the partials are combined in the same order at every stage.
+  std::vector<double> partial(buckets.size() * ranks, 0.0);
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    for (int r = 0; r < ranks; ++r) {
+      if (stage_ >= 1 && r != reduced_.rank()) continue;
+      const auto [begin, end] = shard_range(buckets[b].numel(), r, ranks);
+      partial[b * ranks + r] =
+          slice_sum_of_squares(stage_ <= 1 ? grad_full_.narrow(0, buckets[b].begin + begin, end - begin)
+                                     : grad_shard_.narrow(0, reduced_.slices()[b].shard_begin, end - begin));
+    }
+  }
+  if (stage_ >= 1 && reduced_.sharded()) {
+    // Every entry is non-zero on one rank only, so the sum is exact.
+    auto all = torch::tensor(partial, torch::kDouble).to(master_.device());
+    group_->all_reduce(all, ReduceOp::Sum);
+    all = all.cpu();
+    std::copy(all.data_ptr<double>(), all.data_ptr<double>() + all.numel(), partial.begin());
+  }
+  double total = 0.0;
+  for (double value : partial) total += value;
+  return total;
+}
+
+void ZeroParameters::publish() {
+  if (stage_ == 0 || stage_ == 3 || !owned_.sharded()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<std::unique_ptr<CommWork>> works;
+  const auto& buckets = owned_.buckets();
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const auto& slice = owned_.slices()[b];
+    auto mine = compute_full_.narrow(0, slice.flat_begin, slice.numel);
+    if (!low_precision()) mine.copy_(master_.narrow(0, slice.shard_begin, slice.numel));
+    works.push_back(group_->all_gather_async(mine, compute_full_.narrow(0, buckets[b].begin, buckets[b].numel())));
+  }
+  for (auto& work : works) work->wait();
+}
+
+torch::Tensor ZeroParameters::full_master() {
+  if (!owned_.sharded()) return master_;
+  auto full = torch::empty({numel()}, master_.options());
+  owned_.gather(group_, master_, full);
+  return full;
+}
+
+void ZeroParameters::load_full_master(const torch::Tensor& full) {
+  torch::NoGradGuard no_grad;
+  master_.copy_(owned_.sharded() ? owned_.shard_of(full) : full);
+  if (compute_full_.defined() && !compute_full_.is_same(master_)) compute_full_.copy_(full);
+  if (compute_shard_.defined() && !compute_shard_.is_same(master_)) compute_shard_.copy_(master_);
+}
+
+int64_t ZeroParameters::compute_bytes() const {
+  const auto& compute = compute_full_.defined() ? compute_full_ : compute_shard_;
+  return compute.numel() * static_cast<int64_t>(compute.element_size());
+}
+
+int64_t ZeroParameters::gradient_bytes() const {
+  const auto& grad = grad_full_.defined() ? grad_full_ : grad_shard_;
+  return grad.numel() * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t ZeroParameters::master_bytes() const {
+  const bool is_compute = master_.is_same(compute_full_) || master_.is_same(compute_shard_);
+  return is_compute ? 0 : master_.numel() * static_cast<int64_t>(sizeof(float));
+}
+
+}  // namespace cr

@@ -1,0 +1,92 @@
+// One data-parallel rank's training buffers under a ZeRO stage (Rajbhandari et al.), all flat and
+// laid out by a ShardLayout, for N ranks and a compute dtype of fp32, bf16 or fp16:
+//
+//   stage  compute weights      fp32 master weights     fp32 gradients
+//   0      whole                whole (= compute, fp32)  whole
+//   1      whole                own shard                whole (own slices reduced)
+//   2      whole                own shard                own shard
+//   3      own shard            own shard (= compute, fp32) own shard
+//
+// Adam's moments (AdamWOptimizer) always follow the master weights. At stage 3 the module's
+// parameters are empty between uses; ParameterGatherer fills them layer by layer.
+#pragma once
+
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "memory/flat_parameters.h"
+#include "memory/shard_layout.h"
+#include "memory/state_bytes.h"
+
+namespace cr {
+
+class Communicator;
+
+class ZeroParameters {
+ public:
+  // What a rank at `reduced`'s position holds in training with this layout, computed without
+  // allocating anything (`plan`): the buffers below, GradientSynchronizer's staging (two
+  // buckets) and, at stage 3 with several ranks, ParameterGatherer's gathered weights (the outer
+  // parameters and two layers, or one without overlap).
+  static StateBytes predict(const std::vector<FlatEntry>& entries, const ShardLayout& reduced,
+                            torch::ScalarType compute_dtype, int stage, bool overlap);
+
+  // Takes over `init` (the module's parameters, full fp32, identical on every rank): module
+  // parameters are re-pointed into buffers owned here. `reduced`: the data-parallel layout
+  // gradients are reduce-scattered with (rank, size); `group`: that group (null when size 1).
+  ZeroParameters(FlatParameters& init, torch::ScalarType compute_dtype, int stage, ShardLayout reduced,
+                 Communicator* group);
+  ZeroParameters(const ZeroParameters&) = delete;
+  ZeroParameters& operator=(const ZeroParameters&) = delete;
+
+  int stage() const { return stage_; }
+  torch::ScalarType compute_dtype() const { return compute_dtype_; }
+  bool low_precision() const { return compute_dtype_ != torch::kFloat; }
+  int64_t numel() const { return reduced_.total_numel(); }
+  const std::vector<FlatEntry>& entries() const { return entries_; }
+  const std::vector<torch::Tensor>& parameters() const { return params_; }  // in entry order
+  const ShardLayout& reduced() const { return reduced_; }  // what each rank's reduction yields
+  const ShardLayout& owned() const { return owned_; }      // what this rank updates
+  Communicator* group() const { return group_; }
+
+  torch::Tensor& master() { return master_; }  // fp32, owned shard space
+  // The fp32 gradient of owned slice `bucket`, reduced over the ranks once synchronised.
+  torch::Tensor gradient(size_t bucket);
+  // Where the compute copy of owned slice `bucket` lives; undefined when it is the master itself.
+  torch::Tensor compute_copy(size_t bucket);
+  torch::Tensor& gradient_sums() { return grad_full_; }   // stages 0-1: flat fp32
+  torch::Tensor& gradient_shard() { return grad_shard_; } // stages 2-3: shard space fp32
+  torch::Tensor& compute_shard() { return compute_shard_; }  // stage 3
+
+  void zero_grad();
+  // Sum of squares of the reduced gradients over all ranks, added in an order that does not
+  // depend on the stage, so that clipping is bitwise the same at every stage.
+  double gradient_sum_of_squares();
+  // After the optimizer wrote the owned slices: every rank's compute weights become current.
+  void publish();
+  // The whole fp32 weights, on every rank.
+  torch::Tensor full_master();
+  // Replaces the weights (whole fp32, as a checkpoint stores them).
+  void load_full_master(const torch::Tensor& full);
+
+  // Bytes this rank holds persistently, by kind (predict() adds the transient buffers).
+  int64_t compute_bytes() const;
+  int64_t gradient_bytes() const;
+  int64_t master_bytes() const;
+
+  // Every parameter's gradient accumulator, in entry order, for gradient hooks.
+  const std::vector<std::shared_ptr<torch::autograd::Node>>& grad_accumulators() const { return accumulators_; }
+
+ private:
+  int stage_;
+  torch::ScalarType compute_dtype_;
+  ShardLayout reduced_, owned_;
+  Communicator* group_;
+  std::vector<FlatEntry> entries_;
+  std::vector<torch::Tensor> params_;
+  torch::Tensor master_, grad_full_, grad_shard_, compute_full_, compute_shard_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+};
+
+}  // namespace cr

@@ -1,0 +1,57 @@
+#include "models/linear.h"
+
+#include "models/mixed_precision.h"
+
+namespace cr {
+namespace {
+
+// dL/dx and dL/dW (and dL/db) from the output gradient, as torch::nn::Linear's autograd forms them.
+torch::autograd::variable_list linear_backward(torch::autograd::AutogradContext* ctx, const torch::Tensor& grad_out,
+                                               bool has_bias) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& x = saved[0];
+  const auto& weight = saved[1];
+  const auto grad = grad_out.reshape({-1, weight.size(0)});
+  torch::autograd::variable_list grads(has_bias ? 3 : 2);
+  if (ctx->needs_input_grad(0)) grads[0] = grad.mm(weight).view(x.sizes());
+  if (ctx->needs_input_grad(1)) grads[1] = grad.t().mm(x.reshape({-1, weight.size(1)}));
+  if (has_bias && ctx->needs_input_grad(2)) grads[2] = grad.sum(0);
+  return grads;
+}
+
+class BiasedLinearFunction : public torch::autograd::Function<BiasedLinearFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    ctx->save_for_backward({x, weight});
+    return torch::linear(x, weight, bias);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return linear_backward(ctx, grads[0], /*has_bias=*/true);
+  }
+};
+
+class UnbiasedLinearFunction : public torch::autograd::Function<UnbiasedLinearFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight) {
+    ctx->save_for_backward({x, weight});
+    return torch::linear(x, weight);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return linear_backward(ctx, grads[0], /*has_bias=*/false);
+  }
+};
+
+}  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (bias.defined()) {
+    return BiasedLinearFunction::apply(x, cast_to_activation(weight, x), cast_to_activation(bias, x));
+  }
+  return UnbiasedLinearFunction::apply(x, cast_to_activation(weight, x));
+}
+
+}  // namespace cr

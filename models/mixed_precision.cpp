@@ -1,0 +1,32 @@
+#include "models/mixed_precision.h"
+
+namespace cr {
+namespace {
+
+bool cpu_has_half_kernels() {
+  static const bool supported = [] {
+    try {
+      auto a = torch::ones({2, 2}, torch::kHalf);
+      torch::NoGradGuard no_grad;
+      (void)torch::layer_norm(torch::mm(a, a), {2});
+      return true;
+    } catch (const c10::Error&) {
+      return false;
+    }
+  }();
+  return supported;
+}
+
+}  // namespace
+
+torch::Tensor as_activation(const torch::Tensor& x) {
+  if (x.scalar_type() == torch::kHalf && x.is_cpu() && !cpu_has_half_kernels()) return x.to(torch::kFloat);
+  return x;
+}
+
+torch::Tensor cast_to_activation(const torch::Tensor& param, const torch::Tensor& activation) {
+  if (!param.defined() || param.scalar_type() == activation.scalar_type()) return param;
+  return param.to(activation.scalar_type());
+}
+
+}  // namespace cr

@@ -1,0 +1,17 @@
+// Where parameters meet activations. Activations run in the parameters' dtype, except fp16 on a
+// CPU whose LibTorch has no fp16 kernels (Debian's 1.13 lacks fp16 addmm, layer_norm, softmax):
+// there weights and their gradients stay fp16 (so loss scaling, overflow and fp16 rounding of
+// weights and gradients are real) while activations are computed in fp32.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace cr {
+
+// Embedding outputs enter the model through this: the activation dtype for them.
+torch::Tensor as_activation(const torch::Tensor& x);
+
+// A parameter as an operation on `activation` needs it (cast with autograd when they differ).
+torch::Tensor cast_to_activation(const torch::Tensor& param, const torch::Tensor& activation);
+
+}  // namespace cr
