@@ -4,7 +4,22 @@
 
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 
+#include "kernels/accumulate.h"
+
 namespace cr {
+namespace {
+
+// sum += x, x in bf16 / fp16, without an fp32 temporary.
+void add_widened(torch::Tensor sum, const torch::Tensor& x) {
+  if (!sum.is_cpu()) {
+    sum.add_(x);
+    return;
+  }
+  const auto type = x.scalar_type() == torch::kBFloat16 ? ElementType::BF16 : ElementType::F16;
+  accumulate_widened(sum.data_ptr<float>(), static_cast<const uint16_t*>(x.data_ptr()), type, x.numel());
+}
+
+}  // namespace
 
 GradientSynchronizer::GradientSynchronizer(ZeroParameters& params, bool overlap)
     : params_(params),
@@ -46,7 +61,7 @@ void GradientSynchronizer::on_gradient(size_t entry_index, size_t bucket) {
     if (param.grad().defined()) {
       auto grad = param.grad().reshape({-1});
       if (fold_) {
-        params_.gradient_sums().narrow(0, entry.offset, entry.numel).add_(grad);  // widened in place
+        add_widened(params_.gradient_sums().narrow(0, entry.offset, entry.numel), grad);
       } else {
         auto& staging = buckets_[bucket].staging;
         if (!staging.defined()) staging = acquire_staging(bucket);
@@ -55,7 +70,11 @@ void GradientSynchronizer::on_gradient(size_t entry_index, size_t bucket) {
       param.mutable_grad().reset();
     }
   }
-  if (--buckets_[bucket].pending == 0 && reducing_ && overlap_) launch_ready_buckets();
+  if (--buckets_[bucket].pending == 0 && reducing_) {
+    launch(bucket);
+    // Without overlap each bucket is reduced before backward goes on (memory stays bounded).
+    if (!overlap_) drain();
+  }
   poke();
 }
 
@@ -66,9 +85,9 @@ void GradientSynchronizer::poke() {
   }
 }
 
-void GradientSynchronizer::launch_ready_buckets() {
-  // Every rank starts buckets in index order, whatever order its hooks fired in.
-  while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) launch(next_to_launch_++);
+void GradientSynchronizer::drain() {
+  for (auto& item : in_flight_) complete(item);
+  in_flight_.clear();
 }
 
 torch::Tensor GradientSynchronizer::acquire_staging(size_t bucket) {
@@ -86,7 +105,11 @@ torch::Tensor GradientSynchronizer::acquire_staging(size_t bucket) {
   return torch::zeros({numel}, params_.master().options());
 }
 
+// Buckets start in the order their last gradients arrive: the same on every rank, since every
+// rank runs the same autograd graph, and it frees staging buffers soonest.
 void GradientSynchronizer::launch(size_t bucket) {
+  buckets_[bucket].launched = true;
+  ++launched_;
   const auto& layout = params_.reduced();
   const auto& range = layout.buckets()[bucket];
   const auto& slice = layout.slices()[bucket];
@@ -122,11 +145,12 @@ void GradientSynchronizer::complete(InFlight& item) {
 
 void GradientSynchronizer::end_backward() {
   if (reducing_) {
-    started_during_backward_ = static_cast<int64_t>(next_to_launch_);
-    // Buckets whose parameters got no gradient this backward (or all of them, without overlap).
-    while (next_to_launch_ < buckets_.size()) launch(next_to_launch_++);
-    for (auto& item : in_flight_) complete(item);
-    in_flight_.clear();
+    started_during_backward_ = launched_;
+    // Buckets whose parameters got no gradient this backward, in index order.
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      if (!buckets_[b].launched) launch(b);
+    }
+    drain();
     const auto& layout = params_.reduced();
     if (params_.stage() == 0 && layout.sharded()) {
       // Stage 0 keeps whole gradients: every rank's averaged slices, gathered.
@@ -139,9 +163,12 @@ void GradientSynchronizer::end_backward() {
       }
       for (auto& work : gathers) work->wait();
     }
-    next_to_launch_ = 0;
   }
-  for (auto& bucket : buckets_) bucket.pending = bucket.size;
+  launched_ = 0;
+  for (auto& bucket : buckets_) {
+    bucket.pending = bucket.size;
+    bucket.launched = false;
+  }
 }
 
 int64_t GradientSynchronizer::bytes_sent_per_step() const {

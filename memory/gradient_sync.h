@@ -27,7 +27,8 @@ namespace cr {
 
 class GradientSynchronizer {
  public:
-  // overlap: start buckets from hooks during backward (otherwise all after backward).
+  // overlap: reduce buckets while backward goes on; otherwise each bucket is reduced, and
+  // waited for, as soon as it is full.
   GradientSynchronizer(ZeroParameters& params, bool overlap);
   GradientSynchronizer(const GradientSynchronizer&) = delete;
   GradientSynchronizer& operator=(const GradientSynchronizer&) = delete;
@@ -47,6 +48,7 @@ class GradientSynchronizer {
   struct Bucket {
     int pending = 0;  // parameters whose gradient has not arrived this backward
     int size = 0;     // parameters in the bucket
+    bool launched = false;
     torch::Tensor staging;  // stages 2-3, while in use
   };
   struct InFlight {
@@ -54,9 +56,9 @@ class GradientSynchronizer {
     std::unique_ptr<CommWork> work;  // null when there is nothing to wait for (one rank)
   };
   void on_gradient(size_t entry, size_t bucket);
-  void launch_ready_buckets();
   void launch(size_t bucket);
   void complete(InFlight& item);
+  void drain();  // completes everything in flight, in launch order
   torch::Tensor acquire_staging(size_t bucket);
   void poke();
 
@@ -70,7 +72,7 @@ class GradientSynchronizer {
   std::vector<size_t> bucket_of_entry_;
   std::vector<InFlight> in_flight_;
   int64_t staging_in_use_ = 0, staging_bytes_ = 0, peak_staging_bytes_ = 0;
-  size_t next_to_launch_ = 0;
+  int64_t launched_ = 0;  // buckets started this backward
   int64_t started_during_backward_ = 0;
 };
 

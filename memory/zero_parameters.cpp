@@ -41,10 +41,12 @@ StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const 
   if (stage <= 1) {
     bytes.gradients = 4 * total;
   } else {
-    // Staging holds at most two consecutive buckets.
+    // Staging holds at most two consecutive buckets (one without overlap).
     const auto& buckets = reduced.buckets();
-    int64_t staging = buckets.front().numel();
-    for (size_t b = 1; b < buckets.size(); ++b) staging = std::max(staging, buckets[b - 1].numel() + buckets[b].numel());
+    int64_t staging = 0;
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      staging = std::max(staging, buckets[b].numel() + (overlap && b > 0 ? buckets[b - 1].numel() : 0));
+    }
     bytes.gradients = 4 * (shard + staging);
   }
   bytes.optimizer_states = 8 * shard;

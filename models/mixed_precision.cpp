@@ -29,4 +29,6 @@ torch::Tensor cast_to_activation(const torch::Tensor& param, const torch::Tensor
   return param.to(activation.scalar_type());
 }
 
+bool widen_on_cpu(const torch::Tensor& x) { return x.is_cpu() && x.scalar_type() == torch::kBFloat16; }
+
 }  // namespace cr

@@ -10,7 +10,13 @@ NormImpl::NormImpl(const ModelSpec& spec, int64_t dim) : rms_(spec.norm == "rmsn
 }
 
 torch::Tensor NormImpl::forward(const torch::Tensor& x) {
-  if (!rms_) return torch::layer_norm(x, {weight.size(0)}, cast_to_activation(weight, x), cast_to_activation(bias, x), eps_);
+  if (!rms_) {
+    if (widen_on_cpu(x)) {
+      return torch::layer_norm(x.to(torch::kFloat), {weight.size(0)}, weight.to(torch::kFloat), bias.to(torch::kFloat), eps_)
+          .to(x.scalar_type());
+    }
+    return torch::layer_norm(x, {weight.size(0)}, cast_to_activation(weight, x), cast_to_activation(bias, x), eps_);
+  }
   // As Hugging Face's LlamaRMSNorm: normalise in fp32, scale in the input's dtype.
   auto xf = x.to(torch::kFloat);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
