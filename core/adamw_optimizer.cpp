@@ -22,8 +22,9 @@ ElementType element_type_of(torch::ScalarType type) {
 
 AdamWOptimizer::AdamWOptimizer(const OptimizerConfig& config, ZeroParameters& params)
     : config_(config), params_(params) {
-  exp_avg_ = torch::zeros_like(params.master());
-  exp_avg_sq_ = torch::zeros_like(params.master());
+  const auto options = torch::TensorOptions().dtype(torch::kFloat).device(params.compute_device());
+  exp_avg_ = torch::zeros({params.owned().shard_numel()}, options);
+  exp_avg_sq_ = torch::zeros({params.owned().shard_numel()}, options);
   // Decay runs (matrices and embeddings decay, biases and gains do not) cut at slice edges.
   std::vector<std::pair<int64_t, bool>> runs;  // (flat begin, decay) of each run, in order
   for (const auto& entry : params.entries()) {
@@ -57,14 +58,17 @@ void AdamWOptimizer::step(double lr, double grad_scale) {
   for (const auto& [bucket, offset, count, decay] : segments_) {
     p.weight_decay = decay ? static_cast<float>(config_.weight_decay) : 0.0f;
     const int64_t at = slices[bucket].shard_begin + offset;
-    auto w = params_.master().narrow(0, at, count);
+    auto w = params_.weights(bucket).narrow(0, offset, count);
     auto m = exp_avg_.narrow(0, at, count);
     auto v = exp_avg_sq_.narrow(0, at, count);
     auto g = params_.gradient(bucket).narrow(0, offset, count);
     auto copy = params_.compute_copy(bucket);
     if (copy.defined()) copy = copy.narrow(0, offset, count);
     if (w.is_cpu()) {
-      if (copy.defined()) {
+      if (w.scalar_type() != torch::kFloat) {  // no master weights: update the 16-bit weights in place
+        adam_step(w.data_ptr(), element_type_of(w.scalar_type()), g.data_ptr<float>(), ElementType::F32,
+                  m.data_ptr<float>(), v.data_ptr<float>(), count, p);
+      } else if (copy.defined()) {
         adam_step_master(w.data_ptr<float>(), g.data_ptr<float>(), ElementType::F32, m.data_ptr<float>(),
                          v.data_ptr<float>(), static_cast<uint16_t*>(copy.data_ptr()),
                          element_type_of(copy.scalar_type()), count, p);

@@ -59,6 +59,7 @@ struct LrScheduleConfig {
 
 struct PrecisionConfig {
   std::string dtype = "fp32";  // fp32 | bf16 | fp16
+  bool master_weights = true;  // bf16 / fp16: fp32 master weights for the optimizer
   // fp16's dynamic loss scaler, with Colossal-AI's names and defaults.
   double initial_scale = 65536.0;
   double growth_factor = 2.0;

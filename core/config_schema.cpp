@@ -141,6 +141,9 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(precision, dtype),
        "compute dtype of the forward and backward passes; bf16 and fp16 keep fp32 master weights",
        one_of({"fp32", "bf16", "fp16"})},
+      {CR_FIELD(precision, master_weights),
+       "bf16 / fp16: keep fp32 master weights that the optimizer updates (false: update the 16-bit weights "
+       "in place, saving 4 bytes per parameter of the rank's shard); ignored for fp32"},
       {CR_FIELD(precision, initial_scale), "fp16: the loss scale to start from", greater_than(0)},
       {CR_FIELD(precision, growth_factor), "fp16: the scale is multiplied by this after growth_interval clean steps",
        greater_than(1)},
@@ -210,6 +213,14 @@ const std::vector<ConfigRule>& config_rules() {
          const DataConfig& d = c.data;
          if (d.format != "text" || d.tokenizer == "byte" || d.tokenizer_dir) return "";
          return "data.tokenizer " + d.tokenizer + " needs data.tokenizer_dir (data.format is text)";
+       }},
+      {"precision.min_scale <= precision.initial_scale <= precision.max_scale.",
+       [](const Config& c) -> std::string {
+         const PrecisionConfig& p = c.precision;
+         if (p.min_scale <= p.initial_scale && p.initial_scale <= p.max_scale) return "";
+         return fmt::format("precision.initial_scale ({}) must lie in [precision.min_scale ({}), "
+                            "precision.max_scale ({})]",
+                            p.initial_scale, p.min_scale, p.max_scale);
        }},
       {"lr_schedule.min_lr is at most optimizer.lr.",
        [](const Config& c) -> std::string {

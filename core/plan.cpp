@@ -20,7 +20,8 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const torch::ScalarType dtype = compute_dtype(config.precision);
   MemoryEstimate m;
   static_cast<StateBytes&>(m) = ZeroParameters::predict(entries, layout, dtype, static_cast<int>(config.zero.stage),
-                                                        config.zero.overlap_communication);
+                                                        config.zero.overlap_communication,
+                                                        config.precision.master_weights);
   const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
   // Tensors a block keeps for backward, in elements: LayerNorm inputs/outputs (4), q/k/v (3),
   // attention output (1), residual (1), MLP input/hidden/activation (1 + 4 + 4 with d_ff = 4d),

@@ -184,7 +184,7 @@ Trainer::Trainer(const Config& config, Communicator* world, Communicator* device
     const auto bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
     params_ = std::make_unique<ZeroParameters>(init, dtype_, static_cast<int>(config_.zero.stage),
                                                ShardLayout(init.buckets(bucket_bytes), dp_rank_, dp_size_),
-                                               dp_size_ > 1 ? tensor_group_ : nullptr);
+                                               dp_size_ > 1 ? tensor_group_ : nullptr, config_.precision.master_weights);
   }
   summary_.first_step = start_step_;
   summary_.parameters = params_->numel();

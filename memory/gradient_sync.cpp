@@ -102,7 +102,7 @@ torch::Tensor GradientSynchronizer::acquire_staging(size_t bucket) {
   staging_bytes_ += numel * 4;
   peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
   // Parameters that get no gradient this backward contribute zeros.
-  return torch::zeros({numel}, params_.master().options());
+  return torch::zeros({numel}, torch::TensorOptions().dtype(torch::kFloat).device(params_.compute_device()));
 }
 
 // Buckets start in the order their last gradients arrive: the same on every rank, since every

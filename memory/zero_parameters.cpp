@@ -18,7 +18,7 @@ double slice_sum_of_squares(const torch::Tensor& values) {
 }  // namespace
 
 StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const ShardLayout& reduced,
-                                   torch::ScalarType compute_dtype, int stage, bool overlap) {
+                                   torch::ScalarType compute_dtype, int stage, bool overlap, bool master_weights) {
   const ShardLayout owned = stage >= 1 ? reduced : ShardLayout(reduced.buckets(), 0, 1);
   const int64_t total = reduced.total_numel();
   const int64_t shard = owned.shard_numel();
@@ -36,7 +36,7 @@ StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const 
     const int64_t whole_layers = std::min<int64_t>(overlap ? 2 : 1, static_cast<int64_t>(layers.size()));
     bytes.parameters += compute * (outer + whole_layers * largest_layer);
   }
-  const bool master_is_compute = !low_precision && (stage == 3 || !owned.sharded());
+  const bool master_is_compute = low_precision ? !master_weights : (stage == 3 || !owned.sharded());
   bytes.master_weights = master_is_compute ? 0 : 4 * shard;
   if (stage <= 1) {
     bytes.gradients = 4 * total;
@@ -54,9 +54,10 @@ StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const 
 }
 
 ZeroParameters::ZeroParameters(FlatParameters& init, torch::ScalarType compute_dtype, int stage, ShardLayout reduced,
-                               Communicator* group)
+                               Communicator* group, bool master_weights)
     : stage_(stage),
       compute_dtype_(compute_dtype),
+      keeps_master_(compute_dtype == torch::kFloat || master_weights),
       reduced_(std::move(reduced)),
       owned_(stage >= 1 ? reduced_ : ShardLayout(reduced_.buckets(), 0, 1)),
       group_(group),
@@ -97,6 +98,14 @@ ZeroParameters::ZeroParameters(FlatParameters& init, torch::ScalarType compute_d
     const auto empty = torch::empty({0}, compute_shard_.options());
     for (auto& param : params_) param.set_data(empty);
   }
+  if (!keeps_master_) master_ = torch::Tensor();  // the optimizer updates the compute weights
+}
+
+torch::Tensor ZeroParameters::weights(size_t bucket) {
+  const auto& slice = owned_.slices()[bucket];
+  if (keeps_master_) return master_.narrow(0, slice.shard_begin, slice.numel);
+  return stage_ == 3 ? compute_shard_.narrow(0, slice.shard_begin, slice.numel)
+                     : compute_full_.narrow(0, slice.flat_begin, slice.numel);
 }
 
 torch::Tensor ZeroParameters::gradient(size_t bucket) {
@@ -106,7 +115,7 @@ torch::Tensor ZeroParameters::gradient(size_t bucket) {
 }
 
 torch::Tensor ZeroParameters::compute_copy(size_t bucket) {
-  if (!low_precision()) return {};
+  if (!low_precision() || !keeps_master_) return {};
   const auto& slice = owned_.slices()[bucket];
   return stage_ == 3 ? compute_shard_.narrow(0, slice.shard_begin, slice.numel)
                      : compute_full_.narrow(0, slice.flat_begin, slice.numel);
@@ -134,7 +143,7 @@ double ZeroParameters::gradient_sum_of_squares() {
   }
   if (stage_ >= 1 && reduced_.sharded()) {
     // Every entry is non-zero on one rank only, so the sum is exact.
-    auto all = torch::tensor(partial, torch::kDouble).to(master_.device());
+    auto all = torch::tensor(partial, torch::kDouble).to(compute_device());
     group_->all_reduce(all, ReduceOp::Sum);
     all = all.cpu();
     std::copy(all.data_ptr<double>(), all.data_ptr<double>() + all.numel(), partial.begin());
@@ -159,6 +168,13 @@ void ZeroParameters::publish() {
 }
 
 torch::Tensor ZeroParameters::full_master() {
+  if (!keeps_master_) {
+    // The compute weights are the weights: whole at stages 0-2, gathered at stage 3.
+    if (compute_full_.defined()) return compute_full_.to(torch::kFloat);
+    auto full = torch::empty({numel()}, compute_shard_.options());
+    owned_.gather(group_, compute_shard_, full);
+    return full.to(torch::kFloat);
+  }
   if (!owned_.sharded()) return master_;
   auto full = torch::empty({numel()}, master_.options());
   owned_.gather(group_, master_, full);
@@ -167,9 +183,10 @@ torch::Tensor ZeroParameters::full_master() {
 
 void ZeroParameters::load_full_master(const torch::Tensor& full) {
   torch::NoGradGuard no_grad;
-  master_.copy_(owned_.sharded() ? owned_.shard_of(full) : full);
+  const auto shard = owned_.sharded() ? owned_.shard_of(full) : full;
+  if (keeps_master_) master_.copy_(shard);
   if (compute_full_.defined() && !compute_full_.is_same(master_)) compute_full_.copy_(full);
-  if (compute_shard_.defined() && !compute_shard_.is_same(master_)) compute_shard_.copy_(master_);
+  if (compute_shard_.defined() && !compute_shard_.is_same(master_)) compute_shard_.copy_(shard);
 }
 
 int64_t ZeroParameters::compute_bytes() const {
@@ -183,7 +200,7 @@ int64_t ZeroParameters::gradient_bytes() const {
 }
 
 int64_t ZeroParameters::master_bytes() const {
-  const bool is_compute = master_.is_same(compute_full_) || master_.is_same(compute_shard_);
+  const bool is_compute = !keeps_master_ || master_.is_same(compute_full_) || master_.is_same(compute_shard_);
   return is_compute ? 0 : master_.numel() * static_cast<int64_t>(sizeof(float));
 }
 

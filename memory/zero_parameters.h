@@ -1,6 +1,8 @@
 // One data-parallel rank's training buffers under a ZeRO stage (Rajbhandari et al.), all flat and
 // laid out by a ShardLayout, for N ranks and a compute dtype of fp32, bf16 or fp16:
 //
+// (Without master weights, the low-precision compute weights are also what the optimizer updates.)
+//
 //   stage  compute weights      fp32 master weights     fp32 gradients
 //   0      whole                whole (= compute, fp32)  whole
 //   1      whole                own shard                whole (own slices reduced)
@@ -30,13 +32,15 @@ class ZeroParameters {
   // buckets) and, at stage 3 with several ranks, ParameterGatherer's gathered weights (the outer
   // parameters and two layers, or one without overlap).
   static StateBytes predict(const std::vector<FlatEntry>& entries, const ShardLayout& reduced,
-                            torch::ScalarType compute_dtype, int stage, bool overlap);
+                            torch::ScalarType compute_dtype, int stage, bool overlap, bool master_weights);
 
   // Takes over `init` (the module's parameters, full fp32, identical on every rank): module
   // parameters are re-pointed into buffers owned here. `reduced`: the data-parallel layout
   // gradients are reduce-scattered with (rank, size); `group`: that group (null when size 1).
+  // master_weights false (bf16 / fp16 only): no fp32 copy; the optimizer updates the compute
+  // weights in place, rounding every step (Colossal-AI's master_weights=False).
   ZeroParameters(FlatParameters& init, torch::ScalarType compute_dtype, int stage, ShardLayout reduced,
-                 Communicator* group);
+                 Communicator* group, bool master_weights = true);
   ZeroParameters(const ZeroParameters&) = delete;
   ZeroParameters& operator=(const ZeroParameters&) = delete;
 
@@ -50,10 +54,12 @@ class ZeroParameters {
   const ShardLayout& owned() const { return owned_; }      // what this rank updates
   Communicator* group() const { return group_; }
 
-  torch::Tensor& master() { return master_; }  // fp32, owned shard space
+  // The weights the optimizer updates for owned slice `bucket`: fp32 master weights, or the
+  // compute weights themselves without master weights.
+  torch::Tensor weights(size_t bucket);
   // The fp32 gradient of owned slice `bucket`, reduced over the ranks once synchronised.
   torch::Tensor gradient(size_t bucket);
-  // Where the compute copy of owned slice `bucket` lives; undefined when it is the master itself.
+  // Where the compute copy of owned slice `bucket` lives; undefined when weights() is it.
   torch::Tensor compute_copy(size_t bucket);
   torch::Tensor& gradient_sums() { return grad_full_; }   // stages 0-1: flat fp32
   torch::Tensor& gradient_shard() { return grad_shard_; } // stages 2-3: shard space fp32
@@ -65,6 +71,7 @@ class ZeroParameters {
   double gradient_sum_of_squares();
   // After the optimizer wrote the owned slices: every rank's compute weights become current.
   void publish();
+  torch::Device compute_device() const { return (compute_full_.defined() ? compute_full_ : compute_shard_).device(); }
   // The whole fp32 weights, on every rank.
   torch::Tensor full_master();
   // Replaces the weights (whole fp32, as a checkpoint stores them).
@@ -81,6 +88,7 @@ class ZeroParameters {
  private:
   int stage_;
   torch::ScalarType compute_dtype_;
+  bool keeps_master_;  // an fp32 master copy exists (or the compute weights are fp32)
   ShardLayout reduced_, owned_;
   Communicator* group_;
   std::vector<FlatEntry> entries_;
