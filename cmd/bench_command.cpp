@@ -11,6 +11,7 @@
 #include "cmd/job.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/plan.h"
 #include "core/runtime.h"
 #include "core/trainer.h"
 #include "models/model_spec.h"
@@ -33,6 +34,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.lr_schedule.warmup_steps = 0;
   config.lr_schedule.min_lr = 0.0;
   config.precision.dtype = options.dtype;
+  config.zero.stage = options.zero_stage;
   config.checkpoint.resume = "none";
   config.checkpoint.save_final = false;
   config.runtime.device = options.device;
@@ -56,6 +58,15 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   const double tokens = static_cast<double>(options.micro_batch_size * ranks * options.seq_len);
   const double flops = flops_per_token(spec, options.seq_len) * tokens / median;
   const auto& last = summary.steps.back();
+  // Rank 0 holds the largest shard; plan predicts that rank.
+  const MemoryEstimate planned = estimate_memory(spec, config, ranks);
+  auto bytes_json = [](const StateBytes& b) {
+    return nlohmann::json{{"parameters", b.parameters},
+                          {"master_weights", b.master_weights},
+                          {"gradients", b.gradients},
+                          {"optimizer_states", b.optimizer_states},
+                          {"total", b.total()}};
+  };
   nlohmann::json result = {
       {"benchmark", "train-" + options.preset},
       {"dtype", options.dtype},
@@ -67,7 +78,8 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"micro_batch_size", options.micro_batch_size},
       {"global_batch_size", options.micro_batch_size * ranks},
       {"gradient_bytes", summary.parameters * 4},
-      {"ring_allreduce_bytes_per_rank", summary.gradient_bytes_sent_per_step},
+      {"zero_stage", options.zero_stage},
+      {"gradient_bytes_sent_per_rank", summary.gradient_bytes_sent_per_step},
       {"measured_steps", times.size()},
       {"step_time_s", median},
       {"tokens_per_s", tokens / median},
@@ -77,6 +89,9 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"mfu", flops / (summary.peak_flops * ranks)},
       {"peak_host_bytes", last.peak_host_bytes},
       {"peak_device_bytes", last.peak_device_bytes},
+      {"state_bytes", bytes_json(last.state)},
+      {"planned_state_bytes", bytes_json(planned)},
+      {"state_over_plan", static_cast<double>(last.state.total()) / static_cast<double>(planned.StateBytes::total())},
       {"final_loss", summary.losses.back()},
   };
   std::printf("%s\n", result.dump().c_str());

@@ -28,6 +28,7 @@ struct BenchOptions {
   std::string preset = "gpt2-bench";
   std::string dtype = "fp32";
   std::string device = "auto";
+  int64_t zero_stage = 0;
   int64_t seq_len = 256;
   int64_t micro_batch_size = 8;
   int64_t warmup_steps = 2;

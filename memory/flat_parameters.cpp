@@ -1,5 +1,6 @@
 #include "memory/flat_parameters.h"
 
+#include <algorithm>
 #include <regex>
 
 #include "core/error.h"
@@ -25,14 +26,17 @@ std::vector<FlatEntry> flat_layout(const std::vector<std::pair<std::string, std:
 }
 
 std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int64_t bucket_bytes) {
+  const int64_t limit = std::max<int64_t>(1, bucket_bytes / 4);
   std::vector<BucketRange> buckets;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto& entry = entries[i];
-    const bool new_layer = i > 0 && entry.layer != entries[i - 1].layer;
-    if (buckets.empty() || new_layer || buckets.back().numel() * 4 >= bucket_bytes) {
-      buckets.push_back({entry.offset, entry.offset});
-    }
-    buckets.back().end = entry.offset + entry.numel;
+  // Each run of one layer's parameters (or of outer ones) is cut into near-equal buckets of at
+  // most `limit` elements, through parameters where needed.
+  for (size_t first = 0; first < entries.size();) {
+    size_t last = first;
+    while (last + 1 < entries.size() && entries[last + 1].layer == entries[first].layer) ++last;
+    const int64_t begin = entries[first].offset, length = entries[last].offset + entries[last].numel - begin;
+    const int64_t pieces = (length + limit - 1) / limit;
+    for (int64_t i = 0; i < pieces; ++i) buckets.push_back({begin + length * i / pieces, begin + length * (i + 1) / pieces});
+    first = last + 1;
   }
   return buckets;
 }

@@ -33,8 +33,9 @@ int64_t layer_of_parameter(const std::string& name);
 // roughly the order backward produces their gradients; matrices and embeddings decay.
 std::vector<FlatEntry> flat_layout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& registered);
 
-// Communication buckets over a flat layout: runs of whole parameters of about bucket_bytes
-// (fp32), never spanning two layers, so that a layer's gradients and weights move in whole buckets.
+// Communication buckets over a flat layout: contiguous ranges of at most bucket_bytes (of fp32),
+// near-equal within each layer, never spanning two layers (so a layer's weights move in whole
+// buckets); a parameter larger than a bucket, like a token embedding, spans several.
 std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int64_t bucket_bytes);
 
 class FlatParameters {

@@ -31,19 +31,24 @@ GradientSynchronizer::GradientSynchronizer(ZeroParameters& params, bool overlap)
   buckets_.resize(layout.buckets().size());
   size_t bucket = 0;
   for (const auto& entry : params.entries()) {
-    while (entry.offset >= layout.buckets()[bucket].end) ++bucket;
-    bucket_of_entry_.push_back(bucket);
-    buckets_[bucket].size += 1;
+    // The parts of the parameter in each bucket it overlaps.
+    auto& spans = spans_of_entry_.emplace_back();
+    while (layout.buckets()[bucket].end <= entry.offset) ++bucket;
+    for (size_t b = bucket; b < layout.buckets().size() && layout.buckets()[b].begin < entry.offset + entry.numel; ++b) {
+      const int64_t begin = std::max(entry.offset, layout.buckets()[b].begin);
+      const int64_t end = std::min(entry.offset + entry.numel, layout.buckets()[b].end);
+      spans.push_back({b, begin, end - begin});
+      buckets_[b].size += 1;
+    }
   }
   for (auto& b : buckets_) b.pending = b.size;
   // Post hooks of a leaf's gradient accumulator run once its gradient for this backward is in
   // .grad: the flat buffer itself for fp32 stages 0-1, a fresh tensor otherwise.
   const auto& accumulators = params.grad_accumulators();
   for (size_t i = 0; i < accumulators.size(); ++i) {
-    const size_t b = bucket_of_entry_[i];
     accumulators[i]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, i, b](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          on_gradient(i, b);
+        [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          on_gradient(i);
           return outputs;
         }));
   }
@@ -53,27 +58,29 @@ void GradientSynchronizer::begin_backward(bool last_micro_batch) {
   reducing_ = staged_ || last_micro_batch;
 }
 
-void GradientSynchronizer::on_gradient(size_t entry_index, size_t bucket) {
-  if (staged_ || fold_) {
-    torch::NoGradGuard no_grad;
-    auto param = params_.parameters()[entry_index];
-    const auto& entry = params_.entries()[entry_index];
-    if (param.grad().defined()) {
-      auto grad = param.grad().reshape({-1});
-      if (fold_) {
-        add_widened(params_.gradient_sums().narrow(0, entry.offset, entry.numel), grad);
-      } else {
-        auto& staging = buckets_[bucket].staging;
-        if (!staging.defined()) staging = acquire_staging(bucket);
-        staging.narrow(0, entry.offset - params_.reduced().buckets()[bucket].begin, entry.numel).copy_(grad);
-      }
-      param.mutable_grad().reset();
-    }
+void GradientSynchronizer::on_gradient(size_t entry_index) {
+  torch::NoGradGuard no_grad;
+  auto param = params_.parameters()[entry_index];
+  const auto& entry = params_.entries()[entry_index];
+  torch::Tensor grad;
+  if ((staged_ || fold_) && param.grad().defined()) {
+    grad = param.grad().reshape({-1});
+    param.mutable_grad().reset();
+    if (fold_) add_widened(params_.gradient_sums().narrow(0, entry.offset, entry.numel), grad);
   }
-  if (--buckets_[bucket].pending == 0 && reducing_) {
-    launch(bucket);
-    // Without overlap each bucket is reduced before backward goes on (memory stays bounded).
-    if (!overlap_) drain();
+  // Part by part, so that a bucket can start (and free its staging) before the next part needs one.
+  for (const auto& span : spans_of_entry_[entry_index]) {
+    if (staged_ && grad.defined()) {
+      auto& staging = buckets_[span.bucket].staging;
+      if (!staging.defined()) staging = acquire_staging(span.bucket);
+      staging.narrow(0, span.flat_begin - params_.reduced().buckets()[span.bucket].begin, span.numel)
+          .copy_(grad.narrow(0, span.flat_begin - entry.offset, span.numel));
+    }
+    if (--buckets_[span.bucket].pending == 0 && reducing_) {
+      launch(span.bucket);
+      // Without overlap each bucket is reduced before backward goes on (memory stays bounded).
+      if (!overlap_) drain();
+    }
   }
   poke();
 }

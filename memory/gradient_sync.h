@@ -46,8 +46,8 @@ class GradientSynchronizer {
 
  private:
   struct Bucket {
-    int pending = 0;  // parameters whose gradient has not arrived this backward
-    int size = 0;     // parameters in the bucket
+    int pending = 0;  // parameter parts whose gradient has not arrived this backward
+    int size = 0;     // parameter parts in the bucket
     bool launched = false;
     torch::Tensor staging;  // stages 2-3, while in use
   };
@@ -55,7 +55,11 @@ class GradientSynchronizer {
     size_t bucket;
     std::unique_ptr<CommWork> work;  // null when there is nothing to wait for (one rank)
   };
-  void on_gradient(size_t entry, size_t bucket);
+  struct Span {
+    size_t bucket;
+    int64_t flat_begin, numel;  // the part of a parameter inside that bucket
+  };
+  void on_gradient(size_t entry);
   void launch(size_t bucket);
   void complete(InFlight& item);
   void drain();  // completes everything in flight, in launch order
@@ -69,7 +73,7 @@ class GradientSynchronizer {
   bool overlap_;
   bool reducing_ = true;  // this backward ends with a reduction
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_entry_;
+  std::vector<std::vector<Span>> spans_of_entry_;
   std::vector<InFlight> in_flight_;
   int64_t staging_in_use_ = 0, staging_bytes_ = 0, peak_staging_bytes_ = 0;
   int64_t launched_ = 0;  // buckets started this backward

@@ -32,18 +32,16 @@ class GatherBeforeBackward : public torch::autograd::Function<GatherBeforeBackwa
 ParameterGatherer::ParameterGatherer(ZeroParameters& params, int64_t layers, bool prefetch)
     : params_(params), prefetch_(prefetch), layers_(static_cast<size_t>(layers)) {
   CR_CHECK(params.stage() == 3, "parameter gathering is for ZeRO stage 3");
-  const auto& layout = params.reduced();
-  gathered_.resize(layout.buckets().size());
+  const auto& buckets = params.reduced().buckets();
   empty_ = torch::empty({0}, params.compute_shard().options());
   const auto& entries = params.entries();
-  size_t bucket = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
     const int64_t layer = entries[i].layer;
     CR_CHECK(layer < layers, "parameter {} of layer {} in a {}-layer model", entries[i].name, layer, layers);
-    while (entries[i].offset >= layout.buckets()[bucket].end) ++bucket;
     Group& g = group(layer);
-    g.entries.push_back(i);
-    if (g.buckets.empty() || g.buckets.back() != bucket) g.buckets.push_back(bucket);
+    if (g.ranges.empty() || g.ranges.back().end != entries[i].offset) g.ranges.push_back({entries[i].offset, entries[i].offset, {}, {}});
+    g.ranges.back().end = entries[i].offset + entries[i].numel;
+    g.entries.emplace_back(i, g.ranges.size() - 1);
     if (layer >= 0) {
       params.grad_accumulators()[i]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
           [this, layer](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
@@ -52,6 +50,16 @@ ParameterGatherer::ParameterGatherer(ZeroParameters& params, int64_t layers, boo
           }));
     }
   }
+  // Buckets never cross a layer's (or the outer parameters') runs, so each lies in one range.
+  auto assign_buckets = [&](Group& g) {
+    for (auto& range : g.ranges) {
+      for (size_t b = 0; b < buckets.size(); ++b) {
+        if (buckets[b].begin >= range.begin && buckets[b].end <= range.end) range.buckets.push_back(b);
+      }
+    }
+  };
+  assign_buckets(outer_);
+  for (auto& g : layers_) assign_buckets(g);
   for (auto& g : layers_) g.pending_grads = static_cast<int>(g.entries.size());
 }
 
@@ -59,17 +67,20 @@ void ParameterGatherer::start(Group& g) {
   if (g.requested) return;
   g.requested = true;
   const auto& layout = params_.reduced();
-  for (size_t b : g.buckets) {
-    const auto& range = layout.buckets()[b];
-    const auto& slice = layout.slices()[b];
+  for (auto& range : g.ranges) {
     if (!layout.sharded()) {  // one rank: the shard is the whole buffer
-      gathered_[b] = params_.compute_shard().narrow(0, range.begin, range.numel());
+      range.gathered = params_.compute_shard().narrow(0, range.begin, range.end - range.begin);
       continue;
     }
-    gathered_[b] = torch::empty({range.numel()}, params_.compute_shard().options());
-    bytes_ += range.numel() * static_cast<int64_t>(gathered_[b].element_size());
-    g.in_flight.push_back(params_.group()->all_gather_async(
-        params_.compute_shard().narrow(0, slice.shard_begin, slice.numel), gathered_[b]));
+    range.gathered = torch::empty({range.end - range.begin}, params_.compute_shard().options());
+    bytes_ += range.gathered.numel() * static_cast<int64_t>(range.gathered.element_size());
+    for (size_t b : range.buckets) {
+      const auto& bucket = layout.buckets()[b];
+      const auto& slice = layout.slices()[b];
+      g.in_flight.push_back(params_.group()->all_gather_async(
+          params_.compute_shard().narrow(0, slice.shard_begin, slice.numel),
+          range.gathered.narrow(0, bucket.begin - range.begin, bucket.numel())));
+    }
   }
   peak_bytes_ = std::max(peak_bytes_, bytes_);
 }
@@ -79,15 +90,12 @@ void ParameterGatherer::finish(Group& g) {
   start(g);
   for (auto& work : g.in_flight) work->wait();
   g.in_flight.clear();
-  const auto& layout = params_.reduced();
   torch::NoGradGuard no_grad;
-  size_t b = 0;
-  for (size_t i : g.entries) {
+  for (const auto& [i, r] : g.entries) {
     const auto& entry = params_.entries()[i];
-    while (entry.offset >= layout.buckets()[g.buckets[b]].end) ++b;
-    const auto& range = layout.buckets()[g.buckets[b]];
+    const auto& range = g.ranges[r];
     auto param = params_.parameters()[i];
-    param.set_data(gathered_[g.buckets[b]].narrow(0, entry.offset - range.begin, entry.numel).view(entry.shape));
+    param.set_data(range.gathered.narrow(0, entry.offset - range.begin, entry.numel).view(entry.shape));
   }
   g.ready = true;
 }
@@ -95,13 +103,13 @@ void ParameterGatherer::finish(Group& g) {
 void ParameterGatherer::release(Group& g) {
   finish(g);  // a gather in flight must land before its buffer goes
   torch::NoGradGuard no_grad;
-  for (size_t i : g.entries) {
-    auto param = params_.parameters()[i];
+  for (const auto& entry : g.entries) {
+    auto param = params_.parameters()[entry.first];
     param.set_data(empty_);
   }
-  for (size_t b : g.buckets) {
-    if (params_.reduced().sharded()) bytes_ -= gathered_[b].numel() * static_cast<int64_t>(gathered_[b].element_size());
-    gathered_[b] = torch::Tensor();
+  for (auto& range : g.ranges) {
+    if (params_.reduced().sharded()) bytes_ -= range.gathered.numel() * static_cast<int64_t>(range.gathered.element_size());
+    range.gathered = torch::Tensor();
   }
   g.requested = g.ready = false;
 }

@@ -35,9 +35,15 @@ class ParameterGatherer {
   void before_layer_backward(int64_t layer);
 
  private:
-  struct Group {
+  // A contiguous run of the group's parameters, gathered into one buffer bucket by bucket.
+  struct Range {
+    int64_t begin = 0, end = 0;
     std::vector<size_t> buckets;
-    std::vector<size_t> entries;
+    torch::Tensor gathered;
+  };
+  struct Group {
+    std::vector<Range> ranges;
+    std::vector<std::pair<size_t, size_t>> entries;  // (entry, range)
     std::vector<std::unique_ptr<CommWork>> in_flight;
     bool requested = false;  // gather started (or done)
     bool ready = false;      // parameters point at the gathered weights
@@ -53,7 +59,6 @@ class ParameterGatherer {
   bool prefetch_;
   Group outer_;
   std::vector<Group> layers_;
-  std::vector<torch::Tensor> gathered_;  // per bucket, while gathered
   torch::Tensor empty_;
   int64_t bytes_ = 0, peak_bytes_ = 0;
 };

@@ -41,11 +41,12 @@ StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const 
   if (stage <= 1) {
     bytes.gradients = 4 * total;
   } else {
-    // Staging holds at most two consecutive buckets (one without overlap).
+    // Staging holds at most two consecutive buckets: one filling while the one before is
+    // reduced, or (without overlap) one waiting for a parameter part that arrives late.
     const auto& buckets = reduced.buckets();
     int64_t staging = 0;
     for (size_t b = 0; b < buckets.size(); ++b) {
-      staging = std::max(staging, buckets[b].numel() + (overlap && b > 0 ? buckets[b - 1].numel() : 0));
+      staging = std::max(staging, buckets[b].numel() + (b > 0 ? buckets[b - 1].numel() : 0));
     }
     bytes.gradients = 4 * (shard + staging);
   }

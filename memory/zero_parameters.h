@@ -28,9 +28,10 @@ class Communicator;
 class ZeroParameters {
  public:
   // What a rank at `reduced`'s position holds in training with this layout, computed without
-  // allocating anything (`plan`): the buffers below, GradientSynchronizer's staging (two
-  // buckets) and, at stage 3 with several ranks, ParameterGatherer's gathered weights (the outer
-  // parameters and two layers, or one without overlap).
+  // allocating anything (`plan`): the buffers below, GradientSynchronizer's staging (at most two
+  // consecutive buckets: an upper bound, reached with overlap) and, at stage 3 with several
+  // ranks, ParameterGatherer's gathered weights (the outer parameters and two layers, or one
+  // without overlap).
   static StateBytes predict(const std::vector<FlatEntry>& entries, const ShardLayout& reduced,
                             torch::ScalarType compute_dtype, int stage, bool overlap, bool master_weights);
 

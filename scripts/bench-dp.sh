@@ -31,7 +31,7 @@ for ranks in ${RANKS:-1 2 4}; do
   python3 - "$result" "$measured" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1]); measured = int(sys.argv[2])
-minimum = r["ring_allreduce_bytes_per_rank"]
+minimum = r["gradient_bytes_sent_per_rank"]
 print(json.dumps({"benchmark": "dp-scaling-" + r["benchmark"], "ranks": r["ranks"], "threads_per_rank": r["threads"],
                   "tokens_per_s": r["tokens_per_s"], "step_time_s": r["step_time_s"], "mfu": r["mfu"],
                   "gradient_bytes": r["gradient_bytes"], "bytes_sent_per_rank_per_step": measured,
