@@ -277,14 +277,9 @@ void Trainer::apply_gradients(int64_t step, StepMetrics& m) {
   if (loss_scaler_) {
     m.loss_scale = loss_scale;
     m.skipped = overflow;
-    if (loss_scaler_->update(overflow)) {
-      print0("step {}: loss scale {:g} -> {:g}{}", m.step, loss_scale, loss_scaler_->scale(),
-             overflow ? " (gradient overflow)" : "");
-    }
-    if (overflow) {
-      print0("step {}: gradients overflowed at loss scale {:g}; step skipped", m.step, loss_scale);
-      return;
-    }
+    if (overflow) print0("step {}: gradients overflowed at loss scale {:g}; step skipped", m.step, loss_scale);
+    if (loss_scaler_->update(overflow)) print0("step {}: loss scale {:g} -> {:g}", m.step, loss_scale, loss_scaler_->scale());
+    if (overflow) return;
   } else if (overflow) {
     fail("gradient norm is {} at step {}: training diverged (lower optimizer.lr, or use precision.dtype fp32/bf16 "
          "rather than fp16 without loss scaling)", m.grad_norm, m.step);

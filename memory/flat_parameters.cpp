@@ -58,48 +58,12 @@ FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType comp
   for (size_t i = 0; i < params.size(); ++i) {
     view_of(master_, entries_[i]).copy_(params[i].to(torch::kFloat));
   }
-  master_grad_ = torch::zeros_like(master_);
-  if (has_master_copy()) {
-    compute_ = master_.to(compute_dtype);
-    compute_grad_ = torch::zeros_like(compute_);
-  } else {
-    compute_ = master_;
-    compute_grad_ = master_grad_;
-  }
-  for (size_t i = 0; i < params.size(); ++i) {
-    params[i].set_data(compute_.narrow(0, entries_[i].offset, entries_[i].numel).view(entries_[i].shape));
-    // Autograd adds into a defined .grad in place, so gradients land in the flat buffer.
-    params[i].mutable_grad() =
-        compute_grad_.narrow(0, entries_[i].offset, entries_[i].numel).view(entries_[i].shape);
-  }
-}
-
-std::vector<std::pair<int64_t, int64_t>> FlatParameters::decay_ranges(bool decay) const {
-  std::vector<std::pair<int64_t, int64_t>> ranges;
-  for (const auto& entry : entries_) {
-    if (entry.decay != decay) continue;
-    if (!ranges.empty() && ranges.back().second == entry.offset) {
-      ranges.back().second += entry.numel;
-    } else {
-      ranges.emplace_back(entry.offset, entry.offset + entry.numel);
-    }
-  }
-  return ranges;
+  compute_ = has_master_copy() ? master_.to(compute_dtype) : master_;
+  for (size_t i = 0; i < params.size(); ++i) params[i].set_data(view_of(compute_, entries_[i]));
 }
 
 torch::Tensor FlatParameters::view_of(const torch::Tensor& flat, const FlatEntry& entry) const {
   return flat.narrow(0, entry.offset, entry.numel).view(entry.shape);
-}
-
-void FlatParameters::zero_grad() {
-  master_grad_.zero_();
-  if (has_master_copy()) compute_grad_.zero_();
-}
-
-void FlatParameters::accumulate_micro_batch_grads() {
-  if (!has_master_copy()) return;
-  master_grad_.add_(compute_grad_);  // widened element by element, no fp32 temporary
-  compute_grad_.zero_();
 }
 
 void FlatParameters::publish_master() {

@@ -1,10 +1,11 @@
 // memory/: where parameters, gradients and optimizer states live and in which precision.
 //
 // FlatParameters moves every parameter of a module into one contiguous buffer, each parameter
-// becoming a view of it, so that clipping, the optimizer, checkpoints, sharding and
-// communication work on a few large tensors instead of hundreds of small ones. Parameters are
-// laid out in reverse registration order, which is roughly the order backward produces their
-// gradients: gradient buckets that are contiguous ranges of the buffer fill up one after another.
+// becoming a view of it, so that loading, checkpoints, sharding and communication work on a few
+// large tensors instead of hundreds of small ones. Parameters are laid out in reverse
+// registration order, which is roughly the order backward produces their gradients: gradient
+// buckets that are contiguous ranges of the buffer fill up one after another. Training hands the
+// buffer to ZeroParameters (zero_parameters.h), which owns gradients and sharding.
 #pragma once
 
 #include <string>
@@ -45,19 +46,12 @@ class FlatParameters {
 
   int64_t numel() const { return numel_; }
   const std::vector<FlatEntry>& entries() const { return entries_; }
-  // Maximal [begin, end) ranges of the buffer whose parameters all do (or all do not) get
-  // weight decay: matrices and embeddings do, biases and norm gains do not.
-  std::vector<std::pair<int64_t, int64_t>> decay_ranges(bool decay) const;
   bool has_master_copy() const { return compute_dtype_ != torch::kFloat; }
 
-  torch::Tensor& master() { return master_; }            // fp32 parameters
-  torch::Tensor& master_grad() { return master_grad_; }  // fp32 gradient sum over micro-batches
-  torch::Tensor& compute() { return compute_; }          // what the model computes with
+  torch::Tensor& master() { return master_; }    // fp32 parameters
+  torch::Tensor& compute() { return compute_; }  // what the model computes with
 
-  void zero_grad();
-  // After a micro-batch's backward: folds low-precision gradients into the fp32 sum.
-  void accumulate_micro_batch_grads();
-  // After the optimizer step: refreshes the low-precision copy from the master weights.
+  // After the master weights changed (loading): refreshes the low-precision copy.
   void publish_master();
 
   // The module's parameter tensors, in the order of entries().
@@ -73,7 +67,7 @@ class FlatParameters {
   int64_t numel_ = 0;
   std::vector<FlatEntry> entries_;
   std::vector<torch::Tensor> params_;
-  torch::Tensor master_, master_grad_, compute_, compute_grad_;
+  torch::Tensor master_, compute_;
 };
 
 }  // namespace cr

@@ -1,16 +1,15 @@
 // One data-parallel rank's training buffers under a ZeRO stage (Rajbhandari et al.), all flat and
 // laid out by a ShardLayout, for N ranks and a compute dtype of fp32, bf16 or fp16:
 //
-// (Without master weights, the low-precision compute weights are also what the optimizer updates.)
+//   stage  compute weights   fp32 master weights            fp32 gradients
+//   0      whole             whole (the compute ones, fp32)  whole
+//   1      whole             own shard                       whole (own slices reduced)
+//   2      whole             own shard                       own shard
+//   3      own shard         own shard (the compute, fp32)   own shard
 //
-//   stage  compute weights      fp32 master weights     fp32 gradients
-//   0      whole                whole (= compute, fp32)  whole
-//   1      whole                own shard                whole (own slices reduced)
-//   2      whole                own shard                own shard
-//   3      own shard            own shard (= compute, fp32) own shard
-//
-// Adam's moments (AdamWOptimizer) always follow the master weights. At stage 3 the module's
-// parameters are empty between uses; ParameterGatherer fills them layer by layer.
+// Without master weights (bf16 / fp16), the optimizer updates the compute weights themselves.
+// Adam's moments (AdamWOptimizer) follow the weights the optimizer updates. At stage 3 the
+// module's parameters are empty between uses; ParameterGatherer fills them layer by layer.
 #pragma once
 
 #include <vector>
