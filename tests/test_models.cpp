@@ -8,6 +8,7 @@
 #include "memory/flat_parameters.h"
 #include "memory/zero_parameters.h"
 #include "models/gpt2.h"
+#include "models/linear.h"
 #include "models/lm_loss.h"
 #include "models/model_spec.h"
 
@@ -174,4 +175,32 @@ TEST_CASE("learning-rate schedule: warmup, cosine to min_lr, linear, constant", 
   CHECK(learning_rate(s, 1.0, 35, 110) == Approx(0.775));
   s.kind = "constant";
   CHECK(learning_rate(s, 1.0, 100, 110) == Approx(1.0));
+}
+
+TEST_CASE("the zoo's linear layer keeps the weight parameter, not its storage, for backward", "[models][zero]") {
+  // ZeRO stage 3 frees a layer's gathered weights after forward and gathers them again for
+  // backward: the graph must not hold the forward-time storage, and must read the new one.
+  torch::manual_seed(7);
+  Linear layer(torch::nn::LinearOptions(8, 4));
+  const auto weight = layer->weight.detach().clone();
+  auto x = torch::randn({3, 8}, torch::requires_grad());
+  auto gathered = weight.clone();
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight.set_data(gathered);
+  }
+  auto y = layer(x);
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight.set_data(torch::empty({0}));
+  }
+  CHECK(gathered.storage().use_count() == 1);  // only this handle: the graph saved none
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight.set_data(weight.clone());  // gathered again
+  }
+  y.sum().backward();
+  CHECK(torch::allclose(x.grad(), torch::ones({3, 4}).mm(weight)));
+  CHECK(torch::allclose(layer->weight.grad(), torch::ones({4, 3}).mm(x.detach())));
+  CHECK(torch::allclose(layer->bias.grad(), torch::full({4}, 3.0)));
 }
