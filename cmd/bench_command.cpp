@@ -1,6 +1,6 @@
 // `colossal-run bench`: training throughput of a model preset on synthetic data, as one JSON
-// line. MFU is measured against the dense GEMM rate of the same dtype on the same machine in
-// the same run, unless --peak-flops gives one (a GPU's datasheet peak).
+// line. MFU is measured against --peak-flops when given, else a known GPU's datasheet peak, else
+// the dense GEMM rate of the same dtype on the same machine in the same run (mfu_peak_flops).
 #include <algorithm>
 #include <filesystem>
 
@@ -9,11 +9,11 @@
 
 #include "cmd/commands.h"
 #include "cmd/job.h"
-#include "core/config.h"
-#include "core/log.h"
-#include "core/plan.h"
-#include "core/runtime.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/base/log.h"
+#include "core/plan/plan.h"
+#include "core/train/runtime.h"
+#include "core/train/trainer.h"
 #include "models/model_spec.h"
 
 namespace cr {
@@ -40,6 +40,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.runtime.device = options.device;
   config.runtime.threads = options.threads;
   config.runtime.progress_bar = false;
+  config.train.time_breakdown = true;
   config.train.peak_flops = options.peak_flops;
   const auto run_dir = std::filesystem::temp_directory_path() / ("colossal-run-bench-" + std::to_string(getpid()));
   config.runtime.run_dir = run_dir.string();
@@ -49,10 +50,15 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   if (log_rank() != 0) return 0;
   std::filesystem::remove_all(run_dir);
 
-  std::vector<double> times;
-  for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) times.push_back(summary.steps[i].step_time_s);
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
+  // Medians over the measured steps, of the step time and of each phase of it.
+  auto median_of = [&](double StepMetrics::*field) {
+    std::vector<double> values;
+    for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) values.push_back(summary.steps[i].*field);
+    std::sort(values.begin(), values.end());
+    return values[values.size() / 2];
+  };
+  const double median = median_of(&StepMetrics::step_time_s);
+  const size_t measured_steps = summary.steps.size() - options.warmup_steps;
   const ModelSpec spec = find_model_preset(options.preset).spec;
   const int ranks = static_cast<int>(summary.data_parallel_size);
   const double tokens = static_cast<double>(options.micro_batch_size * ranks * options.seq_len);
@@ -79,14 +85,22 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"global_batch_size", options.micro_batch_size * ranks},
       {"gradient_bytes", summary.parameters * 4},
       {"zero_stage", options.zero_stage},
-      {"gradient_bytes_sent_per_rank", summary.gradient_bytes_sent_per_step},
-      {"measured_steps", times.size()},
+      {"gradient_bytes_sent_per_rank", summary.gradients.bytes_sent_per_step},
+      {"measured_steps", measured_steps},
       {"step_time_s", median},
       {"tokens_per_s", tokens / median},
       {"achieved_flops", flops},
       {"peak_flops", summary.peak_flops},
-      {"peak_flops_source", options.peak_flops > 0 ? "given (--peak-flops)" : "measured 2048^3 GEMM, same dtype, same run"},
+      {"peak_flops_source", summary.peak_flops_source},
       {"mfu", flops / (summary.peak_flops * ranks)},
+      {"time_breakdown_s",
+       {{"forward", median_of(&StepMetrics::forward_s)},
+        {"backward", median_of(&StepMetrics::backward_s)},
+        {"communication_not_hidden", median_of(&StepMetrics::communication_s)},
+        {"optimizer", median_of(&StepMetrics::optimizer_s)},
+        {"other", median_of(&StepMetrics::other_s)}}},
+      {"startup_s", summary.startup_s},
+      {"startup_peak_host_bytes", summary.startup_peak_host_bytes},
       {"peak_host_bytes", last.peak_host_bytes},
       {"peak_device_bytes", last.peak_device_bytes},
       {"state_bytes", bytes_json(last.state)},

@@ -1,7 +1,7 @@
 #include "cmd/config_source.h"
 
 #include "cmd/quickstart_config.h"
-#include "core/log.h"
+#include "core/base/log.h"
 
 namespace cr {
 

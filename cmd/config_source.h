@@ -2,7 +2,7 @@
 #pragma once
 
 #include "cmd/commands.h"
-#include "core/config.h"
+#include "core/config/config.h"
 
 namespace cr {
 

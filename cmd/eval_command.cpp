@@ -5,11 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cmd/config_source.h"
-#include "core/evaluation.h"
-#include "core/inference_model.h"
-#include "core/log.h"
-#include "core/runtime.h"
-#include "core/strings.h"
+#include "core/infer/evaluation.h"
+#include "core/infer/inference_model.h"
+#include "core/base/log.h"
+#include "core/train/runtime.h"
+#include "core/base/strings.h"
 
 namespace cr {
 

@@ -3,10 +3,10 @@
 #include <cctype>
 #include <cmath>
 
-#include "core/error.h"
-#include "core/hf_export.h"
-#include "core/log.h"
-#include "core/strings.h"
+#include "core/base/error.h"
+#include "core/train/hf_export.h"
+#include "core/base/log.h"
+#include "core/base/strings.h"
 
 namespace cr {
 

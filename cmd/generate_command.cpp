@@ -3,12 +3,12 @@
 #include <cstdio>
 
 #include "cmd/config_source.h"
-#include "core/error.h"
-#include "core/generation.h"
-#include "core/inference_model.h"
-#include "core/log.h"
-#include "core/runtime.h"
-#include "core/tokenizer.h"
+#include "core/base/error.h"
+#include "core/infer/generation.h"
+#include "core/infer/inference_model.h"
+#include "core/base/log.h"
+#include "core/train/runtime.h"
+#include "core/text/tokenizer.h"
 
 namespace cr {
 

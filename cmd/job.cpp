@@ -4,11 +4,14 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/log.h"
-#include "core/runtime.h"
-#include "core/error.h"
+#include "core/base/log.h"
+#include "core/train/runtime.h"
+#include "core/base/error.h"
+#include "core/train/mesh_layout.h"
+#include "core/train/model_factory.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/parallel_context.h"
 
 namespace cr {
 
@@ -24,20 +27,22 @@ JobMembership::JobMembership(const LaunchEnvironment& launch, const Config& conf
     // One GPU per rank of a node, by local rank.
     const int device = launch.local_size > 0 ? launch.local_rank : 0;
     set_cuda_device_index(device);
-    device_group_ = nccl_group(*world_, device);
+    cuda_device_ = device;
   }
 }
 
 JobMembership::~JobMembership() {
   if (!world_) return;
-  device_group_.reset();
   world_.reset();
   mpi_finalize();
 }
 
 TrainSummary JobMembership::train(const Config& config) {
   try {
-    return run_training(config, world_.get(), device_group_.get());
+    const int world_size = world_ ? world_->size() : 1;
+    const ProcessMesh mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size);
+    const ParallelContext context(mesh, world_.get(), cuda_device_);
+    return run_training(config, context);
   } catch (const std::exception& e) {
     fail_job_if_distributed(e);
     throw;

@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "cmd/launch.h"
-#include "core/config.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/train/trainer.h"
 #include "parallel/communicator.h"
 
 namespace cr {
@@ -19,13 +19,14 @@ class JobMembership {
   JobMembership(const JobMembership&) = delete;
   JobMembership& operator=(const JobMembership&) = delete;
 
-  // run_training over this job's ranks. A failure ends every rank at once, before leaving the
-  // job (collective) while the other ranks are elsewhere.
+  // run_training over this job's ranks, arranged by the config's mesh into a ParallelContext.
+  // A failure ends every rank at once, before leaving the job (collective) while the other
+  // ranks are elsewhere.
   TrainSummary train(const Config& config);
 
  private:
   std::unique_ptr<Communicator> world_;
-  std::unique_ptr<Communicator> device_group_;
+  int cuda_device_ = -1;  // this rank's GPU when training on CUDA with several ranks (NCCL)
 };
 
 // The rank the launcher announced, for messages printed before MPI starts (config errors).

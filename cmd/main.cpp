@@ -13,11 +13,11 @@
 #include "cmd/generate_command.h"
 #include "cmd/job.h"
 #include "cmd/launch.h"
-#include "core/crash_report.h"
-#include "core/error.h"
-#include "core/log.h"
-#include "core/mesh_layout.h"
-#include "core/runtime.h"
+#include "core/base/crash_report.h"
+#include "core/base/error.h"
+#include "core/base/log.h"
+#include "core/train/mesh_layout.h"
+#include "core/train/runtime.h"
 #include "parallel/mpi_communicator.h"
 
 namespace {
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   bench->add_option("--warmup", bench_options.warmup_steps, "unmeasured steps")->check(CLI::NonNegativeNumber);
   bench->add_option("--steps", bench_options.steps, "measured steps")->check(CLI::PositiveNumber);
   bench->add_option("--threads", bench_options.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
-  bench->add_option("--peak-flops", bench_options.peak_flops, "MFU denominator in FLOP/s (0: measure a GEMM)")
+  bench->add_option("--peak-flops", bench_options.peak_flops, "MFU denominator in FLOP/s (0: a known GPU's datasheet peak, else a GEMM measured at start-up)")
       ->check(CLI::NonNegativeNumber);
 
   cr::EvalCommandOptions eval_options;

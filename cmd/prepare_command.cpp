@@ -1,8 +1,8 @@
 #include "cmd/commands.h"
-#include "core/log.h"
-#include "core/prepare.h"
-#include "core/strings.h"
-#include "core/tokenizer.h"
+#include "core/base/log.h"
+#include "core/data/prepare.h"
+#include "core/base/strings.h"
+#include "core/text/tokenizer.h"
 
 namespace cr {
 

@@ -2,12 +2,12 @@
 
 #include "cmd/commands.h"
 #include "cmd/config_source.h"
-#include "core/error.h"
-#include "core/log.h"
-#include "core/plan.h"
+#include "core/base/error.h"
+#include "core/base/log.h"
+#include "core/plan/plan.h"
 #include "cmd/job.h"
-#include "core/runtime.h"
-#include "core/trainer.h"
+#include "core/train/runtime.h"
+#include "core/train/trainer.h"
 
 namespace cr {
 

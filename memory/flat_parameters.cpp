@@ -1,25 +1,18 @@
 #include "memory/flat_parameters.h"
 
 #include <algorithm>
-#include <regex>
+#include <map>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace cr {
 
-int64_t layer_of_parameter(const std::string& name) {
-  static const std::regex layer(R"((^|\.)(h|layers)\.(\d+)\.)");
-  std::smatch match;
-  return std::regex_search(name, match, layer) ? std::stoll(match[3].str()) : -1;
-}
-
-std::vector<FlatEntry> flat_layout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& registered) {
+std::vector<FlatEntry> flat_layout(const std::vector<ParameterShape>& registered) {
   std::vector<FlatEntry> entries;
   int64_t offset = 0;
   for (auto it = registered.rbegin(); it != registered.rend(); ++it) {
-    int64_t numel = 1;
-    for (int64_t d : it->second) numel *= d;
-    entries.push_back({it->first, offset, numel, it->second, it->second.size() >= 2, layer_of_parameter(it->first)});
+    const int64_t numel = it->numel();
+    entries.push_back({it->name, offset, numel, it->shape, it->shape.size() >= 2, it->layer});
     offset += numel;
   }
   return entries;
@@ -41,13 +34,24 @@ std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int
   return buckets;
 }
 
-FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype)
+FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype,
+                               const torch::nn::ModuleList& blocks)
     : compute_dtype_(compute_dtype) {
   CR_CHECK(compute_dtype == torch::kFloat || compute_dtype == torch::kBFloat16 || compute_dtype == torch::kHalf,
            "unsupported compute dtype {}", c10::toString(compute_dtype));
   auto named = module.named_parameters(/*recurse=*/true);
-  std::vector<std::pair<std::string, std::vector<int64_t>>> registered;
-  for (const auto& item : named) registered.emplace_back(item.key(), item.value().sizes().vec());
+  std::map<const void*, int64_t> block_of;  // by tensor identity: the model's own structure
+  if (!blocks.is_empty()) {
+    const auto children = blocks->children();  // the blocks, in order
+    for (size_t b = 0; b < children.size(); ++b) {
+      for (const auto& p : children[b]->parameters()) block_of[p.unsafeGetTensorImpl()] = static_cast<int64_t>(b);
+    }
+  }
+  std::vector<ParameterShape> registered;
+  for (const auto& item : named) {
+    const auto found = block_of.find(item.value().unsafeGetTensorImpl());
+    registered.push_back({item.key(), item.value().sizes().vec(), found == block_of.end() ? -1 : found->second});
+  }
   entries_ = flat_layout(registered);
   auto& params = params_;
   for (auto it = named.end(); it != named.begin();) params.push_back((--it)->value());

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "memory/shard_layout.h"
+#include "models/model_spec.h"
 
 namespace cr {
 
@@ -23,16 +24,13 @@ struct FlatEntry {
   int64_t numel = 0;
   std::vector<int64_t> shape;
   bool decay = false;
-  int64_t layer = -1;  // transformer layer the parameter belongs to; -1: embeddings, final norm, head
+  int64_t layer = -1;  // transformer block the parameter belongs to; -1: embeddings, final norm, head
 };
 
-// The transformer layer a parameter belongs to, from its name ("h.3.", "layers.3."); -1 for the
-// embeddings, final norm and head.
-int64_t layer_of_parameter(const std::string& name);
-
-// The flat layout of parameters given (name, shape) in registration order: reversed, which is
-// roughly the order backward produces their gradients; matrices and embeddings decay.
-std::vector<FlatEntry> flat_layout(const std::vector<std::pair<std::string, std::vector<int64_t>>>& registered);
+// The flat layout of parameters given in registration order (with the block each belongs to):
+// reversed, which is roughly the order backward produces their gradients; matrices and
+// embeddings decay.
+std::vector<FlatEntry> flat_layout(const std::vector<ParameterShape>& registered);
 
 // Communication buckets over a flat layout: contiguous ranges of at most bucket_bytes (of fp32),
 // near-equal within each layer, never spanning two layers (so a layer's weights move in whole
@@ -42,7 +40,10 @@ std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int
 class FlatParameters {
  public:
   // compute_dtype: fp32, or bf16 / fp16 with an fp32 master copy that the optimizer updates.
-  FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype);
+  // `blocks`: the model's transformer blocks (CausalLMImpl::blocks()), whose parameters form
+  // the layers of the layout; without them every parameter is outside any layer.
+  FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype,
+                 const torch::nn::ModuleList& blocks = torch::nn::ModuleList(nullptr));
 
   int64_t numel() const { return numel_; }
   const std::vector<FlatEntry>& entries() const { return entries_; }

@@ -4,7 +4,7 @@
 
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace cr {
 namespace {

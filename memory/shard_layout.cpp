@@ -1,6 +1,6 @@
 #include "memory/shard_layout.h"
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "parallel/communicator.h"
 
 namespace cr {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "kernels/reduction.h"
 #include "parallel/communicator.h"
 
@@ -156,14 +156,23 @@ double ZeroParameters::gradient_sum_of_squares() {
 
 void ZeroParameters::publish() {
   if (stage_ == 0 || stage_ == 3 || !owned_.sharded()) return;
-  torch::NoGradGuard no_grad;
+  if (!low_precision()) {
+    torch::NoGradGuard no_grad;
+    for (const auto& slice : owned_.slices()) {
+      compute_full_.narrow(0, slice.flat_begin, slice.numel).copy_(master_.narrow(0, slice.shard_begin, slice.numel));
+    }
+  }
+  gather_compute();
+}
+
+void ZeroParameters::gather_compute() {
+  if (stage_ == 0 || stage_ == 3 || !owned_.sharded()) return;
   std::vector<std::unique_ptr<CommWork>> works;
   const auto& buckets = owned_.buckets();
   for (size_t b = 0; b < buckets.size(); ++b) {
     const auto& slice = owned_.slices()[b];
-    auto mine = compute_full_.narrow(0, slice.flat_begin, slice.numel);
-    if (!low_precision()) mine.copy_(master_.narrow(0, slice.shard_begin, slice.numel));
-    works.push_back(group_->all_gather_async(mine, compute_full_.narrow(0, buckets[b].begin, buckets[b].numel())));
+    works.push_back(group_->all_gather_async(compute_full_.narrow(0, slice.flat_begin, slice.numel),
+                                             compute_full_.narrow(0, buckets[b].begin, buckets[b].numel())));
   }
   for (auto& work : works) work->wait();
 }
@@ -182,12 +191,27 @@ torch::Tensor ZeroParameters::full_master() {
   return full;
 }
 
-void ZeroParameters::load_full_master(const torch::Tensor& full) {
+torch::Tensor ZeroParameters::owned_weights() {
+  if (keeps_master_) return master_;
+  if (stage_ == 3) return compute_shard_.to(torch::kFloat);
+  return (owned_.sharded() ? owned_.shard_of(compute_full_) : compute_full_).to(torch::kFloat);
+}
+
+void ZeroParameters::load_owned_weights(const torch::Tensor& owned) {
   torch::NoGradGuard no_grad;
-  const auto shard = owned_.sharded() ? owned_.shard_of(full) : full;
-  if (keeps_master_) master_.copy_(shard);
-  if (compute_full_.defined() && !compute_full_.is_same(master_)) compute_full_.copy_(full);
-  if (compute_shard_.defined() && !compute_shard_.is_same(master_)) compute_shard_.copy_(shard);
+  CR_CHECK(owned.numel() == owned_.shard_numel(), "owned weights: {} elements for a shard of {}", owned.numel(),
+           owned_.shard_numel());
+  if (keeps_master_) master_.copy_(owned);
+  // Shard space equals flat space when the layout is not sharded, so shard_begin serves both.
+  for (const auto& slice : owned_.slices()) {
+    const auto values = owned.narrow(0, slice.shard_begin, slice.numel);
+    if (stage_ == 3) {
+      if (!compute_shard_.is_same(master_)) compute_shard_.narrow(0, slice.shard_begin, slice.numel).copy_(values);
+    } else if (!compute_full_.is_same(master_)) {
+      compute_full_.narrow(0, slice.flat_begin, slice.numel).copy_(values);
+    }
+  }
+  gather_compute();
 }
 
 int64_t ZeroParameters::compute_bytes() const {

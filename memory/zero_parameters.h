@@ -74,8 +74,10 @@ class ZeroParameters {
   torch::Device compute_device() const { return (compute_full_.defined() ? compute_full_ : compute_shard_).device(); }
   // The whole fp32 weights, on every rank.
   torch::Tensor full_master();
-  // Replaces the weights (whole fp32, as a checkpoint stores them).
-  void load_full_master(const torch::Tensor& full);
+  // The fp32 weights this rank updates, in owned space (whole at stage 0, the shard from stage 1).
+  torch::Tensor owned_weights();
+  // Replaces the weights from owned-space fp32 values (each rank its own part); collective.
+  void load_owned_weights(const torch::Tensor& owned);
 
   // Bytes this rank holds persistently, by kind (predict() adds the transient buffers).
   int64_t compute_bytes() const;
@@ -95,6 +97,8 @@ class ZeroParameters {
   std::vector<torch::Tensor> params_;
   torch::Tensor master_, grad_full_, grad_shard_, compute_full_, compute_shard_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+
+  void gather_compute();  // stages 1-2: every rank's owned slices of the compute weights, to all
 };
 
 }  // namespace cr

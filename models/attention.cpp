@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "models/flop_counter.h"
 #include "models/rotary.h"
 
 namespace cr {
@@ -15,6 +16,9 @@ torch::Tensor causal_attention(const torch::Tensor& q, torch::Tensor k, torch::T
     v = v.unsqueeze(2).expand({B, H_kv, H / H_kv, Tk, D}).reshape({B, H, Tk, D});
   }
   const int64_t cached = Tk - Tq;
+  // Both paths compute every (query, key) score, the masked ones too: q k^T, then probs v.
+  MatmulCounter::count(B * H * Tq, D, Tk);
+  MatmulCounter::count(B * H * Tq, Tk, D);
 #if TORCH_VERSION_MAJOR >= 2
   if (cached == 0) return at::scaled_dot_product_attention(q, k, v, {}, dropout, /*is_causal=*/true);
   // is_causal aligns the mask top-left; with cached keys the queries sit at the bottom right.

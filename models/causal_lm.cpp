@@ -1,6 +1,7 @@
 #include "models/causal_lm.h"
 
-#include "core/error.h"
+#include "core/base/error.h"
+#include "models/flop_counter.h"
 #include "models/gpt2.h"
 #include "models/llama.h"
 #include "models/lm_loss.h"
@@ -23,7 +24,9 @@ torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tenso
 
 torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {
   auto hidden = final_hidden(x);
-  return torch::matmul(hidden, cast_to_activation(output_embedding(), hidden).t());
+  auto weight = cast_to_activation(output_embedding(), hidden);
+  MatmulCounter::count(hidden.numel() / hidden.size(-1), weight.size(1), weight.size(0));
+  return torch::matmul(hidden, weight.t());
 }
 
 torch::Tensor CausalLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {

@@ -20,6 +20,10 @@ class CausalLMImpl : public torch::nn::Module {
 
   const ModelSpec& spec() const { return spec_; }
 
+  // The transformer blocks in order: the parameter groups that ZeRO-3 gathers one at a time and
+  // that pipeline stages divide between them.
+  virtual torch::nn::ModuleList blocks() const = 0;
+
   // The architecture's initialisation; uses the global torch generator.
   virtual void reset_parameters() = 0;
 

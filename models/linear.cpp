@@ -1,5 +1,6 @@
 #include "models/linear.h"
 
+#include "models/flop_counter.h"
 #include "models/mixed_precision.h"
 
 namespace cr {
@@ -48,6 +49,7 @@ class UnbiasedLinearFunction : public torch::autograd::Function<UnbiasedLinearFu
 }  // namespace
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  MatmulCounter::count(x.numel() / x.size(-1), weight.size(1), weight.size(0));
   if (bias.defined()) {
     return BiasedLinearFunction::apply(x, cast_to_activation(weight, x), cast_to_activation(bias, x));
   }

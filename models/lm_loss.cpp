@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "models/flop_counter.h"
+
 namespace cr {
 namespace {
 
@@ -30,6 +32,8 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
       const int64_t end = std::min(rows, begin + step);
       auto h = hidden.slice(0, begin, end);
       auto t = targets.slice(0, begin, end).unsqueeze(1);
+      // The forward product alone: the gradient products below are backward's work, done early.
+      MatmulCounter::count(end - begin, weight.size(1), weight.size(0));
       auto log_probs = torch::log_softmax(torch::mm(h, weight.t()), 1, torch::kFloat);
       loss_sum -= log_probs.gather(1, t).sum();
       if (!needs_grad) continue;

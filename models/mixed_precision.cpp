@@ -19,10 +19,12 @@ bool cpu_has_half_kernels() {
 
 }  // namespace
 
-torch::Tensor as_activation(const torch::Tensor& x) {
-  if (x.scalar_type() == torch::kHalf && x.is_cpu() && !cpu_has_half_kernels()) return x.to(torch::kFloat);
-  return x;
+torch::ScalarType activation_dtype(torch::ScalarType dtype, const torch::Device& device) {
+  if (dtype == torch::kHalf && device.is_cpu() && !cpu_has_half_kernels()) return torch::kFloat;
+  return dtype;
 }
+
+torch::Tensor as_activation(const torch::Tensor& x) { return x.to(activation_dtype(x.scalar_type(), x.device())); }
 
 torch::Tensor cast_to_activation(const torch::Tensor& param, const torch::Tensor& activation) {
   if (!param.defined() || param.scalar_type() == activation.scalar_type()) return param;

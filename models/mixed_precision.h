@@ -8,6 +8,9 @@
 
 namespace cr {
 
+// The dtype activations, and so the matmuls, run in for parameters of `dtype` on `device`.
+torch::ScalarType activation_dtype(torch::ScalarType dtype, const torch::Device& device);
+
 // Embedding outputs enter the model through this: the activation dtype for them.
 torch::Tensor as_activation(const torch::Tensor& x);
 

@@ -1,7 +1,7 @@
 // The preset table: Hugging Face dimensions for the released models, plus small shapes for tests,
 // quick runs (a byte-level vocabulary fits in 512) and the CPU benchmark.
-#include "core/error.h"
-#include "core/strings.h"
+#include "core/base/error.h"
+#include "core/base/strings.h"
 #include "models/model_spec.h"
 
 namespace cr {

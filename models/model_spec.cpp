@@ -1,6 +1,8 @@
 #include "models/model_spec.h"
 
-#include "core/error.h"
+#include <algorithm>
+
+#include "core/base/error.h"
 
 namespace cr {
 
@@ -75,13 +77,14 @@ std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
   const int64_t d = spec.d_model;
   const int64_t kv_dim = spec.n_kv_head * (d / spec.n_head);
   const bool llama = spec.arch == "llama", opt = spec.arch == "opt";
+  int64_t block = -1;  // the block the lambdas below add to
   auto linear = [&](const std::string& name, int64_t in, int64_t features, bool bias) {
-    out.push_back({name + ".weight", {features, in}});
-    if (bias) out.push_back({name + ".bias", {features}});
+    out.push_back({name + ".weight", {features, in}, block});
+    if (bias) out.push_back({name + ".bias", {features}, block});
   };
   auto norm = [&](const std::string& name) {
-    out.push_back({name + ".weight", {d}});
-    if (spec.norm == "layernorm") out.push_back({name + ".bias", {d}});
+    out.push_back({name + ".weight", {d}, block});
+    if (spec.norm == "layernorm") out.push_back({name + ".bias", {d}, block});
   };
   auto attention = [&](const std::string& prefix, const std::string& output_name) {
     linear(prefix + "q_proj", d, d, spec.bias);
@@ -94,6 +97,7 @@ std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
     out.push_back({"embed_tokens.weight", {spec.vocab_size, d}});
     for (int64_t i = 0; i < spec.n_layer; ++i) {
       const std::string layer = "layers." + std::to_string(i) + ".";
+      block = i;
       attention(layer + "self_attn.", "o_proj");
       linear(layer + "mlp.gate_proj", d, spec.d_ff, spec.bias);
       linear(layer + "mlp.up_proj", d, spec.d_ff, spec.bias);
@@ -101,6 +105,7 @@ std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
       norm(layer + "input_layernorm");
       norm(layer + "post_attention_layernorm");
     }
+    block = -1;
     norm("norm");
     if (!spec.tied_embeddings) linear("lm_head", d, spec.vocab_size, false);
   } else if (opt) {
@@ -113,18 +118,21 @@ std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
     }
     for (int64_t i = 0; i < spec.n_layer; ++i) {
       const std::string layer = "decoder.layers." + std::to_string(i) + ".";
+      block = i;
       attention(layer + "self_attn.", "out_proj");
       norm(layer + "self_attn_layer_norm");
       linear(layer + "fc1", d, spec.d_ff, spec.bias);
       linear(layer + "fc2", spec.d_ff, d, spec.bias);
       norm(layer + "final_layer_norm");
     }
+    block = -1;
     if (spec.layer_norm_before) norm("decoder.final_layer_norm");
   } else {
     out.push_back({"wte.weight", {spec.vocab_size, d}});
     out.push_back({"wpe.weight", {spec.max_seq_len, d}});
     for (int64_t i = 0; i < spec.n_layer; ++i) {
       const std::string layer = "h." + std::to_string(i) + ".";
+      block = i;
       norm(layer + "ln_1");
       linear(layer + "attn.c_attn", d, 3 * d, true);
       linear(layer + "attn.c_proj", d, d, true);
@@ -132,6 +140,7 @@ std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
       linear(layer + "mlp.c_fc", d, spec.d_ff, true);
       linear(layer + "mlp.c_proj", spec.d_ff, d, true);
     }
+    block = -1;
     norm("ln_f");
   }
   return out;
@@ -143,8 +152,33 @@ int64_t parameter_count(const ModelSpec& spec) {
   return total;
 }
 
+namespace {
+
+// flops_per_token's N.
+int64_t matmul_parameter_count(const ModelSpec& spec) {
+  const auto parameters = parameter_shapes(spec);
+  const bool own_head = std::any_of(parameters.begin(), parameters.end(),
+                                    [](const ParameterShape& p) { return p.name == "lm_head.weight"; });
+  int64_t total = 0;
+  for (const auto& parameter : parameters) {
+    const std::string& name = parameter.name;
+    // Biases and norm gains are vectors, applied element-wise.
+    if (parameter.shape.size() != 2) continue;
+    // Tables that are only indexed: learned positions, and the input embedding when an lm_head
+    // of its own is the output embedding (else it is that too, and counted once, as the head).
+    if (name == "wpe.weight" || name == "decoder.embed_positions.weight") continue;
+    const bool input_embedding =
+        name == "wte.weight" || name == "decoder.embed_tokens.weight" || name == "embed_tokens.weight";
+    if (input_embedding && own_head) continue;
+    total += parameter.numel();
+  }
+  return total;
+}
+
+}  // namespace
+
 double flops_per_token(const ModelSpec& spec, int64_t seq_len) {
-  return 6.0 * static_cast<double>(parameter_count(spec)) +
+  return 6.0 * static_cast<double>(matmul_parameter_count(spec)) +
          12.0 * static_cast<double>(spec.n_layer * spec.d_model * seq_len);
 }
 

@@ -56,6 +56,7 @@ void validate_model_spec(const ModelSpec& spec);
 struct ParameterShape {
   std::string name;  // as in named_parameters(), e.g. "h.0.attn.c_attn.weight"
   std::vector<int64_t> shape;
+  int64_t layer = -1;  // the transformer block holding it; -1: embeddings, final norm, head
   int64_t numel() const;
 };
 
@@ -66,7 +67,12 @@ std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec);
 // Every trainable parameter, embeddings included (tied weights counted once).
 int64_t parameter_count(const ModelSpec& spec);
 
-// Forward + backward FLOPs per token: 6 N + 12 n_layer d_model seq_len.
+// Forward + backward FLOPs per token: 6 N + 12 n_layer d_model seq_len. N counts the elements
+// of the weight matrices the forward pass multiplies activations by (one multiply-accumulate
+// per token forward, two backward): the linear layers' weights and the output embedding (the
+// LM head); not biases or norm gains, nor tables only looked up (learned positions, an untied
+// input embedding). The second term is attention's scores and weighted values, every
+// (query, key) pair counted.
 double flops_per_token(const ModelSpec& spec, int64_t seq_len);
 
 }  // namespace cr

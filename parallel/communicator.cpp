@@ -5,8 +5,8 @@
 
 #include <fmt/ranges.h>
 
-#include "core/error.h"
-#include "core/strings.h"
+#include "core/base/error.h"
+#include "core/base/strings.h"
 #include "parallel/comm_checks.h"
 
 namespace cr {

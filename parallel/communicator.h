@@ -59,6 +59,10 @@ class Communicator {
   virtual std::unique_ptr<CommWork> send_async(at::Tensor tensor, int dst, int tag) = 0;
   virtual std::unique_ptr<CommWork> recv_async(at::Tensor tensor, int src, int tag) = 0;
   virtual void barrier() = 0;
+  // A barrier that no collective timeout applies to, for waits whose length is legitimately
+  // unbounded (every rank writing its part of a large checkpoint). A member that dies still ends
+  // the job through the launcher.
+  virtual void barrier_untimed() = 0;
 
   // Collective over this group: members with the same color form a new group, ordered by key
   // (then by rank). color < 0 leaves this rank out and returns null. The new group's name is

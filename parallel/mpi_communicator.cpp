@@ -2,11 +2,13 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <climits>
+#include <thread>
 #include <mutex>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "core/base/error.h"
+#include "core/base/log.h"
 #include "parallel/collective_watchdog.h"
 #include "parallel/comm_checks.h"
 #include "parallel/mpi_internal.h"
@@ -237,6 +239,17 @@ class MpiCommunicator final : public Communicator {
   }
 
   void barrier() override { tracked_barrier("barrier"); }
+
+  void barrier_untimed() override {
+    MPI_Request request = MPI_REQUEST_NULL;
+    check_call(MPI_Ibarrier(comm_, &request), "barrier_untimed", "MPI_Ibarrier");
+    // Polled rather than MPI_Wait: the watchdog thread keeps using MPI meanwhile.
+    for (int done = 0;;) {
+      check_call(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "barrier_untimed", "MPI_Test");
+      if (done) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
 
   std::unique_ptr<Communicator> duplicate() {
     MPI_Comm copy = MPI_COMM_NULL;

@@ -5,7 +5,7 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace cr::detail {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "parallel/collective_watchdog.h"
 #include "parallel/comm_checks.h"
 #include "parallel/mpi_internal.h"
@@ -259,6 +259,12 @@ class NcclCommunicator final : public Communicator {
     // Through the stream, so that the barrier also orders after this group's queued work.
     at::Tensor token = at::zeros({1}, at::TensorOptions().dtype(at::kInt).device(at::kCUDA, state_->device));
     all_reduce(token, ReduceOp::Sum);
+  }
+
+  void barrier_untimed() override {
+    DeviceScope scope(state_->device);
+    check_cuda(cudaStreamSynchronize(state_->stream), "barrier_untimed", "cudaStreamSynchronize");
+    mpi_->barrier_untimed();
   }
 
   std::unique_ptr<Communicator> split(int color, int key, std::string name) override {

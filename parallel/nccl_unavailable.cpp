@@ -1,5 +1,5 @@
 // nccl_group for builds without CUDA's runtime or NCCL.
-#include "core/error.h"
+#include "core/base/error.h"
 #include "parallel/nccl_communicator.h"
 
 namespace cr {

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 namespace cr {
 namespace {
@@ -139,14 +139,44 @@ int ProcessMesh::coordinate(int global_rank, const std::string& axis) const {
 }
 
 int ProcessMesh::color(int global_rank, const std::string& axis) const {
+  return color(global_rank, std::vector<std::string>{axis});
+}
+
+namespace {
+
+bool contains_axis(const std::vector<std::string>& axes, const std::string& axis) {
+  return std::any_of(axes.begin(), axes.end(), [&](const std::string& a) { return canonical_axis(a) == axis; });
+}
+
+}  // namespace
+
+int ProcessMesh::color(int global_rank, const std::vector<std::string>& axes) const {
   check_rank(global_rank);
-  const std::string name = canonical_axis(axis);
   // The rank's coordinates on the other axes, read as one number in the same order.
   int color = 0;
   for (const auto& other : shape_.order) {
-    if (other != name) color = color * shape_.size(other) + coordinate(global_rank, other);
+    if (!contains_axis(axes, other)) color = color * shape_.size(other) + coordinate(global_rank, other);
   }
   return color;
+}
+
+int ProcessMesh::key(int global_rank, const std::vector<std::string>& axes) const {
+  check_rank(global_rank);
+  int key = 0;
+  for (const auto& axis : shape_.order) {
+    if (contains_axis(axes, axis)) key = key * shape_.size(axis) + coordinate(global_rank, axis);
+  }
+  return key;
+}
+
+std::vector<std::vector<int>> ProcessMesh::groups(const std::vector<std::string>& axes) const {
+  int members = 1;
+  for (const auto& axis : shape_.order) {
+    if (contains_axis(axes, axis)) members *= shape_.size(axis);
+  }
+  std::vector<std::vector<int>> groups(world_size_ / members, std::vector<int>(members));
+  for (int rank = 0; rank < world_size_; ++rank) groups[color(rank, axes)][key(rank, axes)] = rank;
+  return groups;
 }
 
 std::vector<int> ProcessMesh::group_of(int global_rank, const std::string& axis) const {
@@ -158,12 +188,7 @@ std::vector<int> ProcessMesh::group_of(int global_rank, const std::string& axis)
 }
 
 std::vector<std::vector<int>> ProcessMesh::groups(const std::string& axis) const {
-  const std::string name = canonical_axis(axis);
-  std::vector<std::vector<int>> groups(world_size_ / shape_.size(name));
-  for (int rank = 0; rank < world_size_; ++rank) {
-    if (coordinate(rank, name) == 0) groups[color(rank, name)] = group_of(rank, name);
-  }
-  return groups;
+  return groups(std::vector<std::string>{axis});
 }
 
 std::string ProcessMesh::describe() const {
@@ -175,6 +200,10 @@ std::string ProcessMesh::describe() const {
     } else {
       text += fmt::format("\n{} groups: {}", axis, format_groups(groups(axis)));
     }
+  }
+  // ZeRO and gradient averaging span data and sequence ranks, which hold the same parameters.
+  if (shape_.sequence > 1 && shape_.data > 1) {
+    text += fmt::format("\ndata x sequence groups: {}", format_groups(groups(std::vector<std::string>{"data", "sequence"})));
   }
   return text;
 }

@@ -48,7 +48,15 @@ class ProcessMesh {
   // coordinate(rank, axis) so that the rank in the sub-communicator equals the coordinate.
   int color(int global_rank, const std::string& axis) const;
 
-  // Multi-line: sizes, order, and the groups of each axis, e.g. "data groups: [0,2] [1,3]".
+  // The same for ranks that differ only along several axes together (data x sequence: the
+  // ranks that hold the same parameters). A rank's key, its position in its group, reads its
+  // coordinates on `axes` as one number in mesh order.
+  std::vector<std::vector<int>> groups(const std::vector<std::string>& axes) const;
+  int color(int global_rank, const std::vector<std::string>& axes) const;
+  int key(int global_rank, const std::vector<std::string>& axes) const;
+
+  // Multi-line: sizes, order, and the groups of each axis, e.g. "data groups: [0,2] [1,3]"
+  // (and "data x sequence groups" when sequence parallelism has its own axis).
   std::string describe() const;
 
  private:

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # The documented GPT-2 BPE route end to end: `prepare` tinyshakespeare into token shards, then
 # train configs/shakespeare_gpt2.yaml on them for a few steps and resume once.
-# Usage: prepare_and_train.sh COLOSSAL_RUN SOURCE_DIR SHARED_DATA WORK_DIR   (exit 77: skipped)
+# Usage: prepare_and_train.sh COLOSSAL_RUN SOURCE_DIR SHARED_DATA WORK_DIR
+# Without the data it exits 77 (skipped), except under CI=true: CI has the data, so there its
+# absence is a failure rather than a pass unrun.
 set -euo pipefail
 exe=$1 source_dir=$2 data=$3 work=$4
 if [[ ! -f $data/tinyshakespeare.txt || ! -f $data/gpt2-encoder.json ]]; then
+  if [[ ${CI:-} == true ]]; then
+    echo "error: $data has no tinyshakespeare.txt / GPT-2 tokenizer files, and CI must have them" >&2
+    exit 1
+  fi
   echo "skipped: $data has no tinyshakespeare.txt / GPT-2 tokenizer files"
   exit 77
 fi

@@ -11,12 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/shared_data.h"
 #include "tests/temp_dir.h"
-#include "core/dataset.h"
-#include "core/error.h"
-#include "core/prepare.h"
-#include "core/shards.h"
-#include "core/tokenizer.h"
+#include "core/data/dataset.h"
+#include "core/base/error.h"
+#include "core/data/prepare.h"
+#include "core/data/shards.h"
+#include "core/text/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace cr;
@@ -547,10 +548,7 @@ TEST_CASE("prepare rejects bad options", "[prepare]") {
 
 TEST_CASE("tinyshakespeare prepares into byte-level shards", "[prepare][shared]") {
   const fs::path text_path = fs::path(CR_SHARED_DATA) / "tinyshakespeare.txt";
-  if (!fs::exists(text_path)) {
-    WARN("skipped: " << text_path << " not found");
-    return;
-  }
+  if (!cr::test::shared_data_present({text_path})) return;
   TempDir dir;
   const auto tokenizer = make_byte_tokenizer();
   PrepareOptions options;

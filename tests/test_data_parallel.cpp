@@ -9,11 +9,15 @@
 
 #include <torch/torch.h>
 
-#include "core/config.h"
-#include "core/log.h"
-#include "core/plan.h"
-#include "core/model_factory.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/base/log.h"
+#include "core/plan/plan.h"
+#include "core/train/model_factory.h"
+#include "core/checkpoint/tensor_slices.h"
+#include "core/formats/safetensors.h"
+#include "core/train/rank_agreement.h"
+#include "core/train/trainer.h"
+#include "parallel/parallel_context.h"
 #include "parallel/mpi_communicator.h"
 
 using namespace cr;
@@ -77,10 +81,10 @@ TEST_CASE("gradient all-reduces start during backward, bucket by bucket", "[dp]"
   const auto dir = rank_dir("overlap");
   // Buckets of about 4 KiB: a tiny model still spreads over many of them.
   const auto summary = run_training(dp_config(dir, {"parallel.bucket_mb=0.004", "train.steps=2"}), g_world);
-  INFO(summary.buckets_overlapped << " of " << summary.gradient_buckets << " buckets");
-  CHECK(summary.gradient_buckets > 4);
+  INFO(summary.gradients.started_during_backward << " of " << summary.gradients.buckets << " buckets");
+  CHECK(summary.gradients.buckets > 4);
   // All but the last bucket (the tied embedding, whose gradient completes last) start early.
-  CHECK(summary.buckets_overlapped >= summary.gradient_buckets - 1);
+  CHECK(summary.gradients.started_during_backward >= summary.gradients.buckets - 1);
   fs::remove_all(dir);
 }
 
@@ -309,6 +313,122 @@ TEST_CASE("a ZeRO-1 checkpoint resumes bit for bit and loads without sharding", 
   CHECK(replicated.losses.size() == 1);
   g_world->barrier();
   if (g_world->rank() == 0) fs::remove_all(shared);
+}
+
+TEST_CASE("the parallel context splits the world into the mesh's groups", "[dp][engine]") {
+  const int n = g_world->size();
+  std::vector<MeshShape> shapes(1);
+  shapes[0].data = n;
+  if (n % 2 == 0) {
+    MeshShape tensor;
+    tensor.data = n / 2;
+    tensor.tensor = 2;
+    MeshShape sequence;
+    sequence.data = n / 2;
+    sequence.sequence = 2;
+    shapes.push_back(tensor);
+    shapes.push_back(sequence);
+  }
+  for (const auto& shape : shapes) {
+    const ProcessMesh mesh(shape, n);
+    INFO(mesh.describe());
+    const ParallelContext context(mesh, g_world);
+    const int me = g_world->rank();
+    const std::vector<std::pair<Axis, std::vector<std::string>>> axes = {
+        {Axis::Data, {"data"}}, {Axis::Tensor, {"tensor"}}, {Axis::Pipeline, {"pipeline"}},
+        {Axis::Sequence, {"sequence"}}, {Axis::DataSequence, {"data", "sequence"}}};
+    for (const auto& [axis, names] : axes) {
+      INFO(axis_name(axis));
+      const auto expected = mesh.groups(names)[mesh.color(me, names)];
+      CHECK(context.size(axis) == static_cast<int>(expected.size()));
+      CHECK(context.rank(axis) == mesh.key(me, names));
+      Communicator* group = context.host_group(axis);
+      if (expected.size() == 1) {
+        CHECK(group == nullptr);
+      } else {
+        REQUIRE(group != nullptr);
+        CHECK(group->world_ranks() == expected);
+        CHECK(group->rank() == context.rank(axis));
+        CHECK(context.device_group(axis) == group);  // CPU: the host group carries tensors
+      }
+    }
+    CHECK(context.control() == g_world);
+  }
+}
+
+TEST_CASE("checkpoints move between DP N / ZeRO-3, DP N/2 / ZeRO-1 and one process, each way", "[dp][zero]") {
+  auto shared = fs::temp_directory_path() / ("cr-test-dp-layouts-" + std::to_string(getppid()));
+  if (g_world->rank() == 0) fs::remove_all(shared);
+  g_world->barrier();
+  const std::vector<std::string> fixed = {"lr_schedule.decay_steps=6", "train.eval_every=0"};
+  const auto reference = run_training(dp_config(shared / "full", fixed), g_world);
+  const int n = g_world->size(), half = std::max(1, n / 2);
+  auto group = g_world->split(g_world->rank() < half ? 0 : -1, g_world->rank(), "half");
+  // (writer, reader) layouts: ranks (0: one process without MPI) and ZeRO stage.
+  struct Layout {
+    int ranks;
+    int stage;
+  };
+  const std::vector<std::pair<Layout, Layout>> moves = {
+      {{n, 3}, {half, 1}}, {{n, 3}, {0, 0}}, {{half, 1}, {n, 3}}, {{0, 0}, {n, 3}}};
+  for (size_t move = 0; move < moves.size(); ++move) {
+    const auto [writer, reader] = moves[move];
+    INFO("move " << move << ": " << writer.ranks << " ranks stage " << writer.stage << " -> " << reader.ranks
+                 << " ranks stage " << reader.stage);
+    const auto dir = shared / ("move" + std::to_string(move));
+    auto run = [&](const Layout& layout, std::vector<std::string> overrides) -> std::optional<TrainSummary> {
+      overrides.insert(overrides.end(), fixed.begin(), fixed.end());
+      overrides.push_back("zero.stage=" + std::to_string(layout.stage));
+      std::optional<TrainSummary> summary;
+      if (layout.ranks == n) {
+        summary = run_training(dp_config(dir, overrides), g_world);
+      } else if (layout.ranks == half && layout.ranks > 0 && group) {
+        summary = run_training(dp_config(dir, overrides), group.get());
+      } else if (layout.ranks == 0 && g_world->rank() == 0) {
+        summary = run_training(dp_config(dir, overrides), nullptr);
+      }
+      g_world->barrier();
+      return summary;
+    };
+    run(writer, {"train.steps=3", "checkpoint.every=3"});
+    if (g_world->rank() == 0 && writer.ranks > 0) {
+      // Every writing rank's file holds its share: 3 fp32 values (weights, two moments) per element.
+      int64_t total = 0;
+      const auto step_dir = dir / "checkpoints" / "step_00000003";
+      for (int r = 0; r < writer.ranks; ++r) {
+        const cr::SafetensorsFile file((step_dir / slice_file_name(r, writer.ranks)).string());
+        int64_t bytes = 0;
+        for (const auto& name : file.names()) bytes += static_cast<int64_t>(file.get(name).nbytes);
+        // Near-equal: each bucket's split is even to one element.
+        CHECK(std::abs(bytes - 12 * reference.parameters / writer.ranks) <= 12 * reference.gradients.buckets);
+        total += bytes;
+      }
+      CHECK(total == 12 * reference.parameters);
+    }
+    const auto resumed = run(reader, {});
+    if (resumed) {
+      REQUIRE(resumed->first_step == 3);
+      REQUIRE(resumed->losses.size() == 3);
+      for (size_t i = 0; i < 3; ++i) {
+        INFO("step " << i + 4 << ": " << resumed->losses[i] << " vs " << reference.losses[3 + i]);
+        CHECK(std::abs(resumed->losses[i] - reference.losses[3 + i]) < 1e-6);
+      }
+    }
+  }
+  g_world->barrier();
+  if (g_world->rank() == 0) fs::remove_all(shared);
+}
+
+TEST_CASE("ranks that would resume from different checkpoints stop, naming the rank", "[dp][engine]") {
+  const std::string config = "model: {preset: gpt2-tiny}\n";
+  CHECK_NOTHROW(check_ranks_agree(g_world, {config, std::string("/runs/a/step_00000004"), 4}));
+  const bool odd_one = g_world->rank() == 1;
+  const StartupChoice choice{config, std::string(odd_one ? "/node1/step_00000002" : "/runs/a/step_00000004"),
+                             odd_one ? 2 : 4};
+  CHECK_THROWS_WITH(check_ranks_agree(g_world, choice),
+                    Catch::Contains("rank 1 resumes from another checkpoint (step 2) than rank 0 (step 4)"));
+  const StartupChoice other_config{odd_one ? config + "train: {steps: 3}\n" : config, std::nullopt, 0};
+  CHECK_THROWS_WITH(check_ranks_agree(g_world, other_config), Catch::Contains("rank 1 has a different config"));
 }
 
 int main(int argc, char** argv) {

@@ -10,14 +10,15 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "core/dataset.h"
-#include "core/evaluation.h"
-#include "core/generation.h"
-#include "core/causal_lm_decoder.h"
-#include "core/sampling.h"
-#include "core/tokenizer.h"
+#include "core/data/dataset.h"
+#include "core/infer/evaluation.h"
+#include "core/infer/generation.h"
+#include "core/infer/causal_lm_decoder.h"
+#include "core/infer/sampling.h"
+#include "core/text/tokenizer.h"
 #include "models/causal_lm.h"
 #include "models/model_spec.h"
+#include "shared_data.h"
 #include "temp_dir.h"
 
 using namespace cr;
@@ -233,10 +234,7 @@ TEST_CASE("evaluation data is data.val, else all of data.train", "[evaluation]")
 
 TEST_CASE("gpt2 tokenizer from a Hugging Face tokenizer.json", "[tokenizer]") {
   const fs::path data_dir = CR_SHARED_DATA;
-  if (!fs::is_regular_file(data_dir / "gpt2-encoder.json") || !fs::is_regular_file(data_dir / "gpt2-vocab.bpe")) {
-    WARN("skipped: no gpt2-encoder.json / gpt2-vocab.bpe in " << data_dir.string());
-    return;
-  }
+  if (!cr::test::shared_data_present({data_dir / "gpt2-encoder.json", data_dir / "gpt2-vocab.bpe"})) return;
   nlohmann::json vocab;
   std::ifstream(data_dir / "gpt2-encoder.json") >> vocab;
   std::vector<std::string> merges;

@@ -10,14 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "core/config.h"
-#include "core/hf_config.h"
-#include "core/hf_export.h"
-#include "core/hf_import.h"
-#include "core/hf_weights.h"
-#include "core/safetensors.h"
-#include "core/train_checkpoint.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/formats/hf_config.h"
+#include "core/train/hf_export.h"
+#include "core/train/hf_import.h"
+#include "core/formats/hf_weights.h"
+#include "core/formats/safetensors.h"
+#include "core/train/train_checkpoint.h"
+#include "core/train/trainer.h"
 #include "memory/flat_parameters.h"
 #include "models/causal_lm.h"
 #include "temp_dir.h"
@@ -112,9 +112,13 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
   TinyModel source(1);
   const Config config = tiny_config();
   auto& master = source.params->master();
-  const FullOptimizerState moments{0, torch::zeros_like(master), torch::zeros_like(master), std::nullopt};
-  const std::string checkpoint =
-      save_train_checkpoint(tmp.file("ckpt"), config, {3, 12}, 1, source.params->entries(), master, moments);
+  CheckpointPart weights;  // export reads the weights only
+  for (const auto& entry : source.params->entries()) {
+    weights.slices.push_back({entry.name, entry.shape, 0, entry.numel, master.data_ptr<float>() + entry.offset});
+  }
+  const ParallelContext single_process;
+  const std::string checkpoint = save_train_checkpoint(tmp.file("ckpt"), config, TrainState{{3, 12}, 0, std::nullopt},
+                                                       weights, master.numel(), single_process);
 
   HfExportOptions options;
   options.checkpoint = tmp.file("ckpt");  // the root: its newest checkpoint is exported

@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "cmd/launch.h"
-#include "core/error.h"
+#include "core/base/error.h"
+#include "tests/shared_data.h"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -376,10 +377,7 @@ TEST_CASE("run_forwarding_signals forwards SIGTERM to the child", "[launch]") {
 TEST_CASE("mpirun passes tricky arguments through unchanged", "[launch][mpirun]") {
   const char* path = std::getenv("PATH");
   const auto mpirun = cr::find_executable("mpirun", path ? path : "");
-  if (!mpirun) {
-    WARN("mpirun not installed: skipped");
-    return;
-  }
+  if (!cr::test::available_or_skip(mpirun.has_value(), "mpirun (on PATH)")) return;
   TempDir dir;
   // Each rank writes its arguments, one per line, to a file named after its rank.
   const std::string script = "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"" + dir.path.string() +

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "parallel/process_mesh.h"
 
 using Catch::Matchers::Contains;
@@ -167,4 +167,20 @@ TEST_CASE("the mesh must fit the model", "[mesh]") {
     CHECK_THAT(e.what(), Contains("d_model 100 is not divisible by tensor 3"));
     CHECK_THAT(e.what(), !Contains("n_head"));
   }
+}
+
+TEST_CASE("data x sequence groups join the ranks that hold the same parameters", "[mesh]") {
+  // 16 ranks = data 2 x pipeline 2 x sequence 2 x tensor 2, default order data,pipeline,sequence,tensor.
+  MeshShape shape = shape_of(2, 2, 2, 2);
+  shape.order = {"data", "pipeline", "sequence", "tensor"};
+  const ProcessMesh mesh(shape, 16);
+  const std::vector<std::string> both = {"data", "sequence"};
+  // Members differ only in data and sequence; ordered by (data, sequence) coordinates.
+  CHECK(mesh.groups(both) == Groups{{0, 2, 8, 10}, {1, 3, 9, 11}, {4, 6, 12, 14}, {5, 7, 13, 15}});
+  CHECK(mesh.key(10, both) == 3);   // data 1, sequence 1
+  CHECK(mesh.color(10, both) == 0);
+  // One axis through the multi-axis form is the single-axis group.
+  CHECK(mesh.groups(std::vector<std::string>{"data"}) == mesh.groups("data"));
+  for (int rank = 0; rank < 16; ++rank) CHECK(mesh.key(rank, {"tensor"}) == mesh.coordinate(rank, "tensor"));
+  CHECK_THAT(mesh.describe(), Contains("data x sequence groups: [0,2,8,10] [1,3,9,11] [4,6,12,14] [5,7,13,15]"));
 }

@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
-#include "core/adamw_optimizer.h"
-#include "core/lr_schedule.h"
+#include "memory/adamw_optimizer.h"
+#include "core/train/lr_schedule.h"
 #include "memory/flat_parameters.h"
 #include "memory/zero_parameters.h"
 #include "models/gpt2.h"
@@ -41,9 +41,12 @@ TEST_CASE("unknown presets and inconsistent dimensions are rejected with a reaso
   CHECK_THROWS_WITH(validate_model_spec(spec), Catch::Contains("not divisible by n_head 3"));
 }
 
-TEST_CASE("FLOPs per token follow 6N + 12 L d T", "[models]") {
-  const ModelSpec spec = find_model_preset("gpt2").spec;
-  CHECK(flops_per_token(spec, 1024) == Approx(6.0 * 124439808 + 12.0 * 12 * 768 * 1024));
+TEST_CASE("FLOPs per token: 6N + 12 L d T, N GPT-2's matmul weights", "[models]") {
+  // N: all 124,439,808 parameters but the learned positions (1024 x 768) and the biases and
+  // norm gains (13 x 768 per layer, 2 x 768 for ln_f); the tied embedding stays, as the head.
+  const int64_t matmul_weights = 124439808 - 1024 * 768 - (12 * 13 + 2) * 768;
+  CHECK(matmul_weights == 123532032);
+  CHECK(flops_per_token(find_model_preset("gpt2").spec, 1024) == 6.0 * matmul_weights + 12.0 * 12 * 768 * 1024);
 }
 
 TEST_CASE("attention is causal: logits at t ignore tokens after t", "[models]") {

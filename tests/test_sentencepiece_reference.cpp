@@ -13,10 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "tests/shared_data.h"
 #include "tests/temp_dir.h"
-#include "core/error.h"
-#include "core/protobuf_wire.h"
-#include "core/tokenizer.h"
+#include "core/base/error.h"
+#include "core/text/protobuf_wire.h"
+#include "core/text/tokenizer.h"
 
 namespace fs = std::filesystem;
 using Ids = std::vector<uint32_t>;
@@ -26,11 +27,7 @@ namespace {
 const fs::path kDataDir = CR_SHARED_DATA;
 const fs::path kModelPath = kDataDir / "llama2-tokenizer.model";
 
-bool have_model() {
-  if (fs::exists(kModelPath)) return true;
-  WARN("skipped: " << kModelPath.string() << " is absent");
-  return false;
-}
+bool have_model() { return cr::test::shared_data_present({kModelPath}); }
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -260,11 +257,7 @@ const std::string& shakespeare() {
   return text;
 }
 
-bool have_shakespeare() {
-  if (fs::exists(kDataDir / "tinyshakespeare.txt")) return true;
-  WARN("skipped: tinyshakespeare.txt is not in " << kDataDir.string());
-  return false;
-}
+bool have_shakespeare() { return cr::test::shared_data_present({kDataDir / "tinyshakespeare.txt"}); }
 
 }  // namespace
 
@@ -332,7 +325,7 @@ TEST_CASE("sentencepiece reference: model variants", "[sentencepiece_reference]"
   texts.push_back(
       "a <sep> b<sep>c qzx qzxwv  q z zqv x zqvzqv  Hello world, the the singing, ring,");
   texts.push_back("qzxw<sep>  q  z q z ");
-  if (fs::exists(kDataDir / "tinyshakespeare.txt")) {
+  if (have_shakespeare()) {
     for (auto& line : shakespeare_lines(2000)) texts.push_back(std::move(line));
     texts.push_back(shakespeare().substr(0, 20000));
   }

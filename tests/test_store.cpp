@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,10 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/checkpoint_store.h"
-#include "core/crc32.h"
-#include "core/error.h"
-#include "core/safetensors.h"
+#include "core/checkpoint/checkpoint_store.h"
+#include "core/checkpoint/tensor_slices.h"
+#include "core/base/crc32.h"
+#include "core/base/error.h"
+#include "core/formats/safetensors.h"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -482,4 +484,131 @@ TEST_CASE("prune_checkpoints keeps the newest N", "[checkpoint]") {
   std::sort(expected.begin(), expected.end());
   CHECK(names == expected);
   CHECK(cr::latest_checkpoint(root) == (fs::path(root) / "step_00000005").string());
+}
+
+// Tensor slices: ranks write the parts they own; a reader assembles any range from any files.
+namespace {
+
+// Writes `tensors` (name -> values, shape = {values.size()}) split over `ranks` files, rank r
+// taking [r n / ranks, (r + 1) n / ranks) of every tensor, and commits the checkpoint.
+std::string write_sliced(const std::string& root, const std::map<std::string, std::vector<float>>& tensors, int ranks,
+                         std::map<std::string, cr::FileDigest>* digests = nullptr) {
+  cr::CheckpointWriter writer(root, 1);
+  std::map<std::string, cr::FileDigest> sealed;
+  for (int r = 0; r < ranks; ++r) {
+    std::vector<cr::TensorSlice> slices;
+    for (const auto& [name, values] : tensors) {
+      const int64_t n = static_cast<int64_t>(values.size());
+      const int64_t begin = r * n / ranks, end = (r + 1) * n / ranks;
+      if (end > begin) slices.push_back({name, {n}, begin, end - begin, values.data() + begin});
+    }
+    const std::string file = cr::slice_file_name(r, ranks);
+    sealed[file] = cr::write_slice_file(fs::path(writer.staging_dir()) / file, slices);
+  }
+  if (digests) *digests = sealed;
+  return writer.commit(nullptr, sealed);
+}
+
+std::vector<std::string> listed_files(const nlohmann::json& manifest) {
+  std::vector<std::string> files;
+  for (const auto& [name, entry] : manifest["files"].items()) files.push_back(name);
+  return files;
+}
+
+}  // namespace
+
+TEST_CASE("tensor slices written by 3 ranks read back in any range", "[store][slices]") {
+  TempDir dir;
+  std::vector<float> a(1000), b(7);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) * 0.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = -static_cast<float>(i);
+  std::map<std::string, cr::FileDigest> digests;
+  const auto checkpoint = write_sliced(dir.path.string(), {{"a", a}, {"exp_avg.b", b}}, 3, &digests);
+  const auto manifest = cr::verify_checkpoint(checkpoint);  // the sealed digests are the files' own
+  CHECK(listed_files(manifest) == std::vector<std::string>{"shard-00000-of-00003.safetensors",
+                                                           "shard-00001-of-00003.safetensors",
+                                                           "shard-00002-of-00003.safetensors"});
+  // Each file holds its third: 333 or 334 elements of a, 2 or 3 of b.
+  for (int r = 0; r < 3; ++r) {
+    const cr::SafetensorsFile file(fs::path(checkpoint) / cr::slice_file_name(r, 3));
+    size_t bytes = 0;
+    for (const auto& name : file.names()) bytes += file.get(name).nbytes;
+    CHECK(bytes == ((r + 1) * 1000 / 3 - r * 1000 / 3 + (r + 1) * 7 / 3 - r * 7 / 3) * sizeof(float));
+  }
+  cr::SliceReader reader(checkpoint, manifest, listed_files(manifest));
+  CHECK(reader.shape("a") == std::vector<int64_t>{1000});
+  std::vector<float> out(1000);
+  reader.read("a", 0, 1000, out.data());
+  CHECK(out == a);
+  // A range across two files' boundary (333 | 334).
+  std::vector<float> part(10);
+  reader.read("a", 328, 10, part.data());
+  CHECK(part == std::vector<float>(a.begin() + 328, a.begin() + 338));
+  std::vector<float> whole_b(7);
+  reader.read_whole("exp_avg.b", {7}, whole_b.data());
+  CHECK(whole_b == b);
+  CHECK_THROWS_WITH(reader.read_whole("exp_avg.b", {1, 7}, whole_b.data()),
+                    Contains("'exp_avg.b' has shape [7] but the model needs [1x7]"));
+  CHECK_THROWS_WITH(reader.read("c", 0, 1, out.data()), Contains("no tensor 'c'"));
+  CHECK_THROWS_WITH(reader.read("a", 990, 20, out.data()), Contains("outside tensor 'a'"));
+}
+
+TEST_CASE("a reader reads only the files it needs and names a missing or corrupted one", "[store][slices]") {
+  TempDir dir;
+  std::vector<float> a(100, 1.0f);
+  const auto checkpoint = write_sliced(dir.path.string(), {{"a", a}}, 4);
+  auto manifest = cr::verify_checkpoint(checkpoint);
+  {
+    cr::SliceReader reader(checkpoint, manifest, listed_files(manifest));
+    std::vector<float> out(25);
+    reader.read("a", 50, 25, out.data());
+    CHECK(reader.files_read() == std::vector<std::string>{"shard-00002-of-00004.safetensors"});
+  }
+  // A rank's file left out of the index: the elements it held are reported missing.
+  {
+    auto files = listed_files(manifest);
+    files.erase(files.begin() + 1);
+    cr::SliceReader reader(checkpoint, manifest, files);
+    std::vector<float> out(100);
+    CHECK_THROWS_WITH(reader.read("a", 0, 100, out.data()),
+                      Contains("no file holds elements [25, 100) of tensor 'a'"));
+  }
+  // A flipped byte in rank 3's data is found when that file is first read.
+  {
+    std::fstream file(fs::path(checkpoint) / "shard-00003-of-00004.safetensors",
+                      std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(-3, std::ios::end);
+    file.put('\x7f');
+  }
+  CHECK_NOTHROW(cr::verify_checkpoint(checkpoint, /*check_crcs=*/false));
+  cr::SliceReader reader(checkpoint, manifest, listed_files(manifest));
+  std::vector<float> out(25);
+  CHECK_NOTHROW(reader.read("a", 0, 25, out.data()));
+  CHECK_THROWS_WITH(reader.read("a", 75, 25, out.data()),
+                    Contains("shard-00003-of-00004.safetensors") && Contains("crc32 mismatch"));
+}
+
+TEST_CASE("whole-tensor files (checkpoints from before slices) read as one slice per tensor", "[store][slices]") {
+  TempDir dir;
+  cr::CheckpointWriter writer(dir.path.string(), 2);
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  const std::vector<int16_t> half = {1, 2};
+  writer.write_tensors("model.safetensors", {{"w", cr::DType::F32, {2, 3}, w.data(), w.size() * sizeof(float)}});
+  writer.write_tensors("other.safetensors", {{"h", cr::DType::F16, {2}, half.data(), half.size() * 2}});
+  const auto checkpoint = writer.commit();
+  const auto manifest = cr::verify_checkpoint(checkpoint);
+  cr::SliceReader reader(checkpoint, manifest, {"model.safetensors"});
+  std::vector<float> out(3);
+  reader.read("w", 3, 3, out.data());
+  CHECK(out == std::vector<float>{4, 5, 6});
+  CHECK(reader.shape("w") == std::vector<int64_t>{2, 3});
+  CHECK_THROWS_WITH(cr::SliceReader(checkpoint, manifest, {"other.safetensors"}),
+                    Contains("tensor 'h' is F16, training state is F32"));
+}
+
+TEST_CASE("commit refuses a sealed file that is not in the staging directory", "[store][slices]") {
+  TempDir dir;
+  cr::CheckpointWriter writer(dir.path.string(), 3);
+  CHECK_THROWS_WITH(writer.commit(nullptr, {{"shard-00001-of-00002.safetensors", {8, 0}}}),
+                    Contains("shard-00001-of-00002.safetensors was announced but is not in the staging directory"));
 }

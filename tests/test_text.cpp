@@ -8,9 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "tests/shared_data.h"
 #include "tests/temp_dir.h"
-#include "core/error.h"
-#include "core/tokenizer.h"
+#include "core/base/error.h"
+#include "core/text/tokenizer.h"
 
 namespace fs = std::filesystem;
 using Ids = std::vector<uint32_t>;
@@ -20,12 +21,7 @@ namespace {
 const std::string kDataDir = CR_SHARED_DATA;
 
 bool have_gpt2_files() {
-  if (fs::exists(fs::path(kDataDir) / "gpt2-encoder.json") &&
-      fs::exists(fs::path(kDataDir) / "gpt2-vocab.bpe")) {
-    return true;
-  }
-  WARN("skipped: GPT-2 tokenizer files are not in " << kDataDir);
-  return false;
+  return cr::test::shared_data_present({fs::path(kDataDir) / "gpt2-encoder.json", fs::path(kDataDir) / "gpt2-vocab.bpe"});
 }
 
 // Loaded once: the vocabulary takes a while to parse.
@@ -164,7 +160,7 @@ TEST_CASE("gpt2: decode(encode(text)) == text", "[text][gpt2]") {
 
 TEST_CASE("gpt2: all of tinyshakespeare round trips", "[text][gpt2]") {
   const fs::path path = fs::path(kDataDir) / "tinyshakespeare.txt";
-  if (!have_gpt2_files() || !fs::exists(path)) return;
+  if (!have_gpt2_files() || !cr::test::shared_data_present({path})) return;
   const std::string text = read_file(path);
   const Ids ids = gpt2().encode(text);
   CHECK(ids.size() > text.size() / 5);
@@ -243,11 +239,7 @@ namespace {
 
 const fs::path kLlamaModel = fs::path(kDataDir) / "llama2-tokenizer.model";
 
-bool have_llama_model() {
-  if (fs::exists(kLlamaModel)) return true;
-  WARN("skipped: " << kLlamaModel.string() << " is absent");
-  return false;
-}
+bool have_llama_model() { return cr::test::shared_data_present({kLlamaModel}); }
 
 const cr::Tokenizer& llama() {
   static const auto tokenizer = cr::load_sentencepiece_tokenizer(kLlamaModel.string());
@@ -278,7 +270,7 @@ TEST_CASE("sentencepiece: decode(encode(text)) == text", "[text][sentencepiece]"
       "  two leading spaces, a\ttab and\n\nnewlines  ",
   };
   const fs::path shakespeare = fs::path(kDataDir) / "tinyshakespeare.txt";
-  if (fs::exists(shakespeare)) texts.push_back(read_file(shakespeare).substr(0, 10000));
+  if (cr::test::shared_data_present({shakespeare})) texts.push_back(read_file(shakespeare).substr(0, 10000));
   for (const auto& text : texts) {
     CAPTURE(text.substr(0, 100));
     const Ids ids = tokenizer.encode(text);

@@ -13,13 +13,14 @@
 
 #include <torch/torch.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/loss_scaler.h"
-#include "core/model_factory.h"
-#include "core/plan.h"
-#include "core/trainer.h"
+#include "core/config/config.h"
+#include "core/base/error.h"
+#include "memory/loss_scaler.h"
+#include "core/train/model_factory.h"
+#include "core/plan/plan.h"
+#include "core/train/trainer.h"
 #include "models/model_spec.h"
+#include "shared_data.h"
 #include "temp_dir.h"
 
 using namespace cr;
@@ -218,10 +219,7 @@ TEST_CASE("memory: the estimate also holds without communication overlap", "[zer
 
 TEST_CASE("bf16 and fp16 track fp32's loss within 5e-3 over 20 steps of tinyshakespeare", "[zero][precision][data]") {
   const std::string data = std::string(CR_SHARED_DATA) + "/tinyshakespeare.txt";
-  if (!fs::exists(data)) {
-    WARN("skipped: " << data << " is not present");
-    return;
-  }
+  if (!cr::test::shared_data_present({data})) return;
   cr::test::TempDir dir;
   auto run = [&](const std::string& dtype) {
     return run_training(zero_config(dir.path() / dtype, "gpt2-tiny",

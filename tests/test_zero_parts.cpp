@@ -12,9 +12,9 @@
 
 #include <torch/torch.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/loss_scaler.h"
+#include "core/config/config.h"
+#include "core/base/error.h"
+#include "memory/loss_scaler.h"
 #include "kernels/reduction.h"
 #include "memory/shard_layout.h"
 

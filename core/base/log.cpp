@@ -1,0 +1,44 @@
+#include "core/base/log.h"
+
+#include <cstdio>
+
+namespace cr {
+namespace {
+int g_rank = 0;
+int g_world_size = 1;
+bool g_info_to_stderr = false;
+}  // namespace
+
+void set_log_rank(int rank, int world_size) {
+  g_rank = rank;
+  g_world_size = world_size;
+}
+
+int log_rank() { return g_rank; }
+int log_world_size() { return g_world_size; }
+
+void set_info_to_stderr(bool to_stderr) { g_info_to_stderr = to_stderr; }
+
+void print0_line(const std::string& line) {
+  if (g_rank != 0) return;
+  std::FILE* out = g_info_to_stderr ? stderr : stdout;
+  std::fwrite(line.data(), 1, line.size(), out);
+  std::fputc('\n', out);
+  std::fflush(out);
+}
+
+void warn0_line(const std::string& line) {
+  if (g_rank != 0) return;
+  std::fprintf(stderr, "warning: %s\n", line.c_str());
+}
+
+void error_line(const std::string& line) {
+  if (g_world_size > 1) {
+    std::fprintf(stderr, "error: [rank %d] %s\n", g_rank, line.c_str());
+  } else {
+    std::fprintf(stderr, "error: %s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace cr

@@ -1,0 +1,546 @@
+// The machinery behind config.h: YAML walking, type and range checks, --set overrides, the
+// resolved dump and the reference page, all driven by the tables in config_schema.cpp.
+#include "core/config/config.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <type_traits>
+
+#include "core/base/error.h"
+#include "core/base/strings.h"
+
+namespace cr {
+namespace {
+
+// ---- Schema look-ups ----
+
+std::string section_of(const std::string& path) { return path.substr(0, path.find('.')); }
+std::string name_in_section(const std::string& path) { return path.substr(path.find('.') + 1); }
+
+const ConfigKey* find_key(const std::string& path) {
+  for (const ConfigKey& key : config_keys()) {
+    if (key.path == path) return &key;
+  }
+  return nullptr;
+}
+
+bool is_section(const std::string& name) {
+  for (const ConfigSection& section : config_sections()) {
+    if (section.name == name) return true;
+  }
+  return false;
+}
+
+std::string unknown_key_message(const std::string& path) {
+  std::vector<std::string> paths;
+  for (const ConfigKey& key : config_keys()) paths.push_back(key.path);
+  return fmt::format("unknown key '{}'; did you mean '{}'?", path, closest_match(path, paths));
+}
+
+std::string unknown_section_message(const std::string& name) {
+  std::vector<std::string> names;
+  for (const ConfigSection& section : config_sections()) names.push_back(section.name);
+  return fmt::format("unknown section '{}'; did you mean '{}'?", name, closest_match(name, names));
+}
+
+// The accessors serve both reading and writing; reading through them leaves the config as is.
+template <typename T>
+const T& field_value(ConfigFieldAccess<T> access, const Config& config) {
+  return access(const_cast<Config&>(config));
+}
+
+// ---- Value rules ----
+
+std::string bounds_text(const ConfigValueRule& rule) {
+  if (rule.min && rule.max) {
+    return fmt::format("in {}{}, {}{}", rule.min_exclusive ? "(" : "[", *rule.min, *rule.max,
+                       rule.max_exclusive ? ")" : "]");
+  }
+  if (rule.min) return fmt::format("{} {}", rule.min_exclusive ? ">" : ">=", *rule.min);
+  if (rule.max) return fmt::format("{} {}", rule.max_exclusive ? "<" : "<=", *rule.max);
+  return "";
+}
+
+// What is wrong with one value under `rule`; "" when nothing is.
+template <typename Number>
+std::string number_problem(const ConfigValueRule& rule, Number value) {
+  const double x = static_cast<double>(value);
+  // Written as negations so that NaN counts as out of range.
+  const bool too_low = rule.min && (rule.min_exclusive ? !(x > *rule.min) : !(x >= *rule.min));
+  const bool too_high = rule.max && (rule.max_exclusive ? !(x < *rule.max) : !(x <= *rule.max));
+  if (!too_low && !too_high) return "";
+  return fmt::format("must be {}, got {}", bounds_text(rule), value);
+}
+
+std::string problem_of(const ConfigValueRule& rule, int64_t value) {
+  return number_problem(rule, value);
+}
+std::string problem_of(const ConfigValueRule& rule, double value) {
+  return number_problem(rule, value);
+}
+std::string problem_of(const ConfigValueRule&, bool) { return ""; }
+
+std::string problem_of(const ConfigValueRule& rule, const std::string& value) {
+  if (value.empty()) return "must not be empty";
+  if (rule.choices.empty()) return "";
+  for (const std::string& choice : rule.choices) {
+    if (value == choice) return "";
+  }
+  return fmt::format("'{}' is not one of {}", value, fmt::join(rule.choices, ", "));
+}
+
+template <typename T>
+std::string problem_of(const ConfigValueRule& rule, const std::optional<T>& value) {
+  return value ? problem_of(rule, *value) : "";
+}
+
+struct Violation {
+  std::optional<size_t> item;  // the list item at fault
+  std::string problem;
+};
+
+template <typename T>
+std::optional<Violation> violation_of(const ConfigValueRule& rule, const T& value) {
+  std::string problem = problem_of(rule, value);
+  if (problem.empty()) return std::nullopt;
+  return Violation{std::nullopt, std::move(problem)};
+}
+
+template <typename T>
+std::optional<Violation> violation_of(const ConfigValueRule& rule, const std::vector<T>& items) {
+  if (rule.length != 0 && items.size() != rule.length) {
+    return Violation{std::nullopt,
+                     fmt::format("must have {} items, got {}", rule.length, items.size())};
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string problem = problem_of(rule, items[i]);
+    if (!problem.empty()) return Violation{i, std::move(problem)};
+  }
+  return std::nullopt;
+}
+
+std::optional<Violation> find_violation(const ConfigKey& key, const Config& config) {
+  return std::visit(
+      [&](auto access) { return violation_of(key.rule, field_value(access, config)); }, key.field);
+}
+
+std::string item_path(const std::string& path, std::optional<size_t> item) {
+  return item ? fmt::format("{}[{}]", path, *item) : path;
+}
+
+std::string with_source(const std::string& source, const std::string& message) {
+  return source.empty() ? message : source + ": " + message;
+}
+
+// ---- Reading YAML ----
+
+std::string describe(const YAML::Node& node) {
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a mapping";
+  return "null";
+}
+
+// Where values were written, for messages: a position in a config file, or a --set flag.
+struct Origin {
+  std::optional<std::string> file;  // nullopt: a --set override
+
+  std::string prefix(const YAML::Mark& mark) const {
+    if (!file) return "--set ";
+    return fmt::format("{}:{}:{}: ", *file, mark.line + 1, mark.column + 1);
+  }
+};
+
+// Reads one key's YAML value into its field; errors name the key and where the value is.
+class ValueReader {
+ public:
+  ValueReader(const Origin& origin, std::string path, YAML::Mark key_mark)
+      : origin_(origin), path_(std::move(path)), key_mark_(key_mark) {}
+
+  void read(const YAML::Node& node, int64_t& out, std::optional<size_t> item = {}) const {
+    if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, out)) {
+      expected(node, "an integer", item);
+    }
+  }
+
+  void read(const YAML::Node& node, double& out, std::optional<size_t> item = {}) const {
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, out)) {
+      expected(node, "a number", item);
+    }
+    if (!std::isfinite(out)) expected(node, "a finite number", item);
+  }
+
+  void read(const YAML::Node& node, bool& out, std::optional<size_t> item = {}) const {
+    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, out)) {
+      expected(node, "true or false", item);
+    }
+  }
+
+  void read(const YAML::Node& node, std::string& out, std::optional<size_t> item = {}) const {
+    if (!node.IsScalar()) expected(node, "a string", item);
+    out = node.Scalar();
+  }
+
+  template <typename T>
+  void read(const YAML::Node& node, std::optional<T>& out) const {
+    if (node.IsNull()) {
+      out.reset();
+      return;
+    }
+    read(node, out.emplace());
+  }
+
+  // A single string stands for a list of one.
+  void read(const YAML::Node& node, std::vector<std::string>& out) const {
+    out.clear();
+    if (node.IsNull()) return;
+    if (node.IsScalar()) {
+      read(node, out.emplace_back());
+      return;
+    }
+    if (!node.IsSequence()) expected(node, "a string or a list of strings");
+    read_items(node, out);
+  }
+
+  void read(const YAML::Node& node, std::vector<double>& out) const {
+    if (!node.IsSequence()) expected(node, "a list of numbers");
+    out.clear();
+    read_items(node, out);
+  }
+
+  [[noreturn]] void fail(const YAML::Node& node, const std::string& problem,
+                         std::optional<size_t> item = {}) const {
+    throw ConfigError(
+        fmt::format("{}{}: {}", origin_.prefix(mark_of(node)), item_path(path_, item), problem));
+  }
+
+ private:
+  template <typename T>
+  void read_items(const YAML::Node& node, std::vector<T>& out) const {
+    out.resize(node.size());
+    for (size_t i = 0; i < node.size(); ++i) read(node[i], out[i], i);
+  }
+
+  [[noreturn]] void expected(const YAML::Node& node, const std::string& what,
+                             std::optional<size_t> item = {}) const {
+    fail(node, fmt::format("expected {}, got {}", what, describe(node)), item);
+  }
+
+  // An empty value ("steps:") has no position of its own: point at its key instead.
+  YAML::Mark mark_of(const YAML::Node& node) const {
+    const bool empty_value = node.IsNull() && node.Tag().empty();
+    return node.Mark().is_null() || empty_value ? key_mark_ : node.Mark();
+  }
+
+  const Origin& origin_;
+  std::string path_;
+  YAML::Mark key_mark_;
+};
+
+// Type checks while reading, then the key's rule on the value read.
+void assign(const ConfigKey& key, const YAML::Node& node, const ValueReader& reader,
+            Config& config) {
+  std::visit([&](auto access) { reader.read(node, access(config)); }, key.field);
+  if (auto violation = find_violation(key, config)) {
+    if (violation->item && node.IsSequence()) {
+      reader.fail(node[*violation->item], violation->problem, violation->item);
+    }
+    reader.fail(node, violation->problem);
+  }
+}
+
+std::string key_name(const YAML::Node& key, const Origin& origin, const char* what) {
+  if (!key.IsScalar()) {
+    throw ConfigError(
+        fmt::format("{}expected {} name, got {}", origin.prefix(key.Mark()), what, describe(key)));
+  }
+  return key.Scalar();
+}
+
+void apply_section(const std::string& section, const YAML::Node& body, const Origin& origin,
+                   Config& config) {
+  std::set<std::string> seen;
+  for (const auto& entry : body) {
+    const YAML::Mark key_mark = entry.first.Mark();
+    const std::string path = section + "." + key_name(entry.first, origin, "a key");
+    const ConfigKey* key = find_key(path);
+    if (!key) throw ConfigError(origin.prefix(key_mark) + unknown_key_message(path));
+    if (!seen.insert(path).second) {
+      throw ConfigError(fmt::format("{}duplicate key '{}'", origin.prefix(key_mark), path));
+    }
+    assign(*key, entry.second, ValueReader(origin, path, key_mark), config);
+  }
+}
+
+void apply_document(const YAML::Node& root, const Origin& origin, Config& config) {
+  if (root.IsNull()) return;
+  if (!root.IsMap()) {
+    throw ConfigError(fmt::format("{}expected a mapping of sections (model:, data:, ...), got {}",
+                                  origin.prefix(root.Mark()), describe(root)));
+  }
+  std::set<std::string> seen;
+  for (const auto& entry : root) {
+    const YAML::Mark mark = entry.first.Mark();
+    const std::string section = key_name(entry.first, origin, "a section");
+    if (!is_section(section)) {
+      throw ConfigError(origin.prefix(mark) + unknown_section_message(section));
+    }
+    if (!seen.insert(section).second) {
+      throw ConfigError(fmt::format("{}duplicate section '{}'", origin.prefix(mark), section));
+    }
+    const YAML::Node& body = entry.second;
+    if (body.IsNull()) continue;
+    if (!body.IsMap()) {
+      throw ConfigError(fmt::format("{}{}: expected a mapping of keys, got {}",
+                                    origin.prefix(body.Mark()), section, describe(body)));
+    }
+    apply_section(section, body, origin, config);
+  }
+}
+
+std::string trim(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
+void apply_override(const std::string& assignment, Config& config) {
+  const size_t equals = assignment.find('=');
+  const std::string path = trim(assignment.substr(0, equals));
+  if (equals == std::string::npos || path.empty()) {
+    throw ConfigError(
+        fmt::format("--set '{}': expected key.path=value, e.g. train.steps=100", assignment));
+  }
+  const ConfigKey* key = find_key(path);
+  if (!key) throw ConfigError(fmt::format("--set {}: {}", path, unknown_key_message(path)));
+  const std::string text = assignment.substr(equals + 1);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("--set {}: cannot read '{}' as YAML: {}", path, text, e.msg));
+  }
+  const Origin flag;
+  assign(*key, value, ValueReader(flag, path, YAML::Mark::null_mark()), config);
+}
+
+YAML::Node parse_yaml(const std::string& yaml, const std::string& source) {
+  try {
+    return YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(
+        fmt::format("{}:{}:{}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+// ---- Writing YAML ----
+
+// Shortest text that reads back as the same double, always with a fraction or an exponent.
+std::string number_text(double value) {
+  std::string text = fmt::format("{}", value);
+  if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+  return text;
+}
+
+bool is_plain_scalar(const std::string& text) {
+  static const std::set<std::string> null_words = {"null", "Null", "NULL"};
+  if (text.empty() || null_words.count(text)) return false;
+  const auto ordinary = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '/';
+  };
+  if (!ordinary(text.front())) return false;
+  for (char c : text) {
+    if (!ordinary(c) && c != '-' && c != '+') return false;
+  }
+  return true;
+}
+
+std::string quoted(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string yaml_text(int64_t value) { return std::to_string(value); }
+std::string yaml_text(double value) { return number_text(value); }
+std::string yaml_text(bool value) { return value ? "true" : "false"; }
+std::string yaml_text(const std::string& value) {
+  return is_plain_scalar(value) ? value : quoted(value);
+}
+
+template <typename T>
+std::string yaml_text(const std::optional<T>& value) {
+  return value ? yaml_text(*value) : "null";
+}
+
+template <typename T>
+std::string yaml_text(const std::vector<T>& items) {
+  std::vector<std::string> texts;
+  for (const T& item : items) texts.push_back(yaml_text(item));
+  return fmt::format("[{}]", fmt::join(texts, ", "));
+}
+
+std::string value_text(const ConfigKey& key, const Config& config) {
+  return std::visit([&](auto access) { return yaml_text(field_value(access, config)); }, key.field);
+}
+
+// ---- Reference page ----
+
+// Overloads on a null pointer of the field's type, which picks the name without a value.
+const char* type_name(const int64_t*) { return "integer"; }
+const char* type_name(const double*) { return "number"; }
+const char* type_name(const bool*) { return "boolean"; }
+const char* type_name(const std::string*) { return "string"; }
+
+template <typename T>
+std::string type_text(const ConfigValueRule& rule, const T*) {
+  if (!rule.choices.empty()) {
+    std::vector<std::string> codes;
+    for (const std::string& choice : rule.choices) codes.push_back("`" + choice + "`");
+    return fmt::format("one of {}", fmt::join(codes, ", "));
+  }
+  const std::string bounds = bounds_text(rule);
+  const std::string name = type_name(static_cast<const T*>(nullptr));
+  return bounds.empty() ? name : name + " " + bounds;
+}
+
+template <typename T>
+std::string type_text(const ConfigValueRule& rule, const std::optional<T>*) {
+  return type_text(rule, static_cast<const T*>(nullptr)) + " or null";
+}
+
+template <typename T>
+std::string type_text(const ConfigValueRule& rule, const std::vector<T>*) {
+  const std::string bounds = bounds_text(rule);
+  const std::string name = type_name(static_cast<const T*>(nullptr));
+  const std::string items = rule.length ? fmt::format("list of {} {}s", rule.length, name)
+                                        : fmt::format("list of {}s", name);
+  return bounds.empty() ? items : fmt::format("{}, each {}", items, bounds);
+}
+
+std::string type_text(const ConfigKey& key) {
+  return std::visit(
+      [&](auto access) {
+        using Value = std::remove_reference_t<decltype(access(std::declval<Config&>()))>;
+        return type_text(key.rule, static_cast<const Value*>(nullptr));
+      },
+      key.field);
+}
+
+std::string table_cell(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+constexpr const char* kReferenceIntro = R"(# Configuration reference
+
+<!-- Generated from core/config/config_schema.cpp by config_reference_markdown(); do not edit. -->
+
+A run is configured by one YAML file: a mapping of the sections below, each a mapping of
+keys. Every key is optional and takes its default when absent; `null` means "not set" where a
+key's type allows it.
+
+Any key can be overridden on the command line with `--set section.key=value`, applied after
+the file and checked the same way. The value is read as YAML, for example
+`--set train.steps=500`, `--set optimizer.betas=[0.9,0.99]`, `--set model.preset=null` or
+`--set data.train=shards/train_*.bin`.
+
+An unknown section or key is an error that names the closest valid one, so a misspelt key
+never silently leaves its default in place. Errors give the file, line and column of the
+offending value, or the `--set` key.
+)";
+
+}  // namespace
+
+void validate_config(const Config& config) {
+  for (const ConfigKey& key : config_keys()) {
+    if (auto violation = find_violation(key, config)) {
+      throw ConfigError(with_source(
+          config.source, item_path(key.path, violation->item) + ": " + violation->problem));
+    }
+  }
+  for (const ConfigRule& rule : config_rules()) {
+    const std::string problem = rule.violation(config);
+    if (!problem.empty()) throw ConfigError(with_source(config.source, problem));
+  }
+}
+
+Config load_config_text(const std::string& yaml, const std::string& source_name,
+                        const std::vector<std::string>& overrides) {
+  Config config;
+  config.source = source_name;
+  apply_document(parse_yaml(yaml, source_name), Origin{source_name}, config);
+  for (const std::string& assignment : overrides) apply_override(assignment, config);
+  validate_config(config);
+  return config;
+}
+
+Config load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) {
+    throw ConfigError(fmt::format("config file '{}': not found", path));
+  }
+  if (std::filesystem::is_directory(path, error)) {
+    throw ConfigError(fmt::format("config file '{}': is a directory", path));
+  }
+  std::ifstream file(path, std::ios::binary);
+  std::string text(std::istreambuf_iterator<char>(file), {});
+  if (!file.is_open() || file.bad()) {
+    throw ConfigError(fmt::format("config file '{}': cannot be read", path));
+  }
+  return load_config_text(text, path, overrides);
+}
+
+std::string dump_config(const Config& config) {
+  std::string out;
+  std::string section;
+  for (const ConfigKey& key : config_keys()) {
+    if (section_of(key.path) != section) {
+      section = section_of(key.path);
+      if (!out.empty()) out += '\n';
+      out += section + ":\n";
+    }
+    out += fmt::format("  {}: {}\n", name_in_section(key.path), value_text(key, config));
+  }
+  return out;
+}
+
+std::string config_reference_markdown() {
+  const Config defaults{};
+  std::string out = kReferenceIntro;
+  for (const ConfigSection& section : config_sections()) {
+    out += fmt::format("\n## {}\n\n{}\n\n", section.name, section.meaning);
+    out += "| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
+    for (const ConfigKey& key : config_keys()) {
+      if (section_of(key.path) != section.name) continue;
+      out += fmt::format("| `{}` | {} | `{}` | {} |\n", key.path, table_cell(type_text(key)),
+                         table_cell(value_text(key, defaults)), table_cell(key.meaning));
+    }
+  }
+  out += "\n## Rules across keys\n\nChecked after the file and every `--set` are applied.\n\n";
+  for (const ConfigRule& rule : config_rules()) out += "- " + rule.description + "\n";
+  return out;
+}
+
+}  // namespace cr

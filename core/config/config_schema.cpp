@@ -1,0 +1,255 @@
+// The config schema: every section, key and cross-key rule, in dump and docs order.
+// Parsing, --set overrides, unknown-key detection, dump_config and docs/config.md all read
+// these tables; defaults are the initialisers in config.h.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/config/config.h"
+
+namespace cr {
+namespace {
+
+// The key path and its accessor from one spelling, so that the two cannot disagree.
+#define CR_FIELD(section, name) \
+  #section "." #name, +[](Config& config) -> auto& { return config.section.name; }
+
+ConfigValueRule at_least(double min) {
+  ConfigValueRule rule;
+  rule.min = min;
+  return rule;
+}
+
+ConfigValueRule greater_than(double min) {
+  ConfigValueRule rule = at_least(min);
+  rule.min_exclusive = true;
+  return rule;
+}
+
+// [min, max]
+ConfigValueRule between(double min, double max) {
+  ConfigValueRule rule = at_least(min);
+  rule.max = max;
+  return rule;
+}
+
+// [min, max)
+ConfigValueRule below(double min, double max) {
+  ConfigValueRule rule = between(min, max);
+  rule.max_exclusive = true;
+  return rule;
+}
+
+ConfigValueRule one_of(std::vector<std::string> choices) {
+  ConfigValueRule rule;
+  rule.choices = std::move(choices);
+  return rule;
+}
+
+ConfigValueRule with_length(size_t length, ConfigValueRule rule) {
+  rule.length = length;
+  return rule;
+}
+
+}  // namespace
+
+const std::vector<ConfigSection>& config_sections() {
+  static const std::vector<ConfigSection> sections = {
+      {"model",
+       "The network: a named preset from the model zoo, optionally overridden per "
+       "dimension, or every dimension given explicitly."},
+      {"data", "Where training and validation tokens come from."},
+      {"train", "Batch sizes, run length, logging and evaluation cadence."},
+      {"optimizer", "The optimizer and its hyper-parameters."},
+      {"lr_schedule", "Learning rate over the run: linear warm-up, then decay towards min_lr."},
+      {"precision", "Numeric precision of the forward and backward passes."},
+      {"parallel", "How the job's ranks are arranged: world = data x pipeline x tensor, and the gradient "
+                   "buckets of data parallelism."},
+      {"zero", "ZeRO: sharding training state over the data-parallel ranks instead of replicating it."},
+      {"checkpoint", "Saving and resuming training state."},
+      {"runtime", "Where the run writes its files and what it runs on."},
+  };
+  return sections;
+}
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = {
+      {CR_FIELD(model, arch), "model architecture; null: the preset's (gpt2 without a preset); if given, must match it",
+       one_of({"gpt2", "opt", "llama"})},
+      {CR_FIELD(model, preset),
+       "model zoo preset (gpt2, gpt2-mini, opt-125m, opt-mini, llama2-7b, llama-mini, ...); null: give every "
+       "dimension below"},
+      {CR_FIELD(model, n_layer), "transformer blocks; null: from the preset", at_least(1)},
+      {CR_FIELD(model, n_head), "attention heads per block; null: from the preset", at_least(1)},
+      {CR_FIELD(model, n_kv_head),
+       "key/value heads (fewer than n_head: grouped-query attention, llama); null: from the preset, "
+       "else n_head", at_least(1)},
+      {CR_FIELD(model, d_model), "hidden width; null: from the preset", at_least(1)},
+      {CR_FIELD(model, d_ff), "MLP hidden width; null: from the preset, else 4 * d_model",
+       at_least(1)},
+      {CR_FIELD(model, vocab_size), "token vocabulary size; null: from the preset", at_least(1)},
+      {CR_FIELD(model, max_seq_len), "longest sequence the model accepts; null: from the preset",
+       at_least(1)},
+      {CR_FIELD(model, dropout), "dropout probability", below(0, 1)},
+      {CR_FIELD(model, init_from),
+       "checkpoint directory whose weights start the run; null: random initialisation"},
+
+      {CR_FIELD(data, format),
+       "tokens: token shard files; text: text files tokenized at start-up; synthetic: "
+       "pseudo-random tokens, no files",
+       one_of({"tokens", "text", "synthetic"})},
+      {CR_FIELD(data, train), "training files: paths or globs (one string or a list)"},
+      {CR_FIELD(data, val), "validation files, like train; empty: hold out val_fraction of train"},
+      {CR_FIELD(data, val_fraction), "share of train held out for validation when val is empty",
+       between(0, 0.5)},
+      {CR_FIELD(data, seq_len), "tokens per training sequence", at_least(1)},
+      {CR_FIELD(data, tokenizer), "tokenizer for the text format",
+       one_of({"byte", "gpt2", "sentencepiece"})},
+      {CR_FIELD(data, tokenizer_dir),
+       "directory with the gpt2 tokenizer: encoder.json + vocab.bpe, or vocab.json + merges.txt"},
+
+      {CR_FIELD(train, micro_batch_size), "sequences per forward/backward pass", at_least(1)},
+      {CR_FIELD(train, global_batch_size),
+       "sequences per optimizer step over all ranks; 0: micro_batch_size x data-parallel ranks",
+       at_least(0)},
+      {CR_FIELD(train, steps), "optimizer steps to run", at_least(1)},
+      {CR_FIELD(train, seed), "seed for initialisation, data order and dropout", at_least(0)},
+      {CR_FIELD(train, clip_grad_norm), "clip the global gradient norm to this; 0: no clipping",
+       at_least(0)},
+      {CR_FIELD(train, log_every), "steps between log lines", at_least(1)},
+      {CR_FIELD(train, eval_every), "steps between validation runs; 0: no periodic evaluation",
+       at_least(0)},
+      {CR_FIELD(train, eval_batches), "micro-batches per validation run", at_least(1)},
+      {CR_FIELD(train, peak_flops), "device peak FLOP/s for MFU; 0: a known GPU's datasheet peak (H100 / H200 SXM), else a GEMM measured at start-up",
+       at_least(0)},
+      {CR_FIELD(train, time_breakdown),
+       "on GPUs, wait for each phase's kernels (forward, backward, communication, optimizer) so the per-step "
+       "breakdown is exact, at the cost of overlap; CPUs always measure it exactly"},
+
+      {CR_FIELD(optimizer, name),
+       "adamw: decoupled weight decay; adam: weight_decay added to the gradient (L2)",
+       one_of({"adamw", "adam"})},
+      {CR_FIELD(optimizer, lr), "peak learning rate", greater_than(0)},
+      {CR_FIELD(optimizer, betas), "Adam moment decay rates [beta1, beta2]",
+       with_length(2, below(0, 1))},
+      {CR_FIELD(optimizer, eps), "Adam denominator epsilon", greater_than(0)},
+      {CR_FIELD(optimizer, weight_decay), "weight decay coefficient", at_least(0)},
+
+      {CR_FIELD(lr_schedule, kind), "decay shape after warm-up",
+       one_of({"cosine", "linear", "constant"})},
+      {CR_FIELD(lr_schedule, warmup_steps), "steps of linear warm-up to optimizer.lr", at_least(0)},
+      {CR_FIELD(lr_schedule, min_lr), "learning rate at the end of decay", at_least(0)},
+      {CR_FIELD(lr_schedule, decay_steps),
+       "steps over which the rate decays to min_lr; 0: train.steps", at_least(0)},
+
+      {CR_FIELD(precision, dtype),
+       "compute dtype of the forward and backward passes; bf16 and fp16 keep fp32 master weights",
+       one_of({"fp32", "bf16", "fp16"})},
+      {CR_FIELD(precision, master_weights),
+       "bf16 / fp16: keep fp32 master weights that the optimizer updates (false: update the 16-bit weights "
+       "in place, saving 4 bytes per parameter of the rank's shard); ignored for fp32"},
+      {CR_FIELD(precision, initial_scale), "fp16: the loss scale to start from", greater_than(0)},
+      {CR_FIELD(precision, growth_factor), "fp16: the scale is multiplied by this after growth_interval clean steps",
+       greater_than(1)},
+      {CR_FIELD(precision, backoff_factor), "fp16: the scale is multiplied by this on overflow (after hysteresis)",
+       between(0, 1)},
+      {CR_FIELD(precision, growth_interval), "fp16: steps without overflow before the scale grows", at_least(1)},
+      {CR_FIELD(precision, hysteresis), "fp16: overflowing steps tolerated before the scale backs off", at_least(1)},
+      {CR_FIELD(precision, min_scale), "fp16: the scale never drops below this", greater_than(0)},
+      {CR_FIELD(precision, max_scale), "fp16: the scale never grows above this", greater_than(0)},
+
+      {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)", at_least(0)},
+      {CR_FIELD(parallel, tensor),
+       "tensor-parallel ranks per group; `plan` lays out and checks any size, training runs 1", at_least(1)},
+      {CR_FIELD(parallel, pipeline),
+       "pipeline stages; `plan` lays out and checks any size, training runs 1", at_least(1)},
+      {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},
+      {CR_FIELD(parallel, bucket_mb),
+       "size of each gradient reduction bucket in MiB of fp32 (buckets never span two layers)", greater_than(0)},
+      {CR_FIELD(zero, stage),
+       "0: every rank keeps everything; 1: each keeps fp32 master weights and Adam moments for its 1/N of "
+       "the parameters; 2: and only that 1/N of the gradients; 3: and of the compute weights, gathered "
+       "layer by layer",
+       between(0, 3)},
+      {CR_FIELD(zero, overlap_communication),
+       "start gradient reductions during backward and (stage 3) gather the next layer's weights while "
+       "the current one computes"},
+      {CR_FIELD(checkpoint, dir),
+       "checkpoint directory; null: checkpoints/ inside runtime.run_dir"},
+      {CR_FIELD(checkpoint, every), "steps between checkpoints; 0: only at the end", at_least(0)},
+      {CR_FIELD(checkpoint, keep), "newest checkpoints kept; 0: keep all", at_least(0)},
+      {CR_FIELD(checkpoint, resume),
+       "auto: the newest checkpoint in checkpoint.dir, if any; none: start fresh; anything else: a "
+       "checkpoint directory"},
+      {CR_FIELD(checkpoint, save_final), "save a checkpoint after the last step"},
+
+      {CR_FIELD(runtime, run_dir), "directory the run writes its logs and metrics to"},
+      {CR_FIELD(runtime, device), "auto: cuda when available, else cpu",
+       one_of({"auto", "cpu", "cuda"})},
+      {CR_FIELD(runtime, threads), "CPU threads; 0: this rank's share of the cores", at_least(0)},
+      {CR_FIELD(runtime, progress_bar), "draw a progress bar when stdout is a terminal"},
+      {CR_FIELD(runtime, collective_timeout_s),
+       "seconds a collective may wait for other ranks before the job is aborted", greater_than(0)},
+  };
+  return keys;
+}
+
+#undef CR_FIELD
+
+const std::vector<ConfigRule>& config_rules() {
+  static const std::vector<ConfigRule> rules = {
+      {"train.global_batch_size, when not 0, is a multiple of train.micro_batch_size.",
+       [](const Config& c) -> std::string {
+         const TrainConfig& t = c.train;
+         if (t.global_batch_size == 0 || t.global_batch_size % t.micro_batch_size == 0) return "";
+         return fmt::format(
+             "train.global_batch_size ({}) must be a multiple of train.micro_batch_size ({})",
+             t.global_batch_size, t.micro_batch_size);
+       }},
+      {"data.train is required unless data.format is synthetic.",
+       [](const Config& c) -> std::string {
+         if (!c.data.train.empty() || c.data.format == "synthetic") return "";
+         return fmt::format("data.train is empty; it is required when data.format is {}",
+                            c.data.format);
+       }},
+      {"data.tokenizer gpt2 or sentencepiece needs data.tokenizer_dir when data.format is text.",
+       [](const Config& c) -> std::string {
+         const DataConfig& d = c.data;
+         if (d.format != "text" || d.tokenizer == "byte" || d.tokenizer_dir) return "";
+         return "data.tokenizer " + d.tokenizer + " needs data.tokenizer_dir (data.format is text)";
+       }},
+      {"precision.min_scale <= precision.initial_scale <= precision.max_scale.",
+       [](const Config& c) -> std::string {
+         const PrecisionConfig& p = c.precision;
+         if (p.min_scale <= p.initial_scale && p.initial_scale <= p.max_scale) return "";
+         return fmt::format("precision.initial_scale ({}) must lie in [precision.min_scale ({}), "
+                            "precision.max_scale ({})]",
+                            p.initial_scale, p.min_scale, p.max_scale);
+       }},
+      {"lr_schedule.min_lr is at most optimizer.lr.",
+       [](const Config& c) -> std::string {
+         if (c.lr_schedule.min_lr <= c.optimizer.lr) return "";
+         return fmt::format("lr_schedule.min_lr ({}) must be <= optimizer.lr ({})",
+                            c.lr_schedule.min_lr, c.optimizer.lr);
+       }},
+      {"model.preset null needs model.n_layer, n_head, d_model, vocab_size and max_seq_len.",
+       [](const Config& c) -> std::string {
+         const ModelConfig& m = c.model;
+         if (m.preset) return "";
+         std::vector<std::string> missing;
+         const std::pair<const char*, const std::optional<int64_t>&> dims[] = {
+             {"model.n_layer", m.n_layer},
+             {"model.n_head", m.n_head},
+             {"model.d_model", m.d_model},
+             {"model.vocab_size", m.vocab_size},
+             {"model.max_seq_len", m.max_seq_len}};
+         for (const auto& [path, value] : dims) {
+           if (!value) missing.push_back(path);
+         }
+         if (missing.empty()) return "";
+         return fmt::format("model.preset is null, so {} must be set", fmt::join(missing, ", "));
+       }},
+  };
+  return rules;
+}
+
+}  // namespace cr

@@ -1,0 +1,177 @@
+#include "core/formats/hf_weights.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/base/error.h"
+
+namespace fs = std::filesystem;
+
+namespace cr {
+namespace {
+
+constexpr const char* kSingleFile = "model.safetensors";
+constexpr const char* kIndexFile = "model.safetensors.index.json";
+constexpr const char* kLmHead = "lm_head.weight";
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// transformers' base_model_prefix of each *ForCausalLM / *LMHeadModel class.
+std::string base_prefix(const std::string& arch) {
+  if (arch == "gpt2") return "transformer.";
+  if (arch == "opt" || arch == "llama") return "model.";
+  fail("model.arch '{}' has no Hugging Face weight names", arch);
+}
+
+bool gpt2_conv1d(const std::string& our_name) {
+  if (!starts_with(our_name, "h.")) return false;
+  for (const char* suffix : {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight"}) {
+    if (ends_with(our_name, suffix)) return true;
+  }
+  return false;
+}
+
+torch::ScalarType torch_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return torch::kFloat;
+    case DType::F16: return torch::kHalf;
+    case DType::BF16: return torch::kBFloat16;
+    default: return torch::kFloat;
+  }
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open", path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+}
+
+}  // namespace
+
+HfTensorName hf_tensor_name(const std::string& arch, const std::string& our_name) {
+  const std::string prefix = base_prefix(arch);
+  if (our_name == kLmHead) return {our_name, our_name, false};
+  return {prefix + our_name, our_name, arch == "gpt2" && gpt2_conv1d(our_name)};
+}
+
+std::string our_tensor_name(const std::string& arch, const std::string& hf_name) {
+  const std::string prefix = base_prefix(arch);
+  if (starts_with(hf_name, prefix)) return hf_name.substr(prefix.size());
+  return hf_name;
+}
+
+HfWeightReader::HfWeightReader(const std::string& dir) : dir_(dir) {
+  const fs::path root(dir);
+  auto add_file = [this](const std::string& path) {
+    files_.emplace_back(path);
+    for (const auto& name : files_.back().names()) where_[name] = files_.size() - 1;
+  };
+  if (fs::exists(root / kIndexFile)) {
+    const std::string index_path = (root / kIndexFile).string();
+    const auto index = read_json(index_path);
+    if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
+      fail("{}: no \"weight_map\" object", index_path);
+    }
+    std::map<std::string, size_t> opened;  // shard file -> index in files_
+    for (const auto& [name, file] : index["weight_map"].items()) {
+      const std::string shard = file.get<std::string>();
+      if (!opened.count(shard)) {
+        add_file((root / shard).string());
+        opened[shard] = files_.size() - 1;
+      }
+      if (!files_[opened[shard]].contains(name)) {
+        fail("{}: lists tensor '{}' in {}, which does not contain it", index_path, name, shard);
+      }
+      where_[name] = opened[shard];
+    }
+  } else if (fs::exists(root / kSingleFile)) {
+    add_file((root / kSingleFile).string());
+  } else if (fs::exists(root / "pytorch_model.bin") || fs::exists(root / "pytorch_model.bin.index.json")) {
+    fail("{}: has only pytorch_model.bin weights; save them as safetensors first "
+         "(transformers: model.save_pretrained(dir, safe_serialization=True))", dir);
+  } else {
+    fail("{}: has neither {} nor {}", dir, kSingleFile, kIndexFile);
+  }
+}
+
+const TensorView& HfWeightReader::get(const std::string& name) const {
+  const auto it = where_.find(name);
+  if (it == where_.end()) fail("{}: no tensor '{}' in the model's safetensors files", dir_, name);
+  return files_[it->second].get(name);
+}
+
+std::string HfWeightReader::file_of(const std::string& name) const {
+  const auto it = where_.find(name);
+  return it == where_.end() ? dir_ : files_[it->second].path();
+}
+
+std::vector<std::string> HfWeightReader::names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, file] : where_) names.push_back(name);
+  return names;
+}
+
+torch::Tensor to_float_tensor(const TensorView& view, const std::string& where) {
+  if (view.dtype != DType::F32 && view.dtype != DType::F16 && view.dtype != DType::BF16) {
+    fail("{}: tensor '{}' is {}; only F32, F16 and BF16 weights can be loaded", where, view.name,
+         dtype_name(view.dtype));
+  }
+  auto out = torch::empty(view.shape, torch_dtype(view.dtype));
+  // The mapped data is only as aligned as the tensors before it allow: copy, then convert.
+  std::memcpy(out.data_ptr(), view.data, view.nbytes);
+  return out.to(torch::kFloat);
+}
+
+std::vector<std::string> write_hf_safetensors(const std::string& dir, const std::vector<TensorView>& tensors,
+                                              int64_t max_shard_bytes) {
+  if (max_shard_bytes < 1) fail("shard size limit must be positive, got {}", max_shard_bytes);
+  // Greedy packing in the given order, as transformers' save_pretrained does.
+  std::vector<std::vector<TensorView>> shards(1);
+  int64_t shard_bytes = 0, total_bytes = 0;
+  for (const auto& tensor : tensors) {
+    const auto bytes = static_cast<int64_t>(tensor.nbytes);
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(tensor);
+    shard_bytes += bytes;
+    total_bytes += bytes;
+  }
+  fs::create_directories(dir);
+  // transformers refuses safetensors files whose metadata lacks format "pt".
+  const std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  if (shards.size() == 1) {
+    const std::string path = (fs::path(dir) / kSingleFile).string();
+    write_safetensors(path, shards[0], metadata);
+    return {path};
+  }
+  std::vector<std::string> written;
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
+    written.push_back((fs::path(dir) / file).string());
+    write_safetensors(written.back(), shards[i], metadata);
+    for (const auto& tensor : shards[i]) weight_map[tensor.name] = file;
+  }
+  const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+  const std::string index_path = (fs::path(dir) / kIndexFile).string();
+  std::ofstream out(index_path);
+  out << index.dump(2) << "\n";
+  if (!out.flush()) fail("{}: cannot write", index_path);
+  written.push_back(index_path);
+  return written;
+}
+
+}  // namespace cr

@@ -1,0 +1,56 @@
+#include "core/infer/inference_model.h"
+
+#include <filesystem>
+
+#include "core/base/error.h"
+#include "core/infer/causal_lm_decoder.h"
+#include "core/train/hf_import.h"
+#include "core/train/model_factory.h"
+#include "core/train/runtime.h"
+#include "core/train/train_checkpoint.h"
+
+namespace cr {
+
+namespace {
+
+struct WeightsSource {
+  std::string dir;
+  bool training_checkpoint;  // else model.init_from: a checkpoint or a Hugging Face directory
+};
+
+WeightsSource weights_source(const Config& config) {
+  const std::string root =
+      config.checkpoint.dir.value_or((std::filesystem::path(config.runtime.run_dir) / "checkpoints").string());
+  if (const auto checkpoint = checkpoint_to_resume(config.checkpoint, root)) return {*checkpoint, true};
+  if (config.model.init_from) return {*config.model.init_from, false};
+  fail("no weights to load: no checkpoint under {} (checkpoint.resume {}) and no model.init_from; train first "
+       "or set model.init_from",
+       root, config.checkpoint.resume);
+}
+
+}  // namespace
+
+std::string inference_weights_dir(const Config& config) { return weights_source(config).dir; }
+
+InferenceModel load_inference_model(const Config& config) {
+  InferenceModel loaded;
+  loaded.spec = model_spec_from_config(config.model);
+  loaded.device = resolve_device(config.runtime);
+  const WeightsSource source = weights_source(config);
+  loaded.weights_from = source.dir;
+  loaded.model = build_model(loaded.spec);
+  loaded.model->to(loaded.device);
+  loaded.storage = std::make_unique<FlatParameters>(*loaded.model, compute_dtype(config.precision));
+  // The trainer's two loading paths, so that what loads for training loads here.
+  if (source.training_checkpoint) {
+    load_checkpoint_weights(source.dir, *loaded.storage);
+  } else {
+    load_init_weights(source.dir, *loaded.storage, loaded.spec);
+  }
+  loaded.model->eval();
+  return loaded;
+}
+
+std::unique_ptr<CachedDecoder> make_decoder(InferenceModel& model) { return make_cached_decoder(model.model); }
+
+}  // namespace cr

@@ -1,0 +1,140 @@
+#include "core/train/hf_export.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/checkpoint/checkpoint_store.h"
+#include "core/config/config.h"
+#include "core/base/error.h"
+#include "core/formats/hf_config.h"
+#include "core/train/model_factory.h"
+#include "core/train/train_checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace cr {
+namespace {
+
+const char* hf_torch_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return "float32";
+    case DType::BF16: return "bfloat16";
+    case DType::F16: return "float16";
+    default: fail("export: dtype {} is not a weight dtype (F32, BF16 or F16)", dtype_name(dtype));
+  }
+}
+
+torch::ScalarType scalar_type(DType dtype) {
+  return dtype == DType::BF16 ? torch::kBFloat16 : dtype == DType::F16 ? torch::kHalf : torch::kFloat;
+}
+
+void write_json(const std::string& path, const nlohmann::json& value) {
+  std::ofstream out(path);
+  out << value.dump(2) << "\n";
+  if (!out.flush()) fail("{}: cannot write", path);
+}
+
+void remove_earlier_weights(const fs::path& out_dir) {
+  if (!fs::is_directory(out_dir)) return;
+  for (const auto& item : fs::directory_iterator(out_dir)) {
+    const std::string name = item.path().filename().string();
+    const bool weights = name.rfind("model", 0) == 0 &&
+                         (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
+    if (weights || name == "model.safetensors.index.json") fs::remove(item.path());
+  }
+}
+
+// A checkpoint directory given directly, or the newest one under a checkpoint root.
+std::string resolve_checkpoint(const std::string& path) {
+  if (fs::exists(fs::path(path) / "manifest.json")) return path;
+  if (const auto latest = latest_checkpoint(path)) return *latest;
+  fail("export: {} is neither a checkpoint directory (with manifest.json) nor a directory of checkpoints", path);
+}
+
+}  // namespace
+
+std::vector<std::string> write_hf_model(const std::string& out_dir, const ModelSpec& spec,
+                                        const std::vector<TensorView>& ours, DType dtype, int64_t max_shard_bytes) {
+  const char* torch_dtype = hf_torch_dtype(dtype);
+  std::vector<torch::Tensor> converted;  // keeps the bytes the views below point to
+  std::vector<TensorView> views;
+  for (const auto& tensor : ours) {
+    const HfTensorName hf = hf_tensor_name(spec.arch, tensor.name);
+    auto value = to_float_tensor(tensor, "export");
+    if (hf.transposed) value = value.t();
+    converted.push_back(value.to(scalar_type(dtype)).contiguous());
+    const auto& c = converted.back();
+    views.push_back({hf.name, dtype, c.sizes().vec(), c.data_ptr(), static_cast<size_t>(c.nbytes())});
+  }
+  remove_earlier_weights(out_dir);
+  auto files = write_hf_safetensors(out_dir, views, max_shard_bytes);
+  const std::string config_path = (fs::path(out_dir) / "config.json").string();
+  write_json(config_path, hf_config_from_spec(spec, torch_dtype));
+  files.push_back(config_path);
+  const auto token_ids = hf_special_token_ids(spec);
+  if (!token_ids.empty()) {
+    nlohmann::json generation = {{"_from_model_config", true}};
+    generation.update(token_ids);
+    const std::string path = (fs::path(out_dir) / "generation_config.json").string();
+    write_json(path, generation);
+    files.push_back(path);
+  }
+  return files;
+}
+
+std::vector<std::string> copy_tokenizer_files(const std::string& dir, const std::string& out_dir) {
+  // source name -> name transformers looks for
+  const std::pair<const char*, const char*> known[] = {
+      {"tokenizer.json", "tokenizer.json"},
+      {"tokenizer_config.json", "tokenizer_config.json"},
+      {"special_tokens_map.json", "special_tokens_map.json"},
+      {"added_tokens.json", "added_tokens.json"},
+      {"tokenizer.model", "tokenizer.model"},
+      {"vocab.json", "vocab.json"},
+      {"merges.txt", "merges.txt"},
+      {"encoder.json", "vocab.json"},
+      {"vocab.bpe", "merges.txt"},
+  };
+  std::vector<std::string> copied;
+  for (const auto& [from, to] : known) {
+    const fs::path source = fs::path(dir) / from, target = fs::path(out_dir) / to;
+    if (!fs::exists(source)) continue;
+    // vocab.json + merges.txt win over OpenAI's copies of the same content.
+    if (std::string(from) != to && fs::exists(fs::path(dir) / to)) continue;
+    fs::copy_file(source, target, fs::copy_options::overwrite_existing);
+    copied.push_back(target.string());
+  }
+  if (copied.empty()) {
+    fail("export: --tokenizer-dir {} has no tokenizer files (tokenizer.json, vocab.json + merges.txt, "
+         "encoder.json + vocab.bpe or tokenizer.model)", dir);
+  }
+  return copied;
+}
+
+HfExportResult export_hf_checkpoint(const HfExportOptions& options) {
+  HfExportResult result;
+  result.checkpoint = resolve_checkpoint(options.checkpoint);
+  auto opened = open_train_checkpoint(result.checkpoint);
+  const fs::path dir(result.checkpoint);
+  const Config config = load_config_file((dir / "config.yaml").string());
+  result.spec = model_spec_from_config(config.model);
+  // Each parameter assembled from the slices the ranks wrote.
+  std::vector<std::vector<float>> values;
+  std::vector<TensorView> ours;
+  for (const auto& parameter : parameter_shapes(result.spec)) {
+    values.emplace_back(static_cast<size_t>(parameter.numel()));
+    opened.reader->read_whole(parameter.name, parameter.shape, values.back().data());
+    ours.push_back({parameter.name, DType::F32, parameter.shape, values.back().data(),
+                    values.back().size() * sizeof(float)});
+  }
+  result.files = write_hf_model(options.out_dir, result.spec, ours, options.dtype, options.max_shard_bytes);
+  if (options.tokenizer_dir) {
+    const auto copied = copy_tokenizer_files(*options.tokenizer_dir, options.out_dir);
+    result.files.insert(result.files.end(), copied.begin(), copied.end());
+  }
+  return result;
+}
+
+}  // namespace cr

@@ -1,0 +1,38 @@
+#include "core/train/mesh_layout.h"
+
+#include <optional>
+
+#include "core/base/error.h"
+#include "core/train/model_factory.h"
+
+namespace cr {
+
+ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int world_size) {
+  const std::optional<int> data =
+      parallel.data > 0 ? std::optional<int>(static_cast<int>(parallel.data)) : std::nullopt;
+  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline), static_cast<int>(parallel.tensor),
+                                       /*sequence=*/1, world_size);
+  shape.order = parse_mesh_order(parallel.order);
+  check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
+  return ProcessMesh(shape, world_size);
+}
+
+BatchLayout batch_layout(const TrainConfig& train, int data_parallel) {
+  const int64_t micro = train.micro_batch_size;
+  BatchLayout layout;
+  layout.global = train.global_batch_size > 0 ? train.global_batch_size : micro * data_parallel;
+  if (layout.global % (micro * data_parallel) != 0) {
+    fail("train.global_batch_size {} is not a multiple of train.micro_batch_size {} x {} data-parallel ranks",
+         layout.global, micro, data_parallel);
+  }
+  layout.per_rank = layout.global / data_parallel;
+  layout.accumulation = layout.per_rank / micro;
+  return layout;
+}
+
+void check_job_layout(const Config& config, int world_size) {
+  const ProcessMesh mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size);
+  batch_layout(config.train, mesh.shape().data);
+}
+
+}  // namespace cr

@@ -1,0 +1,72 @@
+// Training metrics: the per-step record, its log line, metrics.jsonl, and the terminal
+// progress bar with ETA.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "memory/state_bytes.h"
+
+namespace cr {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based number of optimizer steps done
+  int64_t total_steps = 0;
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  double step_time_s = 0;
+  double tokens_per_s = 0;
+  double flops_per_s = 0;
+  double mfu = 0;
+  int64_t peak_host_bytes = 0;
+  int64_t peak_device_bytes = 0;
+  // Where the step's time went (seconds, this rank): forward, backward (with the communication
+  // it overlaps), gradient communication still running after backward, optimizer, the rest.
+  double forward_s = 0, backward_s = 0, communication_s = 0, optimizer_s = 0, other_s = 0;
+  double loss_scale = 0;  // fp16: the loss scale this step ran with; 0 otherwise
+  bool skipped = false;   // fp16: gradients overflowed, no update
+  StateBytes state;       // this rank's training state
+};
+
+std::string format_step_line(const StepMetrics& m);
+
+// Appends one JSON object per line to <run_dir>/metrics.jsonl (rank 0 only).
+class MetricsFile {
+ public:
+  // resumed_step > 0: a run resumed from that step's checkpoint continues the file, first
+  // dropping the records of later steps (written after that checkpoint by the interrupted run),
+  // so that every step appears once. 0: a new file.
+  MetricsFile(const std::string& path, int64_t resumed_step);
+  ~MetricsFile();
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
+
+  void write_step(const StepMetrics& m);
+  void write_eval(int64_t step, double val_loss);
+
+ private:
+  void write_line(const std::string& line);
+  std::FILE* file_ = nullptr;
+};
+
+// Prints a log line every `log_every` steps; on a terminal also redraws a progress bar.
+class ProgressReporter {
+ public:
+  ProgressReporter(int64_t first_step, int64_t total_steps, int64_t log_every, bool bar_allowed);
+  void on_step(const StepMetrics& m);
+  void print(const std::string& line);  // a line above the bar
+  void finish();
+
+ private:
+  void draw_bar(const StepMetrics& m);
+  void clear_bar();
+  int64_t first_step_, total_steps_, log_every_;
+  bool bar_;
+  bool bar_drawn_ = false;
+  double elapsed_s_ = 0;
+};
+
+}  // namespace cr

@@ -1,0 +1,478 @@
+#include "core/train/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/base/crc32.h"
+#include "core/base/error.h"
+#include "core/base/log.h"
+#include "core/base/strings.h"
+#include "core/checkpoint/checkpoint_store.h"
+#include "core/data/dataset.h"
+#include "core/train/hf_import.h"
+#include "core/train/lr_schedule.h"
+#include "core/train/mesh_layout.h"
+#include "core/train/model_factory.h"
+#include "core/train/rank_agreement.h"
+#include "core/train/runtime.h"
+#include "core/train/schedule.h"
+#include "core/train/train_checkpoint.h"
+#include "memory/flat_parameters.h"
+#include "memory/loss_scaler.h"
+#include "memory/zero_strategy.h"
+#include "parallel/communicator.h"
+#include "parallel/parallel_context.h"
+
+namespace cr {
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void request_stop(int signal) {
+  g_stop_signal = signal;
+  std::signal(signal, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+// Stops at the next step boundary (after saving a checkpoint) on the first SIGINT / SIGTERM.
+class StopSignalScope {
+ public:
+  StopSignalScope() {
+    g_stop_signal = 0;
+    previous_int_ = std::signal(SIGINT, request_stop);
+    previous_term_ = std::signal(SIGTERM, request_stop);
+  }
+  ~StopSignalScope() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Test hook for fault handling: "RANK:STEP" makes that rank throw at the start of that step,
+// "RANK:STEP:kill" kills it outright (SIGKILL), as an out-of-memory killer would.
+void maybe_inject_failure(int rank, int64_t step) {
+  const char* spec = std::getenv("COLOSSAL_RUN_FAIL_RANK_AT_STEP");
+  if (!spec) return;
+  int fail_rank = -1;
+  long long fail_step = -1;
+  char mode[8] = "";
+  const int fields = std::sscanf(spec, "%d:%lld:%7s", &fail_rank, &fail_step, mode);
+  if (fields < 2 || fail_rank != rank || fail_step != step) return;
+  if (fields == 3 && std::string(mode) == "kill") std::raise(SIGKILL);
+  fail("injected failure at step {} (COLOSSAL_RUN_FAIL_RANK_AT_STEP={})", step, spec);
+}
+
+// Test hook for fp16 loss scaling: "RANK:STEP" puts an infinity into that rank's gradient at that step.
+bool inject_infinite_gradient(int rank, int64_t step) {
+  const char* spec = std::getenv("COLOSSAL_RUN_INF_GRAD_AT_STEP");
+  if (!spec) return false;
+  int inf_rank = -1;
+  long long inf_step = -1;
+  return std::sscanf(spec, "%d:%lld", &inf_rank, &inf_step) == 2 && inf_rank == rank && inf_step == step;
+}
+
+// Wall time of one phase of a step, added to `total` when the scope ends. On a GPU the phase's
+// kernels are waited for only when asked (train.time_breakdown), since that costs overlap.
+class PhaseTimer {
+ public:
+  PhaseTimer(double& total, const torch::Device& device, bool synchronize)
+      : total_(total), device_(device), synchronize_(synchronize && device.is_cuda()), start_(Clock::now()) {}
+  ~PhaseTimer() {
+    if (synchronize_) torch::cuda::synchronize(device_.index());
+    total_ += seconds_since(start_);
+  }
+
+ private:
+  double& total_;
+  torch::Device device_;
+  bool synchronize_;
+  Clock::time_point start_;
+};
+
+class Trainer {
+ public:
+  Trainer(const Config& config, const ParallelContext& context);
+  TrainSummary run();
+
+ private:
+  void run_steps(MetricsFile& metrics, ProgressReporter& progress);
+  void run_schedule(const std::vector<Instruction>& program, int64_t step, StepMetrics& m);
+  torch::Tensor forward_loss(const torch::Tensor& inputs, const torch::Tensor& targets);
+  // Clips, unscales and applies the step's gradients, unless they overflowed; fills m.
+  void apply_gradients(int64_t step, StepMetrics& m);
+  double evaluate();
+  double mean_over_replicas(double value);
+  bool any_rank(bool flag);
+  torch::Tensor batch_tensor(const std::vector<int64_t>& values) const;
+  std::string checkpoint_root() const;
+  void save(int64_t steps_done);
+
+  Config config_;
+  const ParallelContext& context_;
+  Communicator* replicas_;  // data (x sequence) group, host side: loss averages
+  int dp_rank_ = 0;
+  int dp_size_ = 1;
+  ModelSpec spec_;
+  torch::Device device_;
+  torch::ScalarType dtype_;
+  int64_t global_batch_ = 0;
+  int64_t rank_batch_ = 0;  // this rank's share of the global batch
+  int64_t accumulation_ = 0;
+  std::vector<Instruction> program_;
+  DataSplits data_;
+  std::optional<BatchSampler> train_sampler_, val_sampler_;
+  CausalLM model_;
+  std::unique_ptr<ParameterStrategy> strategy_;
+  std::optional<DynamicLossScaler> loss_scaler_;  // fp16
+  TrainSummary summary_;
+  int64_t start_step_ = 0;
+  // The step's micro-batches (loaded) and their losses (kept on the device until the step ends).
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> micro_batches_;
+  std::vector<torch::Tensor> losses_;
+};
+
+Trainer::Trainer(const Config& config, const ParallelContext& context)
+    : config_(config),
+      context_(context),
+      replicas_(context.host_group(Axis::DataSequence)),
+      device_(resolve_device(config.runtime)),
+      dtype_(compute_dtype(config.precision)) {
+  const auto started = Clock::now();
+  spec_ = model_spec_from_config(config_.model);
+  const ProcessMesh& mesh = context_.mesh();
+  if (mesh.shape().tensor > 1 || mesh.shape().pipeline > 1 || mesh.shape().sequence > 1) {
+    fail("parallel.tensor {} x parallel.pipeline {} x parallel.sequence {}: this build trains data parallel only; "
+         "`plan` shows the layout, training needs all three at 1",
+         mesh.shape().tensor, mesh.shape().pipeline, mesh.shape().sequence);
+  }
+  dp_rank_ = context_.rank(Axis::DataSequence);
+  dp_size_ = context_.size(Axis::DataSequence);
+  const int threads = configure_threads(config_.runtime, ranks_on_this_node());
+  if (config_.data.seq_len > spec_.max_seq_len) {
+    fail("data.seq_len {} exceeds the model's max_seq_len {} (set model.max_seq_len)", config_.data.seq_len,
+         spec_.max_seq_len);
+  }
+  const int64_t micro = config_.train.micro_batch_size;
+  const BatchLayout batch = batch_layout(config_.train, dp_size_);
+  global_batch_ = batch.global;
+  rank_batch_ = batch.per_rank;
+  accumulation_ = batch.accumulation;
+  program_ = no_pipeline_schedule(accumulation_);
+
+  const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root());
+  std::optional<OpenedCheckpoint> resumed;
+  if (resume_dir) {
+    resumed = open_train_checkpoint(*resume_dir);
+    start_step_ = resumed->state.position.step;
+  }
+  // What is trained must agree; how each process runs (runtime.*: its run directory, threads,
+  // progress bar) may differ between ranks.
+  Config trained = config_;
+  trained.runtime = RuntimeConfig{};
+  check_ranks_agree(context_.control(), {dump_config(trained), resume_dir, start_step_});
+
+  data_ = open_data(config_.data, spec_.vocab_size, static_cast<uint64_t>(config_.train.seed));
+  train_sampler_.emplace(data_.train, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/true);
+  if (data_.val) val_sampler_.emplace(data_.val, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/false);
+
+  torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
+  model_ = build_model(spec_);
+  model_->to(device_);
+  summary_.data_parallel_size = dp_size_;
+  {
+    // The whole fp32 weights, initialised or loaded, until the strategy takes its share.
+    FlatParameters init(*model_, torch::kFloat, model_->blocks());
+    if (!resumed && config_.model.init_from) {
+      load_init_weights(*config_.model.init_from, init, spec_);
+      print0("initialised weights from {}", *config_.model.init_from);
+    }
+    ZeroOptions options;
+    options.stage = static_cast<int>(config_.zero.stage);
+    options.compute_dtype = dtype_;
+    options.master_weights = config_.precision.master_weights;
+    options.bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
+    options.overlap = config_.zero.overlap_communication;
+    options.optimizer = config_.optimizer;
+    strategy_ = std::make_unique<ZeroStrategy>(init, spec_.n_layer, options, context_.device_group(Axis::DataSequence));
+  }
+  if (resumed) {
+    const auto& position = resumed->state.position;
+    if (position.samples_consumed != start_step_ * global_batch_) {
+      fail("checkpoint {}: it consumed {} samples in {} steps, which does not match train.global_batch_size {}",
+           *resume_dir, position.samples_consumed, position.step, global_batch_);
+    }
+    // Each rank reads only the slices it holds, whatever layout wrote them.
+    strategy_->load_checkpoint(*resumed->reader, resumed->state.optimizer_steps);
+    print0("resumed from {} at step {}", *resume_dir, start_step_);
+  }
+  summary_.first_step = start_step_;
+  summary_.parameters = strategy_->numel();
+  summary_.optimizer_state_bytes = strategy_->state_bytes().optimizer_states;
+  if (dtype_ == torch::kHalf) {
+    loss_scaler_.emplace(config_.precision);
+    if (resumed && resumed->state.loss_scale) loss_scaler_->set_state(*resumed->state.loss_scale);
+  }
+  summary_.gradients = strategy_->gradient_traffic();
+  resumed.reset();
+
+  const PeakFlops peak = mfu_peak_flops(config_.train.peak_flops, dtype_, device_);
+  summary_.peak_flops = peak.flops;
+  summary_.peak_flops_source = peak.source;
+  summary_.startup_s = seconds_since(started);
+  summary_.startup_peak_host_bytes = peak_rss_bytes();
+  print0("data: {}", data_.description);
+  print0("model {} ({} parameters, {}) | {} ranks x {} threads on {} | global batch {} = {} ranks x {} x {} "
+         "micro-batches | peak {:.1f} GFLOP/s per rank",
+         config_.model.preset.value_or(spec_.arch), with_thousands(strategy_->numel()), config_.precision.dtype,
+         dp_size_, threads, device_.str(), global_batch_, dp_size_, accumulation_, micro, summary_.peak_flops / 1e9);
+}
+
+std::string Trainer::checkpoint_root() const {
+  return config_.checkpoint.dir.value_or((std::filesystem::path(config_.runtime.run_dir) / "checkpoints").string());
+}
+
+torch::Tensor Trainer::batch_tensor(const std::vector<int64_t>& values) const {
+  auto tensor = torch::from_blob(const_cast<int64_t*>(values.data()),
+                                 {config_.train.micro_batch_size, config_.data.seq_len}, torch::kLong);
+  return tensor.to(device_, /*non_blocking=*/false, /*copy=*/true);
+}
+
+void Trainer::run_schedule(const std::vector<Instruction>& program, int64_t step, StepMetrics& m) {
+  const int64_t rows = config_.train.micro_batch_size;
+  const int64_t first_sample = step * global_batch_ + dp_rank_ * rank_batch_;
+  const size_t reducing = reducing_backward(program);
+  const bool sync = config_.train.time_breakdown;
+  micro_batches_.assign(static_cast<size_t>(accumulation_), {});
+  losses_.assign(static_cast<size_t>(accumulation_), {});
+  std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
+  for (size_t i = 0; i < program.size(); ++i) {
+    const Instruction& instruction = program[i];
+    const auto mb = static_cast<size_t>(instruction.micro_batch);
+    switch (instruction.op) {
+      case Op::LoadMicroBatch: {
+        train_sampler_->fill(first_sample + instruction.micro_batch * rows, rows, inputs.data(), targets.data());
+        micro_batches_[mb] = {batch_tensor(inputs), batch_tensor(targets)};
+        break;
+      }
+      case Op::Forward: {
+        PhaseTimer timer(m.forward_s, device_, sync);
+        // Dropout masks depend only on (seed, step, rank, micro-batch): resumed runs draw the same.
+        torch::manual_seed(static_cast<uint64_t>(config_.train.seed) * 1000003u +
+                           (step * dp_size_ + dp_rank_) * accumulation_ + instruction.micro_batch);
+        losses_[mb] = forward_loss(micro_batches_[mb].first, micro_batches_[mb].second);
+        micro_batches_[mb] = {};
+        break;
+      }
+      case Op::Backward: {
+        PhaseTimer timer(m.backward_s, device_, sync);
+        const double scale = loss_scaler_ ? loss_scaler_->scale() : 1.0;
+        strategy_->begin_backward(i == reducing);
+        (losses_[mb] * (scale / static_cast<double>(accumulation_))).backward();
+        strategy_->end_backward();
+        losses_[mb] = losses_[mb].detach();
+        break;
+      }
+      case Op::ReduceGradients: {
+        PhaseTimer timer(m.communication_s, device_, sync);
+        strategy_->reduce_gradients();
+        break;
+      }
+      case Op::OptimizerStep: {
+        // The losses meet the host once per step, not once per micro-batch.
+        double loss_sum = 0.0;
+        for (const auto& loss : losses_) loss_sum += loss.item<double>();
+        m.loss = mean_over_replicas(loss_sum / static_cast<double>(accumulation_));
+        if (!std::isfinite(m.loss) && !loss_scaler_) {
+          fail("loss is {} at step {}: training diverged (lower optimizer.lr?)", m.loss, m.step);
+        }
+        PhaseTimer timer(m.optimizer_s, device_, sync);
+        apply_gradients(step, m);
+        break;
+      }
+      default:
+        fail("the schedule's instruction '{}' needs a pipeline stage, which this build does not run",
+             op_name(instruction.op));
+    }
+  }
+}
+
+torch::Tensor Trainer::forward_loss(const torch::Tensor& inputs, const torch::Tensor& targets) {
+  // CausalLM::loss, block by block, so that the strategy can act around each block.
+  auto x = model_->embed(inputs);
+  for (int64_t block = 0; block < spec_.n_layer; ++block) {
+    strategy_->before_block(block);
+    x = strategy_->after_block(block, model_->run_blocks(x, block, block + 1));
+  }
+  return model_->head_loss(x, targets);
+}
+
+void Trainer::apply_gradients(int64_t step, StepMetrics& m) {
+  if (inject_infinite_gradient(context_.world_rank(), m.step)) strategy_->poison_gradients();
+  const double loss_scale = loss_scaler_ ? loss_scaler_->scale() : 1.0;
+  m.grad_norm = strategy_->gradient_norm() / loss_scale;
+  // Ranks must agree: an overflow on any of them skips the step on all.
+  const bool overflow = any_rank(!std::isfinite(m.grad_norm));
+  m.lr = learning_rate(config_.lr_schedule, config_.optimizer.lr, step, config_.train.steps);
+  if (loss_scaler_) {
+    m.loss_scale = loss_scale;
+    m.skipped = overflow;
+    if (overflow) print0("step {}: gradients overflowed at loss scale {:g}; step skipped", m.step, loss_scale);
+    if (loss_scaler_->update(overflow)) print0("step {}: loss scale {:g} -> {:g}", m.step, loss_scale, loss_scaler_->scale());
+    if (overflow) return;
+  } else if (overflow) {
+    fail("gradient norm is {} at step {}: training diverged (lower optimizer.lr, or use precision.dtype fp32/bf16 "
+         "rather than fp16 without loss scaling)", m.grad_norm, m.step);
+  }
+  const double clip_norm = config_.train.clip_grad_norm;
+  const double clip = clip_norm > 0 && m.grad_norm > clip_norm ? clip_norm / (m.grad_norm + 1e-6) : 1.0;
+  strategy_->optimizer_step(m.lr, clip / loss_scale);
+}
+
+double Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  strategy_->begin_step(/*training=*/false);
+  const int64_t rows = config_.train.micro_batch_size;
+  std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
+  torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  // Replicas split the evaluation batches between them; all run the same number of forwards
+  // (the extra ones count zero), since a strategy may communicate inside every block.
+  const int64_t batches = config_.train.eval_batches;
+  const int64_t rounds = (batches + dp_size_ - 1) / dp_size_;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t batch = round * dp_size_ + dp_rank_;
+    val_sampler_->fill(std::min(batch, batches - 1) * rows, rows, inputs.data(), targets.data());
+    const auto loss = forward_loss(batch_tensor(inputs), batch_tensor(targets));
+    if (batch < batches) sum += loss.to(torch::kDouble);
+  }
+  strategy_->end_step();
+  model_->train();
+  return mean_over_replicas(sum.item<double>() * dp_size_) / static_cast<double>(batches);
+}
+
+double Trainer::mean_over_replicas(double value) {
+  if (!replicas_) return value;
+  auto t = torch::tensor({value}, torch::kDouble);
+  replicas_->all_reduce(t, ReduceOp::Avg);
+  return t.item<double>();
+}
+
+bool Trainer::any_rank(bool flag) {
+  Communicator* control = context_.control();
+  if (!control) return flag;
+  auto t = torch::tensor({flag ? 1 : 0}, torch::kInt);
+  control->all_reduce(t, ReduceOp::Max);
+  return t.item<int>() != 0;
+}
+
+void Trainer::save(int64_t steps_done) {
+  const auto root = checkpoint_root();
+  TrainState state{{steps_done, steps_done * global_batch_}, strategy_->optimizer_steps(), std::nullopt};
+  if (loss_scaler_) state.loss_scale = loss_scaler_->state();
+  summary_.last_checkpoint =
+      save_train_checkpoint(root, config_, state, strategy_->checkpoint_part(), strategy_->numel(), context_);
+  if (context_.world_rank() == 0) prune_checkpoints(root, config_.checkpoint.keep);
+}
+
+TrainSummary Trainer::run() {
+  const auto& train = config_.train;
+  if (context_.world_rank() == 0) {
+    std::filesystem::create_directories(config_.runtime.run_dir);
+    std::ofstream out(std::filesystem::path(config_.runtime.run_dir) / "config.yaml");
+    out << dump_config(config_);
+  }
+  MetricsFile metrics((std::filesystem::path(config_.runtime.run_dir) / "metrics.jsonl").string(), start_step_);
+  ProgressReporter progress(start_step_, train.steps, train.log_every, config_.runtime.progress_bar);
+  if (!val_sampler_ && train.eval_every > 0) warn0("no validation data (data.val empty, data.val_fraction 0): evaluation is off");
+  StopSignalScope stop_scope;
+
+  try {
+    run_steps(metrics, progress);
+  } catch (const std::exception& e) {
+    // Before gradient buckets still in flight are destroyed: their handles wait for peers.
+    fail_job_if_distributed(e);
+    throw;
+  }
+  progress.finish();
+  auto weights = strategy_->full_weights().to(torch::kCPU).contiguous();
+  summary_.parameters_crc32 = crc32(weights.data_ptr<float>(), weights.numel() * sizeof(float));
+  return summary_;
+}
+
+void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
+  const auto& train = config_.train;
+  const double flops_per_step = flops_per_token(spec_, config_.data.seq_len) * global_batch_ * config_.data.seq_len;
+  for (int64_t step = start_step_; step < train.steps; ++step) {
+    maybe_inject_failure(context_.world_rank(), step + 1);
+    const auto start = Clock::now();
+    StepMetrics m;
+    m.step = step + 1;
+    m.total_steps = train.steps;
+    strategy_->begin_step(/*training=*/true);
+    run_schedule(program_, step, m);
+    strategy_->end_step();
+    m.step_time_s = seconds_since(start);
+    m.other_s = std::max(0.0, m.step_time_s - m.forward_s - m.backward_s - m.communication_s - m.optimizer_s);
+    m.tokens_per_s = static_cast<double>(global_batch_ * config_.data.seq_len) / m.step_time_s;
+    m.flops_per_s = flops_per_step / m.step_time_s;
+    m.mfu = m.flops_per_s / (summary_.peak_flops * context_.world_size());
+    m.peak_host_bytes = peak_rss_bytes();
+    m.peak_device_bytes = peak_device_bytes(device_);
+    m.state = strategy_->state_bytes();
+    summary_.gradients = strategy_->gradient_traffic();
+    metrics.write_step(m);
+    progress.on_step(m);
+    summary_.losses.push_back(m.loss);
+    summary_.steps.push_back(m);
+
+    const bool last = m.step == train.steps;
+    if (val_sampler_ && train.eval_every > 0 && (m.step % train.eval_every == 0 || last)) {
+      const double val_loss = evaluate();
+      summary_.val_losses.emplace_back(m.step, val_loss);
+      metrics.write_eval(m.step, val_loss);
+      progress.print(fmt::format("step {}/{} | val_loss {:.4f}", m.step, train.steps, val_loss));
+    }
+    const bool periodic = config_.checkpoint.every > 0 && m.step % config_.checkpoint.every == 0;
+    // Ranks must agree on stopping at the same step, whichever of them saw the signal.
+    const bool stop = any_rank(g_stop_signal != 0);
+    if (periodic || (last && config_.checkpoint.save_final) || stop) save(m.step);
+    if (stop) {
+      summary_.interrupted = true;
+      progress.print(fmt::format("stopped by signal {} after step {}; checkpoint {}", g_stop_signal.load(), m.step,
+                                 summary_.last_checkpoint.value_or("-")));
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+TrainSummary run_training(const Config& config, const ParallelContext& context) {
+  try {
+    return Trainer(config, context).run();
+  } catch (const std::exception& e) {
+    fail_job_if_distributed(e);
+    throw;
+  }
+}
+
+TrainSummary run_training(const Config& config, Communicator* world) {
+  const int world_size = world ? world->size() : 1;
+  const ParallelContext context(mesh_for(config.parallel, model_spec_from_config(config.model), world_size), world);
+  return run_training(config, context);
+}
+
+}  // namespace cr

@@ -1,0 +1,136 @@
+#include "memory/zero_strategy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/base/error.h"
+
+namespace cr {
+
+ParameterStrategy::~ParameterStrategy() = default;
+
+namespace {
+
+constexpr const char* kStateNames[] = {"", "exp_avg.", "exp_avg_sq."};  // weights, Adam's moments
+
+// Calls fn(entry, begin, end) for each parameter overlapping flat [begin, begin + numel), with
+// the overlap's flat bounds. Entries are in flat order.
+template <typename Fn>
+void for_each_overlap(const std::vector<FlatEntry>& entries, int64_t begin, int64_t numel, Fn fn) {
+  const int64_t end = begin + numel;
+  auto it = std::upper_bound(entries.begin(), entries.end(), begin,
+                             [](int64_t position, const FlatEntry& e) { return position < e.offset + e.numel; });
+  for (; it != entries.end() && it->offset < end; ++it) {
+    fn(*it, std::max(begin, it->offset), std::min(end, it->offset + it->numel));
+  }
+}
+
+}  // namespace
+
+ZeroStrategy::ZeroStrategy(FlatParameters& init, int64_t blocks, const ZeroOptions& options, Communicator* group) {
+  const int size = group ? group->size() : 1;
+  // Replicas start from rank 0's weights, whatever initialised or loaded them.
+  if (size > 1) group->broadcast(init.master(), 0);
+  params_ = std::make_unique<ZeroParameters>(init, options.compute_dtype, options.stage,
+                                             ShardLayout(init.buckets(options.bucket_bytes), group ? group->rank() : 0, size),
+                                             size > 1 ? group : nullptr, options.master_weights);
+  optimizer_ = std::make_unique<AdamWOptimizer>(options.optimizer, *params_);
+  sync_ = std::make_unique<GradientSynchronizer>(*params_, options.overlap);
+  if (options.stage == 3) gatherer_ = std::make_unique<ParameterGatherer>(*params_, blocks, options.overlap);
+}
+
+void ZeroStrategy::begin_step(bool training) {
+  if (training) params_->zero_grad();
+  if (gatherer_) gatherer_->gather_outer();
+}
+
+void ZeroStrategy::before_block(int64_t block) {
+  if (gatherer_) gatherer_->before_layer(block);
+}
+
+torch::Tensor ZeroStrategy::after_block(int64_t block, const torch::Tensor& output) {
+  return gatherer_ ? gatherer_->after_layer(block, output) : output;
+}
+
+void ZeroStrategy::begin_backward(bool reduces) {
+  reduces_ = reduces;
+  sync_->begin_backward(reduces);
+}
+
+void ZeroStrategy::end_backward() {
+  // The step's reducing backward finishes in reduce_gradients(), where its wait is measured.
+  if (!reduces_) sync_->end_backward();
+}
+
+void ZeroStrategy::reduce_gradients() { sync_->end_backward(); }
+
+void ZeroStrategy::end_step() {
+  if (gatherer_) gatherer_->release_all();
+}
+
+double ZeroStrategy::gradient_norm() { return std::sqrt(params_->gradient_sum_of_squares()); }
+
+void ZeroStrategy::optimizer_step(double lr, double grad_scale) {
+  optimizer_->step(lr, grad_scale);
+  params_->publish();
+}
+
+StateBytes ZeroStrategy::state_bytes() const {
+  StateBytes bytes;
+  bytes.parameters = params_->compute_bytes() + (gatherer_ ? gatherer_->peak_gathered_bytes() : 0);
+  bytes.master_weights = params_->master_bytes();
+  bytes.gradients = params_->gradient_bytes() + sync_->peak_staging_bytes();
+  bytes.optimizer_states = optimizer_->state_bytes();
+  return bytes;
+}
+
+GradientTraffic ZeroStrategy::gradient_traffic() const {
+  return {sync_->bytes_sent_per_step(), sync_->bucket_count(), sync_->started_during_backward()};
+}
+
+CheckpointPart ZeroStrategy::checkpoint_part() {
+  CheckpointPart part;
+  for (const auto& owned : {params_->owned_weights(), optimizer_->exp_avg(), optimizer_->exp_avg_sq()}) {
+    part.storage.push_back(owned.to(torch::kCPU, torch::kFloat).contiguous());
+  }
+  // This rank writes its reduce-scatter share of every bucket, so that replicas (stage 0)
+  // split the writing too and each element is written once.
+  const auto& owned = params_->owned();
+  for (const auto& share : params_->reduced().slices()) {
+    const int64_t base = owned.sharded() ? share.shard_begin : share.flat_begin;  // in owned space
+    for_each_overlap(params_->entries(), share.flat_begin, share.numel,
+                     [&](const FlatEntry& entry, int64_t begin, int64_t end) {
+                       for (size_t k = 0; k < part.storage.size(); ++k) {
+                         part.slices.push_back({kStateNames[k] + entry.name, entry.shape, begin - entry.offset,
+                                                end - begin,
+                                                part.storage[k].data_ptr<float>() + base + (begin - share.flat_begin)});
+                       }
+                     });
+  }
+  return part;
+}
+
+void ZeroStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_steps) {
+  const auto& owned = params_->owned();
+  std::vector<torch::Tensor> state;
+  for (size_t k = 0; k < 3; ++k) state.push_back(torch::empty({owned.shard_numel()}, torch::kFloat));
+  for (const auto& slice : owned.slices()) {
+    for_each_overlap(params_->entries(), slice.flat_begin, slice.numel,
+                     [&](const FlatEntry& entry, int64_t begin, int64_t end) {
+                       for (size_t k = 0; k < state.size(); ++k) {
+                         reader.read(kStateNames[k] + entry.name, begin - entry.offset, end - begin,
+                                     state[k].data_ptr<float>() + slice.shard_begin + (begin - slice.flat_begin));
+                       }
+                     });
+  }
+  params_->load_owned_weights(state[0]);
+  torch::NoGradGuard no_grad;
+  optimizer_->exp_avg().copy_(state[1]);
+  optimizer_->exp_avg_sq().copy_(state[2]);
+  optimizer_->set_step_count(optimizer_steps);
+}
+
+void ZeroStrategy::poison_gradients() { params_->gradient(0).fill_(std::numeric_limits<float>::infinity()); }
+
+}  // namespace cr

@@ -1,0 +1,85 @@
+#include "parallel/parallel_context.h"
+
+#include "core/base/error.h"
+#include "parallel/nccl_communicator.h"
+
+namespace cr {
+namespace {
+
+// The mesh axes each Axis spans, in the order of the enum.
+std::vector<std::string> mesh_axes_of(Axis axis) {
+  switch (axis) {
+    case Axis::Data: return {"data"};
+    case Axis::Tensor: return {"tensor"};
+    case Axis::Pipeline: return {"pipeline"};
+    case Axis::Sequence: return {"sequence"};
+    case Axis::DataSequence: return {"data", "sequence"};
+  }
+  fail("unknown parallel axis {}", static_cast<int>(axis));
+}
+
+constexpr Axis kAllAxes[] = {Axis::Data, Axis::Tensor, Axis::Pipeline, Axis::Sequence, Axis::DataSequence};
+
+}  // namespace
+
+const char* axis_name(Axis axis) {
+  switch (axis) {
+    case Axis::Data: return "data";
+    case Axis::Tensor: return "tensor";
+    case Axis::Pipeline: return "pipeline";
+    case Axis::Sequence: return "sequence";
+    case Axis::DataSequence: return "data x sequence";
+  }
+  return "?";
+}
+
+ParallelContext::ParallelContext() : mesh_(MeshShape{}, 1) {}
+
+ParallelContext::ParallelContext(const ProcessMesh& mesh, Communicator* world, int device_index)
+    : mesh_(mesh), world_(world), world_rank_(world ? world->rank() : 0) {
+  if (!world) {
+    CR_CHECK(mesh.world_size() == 1, "a mesh of {} ranks needs a world communicator", mesh.world_size());
+    return;
+  }
+  if (world->size() != mesh.world_size()) {
+    fail("the process mesh has {} ranks but the job has {}", mesh.world_size(), world->size());
+  }
+  // Every rank splits every axis in the same order (splits are collective over the world).
+  for (const Axis axis : kAllAxes) {
+    const auto index = static_cast<size_t>(axis);
+    if (axis == Axis::DataSequence && size(Axis::Sequence) == 1) {
+      host_[index] = host_[static_cast<size_t>(Axis::Data)];
+      device_[index] = device_[static_cast<size_t>(Axis::Data)];
+      continue;
+    }
+    const auto axes = mesh_axes_of(axis);
+    const std::string name = axis == Axis::DataSequence ? "data_sequence" : axis_name(axis);
+    auto host = world->split(mesh_.color(world_rank_, axes), mesh_.key(world_rank_, axes), name);
+    if (host->size() == 1) continue;
+    host_[index] = device_[index] = host.get();
+    owned_.push_back(std::move(host));
+    if (device_index >= 0) {
+      owned_.push_back(nccl_group(*host_[index], device_index));
+      device_[index] = owned_.back().get();
+    }
+  }
+}
+
+ParallelContext::~ParallelContext() {
+  // Newest first: device twins before the host groups they were created from.
+  while (!owned_.empty()) owned_.pop_back();
+}
+
+int ParallelContext::rank(Axis axis) const { return mesh_.key(world_rank_, mesh_axes_of(axis)); }
+
+int ParallelContext::size(Axis axis) const {
+  int size = 1;
+  for (const auto& name : mesh_axes_of(axis)) size *= mesh_.shape().size(name);
+  return size;
+}
+
+Communicator* ParallelContext::host_group(Axis axis) const { return host_[static_cast<size_t>(axis)]; }
+
+Communicator* ParallelContext::device_group(Axis axis) const { return device_[static_cast<size_t>(axis)]; }
+
+}  // namespace cr

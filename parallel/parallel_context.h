@@ -1,0 +1,71 @@
+// ParallelContext: a rank's place in the process mesh and one communicator per axis group,
+// built once per job. Every component receives the groups it needs from here; nothing else
+// uses the world communicator for training traffic.
+//
+//   data            ranks holding the same model slice on different data
+//   tensor          ranks splitting the same layers (tensor parallelism)
+//   pipeline        ranks holding consecutive stages
+//   sequence        ranks splitting the same sequences (sequence parallelism with its own axis)
+//   data_sequence   data x sequence: the ranks that hold the same parameters, over which ZeRO
+//                   shards and gradients are averaged (= data when sequence is 1)
+//
+// Each group has a host communicator (MPI, CPU tensors) and, on GPUs, a device twin (NCCL,
+// CUDA tensors) for the axes with more than one rank; data x sequence is the data group itself
+// when sequence has one rank (no second communicator for the same ranks). `control()` is the world's host
+// communicator, for agreement between all ranks (stop requests, checkpoint rendezvous).
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "parallel/process_mesh.h"
+
+namespace cr {
+
+enum class Axis { Data, Tensor, Pipeline, Sequence, DataSequence };
+
+const char* axis_name(Axis axis);  // "data", ..., "data x sequence"
+
+class ParallelContext {
+ public:
+  // A job of one process: every axis of size 1, no communicators.
+  ParallelContext();
+  // Collective over `world` (which must stay alive): splits it into every axis group of
+  // `mesh`. device_index >= 0: also creates NCCL twins on that CUDA device.
+  ParallelContext(const ProcessMesh& mesh, Communicator* world, int device_index = -1);
+  ~ParallelContext();
+  ParallelContext(const ParallelContext&) = delete;
+  ParallelContext& operator=(const ParallelContext&) = delete;
+
+  const ProcessMesh& mesh() const { return mesh_; }
+  int world_rank() const { return world_rank_; }
+  int world_size() const { return mesh_.world_size(); }
+  bool distributed() const { return world_ != nullptr; }
+
+  int rank(Axis axis) const;  // coordinate along the axis (position in its group)
+  int size(Axis axis) const;
+  // The axis group's host communicator; null when the axis has one rank.
+  Communicator* host_group(Axis axis) const;
+  // The group that carries tensors on the training device: the NCCL twin on GPUs, else the host
+  // communicator; null when the axis has one rank.
+  Communicator* device_group(Axis axis) const;
+  // Every rank of the job, host side; null for a single process.
+  Communicator* control() const { return world_; }
+
+  // What `plan --nprocs` prints: the mesh and its groups.
+  std::string describe() const { return mesh_.describe(); }
+
+ private:
+  static constexpr size_t kAxes = 5;
+
+  ProcessMesh mesh_;
+  Communicator* world_ = nullptr;
+  int world_rank_ = 0;
+  std::array<Communicator*, kAxes> host_{}, device_{};  // by Axis; null for an axis of one rank
+  std::vector<std::unique_ptr<Communicator>> owned_;    // device twins after their host groups
+};
+
+}  // namespace cr

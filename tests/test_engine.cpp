@@ -1,0 +1,117 @@
+// The engine's seams without a multi-rank job: block membership from the model's structure, the
+// ZeRO strategy's checkpoint part, metrics continuation on resume, the single-process context.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/checkpoint/checkpoint_store.h"
+#include "core/train/metrics.h"
+#include "core/train/train_checkpoint.h"
+#include "memory/flat_parameters.h"
+#include "memory/zero_strategy.h"
+#include "models/causal_lm.h"
+#include "models/model_spec.h"
+#include "parallel/parallel_context.h"
+#include "temp_dir.h"
+
+using namespace cr;
+namespace fs = std::filesystem;
+
+TEST_CASE("block membership comes from the model's blocks and matches the analytic parameter list", "[engine]") {
+  for (const std::string preset : {"gpt2-tiny", "opt-tiny", "llama-tiny"}) {
+    INFO(preset);
+    const ModelSpec spec = find_model_preset(preset).spec;
+    auto model = build_model(spec);
+    FlatParameters flat(*model, torch::kFloat, model->blocks());
+    const auto analytic = flat_layout(parameter_shapes(spec));
+    REQUIRE(flat.entries().size() == analytic.size());
+    int64_t in_blocks = 0;
+    for (size_t i = 0; i < analytic.size(); ++i) {
+      INFO(analytic[i].name);
+      CHECK(flat.entries()[i].name == analytic[i].name);
+      CHECK(flat.entries()[i].layer == analytic[i].layer);
+      in_blocks += analytic[i].layer >= 0;
+    }
+    CHECK(in_blocks > 0);
+    // Without the blocks every parameter is outside any layer.
+    FlatParameters plain(*build_model(spec), torch::kFloat);
+    for (const auto& entry : plain.entries()) CHECK(entry.layer == -1);
+  }
+}
+
+TEST_CASE("a strategy's checkpoint part covers every element once and loads into another stage", "[engine]") {
+  test::TempDir dir;
+  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
+  torch::manual_seed(1);
+  auto source_model = build_model(spec);
+  FlatParameters source_init(*source_model, torch::kFloat, source_model->blocks());
+  ZeroOptions options;
+  options.bucket_bytes = 4096;
+  ZeroStrategy source(source_init, spec.n_layer, options, nullptr);
+  const auto part = source.checkpoint_part();
+  int64_t elements = 0;
+  for (const auto& slice : part.slices) elements += slice.numel;
+  CHECK(elements == 3 * source.numel());  // weights and two moments, each element once
+
+  const ParallelContext single;
+  Config config;
+  const auto checkpoint = save_train_checkpoint(dir.file("ckpt"), config, TrainState{{5, 40}, 5, std::nullopt}, part,
+                                                source.numel(), single);
+  auto opened = open_train_checkpoint(checkpoint);
+  CHECK(opened.state.position.step == 5);
+  CHECK(opened.state.optimizer_steps == 5);
+
+  torch::manual_seed(2);  // other initial weights, overwritten by the load
+  auto target_model = build_model(spec);
+  FlatParameters target_init(*target_model, torch::kFloat, target_model->blocks());
+  options.stage = 3;
+  ZeroStrategy target(target_init, spec.n_layer, options, nullptr);
+  target.load_checkpoint(*opened.reader, opened.state.optimizer_steps);
+  CHECK(torch::equal(target.full_weights(), source.full_weights()));
+  CHECK(target.optimizer_steps() == 5);
+}
+
+TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
+  test::TempDir dir;
+  const auto path = dir.file("metrics.jsonl");
+  {
+    MetricsFile first(path, 0);
+    for (int64_t step = 1; step <= 6; ++step) {
+      StepMetrics m;
+      m.step = step;
+      first.write_step(m);
+    }
+    first.write_eval(4, 2.5);
+  }
+  { std::ofstream(path, std::ios::app) << "{\"kind\": \"train\", \"st"; }  // a killed writer's torn line
+  {
+    MetricsFile resumed(path, 4);  // the checkpoint was at step 4; steps 5-6 run again
+    StepMetrics m;
+    m.step = 5;
+    resumed.write_step(m);
+  }
+  std::ifstream in(path);
+  std::vector<std::pair<std::string, int64_t>> records;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    records.emplace_back(j["kind"], j["step"]);
+  }
+  CHECK(records == std::vector<std::pair<std::string, int64_t>>{
+                       {"train", 1}, {"train", 2}, {"train", 3}, {"train", 4}, {"eval", 4}, {"train", 5}});
+}
+
+TEST_CASE("the single-process context has every axis of size 1 and no communicators", "[engine]") {
+  const ParallelContext single;
+  for (const Axis axis : {Axis::Data, Axis::Tensor, Axis::Pipeline, Axis::Sequence, Axis::DataSequence}) {
+    CHECK(single.size(axis) == 1);
+    CHECK(single.rank(axis) == 0);
+    CHECK(single.host_group(axis) == nullptr);
+    CHECK(single.device_group(axis) == nullptr);
+  }
+  CHECK(single.control() == nullptr);
+  CHECK_FALSE(single.distributed());
+}
