@@ -102,6 +102,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"startup_s", summary.startup_s},
       {"startup_peak_host_bytes", summary.startup_peak_host_bytes},
       {"peak_host_bytes", last.peak_host_bytes},
+      {"planned_activation_bytes", planned.activations},
       {"peak_device_bytes", last.peak_device_bytes},
       {"state_bytes", bytes_json(last.state)},
       {"planned_state_bytes", bytes_json(planned)},

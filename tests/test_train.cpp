@@ -181,16 +181,18 @@ TEST_CASE("a GPU's MFU peak is its datasheet dense bf16 peak where the device na
   }
 }
 
-TEST_CASE("fp16 on a CPU trains with the default peak probe", "[train][fp16]") {
+TEST_CASE("fp16 on a CPU trains 20 steps with the default peak probe", "[train][fp16]") {
   const auto dir = fresh_dir("fp16");
-  Config config = tiny_config(dir, {"precision.dtype=fp16", "train.steps=2", "checkpoint.save_final=false",
-                                    "checkpoint.every=0"});
+  Config config = tiny_config(dir, {"precision.dtype=fp16", "train.steps=20", "checkpoint.save_final=false",
+                                    "checkpoint.every=0", "lr_schedule.decay_steps=20"});
   config.train.peak_flops = 0;  // the default: a GEMM measured at start-up
   const auto summary = run_training(config);
-  REQUIRE(summary.losses.size() == 2);
-  CHECK(std::isfinite(summary.losses.back()));
+  REQUIRE(summary.losses.size() == 20);
+  for (const double loss : summary.losses) CHECK(std::isfinite(loss));
   CHECK(std::isfinite(summary.peak_flops));
   CHECK(summary.peak_flops > 0);
+  CHECK_THAT(summary.peak_flops_source, Catch::StartsWith("measured 2048^3"));
+  for (const auto& step : summary.steps) CHECK(step.mfu > 0);
   fs::remove_all(dir);
 }
 

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/ranges.h>
+
 #include "core/base/crc32.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
@@ -215,8 +217,11 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
            *resume_dir, position.samples_consumed, position.step, global_batch_);
     }
     // Each rank reads only the slices it holds, whatever layout wrote them.
+    const auto loading = Clock::now();
     strategy_->load_checkpoint(*resumed->reader, resumed->state.optimizer_steps);
-    print0("resumed from {} at step {}", *resume_dir, start_step_);
+    summary_.checkpoint_load_s = seconds_since(loading);
+    print0("resumed from {} at step {} (rank 0 read {} in {:.2f} s)", *resume_dir, start_step_,
+           fmt::join(resumed->reader->files_read(), ", "), summary_.checkpoint_load_s);
   }
   summary_.first_step = start_step_;
   summary_.parameters = strategy_->numel();
@@ -379,12 +384,16 @@ bool Trainer::any_rank(bool flag) {
 }
 
 void Trainer::save(int64_t steps_done) {
+  const auto saving = Clock::now();
   const auto root = checkpoint_root();
   TrainState state{{steps_done, steps_done * global_batch_}, strategy_->optimizer_steps(), std::nullopt};
   if (loss_scaler_) state.loss_scale = loss_scaler_->state();
-  summary_.last_checkpoint =
-      save_train_checkpoint(root, config_, state, strategy_->checkpoint_part(), strategy_->numel(), context_);
+  const CheckpointPart part = strategy_->checkpoint_part();
+  summary_.checkpoint_bytes_written = 0;
+  for (const auto& slice : part.slices) summary_.checkpoint_bytes_written += slice.numel * 4;
+  summary_.last_checkpoint = save_train_checkpoint(root, config_, state, part, strategy_->numel(), context_);
   if (context_.world_rank() == 0) prune_checkpoints(root, config_.checkpoint.keep);
+  summary_.checkpoint_save_s = seconds_since(saving);
 }
 
 TrainSummary Trainer::run() {
@@ -448,7 +457,12 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     const bool periodic = config_.checkpoint.every > 0 && m.step % config_.checkpoint.every == 0;
     // Ranks must agree on stopping at the same step, whichever of them saw the signal.
     const bool stop = any_rank(g_stop_signal != 0);
-    if (periodic || (last && config_.checkpoint.save_final) || stop) save(m.step);
+    if (periodic || (last && config_.checkpoint.save_final) || stop) {
+      save(m.step);
+      progress.print(fmt::format("checkpoint {}: rank 0 wrote {} in {:.2f} s", *summary_.last_checkpoint,
+                                 human_bytes(static_cast<double>(summary_.checkpoint_bytes_written)),
+                                 summary_.checkpoint_save_s));
+    }
     if (stop) {
       summary_.interrupted = true;
       progress.print(fmt::format("stopped by signal {} after step {}; checkpoint {}", g_stop_signal.load(), m.step,

@@ -33,6 +33,9 @@ struct TrainSummary {
   int64_t data_parallel_size = 1;
   GradientTraffic gradients;            // per rank, the last step's
   int64_t optimizer_state_bytes = 0;    // Adam moments held by this rank
+  double checkpoint_save_s = 0;         // the last save, start to commit, on this rank
+  int64_t checkpoint_bytes_written = 0; // this rank's tensor bytes in the last save
+  double checkpoint_load_s = 0;         // reading this rank's slices when resuming
   double startup_s = 0;                 // construction: model, data, weights, strategy
   int64_t startup_peak_host_bytes = 0;  // peak RSS when construction ended
 };
