@@ -21,16 +21,10 @@
 #include <torch/torch.h>
 
 #include "core/checkpoint/tensor_slices.h"
+#include "memory/gradient_traffic.h"
 #include "memory/state_bytes.h"
 
 namespace cr {
-
-// What gradient reduction cost in the last step, for benchmarks.
-struct GradientTraffic {
-  int64_t bytes_sent_per_step = 0;  // per rank, ring estimate
-  int64_t buckets = 0;
-  int64_t started_during_backward = 0;  // buckets whose reduction overlapped the last backward
-};
 
 // A rank's part of a checkpoint: slices of the named global tensors, and the buffers they point
 // into (kept alive until written).

@@ -10,6 +10,7 @@
 
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/train/metrics.h"
+#include "core/train/runtime.h"
 #include "core/train/train_checkpoint.h"
 #include "memory/flat_parameters.h"
 #include "memory/zero_strategy.h"
@@ -114,4 +115,15 @@ TEST_CASE("the single-process context has every axis of size 1 and no communicat
   }
   CHECK(single.control() == nullptr);
   CHECK_FALSE(single.distributed());
+}
+
+TEST_CASE("the peak RSS restarts from the current one, so steps are measured apart from start-up", "[engine]") {
+  constexpr int64_t kBytes = 256 << 20;
+  {
+    std::vector<char> block(kBytes, 1);  // touched, so resident
+    CHECK(peak_rss_bytes() >= kBytes);
+  }
+  const int64_t with_block = peak_rss_bytes();
+  reset_peak_rss();
+  CHECK(peak_rss_bytes() <= with_block - kBytes / 2);  // the freed block is no longer in the peak
 }

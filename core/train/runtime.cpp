@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <string>
 
 #include "core/base/error.h"
 #include "core/base/log.h"
@@ -137,9 +139,19 @@ void fail_job_if_distributed(const std::exception& e) {
 }
 
 int64_t peak_rss_bytes() {
+  // VmHWM, which reset_peak_rss() can lower; getrusage's maximum never goes down.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
+  }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+void reset_peak_rss() {
+  // Linux: "5" resets the peak resident set size to the current one (proc(5), clear_refs).
+  std::ofstream("/proc/self/clear_refs") << "5";
 }
 
 int64_t peak_device_bytes(torch::Device device) {

@@ -59,8 +59,11 @@ std::string describe_exception(const std::exception& e);
 // otherwise wait in their next collective until it timed out. Returns only for one process.
 void fail_job_if_distributed(const std::exception& e);
 
-// Peak resident set size of this process in bytes.
+// Peak resident set size of this process in bytes, since start or the last reset_peak_rss().
 int64_t peak_rss_bytes();
+// Starts a new peak from the current resident set size (where Linux allows it), so that the
+// training steps' peak is measured apart from start-up's.
+void reset_peak_rss();
 
 // Peak bytes allocated on `device` by LibTorch's allocator; 0 for the CPU.
 int64_t peak_device_bytes(torch::Device device);

@@ -238,6 +238,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   summary_.peak_flops_source = peak.source;
   summary_.startup_s = seconds_since(started);
   summary_.startup_peak_host_bytes = peak_rss_bytes();
+  reset_peak_rss();  // the steps' peak, reported per step, is measured apart from start-up's
   print0("data: {}", data_.description);
   print0("model {} ({} parameters, {}) | {} ranks x {} threads on {} | global batch {} = {} ranks x {} x {} "
          "micro-batches | peak {:.1f} GFLOP/s per rank",

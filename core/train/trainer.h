@@ -10,7 +10,7 @@
 
 #include "core/config/config.h"
 #include "core/train/metrics.h"
-#include "memory/parameter_strategy.h"
+#include "memory/gradient_traffic.h"
 
 namespace cr {
 class Communicator;
