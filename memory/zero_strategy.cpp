@@ -18,6 +18,7 @@ constexpr const char* kStateNames[] = {"", "exp_avg.", "exp_avg_sq."};  // weigh
 // the overlap's flat bounds. Entries are in flat order.
 template <typename Fn>
 void for_each_overlap(const std::vector<FlatEntry>& entries, int64_t begin, int64_t numel, Fn fn) {
+  if (numel <= 0) return;  // a rank's empty share of a bucket smaller than the rank count
   const int64_t end = begin + numel;
   auto it = std::upper_bound(entries.begin(), entries.end(), begin,
                              [](int64_t position, const FlatEntry& e) { return position < e.offset + e.numel; });
@@ -63,7 +64,11 @@ void ZeroStrategy::end_backward() {
   if (!reduces_) sync_->end_backward();
 }
 
-void ZeroStrategy::reduce_gradients() { sync_->end_backward(); }
+void ZeroStrategy::reduce_gradients() {
+  sync_->end_backward();
+  // Backward is over: stage 3's gathered weights go before the optimizer allocates anything.
+  if (gatherer_) gatherer_->release_all();
+}
 
 void ZeroStrategy::end_step() {
   if (gatherer_) gatherer_->release_all();
@@ -112,6 +117,10 @@ CheckpointPart ZeroStrategy::checkpoint_part() {
 }
 
 void ZeroStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_steps) {
+  // A checkpoint of another model fails here, naming the first tensor that does not fit.
+  for (const auto& entry : params_->entries()) {
+    for (const char* kind : kStateNames) reader.check_shape(kind + entry.name, entry.shape);
+  }
   const auto& owned = params_->owned();
   std::vector<torch::Tensor> state;
   for (size_t k = 0; k < 3; ++k) state.push_back(torch::empty({owned.shard_numel()}, torch::kFloat));

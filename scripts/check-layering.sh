@@ -10,6 +10,7 @@ ground="core/base core/config core/text core/data core/formats core/checkpoint"
 engine="core/train $ground models memory parallel kernels"
 # folder -> the project folders its files may include (its own always allowed)
 declare -A allowed=(
+  [core]=""  # files directly in core/ (the precompiled-header anchor)
   [kernels]="core/base"
   [parallel]="kernels core/base"
   [models]="parallel kernels core/base"

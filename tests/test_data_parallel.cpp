@@ -419,6 +419,25 @@ TEST_CASE("checkpoints move between DP N / ZeRO-3, DP N/2 / ZeRO-1 and one proce
   if (g_world->rank() == 0) fs::remove_all(shared);
 }
 
+TEST_CASE("buckets smaller than the rank count leave some ranks nothing to write, and still save", "[dp][engine]") {
+  auto shared = fs::temp_directory_path() / ("cr-test-dp-tiny-buckets-" + std::to_string(getppid()));
+  if (g_world->rank() == 0) fs::remove_all(shared);
+  g_world->barrier();
+  // 10 bytes: two-element buckets, so with 3 or more ranks some shares are empty.
+  const std::vector<std::string> tiny = {"parallel.bucket_mb=0.00001", "zero.stage=1", "train.eval_every=0",
+                                         "train.global_batch_size=4", "lr_schedule.decay_steps=2"};
+  auto first = tiny;
+  first.insert(first.end(), {"train.steps=1", "checkpoint.every=1"});
+  run_training(dp_config(shared, first), g_world);
+  auto second = tiny;
+  second.push_back("train.steps=2");
+  const auto resumed = run_training(dp_config(shared, second), g_world);
+  CHECK(resumed.first_step == 1);
+  CHECK(resumed.losses.size() == 1);
+  g_world->barrier();
+  if (g_world->rank() == 0) fs::remove_all(shared);
+}
+
 TEST_CASE("ranks that would resume from different checkpoints stop, naming the rank", "[dp][engine]") {
   const std::string config = "model: {preset: gpt2-tiny}\n";
   CHECK_NOTHROW(check_ranks_agree(g_world, {config, std::string("/runs/a/step_00000004"), 4}));

@@ -118,7 +118,7 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
   }
   const ParallelContext single_process;
   const std::string checkpoint = save_train_checkpoint(tmp.file("ckpt"), config, TrainState{{3, 12}, 0, std::nullopt},
-                                                       weights, master.numel(), single_process);
+                                                       weights, master.numel(), 0, single_process);
 
   HfExportOptions options;
   options.checkpoint = tmp.file("ckpt");  // the root: its newest checkpoint is exported

@@ -98,6 +98,14 @@ TEST_CASE("a corrupted or truncated checkpoint is refused with the file named", 
   fs::remove_all(dir);
 }
 
+TEST_CASE("a checkpoint of another model is refused naming the tensor and both shapes", "[train]") {
+  const auto dir = fresh_dir("other-model");
+  run_training(tiny_config(dir, {"train.steps=2", "checkpoint.every=2"}));
+  CHECK_THROWS_WITH(run_training(tiny_config(dir, {"train.steps=4", "model.max_seq_len=64"})),
+                    Catch::Contains("tensor 'wpe.weight' has shape [128x32] but the model needs [64x32]"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("the run directory holds the resolved config, metrics and pruned checkpoints", "[train]") {
   const auto dir = fresh_dir("rundir");
   const auto summary = run_training(tiny_config(dir, {"checkpoint.every=2", "checkpoint.keep=2"}));

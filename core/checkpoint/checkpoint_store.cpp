@@ -210,11 +210,19 @@ std::string CheckpointWriter::commit(nlohmann::json manifest, const std::map<std
     if (manifest.contains(key)) fail("{}: manifest key '{}' is reserved", staging_dir_, key);
   }
 
+  // Files other processes sealed are named, not listed: a network file system's cached listing
+  // of the staging directory may not show them yet.
   std::vector<std::string> names;
+  for (const auto& [name, digest] : sealed) {
+    if (!fs::exists((fs::path(staging_dir_) / name).string())) {
+      fail("{}: {} was announced but is not in the staging directory", staging_dir_, name);
+    }
+    names.push_back(name);
+  }
   std::error_code ec;
   for (fs::directory_iterator it(staging_dir_, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name == kManifest) continue;
+    if (name == kManifest || sealed.count(name)) continue;
     if (!it->is_regular_file(ec)) {
       fail("{}: {} is not a regular file; checkpoints hold plain files only", staging_dir_, name);
     }
@@ -229,9 +237,6 @@ std::string CheckpointWriter::commit(nlohmann::json manifest, const std::map<std
     const FileDigest digest =
         given != sealed.end() ? given->second : seal_file((fs::path(staging_dir_) / name).string());
     files[name] = {{"bytes", digest.bytes}, {"crc32", crc_hex(digest.crc32)}};
-  }
-  for (const auto& [name, digest] : sealed) {
-    if (!files.contains(name)) fail("{}: {} was announced but is not in the staging directory", staging_dir_, name);
   }
   manifest["format_version"] = kFormatVersion;
   manifest["step"] = step_;

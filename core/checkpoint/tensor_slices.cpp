@@ -137,11 +137,15 @@ void SliceReader::read(const std::string& tensor, int64_t offset, int64_t numel,
   }
 }
 
-void SliceReader::read_whole(const std::string& tensor, const std::vector<int64_t>& shape, float* out) {
+void SliceReader::check_shape(const std::string& tensor, const std::vector<int64_t>& shape) const {
   if (this->shape(tensor) != shape) {
-    fail("checkpoint {}: tensor '{}' has shape [{}] but the model needs [{}]", dir_, tensor,
-         fmt::join(this->shape(tensor), "x"), fmt::join(shape, "x"));
+    fail("checkpoint {}: tensor '{}' has shape [{}] but the model needs [{}] (was it written for another model?)",
+         dir_, tensor, fmt::join(this->shape(tensor), "x"), fmt::join(shape, "x"));
   }
+}
+
+void SliceReader::read_whole(const std::string& tensor, const std::vector<int64_t>& shape, float* out) {
+  check_shape(tensor, shape);
   read(tensor, 0, element_count(shape), out);
 }
 

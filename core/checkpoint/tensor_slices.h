@@ -52,7 +52,9 @@ class SliceReader {
   // Copies elements [offset, offset + numel) of `tensor` into `out`. cr::Error naming the
   // checkpoint and tensor when the files do not cover that range, or a file is corrupted.
   void read(const std::string& tensor, int64_t offset, int64_t numel, float* out);
-  // The whole tensor, which must have `shape` (cr::Error naming both shapes otherwise).
+  // cr::Error naming the tensor and both shapes unless `tensor` is stored with `shape`.
+  void check_shape(const std::string& tensor, const std::vector<int64_t>& shape) const;
+  // The whole tensor, which must have `shape`.
   void read_whole(const std::string& tensor, const std::vector<int64_t>& shape, float* out);
   // The names of the files read so far (each verified once).
   std::vector<std::string> files_read() const;

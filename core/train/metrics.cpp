@@ -32,7 +32,8 @@ MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step) {
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
       const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (record.is_object() && record.value("step", int64_t{0}) <= resumed_step) kept += line + "\n";
+      const bool whole = record.is_object() && record.contains("step") && record["step"].is_number_integer();
+      if (whole && record["step"].get<int64_t>() <= resumed_step) kept += line + "\n";
     }
     in.close();
     const std::string staged = path + ".resume-tmp";

@@ -34,14 +34,16 @@ nlohmann::json mesh_json(const ProcessMesh& mesh) {
 }  // namespace
 
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainState& state,
-                                  const CheckpointPart& part, int64_t parameters, const ParallelContext& context) {
+                                  const CheckpointPart& part, int64_t parameters, int64_t keep,
+                                  const ParallelContext& context) {
   Communicator* control = context.control();
   const int rank = control ? control->rank() : 0, ranks = control ? control->size() : 1;
   std::optional<CheckpointWriter> writer;
   std::string staging;
   if (rank == 0) {
     writer.emplace(root, state.position.step);
-    staging = writer->staging_dir();
+    // Absolute: ranks may have started in other working directories.
+    staging = fs::absolute(writer->staging_dir()).string();
   }
   if (control) staging = broadcast_string(*control, staging);
   const FileDigest digest = write_slice_file((fs::path(staging) / slice_file_name(rank, ranks)).string(), part.slices);
@@ -81,6 +83,7 @@ std::string save_train_checkpoint(const std::string& root, const Config& config,
                                  {"hysteresis_step", state.loss_scale->hysteresis_step}};
     }
     path = writer->commit(manifest, sealed);
+    prune_checkpoints(root, keep);
   }
   if (control) control->barrier_untimed();
   return path;
@@ -94,8 +97,8 @@ OpenedCheckpoint open_train_checkpoint(const std::string& dir) {
   if (!manifest.contains("step") || !manifest.contains("samples_consumed")) {
     fail("checkpoint {}: manifest.json has no step / samples_consumed: not a training checkpoint", dir);
   }
-  if (manifest.value("kind", std::string(kKind)) != kKind) {
-    fail("checkpoint {}: manifest.json says kind '{}', not a training checkpoint", dir, manifest["kind"].dump());
+  if (manifest.contains("kind") && manifest["kind"] != kKind) {
+    fail("checkpoint {}: manifest.json says kind {}, not a training checkpoint", dir, manifest["kind"].dump());
   }
   try {
     auto& state = opened.state;

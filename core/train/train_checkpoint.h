@@ -32,11 +32,12 @@ struct TrainState {
   std::optional<DynamicLossScaler::State> loss_scale;  // fp16 runs
 };
 
-// Collective over the context's ranks: writes <root>/step_<step> with every rank's `part`;
-// returns its path on every rank. Waiting for the slowest writer is not subject to the
-// collective timeout.
+// Collective over the context's ranks: writes <root>/step_<step> with every rank's `part`, then
+// keeps the `keep` newest checkpoints (0: all); returns its path on every rank. Waiting for the
+// slowest writer (or the pruning) is not subject to the collective timeout.
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainState& state,
-                                  const CheckpointPart& part, int64_t parameters, const ParallelContext& context);
+                                  const CheckpointPart& part, int64_t parameters, int64_t keep,
+                                  const ParallelContext& context);
 
 // A checkpoint opened for reading: file sizes verified against the manifest; each file's CRC is
 // checked when it is first read.

@@ -15,7 +15,6 @@
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/base/strings.h"
-#include "core/checkpoint/checkpoint_store.h"
 #include "core/data/dataset.h"
 #include "core/train/hf_import.h"
 #include "core/train/lr_schedule.h"
@@ -392,8 +391,8 @@ void Trainer::save(int64_t steps_done) {
   const CheckpointPart part = strategy_->checkpoint_part();
   summary_.checkpoint_bytes_written = 0;
   for (const auto& slice : part.slices) summary_.checkpoint_bytes_written += slice.numel * 4;
-  summary_.last_checkpoint = save_train_checkpoint(root, config_, state, part, strategy_->numel(), context_);
-  if (context_.world_rank() == 0) prune_checkpoints(root, config_.checkpoint.keep);
+  summary_.last_checkpoint =
+      save_train_checkpoint(root, config_, state, part, strategy_->numel(), config_.checkpoint.keep, context_);
   summary_.checkpoint_save_s = seconds_since(saving);
 }
 

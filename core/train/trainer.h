@@ -1,6 +1,6 @@
 // The training engine: data -> the step's schedule (micro-batches through forward / backward,
-// gradient reduction, optimizer) -> metrics, evaluation and checkpoints, resumable exactly from
-// any checkpoint it wrote, at any layout. Parallel axes and memory policies plug in through the
+// gradient reduction, optimizer) -> metrics, evaluation and checkpoints, resumable from any
+// checkpoint it wrote at any layout (bit for bit at the layout that wrote it). Parallel axes and memory policies plug in through the
 // ParallelContext, the ParameterStrategy and the Schedule (docs/architecture.md).
 #pragma once
 
