@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "core/checkpoint/checkpoint_store.h"
+#include "core/formats/safetensors.h"
 #include "core/train/metrics.h"
 #include "core/train/runtime.h"
 #include "core/train/train_checkpoint.h"
@@ -74,6 +75,47 @@ TEST_CASE("a strategy's checkpoint part covers every element once and loads into
   target.load_checkpoint(*opened.reader, opened.state.optimizer_steps);
   CHECK(torch::equal(target.full_weights(), source.full_weights()));
   CHECK(target.optimizer_steps() == 5);
+}
+
+TEST_CASE("a checkpoint of the previous format (whole tensors, no slices) still resumes", "[engine]") {
+  test::TempDir dir;
+  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
+  torch::manual_seed(3);
+  auto model = build_model(spec);
+  FlatParameters flat(*model, torch::kFloat, model->blocks());
+  auto& weights = flat.master();
+  const auto moments = torch::full_like(weights, 0.25);
+  // What the previous release wrote: model.safetensors and optimizer.safetensors, whole tensors.
+  std::vector<TensorView> model_views, optimizer_views;
+  for (const auto& e : flat.entries()) {
+    const size_t bytes = static_cast<size_t>(e.numel) * sizeof(float);
+    model_views.push_back({e.name, DType::F32, e.shape, weights.data_ptr<float>() + e.offset, bytes});
+    for (const std::string kind : {"exp_avg.", "exp_avg_sq."}) {
+      optimizer_views.push_back({kind + e.name, DType::F32, e.shape, moments.data_ptr<float>() + e.offset, bytes});
+    }
+  }
+  CheckpointWriter writer(dir.path().string(), 7);
+  writer.write_tensors("model.safetensors", model_views, {{"format", "pt"}});
+  writer.write_tensors("optimizer.safetensors", optimizer_views);
+  const auto checkpoint = writer.commit({{"kind", "colossal-run training state"},
+                                         {"optimizer_step", 6},
+                                         {"samples_consumed", 56},
+                                         {"mesh", {{"world_size", 2}, {"data", 2}, {"tensor", 1}, {"pipeline", 1}}}});
+
+  auto opened = open_train_checkpoint(checkpoint);
+  CHECK(opened.state.position.step == 7);
+  CHECK(opened.state.optimizer_steps == 6);
+  torch::manual_seed(4);
+  auto target_model = build_model(spec);
+  FlatParameters target_init(*target_model, torch::kFloat, target_model->blocks());
+  ZeroOptions options;
+  options.stage = 2;
+  ZeroStrategy target(target_init, spec.n_layer, options, nullptr);
+  target.load_checkpoint(*opened.reader, opened.state.optimizer_steps);
+  CHECK(torch::equal(target.full_weights(), weights));
+  const auto part = target.checkpoint_part();  // the moments came back too
+  CHECK(torch::equal(part.storage[1], moments));
+  CHECK(torch::equal(part.storage[2], moments));
 }
 
 TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
