@@ -1,12 +1,12 @@
 #include "parallel/parallel_context.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "core/base/error.h"
 #include "parallel/nccl_communicator.h"
 
 namespace cr {
-namespace {
-
-// The mesh axes each Axis spans, in the order of the enum.
 std::vector<std::string> mesh_axes_of(Axis axis) {
   switch (axis) {
     case Axis::Data: return {"data"};
@@ -18,20 +18,7 @@ std::vector<std::string> mesh_axes_of(Axis axis) {
   fail("unknown parallel axis {}", static_cast<int>(axis));
 }
 
-constexpr Axis kAllAxes[] = {Axis::Data, Axis::Tensor, Axis::Pipeline, Axis::Sequence, Axis::DataSequence};
-
-}  // namespace
-
-const char* axis_name(Axis axis) {
-  switch (axis) {
-    case Axis::Data: return "data";
-    case Axis::Tensor: return "tensor";
-    case Axis::Pipeline: return "pipeline";
-    case Axis::Sequence: return "sequence";
-    case Axis::DataSequence: return "data x sequence";
-  }
-  return "?";
-}
+std::string axis_name(Axis axis) { return fmt::format("{}", fmt::join(mesh_axes_of(axis), " x ")); }
 
 ParallelContext::ParallelContext() : mesh_(MeshShape{}, 1) {}
 
@@ -53,7 +40,7 @@ ParallelContext::ParallelContext(const ProcessMesh& mesh, Communicator* world, i
       continue;
     }
     const auto axes = mesh_axes_of(axis);
-    const std::string name = axis == Axis::DataSequence ? "data_sequence" : axis_name(axis);
+    const std::string name = fmt::format("{}", fmt::join(axes, "_"));  // "data", ..., "data_sequence"
     auto host = world->split(mesh_.color(world_rank_, axes), mesh_.key(world_rank_, axes), name);
     if (host->size() == 1) continue;
     host_[index] = device_[index] = host.get();

@@ -26,8 +26,10 @@
 namespace cr {
 
 enum class Axis { Data, Tensor, Pipeline, Sequence, DataSequence };
+constexpr Axis kAllAxes[] = {Axis::Data, Axis::Tensor, Axis::Pipeline, Axis::Sequence, Axis::DataSequence};
 
-const char* axis_name(Axis axis);  // "data", ..., "data x sequence"
+std::vector<std::string> mesh_axes_of(Axis axis);  // the mesh axes it spans: {"data", "sequence"}, ...
+std::string axis_name(Axis axis);                  // "data", ..., "data x sequence"
 
 class ParallelContext {
  public:
@@ -43,7 +45,6 @@ class ParallelContext {
   const ProcessMesh& mesh() const { return mesh_; }
   int world_rank() const { return world_rank_; }
   int world_size() const { return mesh_.world_size(); }
-  bool distributed() const { return world_ != nullptr; }
 
   int rank(Axis axis) const;  // coordinate along the axis (position in its group)
   int size(Axis axis) const;
@@ -54,9 +55,6 @@ class ParallelContext {
   Communicator* device_group(Axis axis) const;
   // Every rank of the job, host side; null for a single process.
   Communicator* control() const { return world_; }
-
-  // What `plan --nprocs` prints: the mesh and its groups.
-  std::string describe() const { return mesh_.describe(); }
 
  private:
   static constexpr size_t kAxes = 5;

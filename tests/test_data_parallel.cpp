@@ -334,10 +334,8 @@ TEST_CASE("the parallel context splits the world into the mesh's groups", "[dp][
     INFO(mesh.describe());
     const ParallelContext context(mesh, g_world);
     const int me = g_world->rank();
-    const std::vector<std::pair<Axis, std::vector<std::string>>> axes = {
-        {Axis::Data, {"data"}}, {Axis::Tensor, {"tensor"}}, {Axis::Pipeline, {"pipeline"}},
-        {Axis::Sequence, {"sequence"}}, {Axis::DataSequence, {"data", "sequence"}}};
-    for (const auto& [axis, names] : axes) {
+    for (const Axis axis : kAllAxes) {
+      const auto names = mesh_axes_of(axis);
       INFO(axis_name(axis));
       const auto expected = mesh.groups(names)[mesh.color(me, names)];
       CHECK(context.size(axis) == static_cast<int>(expected.size()));

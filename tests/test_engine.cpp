@@ -23,6 +23,26 @@
 using namespace cr;
 namespace fs = std::filesystem;
 
+namespace {
+
+// gpt2-tiny, initialised from `seed`, under a single-process ZeRO strategy of `stage`.
+struct TinyTraining {
+  TinyTraining(uint64_t seed, int stage) : spec(find_model_preset("gpt2-tiny").spec) {
+    torch::manual_seed(seed);
+    model = build_model(spec);
+    FlatParameters init(*model, torch::kFloat, model->blocks());
+    ZeroOptions options;
+    options.stage = stage;
+    options.bucket_bytes = 4096;
+    strategy = std::make_unique<ZeroStrategy>(init, spec.n_layer, options, nullptr);
+  }
+  ModelSpec spec;
+  CausalLM model;
+  std::unique_ptr<ZeroStrategy> strategy;
+};
+
+}  // namespace
+
 TEST_CASE("block membership comes from the model's blocks and matches the analytic parameter list", "[engine]") {
   for (const std::string preset : {"gpt2-tiny", "opt-tiny", "llama-tiny"}) {
     INFO(preset);
@@ -47,13 +67,8 @@ TEST_CASE("block membership comes from the model's blocks and matches the analyt
 
 TEST_CASE("a strategy's checkpoint part covers every element once and loads into another stage", "[engine]") {
   test::TempDir dir;
-  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
-  torch::manual_seed(1);
-  auto source_model = build_model(spec);
-  FlatParameters source_init(*source_model, torch::kFloat, source_model->blocks());
-  ZeroOptions options;
-  options.bucket_bytes = 4096;
-  ZeroStrategy source(source_init, spec.n_layer, options, nullptr);
+  TinyTraining tiny(1, 0);
+  ZeroStrategy& source = *tiny.strategy;
   const auto part = source.checkpoint_part();
   int64_t elements = 0;
   for (const auto& slice : part.slices) elements += slice.numel;
@@ -67,11 +82,8 @@ TEST_CASE("a strategy's checkpoint part covers every element once and loads into
   CHECK(opened.state.position.step == 5);
   CHECK(opened.state.optimizer_steps == 5);
 
-  torch::manual_seed(2);  // other initial weights, overwritten by the load
-  auto target_model = build_model(spec);
-  FlatParameters target_init(*target_model, torch::kFloat, target_model->blocks());
-  options.stage = 3;
-  ZeroStrategy target(target_init, spec.n_layer, options, nullptr);
+  TinyTraining other(2, 3);  // other initial weights, overwritten by the load
+  ZeroStrategy& target = *other.strategy;
   target.load_checkpoint(*opened.reader, opened.state.optimizer_steps);
   CHECK(torch::equal(target.full_weights(), source.full_weights()));
   CHECK(target.optimizer_steps() == 5);
@@ -79,15 +91,12 @@ TEST_CASE("a strategy's checkpoint part covers every element once and loads into
 
 TEST_CASE("a checkpoint of the previous format (whole tensors, no slices) still resumes", "[engine]") {
   test::TempDir dir;
-  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
-  torch::manual_seed(3);
-  auto model = build_model(spec);
-  FlatParameters flat(*model, torch::kFloat, model->blocks());
-  auto& weights = flat.master();
+  TinyTraining source(3, 0);
+  const auto weights = source.strategy->full_weights();
   const auto moments = torch::full_like(weights, 0.25);
   // What the previous release wrote: model.safetensors and optimizer.safetensors, whole tensors.
   std::vector<TensorView> model_views, optimizer_views;
-  for (const auto& e : flat.entries()) {
+  for (const auto& e : source.strategy->parameters().entries()) {
     const size_t bytes = static_cast<size_t>(e.numel) * sizeof(float);
     model_views.push_back({e.name, DType::F32, e.shape, weights.data_ptr<float>() + e.offset, bytes});
     for (const std::string kind : {"exp_avg.", "exp_avg_sq."}) {
@@ -105,12 +114,8 @@ TEST_CASE("a checkpoint of the previous format (whole tensors, no slices) still 
   auto opened = open_train_checkpoint(checkpoint);
   CHECK(opened.state.position.step == 7);
   CHECK(opened.state.optimizer_steps == 6);
-  torch::manual_seed(4);
-  auto target_model = build_model(spec);
-  FlatParameters target_init(*target_model, torch::kFloat, target_model->blocks());
-  ZeroOptions options;
-  options.stage = 2;
-  ZeroStrategy target(target_init, spec.n_layer, options, nullptr);
+  TinyTraining other(4, 2);
+  ZeroStrategy& target = *other.strategy;
   target.load_checkpoint(*opened.reader, opened.state.optimizer_steps);
   CHECK(torch::equal(target.full_weights(), weights));
   const auto part = target.checkpoint_part();  // the moments came back too
@@ -148,15 +153,16 @@ TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
 }
 
 TEST_CASE("the single-process context has every axis of size 1 and no communicators", "[engine]") {
+  CHECK(mesh_axes_of(Axis::DataSequence) == std::vector<std::string>{"data", "sequence"});
+  CHECK(axis_name(Axis::DataSequence) == "data x sequence");
   const ParallelContext single;
-  for (const Axis axis : {Axis::Data, Axis::Tensor, Axis::Pipeline, Axis::Sequence, Axis::DataSequence}) {
+  for (const Axis axis : kAllAxes) {
     CHECK(single.size(axis) == 1);
     CHECK(single.rank(axis) == 0);
     CHECK(single.host_group(axis) == nullptr);
     CHECK(single.device_group(axis) == nullptr);
   }
   CHECK(single.control() == nullptr);
-  CHECK_FALSE(single.distributed());
 }
 
 TEST_CASE("the peak RSS restarts from the current one, so steps are measured apart from start-up", "[engine]") {

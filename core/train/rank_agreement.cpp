@@ -6,23 +6,20 @@
 #include <fmt/ranges.h>
 #include <torch/torch.h>
 
+#include "core/base/crc32.h"
 #include "core/base/error.h"
 
 namespace cr {
 namespace {
 
-int64_t fnv1a(const std::string& text) {
-  uint64_t hash = 1469598103934665603ull;
-  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
-  return static_cast<int64_t>(hash);
-}
+int64_t checksum(const std::string& text) { return crc32(text.data(), text.size()); }
 
 }  // namespace
 
 void check_ranks_agree(Communicator* control, const StartupChoice& choice) {
   if (!control || control->size() == 1) return;
   constexpr int kFields = 3;  // config hash, checkpoint path hash, resume step
-  auto mine = torch::tensor({fnv1a(choice.config_text), fnv1a(choice.checkpoint.value_or("")), choice.resume_step},
+  auto mine = torch::tensor({checksum(choice.config_text), checksum(choice.checkpoint.value_or("")), choice.resume_step},
                             torch::kLong);
   auto all = torch::empty({kFields * control->size()}, torch::kLong);
   control->all_gather(mine, all);

@@ -17,7 +17,7 @@ struct StartupChoice {
   int64_t resume_step = 0;
 };
 
-// Collective over `control` (null: nothing to agree on). Throws cr::Error on every rank when any
+// Collective over `control` (null: nothing to agree on); compares CRC-32s of the texts. Throws cr::Error on every rank when any
 // rank differs from rank 0, naming each such rank and what differs.
 void check_ranks_agree(Communicator* control, const StartupChoice& choice);
 

@@ -110,7 +110,7 @@ class Trainer {
 
  private:
   void run_steps(MetricsFile& metrics, ProgressReporter& progress);
-  void run_schedule(const std::vector<Instruction>& program, int64_t step, StepMetrics& m);
+  void run_schedule(int64_t step, StepMetrics& m);
   torch::Tensor forward_loss(const torch::Tensor& inputs, const torch::Tensor& targets);
   // Clips, unscales and applies the step's gradients, unless they overflowed; fills m.
   void apply_gradients(int64_t step, StepMetrics& m);
@@ -132,7 +132,8 @@ class Trainer {
   int64_t global_batch_ = 0;
   int64_t rank_batch_ = 0;  // this rank's share of the global batch
   int64_t accumulation_ = 0;
-  std::vector<Instruction> program_;
+  std::vector<Instruction> program_;  // one step, from the schedule generator
+  size_t reducing_backward_ = 0;      // program_'s backward that completes the gradients
   DataSplits data_;
   std::optional<BatchSampler> train_sampler_, val_sampler_;
   CausalLM model_;
@@ -140,9 +141,6 @@ class Trainer {
   std::optional<DynamicLossScaler> loss_scaler_;  // fp16
   TrainSummary summary_;
   int64_t start_step_ = 0;
-  // The step's micro-batches (loaded) and their losses (kept on the device until the step ends).
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> micro_batches_;
-  std::vector<torch::Tensor> losses_;
 };
 
 Trainer::Trainer(const Config& config, const ParallelContext& context)
@@ -172,6 +170,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   rank_batch_ = batch.per_rank;
   accumulation_ = batch.accumulation;
   program_ = no_pipeline_schedule(accumulation_);
+  reducing_backward_ = reducing_backward(program_);
 
   const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root());
   std::optional<OpenedCheckpoint> resumed;
@@ -255,21 +254,21 @@ torch::Tensor Trainer::batch_tensor(const std::vector<int64_t>& values) const {
   return tensor.to(device_, /*non_blocking=*/false, /*copy=*/true);
 }
 
-void Trainer::run_schedule(const std::vector<Instruction>& program, int64_t step, StepMetrics& m) {
+void Trainer::run_schedule(int64_t step, StepMetrics& m) {
   const int64_t rows = config_.train.micro_batch_size;
   const int64_t first_sample = step * global_batch_ + dp_rank_ * rank_batch_;
-  const size_t reducing = reducing_backward(program);
   const bool sync = config_.train.time_breakdown;
-  micro_batches_.assign(static_cast<size_t>(accumulation_), {});
-  losses_.assign(static_cast<size_t>(accumulation_), {});
+  // The step's micro-batches once loaded, and their losses (on the device until the step ends).
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> micro_batches(static_cast<size_t>(accumulation_));
+  std::vector<torch::Tensor> losses(static_cast<size_t>(accumulation_));
   std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
-  for (size_t i = 0; i < program.size(); ++i) {
-    const Instruction& instruction = program[i];
+  for (size_t i = 0; i < program_.size(); ++i) {
+    const Instruction& instruction = program_[i];
     const auto mb = static_cast<size_t>(instruction.micro_batch);
     switch (instruction.op) {
       case Op::LoadMicroBatch: {
         train_sampler_->fill(first_sample + instruction.micro_batch * rows, rows, inputs.data(), targets.data());
-        micro_batches_[mb] = {batch_tensor(inputs), batch_tensor(targets)};
+        micro_batches[mb] = {batch_tensor(inputs), batch_tensor(targets)};
         break;
       }
       case Op::Forward: {
@@ -277,17 +276,17 @@ void Trainer::run_schedule(const std::vector<Instruction>& program, int64_t step
         // Dropout masks depend only on (seed, step, rank, micro-batch): resumed runs draw the same.
         torch::manual_seed(static_cast<uint64_t>(config_.train.seed) * 1000003u +
                            (step * dp_size_ + dp_rank_) * accumulation_ + instruction.micro_batch);
-        losses_[mb] = forward_loss(micro_batches_[mb].first, micro_batches_[mb].second);
-        micro_batches_[mb] = {};
+        losses[mb] = forward_loss(micro_batches[mb].first, micro_batches[mb].second);
+        micro_batches[mb] = {};
         break;
       }
       case Op::Backward: {
         PhaseTimer timer(m.backward_s, device_, sync);
         const double scale = loss_scaler_ ? loss_scaler_->scale() : 1.0;
-        strategy_->begin_backward(i == reducing);
-        (losses_[mb] * (scale / static_cast<double>(accumulation_))).backward();
+        strategy_->begin_backward(i == reducing_backward_);
+        (losses[mb] * (scale / static_cast<double>(accumulation_))).backward();
         strategy_->end_backward();
-        losses_[mb] = losses_[mb].detach();
+        losses[mb] = losses[mb].detach();
         break;
       }
       case Op::ReduceGradients: {
@@ -298,7 +297,7 @@ void Trainer::run_schedule(const std::vector<Instruction>& program, int64_t step
       case Op::OptimizerStep: {
         // The losses meet the host once per step, not once per micro-batch.
         double loss_sum = 0.0;
-        for (const auto& loss : losses_) loss_sum += loss.item<double>();
+        for (const auto& loss : losses) loss_sum += loss.item<double>();
         m.loss = mean_over_replicas(loss_sum / static_cast<double>(accumulation_));
         if (!std::isfinite(m.loss) && !loss_scaler_) {
           fail("loss is {} at step {}: training diverged (lower optimizer.lr?)", m.loss, m.step);
@@ -431,7 +430,7 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     m.step = step + 1;
     m.total_steps = train.steps;
     strategy_->begin_step(/*training=*/true);
-    run_schedule(program_, step, m);
+    run_schedule(step, m);
     strategy_->end_step();
     m.step_time_s = seconds_since(start);
     m.other_s = std::max(0.0, m.step_time_s - m.forward_s - m.backward_s - m.communication_s - m.optimizer_s);
