@@ -66,6 +66,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   const auto& last = summary.steps.back();
   // Rank 0 holds the largest shard; plan predicts that rank.
   const MemoryEstimate planned = estimate_memory(spec, config, ranks);
+  const int64_t measured_peak = last.peak_device_bytes > 0 ? last.peak_device_bytes : last.peak_host_bytes;
   auto bytes_json = [](const StateBytes& b) {
     return nlohmann::json{{"parameters", b.parameters},
                           {"master_weights", b.master_weights},
@@ -103,6 +104,10 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"startup_peak_host_bytes", summary.startup_peak_host_bytes},
       {"peak_host_bytes", last.peak_host_bytes},
       {"planned_activation_bytes", planned.activations},
+      {"planned_transient_bytes", planned.transients},
+      {"planned_process_bytes", planned.process},
+      {"planned_peak_bytes", planned.total()},
+      {"peak_over_plan", static_cast<double>(measured_peak) / static_cast<double>(planned.total())},
       {"peak_device_bytes", last.peak_device_bytes},
       {"state_bytes", bytes_json(last.state)},
       {"planned_state_bytes", bytes_json(planned)},

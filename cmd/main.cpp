@@ -38,6 +38,7 @@ void add_config_options(CLI::App* app, cr::ConfigOptions& options) {
 
 int main(int argc, char** argv) {
   cr::install_crash_report();
+  cr::process_baseline_bytes();  // before any work: what `plan` and `bench` count for the process
   CLI::App app{"colossal-run: train large transformer models from a YAML config"};
   app.set_version_flag("--version", std::string("colossal-run ") + kVersion);
   app.require_subcommand(0, 1);

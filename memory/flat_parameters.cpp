@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/base/error.h"
+#include "memory/weight_source.h"
 
 namespace cr {
 
@@ -34,12 +35,9 @@ std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int
   return buckets;
 }
 
-FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype,
-                               const torch::nn::ModuleList& blocks)
-    : compute_dtype_(compute_dtype) {
-  CR_CHECK(compute_dtype == torch::kFloat || compute_dtype == torch::kBFloat16 || compute_dtype == torch::kHalf,
-           "unsupported compute dtype {}", c10::toString(compute_dtype));
+ModuleParameters module_parameters(torch::nn::Module& module, const torch::nn::ModuleList& blocks) {
   auto named = module.named_parameters(/*recurse=*/true);
+  CR_CHECK(!named.is_empty(), "module has no parameters");
   std::map<const void*, int64_t> block_of;  // by tensor identity: the model's own structure
   if (!blocks.is_empty()) {
     const auto children = blocks->children();  // the blocks, in order
@@ -52,26 +50,37 @@ FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType comp
     const auto found = block_of.find(item.value().unsafeGetTensorImpl());
     registered.push_back({item.key(), item.value().sizes().vec(), found == block_of.end() ? -1 : found->second});
   }
-  entries_ = flat_layout(registered);
-  auto& params = params_;
-  for (auto it = named.end(); it != named.begin();) params.push_back((--it)->value());
-  for (const auto& entry : entries_) numel_ += entry.numel;
-  CR_CHECK(!params.empty(), "module has no parameters");
+  ModuleParameters params;
+  params.entries = flat_layout(registered);
+  for (auto it = named.end(); it != named.begin();) params.tensors.push_back((--it)->value());
+  for (const auto& entry : params.entries) params.numel += entry.numel;
+  return params;
+}
+
+FlatParameters::FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype,
+                               const torch::nn::ModuleList& blocks)
+    : FlatParameters(module_parameters(module, blocks), ModuleWeights(module), compute_dtype,
+                     module.parameters().front().device()) {}
+
+FlatParameters::FlatParameters(ModuleParameters params, const WeightSource& source, torch::ScalarType compute_dtype,
+                               torch::Device device)
+    : compute_dtype_(compute_dtype), layout_(std::move(params)) {
+  CR_CHECK(compute_dtype == torch::kFloat || compute_dtype == torch::kBFloat16 || compute_dtype == torch::kHalf,
+           "unsupported compute dtype {}", c10::toString(compute_dtype));
+  master_ = torch::empty({layout_.numel}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  compute_ = has_master_copy() ? torch::empty({layout_.numel}, master_.options().dtype(compute_dtype)) : master_;
+  load(source);
+  for (size_t i = 0; i < layout_.tensors.size(); ++i) layout_.tensors[i].set_data(view_of(compute_, layout_.entries[i]));
+}
+
+void FlatParameters::load(const WeightSource& source) {
+  fill_flat_range(source, layout_.entries, 0, master_);
   torch::NoGradGuard no_grad;
-  master_ = torch::empty({numel_}, params.front().options().dtype(torch::kFloat));
-  for (size_t i = 0; i < params.size(); ++i) {
-    view_of(master_, entries_[i]).copy_(params[i].to(torch::kFloat));
-  }
-  compute_ = has_master_copy() ? master_.to(compute_dtype) : master_;
-  for (size_t i = 0; i < params.size(); ++i) params[i].set_data(view_of(compute_, entries_[i]));
+  if (has_master_copy()) compute_.copy_(master_);
 }
 
 torch::Tensor FlatParameters::view_of(const torch::Tensor& flat, const FlatEntry& entry) const {
   return flat.narrow(0, entry.offset, entry.numel).view(entry.shape);
-}
-
-void FlatParameters::publish_master() {
-  if (has_master_copy()) compute_.copy_(master_);
 }
 
 }  // namespace cr

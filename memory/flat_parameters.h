@@ -5,9 +5,11 @@
 // large tensors instead of hundreds of small ones. Parameters are laid out in reverse
 // registration order, which is roughly the order backward produces their gradients: gradient
 // buckets that are contiguous ranges of the buffer fill up one after another. Training hands the
-// buffer to ZeroParameters (zero_parameters.h), which owns gradients and sharding.
+// buffer to ZeroParameters (zero_parameters.h), which owns gradients and sharding. Weights come
+// from a WeightSource (weight_source.h).
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -37,37 +39,66 @@ std::vector<FlatEntry> flat_layout(const std::vector<ParameterShape>& registered
 // buckets); a parameter larger than a bucket, like a token embedding, spans several.
 std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int64_t bucket_bytes);
 
+// Calls fn(entry, begin, end) for each parameter overlapping flat [begin, begin + numel), with
+// the overlap's flat bounds. Entries are in flat order.
+template <typename Fn>
+void for_each_overlap(const std::vector<FlatEntry>& entries, int64_t begin, int64_t numel, Fn fn) {
+  if (numel <= 0) return;  // e.g. a rank's empty share of a bucket smaller than the rank count
+  const int64_t end = begin + numel;
+  auto it = std::upper_bound(entries.begin(), entries.end(), begin,
+                             [](int64_t position, const FlatEntry& e) { return position < e.offset + e.numel; });
+  for (; it != entries.end() && it->offset < end; ++it) {
+    fn(*it, std::max(begin, it->offset), std::min(end, it->offset + it->numel));
+  }
+}
+
+// A module's parameters in flat-layout order with their entries; holds no weights of its own.
+struct ModuleParameters {
+  std::vector<FlatEntry> entries;
+  std::vector<torch::Tensor> tensors;  // the module's parameters, in the order of entries
+  int64_t numel = 0;
+  std::vector<BucketRange> buckets(int64_t bucket_bytes) const { return make_buckets(entries, bucket_bytes); }
+};
+
+// `blocks`: the model's transformer blocks (CausalLMImpl::blocks()), whose parameters form the
+// layers of the layout; without them every parameter is outside any layer.
+ModuleParameters module_parameters(torch::nn::Module& module,
+                                   const torch::nn::ModuleList& blocks = torch::nn::ModuleList(nullptr));
+
+class WeightSource;
+
 class FlatParameters {
  public:
   // compute_dtype: fp32, or bf16 / fp16 with an fp32 master copy that the optimizer updates.
-  // `blocks`: the model's transformer blocks (CausalLMImpl::blocks()), whose parameters form
-  // the layers of the layout; without them every parameter is outside any layer.
+  // The module's parameters keep their current values.
   FlatParameters(torch::nn::Module& module, torch::ScalarType compute_dtype,
                  const torch::nn::ModuleList& blocks = torch::nn::ModuleList(nullptr));
+  // The parameters of `params` (a skeleton's: build_model_skeleton) get their values from `source`,
+  // on `device`.
+  FlatParameters(ModuleParameters params, const WeightSource& source, torch::ScalarType compute_dtype,
+                 torch::Device device);
 
-  int64_t numel() const { return numel_; }
-  const std::vector<FlatEntry>& entries() const { return entries_; }
+  int64_t numel() const { return layout_.numel; }
+  const std::vector<FlatEntry>& entries() const { return layout_.entries; }
   bool has_master_copy() const { return compute_dtype_ != torch::kFloat; }
 
   torch::Tensor& master() { return master_; }    // fp32 parameters
   torch::Tensor& compute() { return compute_; }  // what the model computes with
 
-  // After the master weights changed (loading): refreshes the low-precision copy.
-  void publish_master();
+  // Replaces the weights with `source`'s.
+  void load(const WeightSource& source);
 
   // The module's parameter tensors, in the order of entries().
-  const std::vector<torch::Tensor>& parameters_in_entry_order() const { return params_; }
+  const std::vector<torch::Tensor>& parameters_in_entry_order() const { return layout_.tensors; }
 
   // A named view of one parameter inside a flat fp32 buffer of the same layout.
   torch::Tensor view_of(const torch::Tensor& flat, const FlatEntry& entry) const;
 
-  std::vector<BucketRange> buckets(int64_t bucket_bytes) const { return make_buckets(entries_, bucket_bytes); }
+  std::vector<BucketRange> buckets(int64_t bucket_bytes) const { return layout_.buckets(bucket_bytes); }
 
  private:
   torch::ScalarType compute_dtype_;
-  int64_t numel_ = 0;
-  std::vector<FlatEntry> entries_;
-  std::vector<torch::Tensor> params_;
+  ModuleParameters layout_;
   torch::Tensor master_, compute_;
 };
 

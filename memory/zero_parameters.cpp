@@ -5,6 +5,7 @@
 
 #include "core/base/error.h"
 #include "kernels/reduction.h"
+#include "memory/weight_source.h"
 #include "parallel/communicator.h"
 
 namespace cr {
@@ -54,38 +55,60 @@ StateBytes ZeroParameters::predict(const std::vector<FlatEntry>& entries, const 
   return bytes;
 }
 
-ZeroParameters::ZeroParameters(FlatParameters& init, torch::ScalarType compute_dtype, int stage, ShardLayout reduced,
-                               Communicator* group, bool master_weights)
+ZeroParameters::ZeroParameters(const ModuleParameters& params, const WeightSource* source, torch::Device device,
+                               torch::ScalarType compute_dtype, int stage, ShardLayout reduced, Communicator* group,
+                               bool master_weights)
     : stage_(stage),
       compute_dtype_(compute_dtype),
       keeps_master_(compute_dtype == torch::kFloat || master_weights),
       reduced_(std::move(reduced)),
       owned_(stage >= 1 ? reduced_ : ShardLayout(reduced_.buckets(), 0, 1)),
       group_(group),
-      entries_(init.entries()),
-      params_(init.parameters_in_entry_order()) {
+      entries_(params.entries),
+      params_(params.tensors) {
   CR_CHECK(stage >= 0 && stage <= 3, "ZeRO stage {}", stage);
-  CR_CHECK(!init.has_master_copy() && init.numel() == reduced_.total_numel(), "ZeroParameters needs fp32 weights");
+  CR_CHECK(params.numel == reduced_.total_numel(), "ZeroParameters: a layout of {} elements for {} parameters",
+           reduced_.total_numel(), params.numel);
   CR_CHECK(!reduced_.sharded() || (group && group->size() == reduced_.size()), "ZeroParameters: no group");
   torch::NoGradGuard no_grad;
-  const torch::Tensor& full = init.master();
-  master_ = owned_.sharded() ? owned_.shard_of(full) : full;
+  const auto fp32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  const auto compute = fp32.dtype(compute_dtype_);
+  // Each buffer takes from the source exactly the part it holds: no rank builds the whole
+  // weights unless it keeps them whole.
+  const auto fill = [&](torch::Tensor buffer, int64_t flat_begin, int64_t position, int64_t numel) {
+    auto part = buffer.narrow(0, position, numel);
+    source ? fill_flat_range(*source, entries_, flat_begin, part) : void(part.zero_());
+  };
+  const auto whole = [&](const torch::TensorOptions& options) {
+    auto buffer = torch::empty({reduced_.total_numel()}, options);
+    fill(buffer, 0, 0, buffer.numel());
+    return buffer;
+  };
+  const auto owned = [&](const torch::TensorOptions& options) {
+    auto buffer = torch::empty({owned_.shard_numel()}, options);
+    for (const auto& slice : owned_.slices()) fill(buffer, slice.flat_begin, slice.shard_begin, slice.numel);
+    return buffer;
+  };
+  if (stage_ <= 2) compute_full_ = whole(compute);
+  if (keeps_master_) {
+    if (!low_precision() && stage_ <= 2) {
+      master_ = owned_.sharded() ? owned_.shard_of(compute_full_) : compute_full_;
+    } else {
+      master_ = owned(fp32);
+    }
+  }
+  if (stage_ == 3) compute_shard_ = !low_precision() ? master_ : keeps_master_ ? master_.to(compute_dtype_) : owned(compute);
   const bool gradient_views = stage_ <= 1 && !low_precision();
   if (stage_ <= 1) {
-    grad_full_ = torch::zeros_like(full);
+    grad_full_ = torch::zeros({reduced_.total_numel()}, fp32);
   } else {
-    grad_shard_ = torch::zeros_like(master_);
-  }
-  if (stage_ <= 2) {
-    compute_full_ = low_precision() ? full.to(compute_dtype_) : full;
-  } else {
-    compute_shard_ = low_precision() ? master_.to(compute_dtype_) : master_;
+    grad_shard_ = torch::zeros({owned_.shard_numel()}, fp32);
   }
   // Accumulators record each parameter's shape when created: make them while the shapes are
   // real, and keep them alive, since stage 3 empties the parameters between uses.
   // (A dtype change through set_data would also drop the accumulator, so stage 3 switches the
   // parameters to the compute dtype first, as a broadcast element of the right shape.)
-  const auto element = torch::empty({1}, master_.options().dtype(compute_dtype_));
+  const auto element = torch::empty({1}, compute);
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& param = params_[i];
     const auto& entry = entries_[i];
@@ -96,10 +119,9 @@ ZeroParameters::ZeroParameters(FlatParameters& init, torch::ScalarType compute_d
     accumulators_.push_back(torch::autograd::impl::grad_accumulator(param));
   }
   if (stage_ == 3) {
-    const auto empty = torch::empty({0}, compute_shard_.options());
+    const auto empty = torch::empty({0}, compute);
     for (auto& param : params_) param.set_data(empty);
   }
-  if (!keeps_master_) master_ = torch::Tensor();  // the optimizer updates the compute weights
 }
 
 torch::Tensor ZeroParameters::weights(size_t bucket) {
@@ -191,7 +213,7 @@ torch::Tensor ZeroParameters::full_master() {
   return full;
 }
 
-torch::Tensor ZeroParameters::owned_weights() {
+torch::Tensor ZeroParameters::owned_weights() const {
   if (keeps_master_) return master_;
   if (stage_ == 3) return compute_shard_.to(torch::kFloat);
   return (owned_.sharded() ? owned_.shard_of(compute_full_) : compute_full_).to(torch::kFloat);

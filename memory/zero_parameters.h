@@ -23,6 +23,7 @@
 namespace cr {
 
 class Communicator;
+class WeightSource;
 
 class ZeroParameters {
  public:
@@ -34,13 +35,14 @@ class ZeroParameters {
   static StateBytes predict(const std::vector<FlatEntry>& entries, const ShardLayout& reduced,
                             torch::ScalarType compute_dtype, int stage, bool overlap, bool master_weights);
 
-  // Takes over `init` (the module's parameters, full fp32, identical on every rank): module
-  // parameters are re-pointed into buffers owned here. `reduced`: the data-parallel layout
-  // gradients are reduce-scattered with (rank, size); `group`: that group (null when size 1).
-  // master_weights false (bf16 / fp16 only): no fp32 copy; the optimizer updates the compute
-  // weights in place, rounding every step (Colossal-AI's master_weights=False).
-  ZeroParameters(FlatParameters& init, torch::ScalarType compute_dtype, int stage, ShardLayout reduced,
-                 Communicator* group, bool master_weights = true);
+  // Owns the weights of `params` (a skeleton's parameters, given storage here), taking from
+  // `source` only the part this rank holds (zeros without a source: loaded next). `reduced`: the
+  // data-parallel layout gradients are reduce-scattered with (rank, size); `group`: that group
+  // (null when size 1). master_weights false (bf16 / fp16 only): no fp32 copy; the optimizer
+  // updates the compute weights in place, rounding every step (Colossal-AI's master_weights=False).
+  ZeroParameters(const ModuleParameters& params, const WeightSource* source, torch::Device device,
+                 torch::ScalarType compute_dtype, int stage, ShardLayout reduced, Communicator* group,
+                 bool master_weights = true);
   ZeroParameters(const ZeroParameters&) = delete;
   ZeroParameters& operator=(const ZeroParameters&) = delete;
 
@@ -75,7 +77,7 @@ class ZeroParameters {
   // The whole fp32 weights, on every rank.
   torch::Tensor full_master();
   // The fp32 weights this rank updates, in owned space (whole at stage 0, the shard from stage 1).
-  torch::Tensor owned_weights();
+  torch::Tensor owned_weights() const;
   // Replaces the weights from owned-space fp32 values (each rank its own part); collective.
   void load_owned_weights(const torch::Tensor& owned);
 

@@ -14,28 +14,15 @@ namespace {
 
 constexpr const char* kStateNames[] = {"", "exp_avg.", "exp_avg_sq."};  // weights, Adam's moments
 
-// Calls fn(entry, begin, end) for each parameter overlapping flat [begin, begin + numel), with
-// the overlap's flat bounds. Entries are in flat order.
-template <typename Fn>
-void for_each_overlap(const std::vector<FlatEntry>& entries, int64_t begin, int64_t numel, Fn fn) {
-  if (numel <= 0) return;  // a rank's empty share of a bucket smaller than the rank count
-  const int64_t end = begin + numel;
-  auto it = std::upper_bound(entries.begin(), entries.end(), begin,
-                             [](int64_t position, const FlatEntry& e) { return position < e.offset + e.numel; });
-  for (; it != entries.end() && it->offset < end; ++it) {
-    fn(*it, std::max(begin, it->offset), std::min(end, it->offset + it->numel));
-  }
-}
-
 }  // namespace
 
-ZeroStrategy::ZeroStrategy(FlatParameters& init, int64_t blocks, const ZeroOptions& options, Communicator* group) {
+ZeroStrategy::ZeroStrategy(const ModuleParameters& params, const WeightSource* source, int64_t blocks,
+                           const ZeroOptions& options, Communicator* group) {
   const int size = group ? group->size() : 1;
-  // Replicas start from rank 0's weights, whatever initialised or loaded them.
-  if (size > 1) group->broadcast(init.master(), 0);
-  params_ = std::make_unique<ZeroParameters>(init, options.compute_dtype, options.stage,
-                                             ShardLayout(init.buckets(options.bucket_bytes), group ? group->rank() : 0, size),
-                                             size > 1 ? group : nullptr, options.master_weights);
+  params_ = std::make_unique<ZeroParameters>(
+      params, source, options.device, options.compute_dtype, options.stage,
+      ShardLayout(params.buckets(options.bucket_bytes), group ? group->rank() : 0, size), size > 1 ? group : nullptr,
+      options.master_weights);
   optimizer_ = std::make_unique<AdamWOptimizer>(options.optimizer, *params_);
   sync_ = std::make_unique<GradientSynchronizer>(*params_, options.overlap);
   if (options.stage == 3) gatherer_ = std::make_unique<ParameterGatherer>(*params_, blocks, options.overlap);

@@ -11,12 +11,14 @@
 #include "memory/gradient_sync.h"
 #include "memory/parameter_gatherer.h"
 #include "memory/parameter_strategy.h"
+#include "memory/weight_source.h"
 #include "memory/zero_parameters.h"
 
 namespace cr {
 
 struct ZeroOptions {
   int stage = 0;
+  torch::Device device = torch::kCPU;
   torch::ScalarType compute_dtype = torch::kFloat;
   bool master_weights = true;
   int64_t bucket_bytes = 25 << 20;
@@ -26,9 +28,11 @@ struct ZeroOptions {
 
 class ZeroStrategy final : public ParameterStrategy {
  public:
-  // Takes over `init` (the model's parameters, fp32, identical on every rank of `group`), with
-  // `blocks` transformer blocks. group: the ranks sharing these parameters (null: alone).
-  ZeroStrategy(FlatParameters& init, int64_t blocks, const ZeroOptions& options, Communicator* group);
+  // Owns the weights of `params` (a skeleton's parameters: build_model_skeleton), each rank
+  // taking from `source` only what it keeps (zeros without a source: a checkpoint is loaded
+  // next), with `blocks` transformer blocks. group: the ranks sharing these parameters (null: alone).
+  ZeroStrategy(const ModuleParameters& params, const WeightSource* source, int64_t blocks, const ZeroOptions& options,
+               Communicator* group);
 
   int64_t numel() const override { return params_->numel(); }
   void begin_step(bool training) override;

@@ -58,7 +58,7 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const
       rotary_(spec.position == "rotary"),
       rope_theta_(spec.rope_theta) {
   const int64_t d = spec.d_model, kv_dim = n_kv_head_ * head_dim_;
-  auto linear = [&](int64_t in, int64_t out) { return Linear(torch::nn::LinearOptions(in, out).bias(spec.bias)); };
+  auto linear = [&](int64_t in, int64_t out) { return Linear(in, out, spec.bias); };
   q_proj = register_module("q_proj", linear(d, d));
   k_proj = register_module("k_proj", linear(d, kv_dim));
   v_proj = register_module("v_proj", linear(d, kv_dim));

@@ -6,8 +6,8 @@
 #include "models/llama.h"
 #include "models/lm_loss.h"
 #include "models/mixed_precision.h"
-#include "models/norm.h"
 #include "models/opt.h"
+#include "models/parameter_init.h"
 
 namespace cr {
 
@@ -41,20 +41,6 @@ torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, KVCache&
   return head_logits(run_blocks(embed(tokens, cache.length()), 0, spec_.n_layer, &cache));
 }
 
-void CausalLMImpl::reset_parameters_normal(double std) {
-  torch::NoGradGuard no_grad;
-  for (const auto& module : modules(/*include_self=*/false)) {
-    if (auto* linear = module->as<torch::nn::Linear>()) {
-      linear->weight.normal_(0.0, std);
-      if (linear->bias.defined()) linear->bias.zero_();
-    } else if (auto* embedding = module->as<torch::nn::Embedding>()) {
-      embedding->weight.normal_(0.0, std);
-    } else if (auto* norm = module->as<Norm>()) {
-      norm->reset_parameters();
-    }
-  }
-}
-
 void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq_len) {
   const int64_t end = first_position + length;
   if (end > max_seq_len) fail("sequence length {} exceeds model.max_seq_len {}", end, max_seq_len);
@@ -65,11 +51,17 @@ torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, 
   return torch::arange(first_position, first_position + tokens.size(1), tokens.options().dtype(torch::kLong));
 }
 
-CausalLM build_model(const ModelSpec& spec) {
+CausalLM build_model_skeleton(const ModelSpec& spec) {
   if (spec.arch == "gpt2") return std::make_shared<GPT2Impl>(spec);
   if (spec.arch == "opt") return std::make_shared<OPTImpl>(spec);
   if (spec.arch == "llama") return std::make_shared<LlamaImpl>(spec);
   fail("model.arch: unknown architecture '{}' (gpt2, opt, llama)", spec.arch);
+}
+
+CausalLM build_model(const ModelSpec& spec, uint64_t seed) {
+  auto model = build_model_skeleton(spec);
+  materialize_parameters(*model, seed);
+  return model;
 }
 
 }  // namespace cr

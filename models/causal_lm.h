@@ -24,9 +24,6 @@ class CausalLMImpl : public torch::nn::Module {
   // that pipeline stages divide between them.
   virtual torch::nn::ModuleList blocks() const = 0;
 
-  // The architecture's initialisation; uses the global torch generator.
-  virtual void reset_parameters() = 0;
-
   // (B, T) int64 tokens at positions first_position, first_position + 1, ... -> (B, T, d_model).
   virtual torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) = 0;
   // Blocks [first, last); with a cache, each block appends this pass's keys and values to it.
@@ -46,10 +43,6 @@ class CausalLMImpl : public torch::nn::Module {
   virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;
   virtual torch::Tensor output_embedding() = 0;
 
-  // Hugging Face's initialisation for OPT and LLaMA: N(0, std) linear and embedding weights, zero
-  // biases, unit norm gains.
-  void reset_parameters_normal(double std);
-
   ModelSpec spec_;
 };
 using CausalLM = std::shared_ptr<CausalLMImpl>;
@@ -60,7 +53,10 @@ void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq
 // Positions first_position, first_position + 1, ... for the (B, T) tokens, checked to fit.
 torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, int64_t max_seq_len);
 
-// The architecture named by spec.arch, freshly initialised.
-CausalLM build_model(const ModelSpec& spec);
+// The architecture named by spec.arch with its initial weights for `seed` (parameter_init.h).
+CausalLM build_model(const ModelSpec& spec, uint64_t seed = 0);
+// The same model with parameters of the right shapes and names but no storage: whoever owns the
+// weights (a ParameterStrategy, FlatParameters) gives them storage and values.
+CausalLM build_model_skeleton(const ModelSpec& spec);
 
 }  // namespace cr

@@ -7,34 +7,20 @@
 namespace cr {
 
 GPT2Impl::GPT2Impl(const ModelSpec& spec) : CausalLMImpl(spec, "gpt2") {
-  wte = register_module("wte", torch::nn::Embedding(spec.vocab_size, spec.d_model));
-  wpe = register_module("wpe", torch::nn::Embedding(spec.max_seq_len, spec.d_model));
+  wte = register_module("wte", Embedding(spec.vocab_size, spec.d_model));
+  wpe = register_module("wpe", Embedding(spec.max_seq_len, spec.d_model));
   h = register_module("h", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
     blocks_.push_back(TransformerBlock(spec, i));
     h->push_back(blocks_.back());
   }
   ln_f = register_module("ln_f", Norm(spec, spec.d_model));
-  reset_parameters();
-}
-
-void GPT2Impl::reset_parameters() {
-  torch::NoGradGuard no_grad;
-  const double std = 0.02;
-  const double residual_std = std / std::sqrt(2.0 * static_cast<double>(spec_.n_layer));
-  wte->weight.normal_(0.0, std);
-  wpe->weight.normal_(0.0, std);
+  // GPT-2 scales the residual projections' initial weights by 1/sqrt(2 n_layer).
+  const double residual_std = kInitStd / std::sqrt(2.0 * static_cast<double>(spec.n_layer));
   for (auto& block : blocks_) {
-    for (auto* linear : {&block->attn->c_attn, &block->attn->c_proj, &block->mlp->c_fc, &block->mlp->c_proj}) {
-      (*linear)->weight.normal_(0.0, std);
-      (*linear)->bias.zero_();
-    }
-    block->attn->c_proj->weight.normal_(0.0, residual_std);
-    block->mlp->c_proj->weight.normal_(0.0, residual_std);
-    block->ln_1->reset_parameters();
-    block->ln_2->reset_parameters();
+    block->attn->c_proj->set_init("weight", normal_init(residual_std));
+    block->mlp->c_proj->set_init("weight", normal_init(residual_std));
   }
-  ln_f->reset_parameters();
 }
 
 torch::Tensor GPT2Impl::embed(const torch::Tensor& tokens, int64_t first_position) {

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "models/causal_lm.h"
+#include "models/embedding.h"
 #include "models/norm.h"
 #include "models/transformer_layers.h"
 
@@ -14,16 +15,13 @@ class GPT2Impl : public CausalLMImpl {
  public:
   explicit GPT2Impl(const ModelSpec& spec);
 
-  // GPT-2's initialisation: N(0, 0.02) weights, residual projections scaled by
-  // 1/sqrt(2 n_layer), zero biases, unit LayerNorm gains. Uses the global torch generator.
-  void reset_parameters() override;
 
   torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;
   torch::nn::ModuleList blocks() const override { return h; }
 
-  torch::nn::Embedding wte{nullptr};
-  torch::nn::Embedding wpe{nullptr};
+  Embedding wte{nullptr};
+  Embedding wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
   Norm ln_f{nullptr};
 

@@ -56,4 +56,9 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return UnbiasedLinearFunction::apply(x, cast_to_activation(weight, x));
 }
 
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
+  weight = declare_parameter("weight", {out_features, in_features}, normal_init(kInitStd));
+  if (with_bias) bias = declare_parameter("bias", {out_features}, constant_init(0.0));
+}
+
 }  // namespace cr

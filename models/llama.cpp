@@ -6,7 +6,7 @@
 namespace cr {
 
 LlamaMLPImpl::LlamaMLPImpl(const ModelSpec& spec) : dropout_(spec.dropout) {
-  auto linear = [&](int64_t in, int64_t out) { return Linear(torch::nn::LinearOptions(in, out).bias(spec.bias)); };
+  auto linear = [&](int64_t in, int64_t out) { return Linear(in, out, spec.bias); };
   gate_proj = register_module("gate_proj", linear(spec.d_model, spec.d_ff));
   up_proj = register_module("up_proj", linear(spec.d_model, spec.d_ff));
   down_proj = register_module("down_proj", linear(spec.d_ff, spec.d_model));
@@ -30,7 +30,7 @@ torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* ca
 }
 
 LlamaImpl::LlamaImpl(const ModelSpec& spec) : CausalLMImpl(spec, "llama") {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(spec.vocab_size, spec.d_model));
+  embed_tokens = register_module("embed_tokens", Embedding(spec.vocab_size, spec.d_model));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
     blocks_.push_back(LlamaDecoderLayer(spec, i));
@@ -38,12 +38,9 @@ LlamaImpl::LlamaImpl(const ModelSpec& spec) : CausalLMImpl(spec, "llama") {
   }
   norm = register_module("norm", Norm(spec, spec.d_model));
   if (!spec.tied_embeddings) {
-    lm_head = register_module("lm_head", Linear(torch::nn::LinearOptions(spec.d_model, spec.vocab_size).bias(false)));
+    lm_head = register_module("lm_head", Linear(spec.d_model, spec.vocab_size, false));
   }
-  reset_parameters();
 }
-
-void LlamaImpl::reset_parameters() { reset_parameters_normal(0.02); }
 
 torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
   // No position embedding: the attention layers rotate by the positions their cache implies.

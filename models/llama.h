@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "models/attention.h"
+#include "models/embedding.h"
 #include "models/causal_lm.h"
 #include "models/norm.h"
 
@@ -42,14 +43,11 @@ class LlamaImpl : public CausalLMImpl {
  public:
   explicit LlamaImpl(const ModelSpec& spec);
 
-  // Hugging Face's: N(0, 0.02) weights, unit RMSNorm gains.
-  void reset_parameters() override;
-
   torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;
   torch::nn::ModuleList blocks() const override { return layers; }
 
-  torch::nn::Embedding embed_tokens{nullptr};
+  Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   Norm norm{nullptr};
   Linear lm_head{nullptr};  // absent with tied_embeddings

@@ -5,8 +5,8 @@
 namespace cr {
 
 NormImpl::NormImpl(const ModelSpec& spec, int64_t dim) : rms_(spec.norm == "rmsnorm"), eps_(spec.norm_eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
-  if (!rms_) bias = register_parameter("bias", torch::zeros({dim}));
+  weight = declare_parameter("weight", {dim}, constant_init(1.0));
+  if (!rms_) bias = declare_parameter("bias", {dim}, constant_init(0.0));
 }
 
 torch::Tensor NormImpl::forward(const torch::Tensor& x) {
@@ -21,12 +21,6 @@ torch::Tensor NormImpl::forward(const torch::Tensor& x) {
   auto xf = x.to(torch::kFloat);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
   return cast_to_activation(weight, x) * xf.to(x.scalar_type());
-}
-
-void NormImpl::reset_parameters() {
-  torch::NoGradGuard no_grad;
-  weight.fill_(1.0);
-  if (bias.defined()) bias.zero_();
 }
 
 }  // namespace cr

@@ -15,8 +15,8 @@ OPTDecoderLayerImpl::OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer)
     : layer_norm_before_(spec.layer_norm_before), activation_(spec.activation), dropout_(spec.dropout) {
   self_attn = register_module("self_attn", SelfAttention(spec, layer, "out_proj"));
   self_attn_layer_norm = register_module("self_attn_layer_norm", Norm(spec, spec.d_model));
-  fc1 = register_module("fc1", Linear(torch::nn::LinearOptions(spec.d_model, spec.d_ff).bias(spec.bias)));
-  fc2 = register_module("fc2", Linear(torch::nn::LinearOptions(spec.d_ff, spec.d_model).bias(spec.bias)));
+  fc1 = register_module("fc1", Linear(spec.d_model, spec.d_ff, spec.bias));
+  fc2 = register_module("fc2", Linear(spec.d_ff, spec.d_model, spec.bias));
   final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model));
 }
 
@@ -31,12 +31,12 @@ torch::Tensor OPTDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* cach
 
 OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec) {
   const int64_t e = embedding_dim(spec);
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(spec.vocab_size, e));
+  embed_tokens = register_module("embed_tokens", Embedding(spec.vocab_size, e));
   embed_positions =
-      register_module("embed_positions", torch::nn::Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
+      register_module("embed_positions", Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
   if (e != spec.d_model) {
-    project_out = register_module("project_out", Linear(torch::nn::LinearOptions(spec.d_model, e).bias(false)));
-    project_in = register_module("project_in", Linear(torch::nn::LinearOptions(e, spec.d_model).bias(false)));
+    project_out = register_module("project_out", Linear(spec.d_model, e, false));
+    project_in = register_module("project_in", Linear(e, spec.d_model, false));
   }
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
@@ -48,10 +48,7 @@ OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec) {
 
 OPTImpl::OPTImpl(const ModelSpec& spec) : CausalLMImpl(spec, "opt") {
   decoder = register_module("decoder", OPTDecoder(spec));
-  reset_parameters();
 }
-
-void OPTImpl::reset_parameters() { reset_parameters_normal(0.02); }
 
 torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
   auto positions = position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset;

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "models/attention.h"
+#include "models/embedding.h"
 #include "models/causal_lm.h"
 #include "models/norm.h"
 
@@ -35,8 +36,8 @@ class OPTDecoderImpl : public torch::nn::Module {
  public:
   explicit OPTDecoderImpl(const ModelSpec& spec);
 
-  torch::nn::Embedding embed_tokens{nullptr};
-  torch::nn::Embedding embed_positions{nullptr};  // max_seq_len + 2 rows
+  Embedding embed_tokens{nullptr};
+  Embedding embed_positions{nullptr};  // max_seq_len + 2 rows
   Linear project_in{nullptr};           // only when word_embed_proj_dim != d_model
   Linear project_out{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -48,9 +49,6 @@ TORCH_MODULE(OPTDecoder);
 class OPTImpl : public CausalLMImpl {
  public:
   explicit OPTImpl(const ModelSpec& spec);
-
-  // Hugging Face's: N(0, 0.02) weights, zero biases, unit LayerNorm gains.
-  void reset_parameters() override;
 
   torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;

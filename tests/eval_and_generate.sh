@@ -39,9 +39,9 @@ grep -Eq '"tokens":192\}$' eval3.log
 
 # Greedy output is a function of the weights; sampled output of the seed.
 gen=(generate --config tiny.yaml --prompt "To be, or" --max-new-tokens 12)
-[[ $("$exe" "${gen[@]}" --temperature 0) == $("$exe" "${gen[@]}" --top-k 1) ]]
+[[ $("$exe" "${gen[@]}" --temperature 0) == "$("$exe" "${gen[@]}" --top-k 1)" ]]
 first=$("$exe" "${gen[@]}" --temperature 0.8 --top-p 0.9 --seed 3)
-[[ $first == $("$exe" "${gen[@]}" --temperature 0.8 --top-p 0.9 --seed 3) ]]
+[[ $first == "$("$exe" "${gen[@]}" --temperature 0.8 --top-p 0.9 --seed 3)" ]]  # quoted: a literal, not a pattern
 "$exe" "${gen[@]}" --top-k 1 2> generate.err
 grep -q "generate: 9 prompt tokens + 12 new (max_new_tokens)" generate.err
 

@@ -17,6 +17,9 @@
 #include "core/formats/safetensors.h"
 #include "core/train/rank_agreement.h"
 #include "core/train/trainer.h"
+#include "memory/flat_parameters.h"
+#include "memory/zero_strategy.h"
+#include "models/causal_lm.h"
 #include "parallel/parallel_context.h"
 #include "parallel/mpi_communicator.h"
 
@@ -351,6 +354,32 @@ TEST_CASE("the parallel context splits the world into the mesh's groups", "[dp][
       }
     }
     CHECK(context.control() == g_world);
+  }
+}
+
+TEST_CASE("init by shard: each rank creates only its share, bit for bit the single-process weights", "[dp][engine]") {
+  for (const std::string preset : {"gpt2-tiny", "opt-tiny", "llama-tiny"}) {
+    const ModelSpec spec = find_model_preset(preset).spec;
+    const auto whole_model = build_model(spec, /*seed=*/29);
+    FlatParameters whole(*whole_model, torch::kFloat, whole_model->blocks());
+    for (const int stage : {1, 3}) {
+      for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        INFO(preset << " stage " << stage << " " << c10::toString(dtype));
+        auto skeleton = build_model_skeleton(spec);
+        const InitialWeights initial(parameter_init_rules(*skeleton), 29);
+        ZeroOptions options;
+        options.stage = stage;
+        options.compute_dtype = dtype;
+        options.bucket_bytes = 1000;  // buckets, and so shards, cut through parameters
+        ZeroStrategy strategy(module_parameters(*skeleton, skeleton->blocks()), &initial, spec.n_layer, options,
+                              g_world);
+        const ShardLayout& owned = strategy.parameters().owned();
+        REQUIRE(owned.sharded());
+        CHECK(owned.shard_numel() < whole.numel());
+        CHECK(torch::equal(strategy.parameters().owned_weights(), owned.shard_of(whole.master())));
+        CHECK(torch::equal(strategy.full_weights(), whole.master()));
+      }
+    }
   }
 }
 

@@ -28,13 +28,13 @@ namespace {
 // gpt2-tiny, initialised from `seed`, under a single-process ZeRO strategy of `stage`.
 struct TinyTraining {
   TinyTraining(uint64_t seed, int stage) : spec(find_model_preset("gpt2-tiny").spec) {
-    torch::manual_seed(seed);
-    model = build_model(spec);
-    FlatParameters init(*model, torch::kFloat, model->blocks());
+    model = build_model_skeleton(spec);
+    const InitialWeights initial(parameter_init_rules(*model), seed);
     ZeroOptions options;
     options.stage = stage;
     options.bucket_bytes = 4096;
-    strategy = std::make_unique<ZeroStrategy>(init, spec.n_layer, options, nullptr);
+    strategy = std::make_unique<ZeroStrategy>(module_parameters(*model, model->blocks()), &initial, spec.n_layer,
+                                              options, nullptr);
   }
   ModelSpec spec;
   CausalLM model;

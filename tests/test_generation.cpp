@@ -41,8 +41,7 @@ void check_distribution(const std::vector<double>& actual, const std::vector<dou
 }
 
 CausalLM tiny_model(const std::string& preset, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto model = build_model(find_model_preset(preset).spec);
+  auto model = build_model(find_model_preset(preset).spec, seed);
   model->eval();
   return model;
 }

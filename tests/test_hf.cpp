@@ -31,8 +31,7 @@ namespace {
 // A model with its parameters in flat storage, as the trainer holds it.
 struct TinyModel {
   TinyModel(const ModelSpec& spec, uint64_t seed) {
-    torch::manual_seed(seed);
-    model = build_model(spec);
+    model = build_model(spec, seed);
     model->eval();
     params = std::make_unique<FlatParameters>(*model, torch::kFloat);
   }
@@ -178,7 +177,7 @@ TEST_CASE("a Hugging Face export re-imports bitwise, single file and sharded", "
     write_hf_model(tmp.file("hf"), source.spec(), ours, DType::F32);
     TinyModel fresh(99);
     CHECK_FALSE(bitwise_equal(fresh.params->master(), source.params->master()));
-    load_init_weights(tmp.file("hf"), *fresh.params, fresh.spec());
+    fresh.params->load(*open_init_weights(tmp.file("hf"), fresh.params->entries(), fresh.spec()));
     CHECK(bitwise_equal(fresh.params->master(), source.params->master()));
     CHECK(bitwise_equal(fresh.logits(), reference_logits));
   }
@@ -209,7 +208,7 @@ TEST_CASE("a Hugging Face export re-imports bitwise, single file and sharded", "
     }
 
     TinyModel fresh(98);
-    load_hf_weights(tmp.file("hf"), *fresh.params, fresh.spec());
+    fresh.params->load(HfWeights(tmp.file("hf"), fresh.params->entries(), fresh.spec()));
     CHECK(bitwise_equal(fresh.params->master(), source.params->master()));
     CHECK(bitwise_equal(fresh.logits(), reference_logits));
 
@@ -246,7 +245,7 @@ TEST_CASE("every architecture exports under transformers' names and re-imports b
         CHECK((name.rfind(prefix, 0) == 0 || name == "lm_head.weight"));
       }
       TinyModel fresh(spec, 12);
-      load_init_weights(dir, *fresh.params, fresh.spec());
+      fresh.params->load(*open_init_weights(dir, fresh.params->entries(), fresh.spec()));
       CHECK(bitwise_equal(fresh.params->master(), source.params->master()));
       CHECK(bitwise_equal(fresh.logits(), source.logits()));
     }
@@ -301,7 +300,7 @@ TEST_CASE("bf16 and fp16 exports hold the rounded weights and load back as fp32"
     CHECK(bitwise_equal(as_tensor(c_fc, type), source.parameter("h.0.mlp.c_fc.weight").detach().t().to(type)));
 
     TinyModel fresh(97);
-    load_hf_weights(dir, *fresh.params, fresh.spec());
+    fresh.params->load(HfWeights(dir, fresh.params->entries(), fresh.spec()));
     CHECK(bitwise_equal(fresh.params->master(), source.params->master().to(type).to(torch::kFloat)));
   }
 }
@@ -327,7 +326,7 @@ TEST_CASE("hub files saved from the base model (no 'transformer.' prefix) load t
   renamed.push_back({"h.0.attn.bias", DType::F32, {1, 1, 128, 128}, mask.data_ptr(), static_cast<size_t>(mask.nbytes())});
   write_safetensors(tmp.file("hf/model.safetensors"), renamed, {{"format", "pt"}});
   TinyModel fresh(96);
-  load_hf_weights(tmp.file("hf"), *fresh.params, fresh.spec());
+  fresh.params->load(HfWeights(tmp.file("hf"), fresh.params->entries(), fresh.spec()));
   CHECK(bitwise_equal(fresh.params->master(), source.params->master()));
 }
 
@@ -345,7 +344,7 @@ TEST_CASE("import errors name the tensor, the file and the dimension", "[hf]") {
       if (view.name != "h.1.ln_2.bias") partial.push_back(view);
     }
     write_hf_model(dir, source.spec(), partial, DType::F32);
-    CHECK_THROWS_WITH(load_hf_weights(dir, *target.params, target.spec()),
+    CHECK_THROWS_WITH(target.params->load(HfWeights(dir, target.params->entries(), target.spec())),
                       Catch::Contains(dir) && Catch::Contains("no tensor 'transformer.h.1.ln_2.bias'"));
   }
   SECTION("shape mismatch") {
@@ -360,7 +359,7 @@ TEST_CASE("import errors name the tensor, the file and the dimension", "[hf]") {
     }
     write_safetensors(dir + "/broken.safetensors", changed, {{"format", "pt"}});
     fs::rename(dir + "/broken.safetensors", dir + "/model.safetensors");
-    CHECK_THROWS_WITH(load_hf_weights(dir, *target.params, target.spec()),
+    CHECK_THROWS_WITH(target.params->load(HfWeights(dir, target.params->entries(), target.spec())),
                       Catch::Contains("model.safetensors: tensor 'transformer.h.0.attn.c_attn.weight' has shape "
                                       "[96, 32] but parameter 'h.0.attn.c_attn.weight' needs [32, 96]"));
   }
@@ -378,7 +377,7 @@ TEST_CASE("import errors name the tensor, the file and the dimension", "[hf]") {
   SECTION("unknown architecture") {
     fs::create_directories(dir);
     write_text(fs::path(dir) / "config.json", R"({"architectures": ["BertForMaskedLM"], "model_type": "bert"})");
-    CHECK_THROWS_WITH(load_init_weights(dir, *target.params, target.spec()),
+    CHECK_THROWS_WITH(target.params->load(*open_init_weights(dir, target.params->entries(), target.spec())),
                       Catch::Contains("config.json: unsupported architecture 'BertForMaskedLM'") &&
                           Catch::Contains("GPT2LMHeadModel, OPTForCausalLM, LlamaForCausalLM"));
   }
@@ -397,19 +396,19 @@ TEST_CASE("import errors name the tensor, the file and the dimension", "[hf]") {
     ModelSpec bigger = source.spec();
     bigger.n_layer = 3;
     write_hf_model(dir, bigger, {}, DType::F32);
-    CHECK_THROWS_WITH(load_hf_weights(dir, *target.params, target.spec()),
+    CHECK_THROWS_WITH(target.params->load(HfWeights(dir, target.params->entries(), target.spec())),
                       Catch::Contains("has n_layer 3 but the configured model has 2"));
   }
   SECTION("neither a checkpoint nor a Hugging Face directory") {
     fs::create_directories(dir);
-    CHECK_THROWS_WITH(load_init_weights(dir, *target.params, target.spec()),
+    CHECK_THROWS_WITH(target.params->load(*open_init_weights(dir, target.params->entries(), target.spec())),
                       Catch::Contains("neither manifest.json") && Catch::Contains(dir));
   }
   SECTION("pytorch_model.bin only") {
     fs::create_directories(dir);
     write_text(fs::path(dir) / "config.json", hf_config_from_spec(source.spec(), "float32").dump());
     write_text(fs::path(dir) / "pytorch_model.bin", "");
-    CHECK_THROWS_WITH(load_hf_weights(dir, *target.params, target.spec()),
+    CHECK_THROWS_WITH(target.params->load(HfWeights(dir, target.params->entries(), target.spec())),
                       Catch::Contains("only pytorch_model.bin"));
   }
 }

@@ -6,11 +6,13 @@
 #include "memory/adamw_optimizer.h"
 #include "core/train/lr_schedule.h"
 #include "memory/flat_parameters.h"
+#include "memory/weight_source.h"
 #include "memory/zero_parameters.h"
 #include "models/gpt2.h"
 #include "models/linear.h"
 #include "models/lm_loss.h"
 #include "models/model_spec.h"
+#include "models/parameter_init.h"
 
 using namespace cr;
 
@@ -52,6 +54,7 @@ TEST_CASE("FLOPs per token: 6N + 12 L d T, N GPT-2's matmul weights", "[models]"
 TEST_CASE("attention is causal: logits at t ignore tokens after t", "[models]") {
   torch::manual_seed(1);
   GPT2 model(find_model_preset("gpt2-tiny").spec);
+  materialize_parameters(*model, 1);
   model->eval();
   auto tokens = torch::randint(0, 512, {2, 16}, torch::kLong);
   auto changed = tokens.clone();
@@ -81,9 +84,62 @@ TEST_CASE("fused linear cross-entropy equals the reference in value and gradient
   }
 }
 
+TEST_CASE("initial values are a pure function of (seed, name, index): any range equals that part of the whole",
+          "[models][init]") {
+  const InitRule rule = normal_init(0.02);
+  const int64_t n = 1 << 20;
+  std::vector<float> whole(n);
+  initial_values(rule, 5, "h.0.mlp.c_fc.weight", 0, n, whole.data());
+  for (const auto& [begin, count] : std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {1, 1}, {1, 2}, {777, 4097},
+                                                                            {n - 3, 3}, {12345, 500000}}) {
+    INFO(begin << " + " << count);
+    std::vector<float> part(count);
+    initial_values(rule, 5, "h.0.mlp.c_fc.weight", begin, count, part.data());
+    CHECK(std::equal(part.begin(), part.end(), whole.begin() + begin));
+  }
+  // A N(0, 0.02) sample: mean within 5 standard errors, standard deviation within 1%.
+  const auto values = torch::from_blob(whole.data(), {n}, torch::kFloat).to(torch::kDouble);
+  CHECK(std::abs(values.mean().item<double>()) < 5 * 0.02 / std::sqrt(static_cast<double>(n)));
+  CHECK(values.std().item<double>() == Approx(0.02).epsilon(0.01));
+  CHECK(values.abs().max().item<double>() < 0.02 * 7);
+  // Another name or seed is another stream; constants are constant.
+  std::vector<float> other(64);
+  initial_values(rule, 5, "h.1.mlp.c_fc.weight", 0, 64, other.data());
+  CHECK_FALSE(std::equal(other.begin(), other.end(), whole.begin()));
+  initial_values(rule, 6, "h.0.mlp.c_fc.weight", 0, 64, other.data());
+  CHECK_FALSE(std::equal(other.begin(), other.end(), whole.begin()));
+  initial_values(constant_init(1.0), 5, "ln_f.weight", 3, 64, other.data());
+  CHECK(std::all_of(other.begin(), other.end(), [](float v) { return v == 1.0f; }));
+}
+
+TEST_CASE("the zoo declares its initialisation: N(0, 0.02), GPT-2's scaled residual projections, unit gains",
+          "[models][init]") {
+  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
+  auto model = build_model_skeleton(spec);
+  for (const auto& p : model->parameters()) CHECK(p.storage().nbytes() <= sizeof(float));  // no storage yet
+  const auto rules = parameter_init_rules(*model);
+  CHECK(rules.size() == model->parameters().size());
+  const double residual = 0.02 / std::sqrt(2.0 * spec.n_layer);
+  CHECK(rules.at("wte.weight").value == 0.02);
+  CHECK(rules.at("h.0.attn.c_attn.weight").value == 0.02);
+  CHECK(rules.at("h.1.attn.c_proj.weight").value == residual);
+  CHECK(rules.at("h.1.mlp.c_proj.weight").value == residual);
+  CHECK(rules.at("h.1.mlp.c_proj.bias").kind == InitRule::Kind::Constant);
+  CHECK(rules.at("h.1.mlp.c_proj.bias").value == 0.0);
+  CHECK(rules.at("ln_f.weight").value == 1.0);
+  // Materialised: each parameter holds exactly its values.
+  materialize_parameters(*model, 9);
+  const auto named = model->named_parameters();
+  std::vector<float> expected(named["h.1.mlp.c_proj.weight"].numel());
+  initial_values(rules.at("h.1.mlp.c_proj.weight"), 9, "h.1.mlp.c_proj.weight", 0, expected.size(), expected.data());
+  CHECK(torch::equal(named["h.1.mlp.c_proj.weight"].reshape({-1}),
+                     torch::from_blob(expected.data(), {static_cast<int64_t>(expected.size())}, torch::kFloat)));
+}
+
 TEST_CASE("flat parameters: views in reverse registration order, gradients land in the flat buffer", "[memory]") {
   torch::manual_seed(3);
   GPT2 model(find_model_preset("gpt2-tiny").spec);
+  materialize_parameters(*model, 3);
   FlatParameters flat(*model, torch::kFloat);
   CHECK(flat.numel() == parameter_count(model->spec()));
   for (const auto& entry : flat.entries()) CHECK(entry.decay == (entry.shape.size() >= 2));
@@ -92,7 +148,9 @@ TEST_CASE("flat parameters: views in reverse registration order, gradients land 
   CHECK(wte.name == "wte.weight");
   CHECK(model->wte->weight.data_ptr<float>() == flat.master().data_ptr<float>() + wte.offset);
   // Training (ZeRO stage 0, fp32): autograd adds straight into the flat fp32 gradient buffer.
-  ZeroParameters zero(flat, torch::kFloat, /*stage=*/0, ShardLayout(flat.buckets(1 << 20), 0, 1), nullptr);
+  const ModuleWeights values(*model);
+  ZeroParameters zero(module_parameters(*model), &values, torch::kCPU, torch::kFloat, /*stage=*/0,
+                      ShardLayout(flat.buckets(1 << 20), 0, 1), nullptr);
   auto tokens = torch::randint(0, 512, {2, 8}, torch::kLong);
   model->loss(tokens, tokens).backward();
   CHECK(torch::equal(flat.view_of(zero.gradient_sums(), wte), model->wte->weight.grad()));
@@ -104,13 +162,12 @@ TEST_CASE("flat parameters: views in reverse registration order, gradients land 
 TEST_CASE("bf16 compute keeps an fp32 master copy", "[memory]") {
   torch::manual_seed(4);
   GPT2 model(find_model_preset("gpt2-tiny").spec);
+  materialize_parameters(*model, 4);
   FlatParameters flat(*model, torch::kBFloat16);
   CHECK(flat.has_master_copy());
   CHECK(model->wte->weight.scalar_type() == torch::kBFloat16);
   CHECK(flat.master().scalar_type() == torch::kFloat);
-  flat.master().add_(1.0);
-  flat.publish_master();
-  CHECK(torch::allclose(flat.compute().to(torch::kFloat), flat.master(), 1e-2, 1e-2));
+  CHECK(torch::equal(flat.compute(), flat.master().to(torch::kBFloat16)));
 }
 
 TEST_CASE("AdamW over flat parameters matches torch::optim::AdamW", "[memory]") {
@@ -123,12 +180,14 @@ TEST_CASE("AdamW over flat parameters matches torch::optim::AdamW", "[memory]") 
       theirs->bias.copy_(ours->bias);
     }
     auto initial = theirs->weight.detach().clone();
-    FlatParameters flat(*ours, torch::kFloat);
     OptimizerConfig config;
     config.name = name;
     config.lr = 1e-2;
     config.weight_decay = 0.1;
-    ZeroParameters zero(flat, torch::kFloat, /*stage=*/0, ShardLayout(flat.buckets(1 << 20), 0, 1), nullptr);
+    const ModuleWeights values(*ours);
+    const ModuleParameters params = module_parameters(*ours);
+    ZeroParameters zero(params, &values, torch::kCPU, torch::kFloat, /*stage=*/0,
+                        ShardLayout(params.buckets(1 << 20), 0, 1), nullptr);
     AdamWOptimizer optimizer(config, zero);
     // Our layout decays matrices only: the reference gets the same two groups.
     auto groups = [&](auto options) {
@@ -184,7 +243,8 @@ TEST_CASE("the zoo's linear layer keeps the weight parameter, not its storage, f
   // ZeRO stage 3 frees a layer's gathered weights after forward and gathers them again for
   // backward: the graph must not hold the forward-time storage, and must read the new one.
   torch::manual_seed(7);
-  Linear layer(torch::nn::LinearOptions(8, 4));
+  Linear layer(8, 4);
+  materialize_parameters(*layer, 7);
   const auto weight = layer->weight.detach().clone();
   auto x = torch::randn({3, 8}, torch::requires_grad());
   auto gathered = weight.clone();

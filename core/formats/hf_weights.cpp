@@ -123,14 +123,23 @@ std::vector<std::string> HfWeightReader::names() const {
 }
 
 torch::Tensor to_float_tensor(const TensorView& view, const std::string& where) {
+  auto out = torch::empty(view.shape, torch::kFloat);
+  read_float_range(view, where, 0, out.numel(), out.data_ptr<float>());
+  return out;
+}
+
+void read_float_range(const TensorView& view, const std::string& where, int64_t begin, int64_t count, float* out) {
   if (view.dtype != DType::F32 && view.dtype != DType::F16 && view.dtype != DType::BF16) {
     fail("{}: tensor '{}' is {}; only F32, F16 and BF16 weights can be loaded", where, view.name,
          dtype_name(view.dtype));
   }
-  auto out = torch::empty(view.shape, torch_dtype(view.dtype));
+  const auto stored = torch::empty({count}, torch_dtype(view.dtype));
+  const size_t element = stored.element_size();
+  CR_CHECK(begin >= 0 && static_cast<size_t>(begin + count) * element <= view.nbytes, "{}: '{}' range out of bounds",
+           where, view.name);
   // The mapped data is only as aligned as the tensors before it allow: copy, then convert.
-  std::memcpy(out.data_ptr(), view.data, view.nbytes);
-  return out.to(torch::kFloat);
+  std::memcpy(stored.data_ptr(), static_cast<const char*>(view.data) + begin * element, count * element);
+  torch::from_blob(out, {count}, torch::kFloat).copy_(stored);
 }
 
 std::vector<std::string> write_hf_safetensors(const std::string& dir, const std::vector<TensorView>& tensors,

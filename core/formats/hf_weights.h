@@ -50,6 +50,8 @@ class HfWeightReader {
 
 // An F32, F16 or BF16 tensor as a new fp32 CPU tensor; cr::Error naming `where` otherwise.
 torch::Tensor to_float_tensor(const TensorView& view, const std::string& where);
+// Elements [begin, begin + count) of its row-major flattening, as fp32, into `out`.
+void read_float_range(const TensorView& view, const std::string& where, int64_t begin, int64_t count, float* out);
 
 // transformers' default shard limit for save_pretrained.
 constexpr int64_t kDefaultMaxShardBytes = 5'000'000'000;

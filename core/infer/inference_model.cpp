@@ -38,15 +38,17 @@ InferenceModel load_inference_model(const Config& config) {
   loaded.device = resolve_device(config.runtime);
   const WeightsSource source = weights_source(config);
   loaded.weights_from = source.dir;
-  loaded.model = build_model(loaded.spec);
-  loaded.model->to(loaded.device);
-  loaded.storage = std::make_unique<FlatParameters>(*loaded.model, compute_dtype(config.precision));
+  loaded.model = build_model_skeleton(loaded.spec);
+  auto params = module_parameters(*loaded.model);
   // The trainer's two loading paths, so that what loads for training loads here.
+  std::unique_ptr<WeightSource> weights;
   if (source.training_checkpoint) {
-    load_checkpoint_weights(source.dir, *loaded.storage);
+    weights = std::make_unique<CheckpointWeights>(source.dir, params.entries);
   } else {
-    load_init_weights(source.dir, *loaded.storage, loaded.spec);
+    weights = open_init_weights(source.dir, params.entries, loaded.spec);
   }
+  loaded.storage =
+      std::make_unique<FlatParameters>(std::move(params), *weights, compute_dtype(config.precision), loaded.device);
   loaded.model->eval();
   return loaded;
 }

@@ -29,9 +29,26 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const double d = static_cast<double>(spec.d_model);
   const double ff = static_cast<double>(spec.d_ff);
   const double per_layer = b * s * (10.0 * d + 2.0 * ff) + 2.0 * b * spec.n_head * s * s;
-  // The fused LM head keeps the hidden-state gradient and the output-embedding gradient.
-  const double head = 3.0 * b * s * d + static_cast<double>(spec.vocab_size) * d;
+  // The fused LM head keeps the hidden-state gradient (and the weight gradient, below).
+  const double head = 3.0 * b * s * d;
   m.activations = static_cast<int64_t>((per_layer * spec.n_layer + head) * compute_bytes);
+  // The output embedding's gradient, vocab x d, is the largest short-lived tensor. The fused
+  // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
+  // casts that to the compute dtype). With tied embeddings autograd holds that gradient until
+  // the input embedding's own (dense) one arrives at the end of backward, and adds the two.
+  const int64_t embedding = spec.vocab_size * embedding_dim(spec);
+  const int64_t head_moment = embedding * (8 + (dtype == torch::kFloat ? 0 : compute_bytes));
+  const int64_t end_moment = embedding * compute_bytes * (spec.tied_embeddings ? 3 : 1);
+  m.transients = std::max(head_moment, end_moment);
+  // Gradient reductions land in a temporary of the rank's part (MPI's send and receive buffers
+  // may not overlap): every bucket's at once at stages 0-1, where all are in flight when
+  // backward ends; at most two buckets' at stages 2-3, bounded by the staging buffers.
+  if (layout.sharded()) {
+    int64_t largest = 0;
+    for (const auto& slice : layout.slices()) largest = std::max(largest, slice.numel);
+    m.transients += 4 * (config.zero.stage <= 1 ? layout.shard_numel() : 2 * largest);
+  }
+  if (resolve_device(config.runtime).is_cpu()) m.process = process_baseline_bytes();
   return m;
 }
 
@@ -77,14 +94,16 @@ std::string plan_report(const Config& config, int world_size) {
                                     : "");
   }
   out += fmt::format("memory per rank (precision {}, ZeRO stage {} over {} data-parallel ranks; training state as "
-                     "allocated, activations estimated):\n",
+                     "allocated, the rest estimated):\n",
                      config.precision.dtype, config.zero.stage, data);
   out += row("parameters", memory.parameters);
   if (memory.master_weights) out += row("master weights (fp32)", memory.master_weights);
   out += row("gradients", memory.gradients);
   out += row("optimizer states (Adam)", memory.optimizer_states);
   out += row("activations", memory.activations);
-  out += row("total", memory.total());
+  out += row("transient (backward peak)", memory.transients);
+  if (memory.process) out += row("process (this binary)", memory.process);
+  out += row("total (predicted peak)", memory.total());
   out += fmt::format("  training state per parameter: {:.2f} bytes\n",
                      static_cast<double>(memory.StateBytes::total()) / static_cast<double>(n));
   out += "\nresolved config:\n";

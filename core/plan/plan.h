@@ -12,10 +12,17 @@
 namespace cr {
 
 // Bytes per rank by category, for one micro-batch in flight: the training state exactly as the
-// trainer lays it out (and reports it, per step), plus an estimate of the activations.
+// trainer lays it out (and reports it, per step), plus estimates of what else is resident at
+// the step's peak. docs/zero.md explains each term.
 struct MemoryEstimate : StateBytes {
   int64_t activations = 0;  // saved for backward, estimated from the layer shapes
-  int64_t total() const { return StateBytes::total() + activations; }
+  // Short-lived buffers at backward's peak: the output embedding's gradients (vocab x d) and
+  // the targets of gradient reductions in flight.
+  int64_t transients = 0;
+  // The process itself (libraries, runtimes), measured in this process when it started; CPU
+  // only, since a GPU's allocator peak counts tensors alone.
+  int64_t process = 0;
+  int64_t total() const { return StateBytes::total() + activations + transients + process; }
 };
 
 // data_parallel: ranks that share the ZeRO-sharded state (zero.stage >= 1).

@@ -138,15 +138,30 @@ void fail_job_if_distributed(const std::exception& e) {
   abort_job_if_distributed(1);
 }
 
-int64_t peak_rss_bytes() {
-  // VmHWM, which reset_peak_rss() can lower; getrusage's maximum never goes down.
+namespace {
+
+// A "Name:  1234 kB" line of /proc/self/status, in bytes; -1 where there is none.
+int64_t status_bytes(const std::string& name) {
   std::ifstream status("/proc/self/status");
   for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
+    if (line.rfind(name + ":", 0) == 0) return std::stoll(line.substr(name.size() + 1)) * 1024;
   }
+  return -1;
+}
+
+}  // namespace
+
+int64_t peak_rss_bytes() {
+  // VmHWM, which reset_peak_rss() can lower; getrusage's maximum never goes down.
+  if (const int64_t bytes = status_bytes("VmHWM"); bytes >= 0) return bytes;
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+int64_t process_baseline_bytes() {
+  static const int64_t bytes = std::max<int64_t>(status_bytes("VmRSS"), 0);
+  return bytes;
 }
 
 void reset_peak_rss() {

@@ -61,6 +61,9 @@ void fail_job_if_distributed(const std::exception& e);
 
 // Peak resident set size of this process in bytes, since start or the last reset_peak_rss().
 int64_t peak_rss_bytes();
+// This process's resident memory before any model or data exists (libraries, runtimes): the
+// resident set size at the first call, which main() makes first thing.
+int64_t process_baseline_bytes();
 // Starts a new peak from the current resident set size (where Linux allows it), so that the
 // training steps' peak is measured apart from start-up's.
 void reset_peak_rss();

@@ -123,16 +123,13 @@ OpenedCheckpoint open_train_checkpoint(const std::string& dir) {
   return opened;
 }
 
-TrainPosition load_checkpoint_weights(const std::string& dir, FlatParameters& params) {
-  auto opened = open_train_checkpoint(dir);
-  auto host = torch::empty({params.numel()}, torch::kFloat);
-  for (const auto& entry : params.entries()) {
-    opened.reader->read_whole(entry.name, entry.shape, host.data_ptr<float>() + entry.offset);
-  }
-  torch::NoGradGuard no_grad;
-  params.master().copy_(host);
-  params.publish_master();
-  return opened.state.position;
+CheckpointWeights::CheckpointWeights(const std::string& dir, const std::vector<FlatEntry>& entries)
+    : opened_(open_train_checkpoint(dir)) {
+  for (const auto& entry : entries) opened_.reader->check_shape(entry.name, entry.shape);
+}
+
+void CheckpointWeights::read(const FlatEntry& entry, int64_t begin, int64_t count, float* out) const {
+  opened_.reader->read(entry.name, begin, count, out);
 }
 
 std::optional<std::string> checkpoint_to_resume(const CheckpointConfig& config, const std::string& root) {

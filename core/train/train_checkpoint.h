@@ -13,9 +13,9 @@
 
 #include "core/checkpoint/tensor_slices.h"
 #include "core/config/config.h"
-#include "memory/flat_parameters.h"
 #include "memory/loss_scaler.h"
 #include "memory/parameter_strategy.h"
+#include "memory/weight_source.h"
 #include "parallel/parallel_context.h"
 
 namespace cr {
@@ -49,9 +49,16 @@ struct OpenedCheckpoint {
 };
 OpenedCheckpoint open_train_checkpoint(const std::string& dir);
 
-// Loads every parameter of `params` (whole, fp32) from a training checkpoint: inference,
-// export and model.init_from.
-TrainPosition load_checkpoint_weights(const std::string& dir, FlatParameters& params);
+// A training checkpoint's weights (written by any layout) for the parameters `entries`, read
+// slice by slice: inference, export and model.init_from. Shapes are checked on opening.
+class CheckpointWeights final : public WeightSource {
+ public:
+  CheckpointWeights(const std::string& dir, const std::vector<FlatEntry>& entries);
+  void read(const FlatEntry& entry, int64_t begin, int64_t count, float* out) const override;
+
+ private:
+  OpenedCheckpoint opened_;
+};
 
 // The checkpoint to resume from according to checkpoint.resume, or none.
 std::optional<std::string> checkpoint_to_resume(const CheckpointConfig& config, const std::string& root);

@@ -188,25 +188,30 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   train_sampler_.emplace(data_.train, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/true);
   if (data_.val) val_sampler_.emplace(data_.val, static_cast<uint64_t>(config_.train.seed), /*shuffle=*/false);
 
-  torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
-  model_ = build_model(spec_);
-  model_->to(device_);
+  // The model's parameters have no storage until the strategy gives each rank what it keeps,
+  // taken from the source: the initialisation (a pure function of seed, name and element), the
+  // weights of model.init_from, or nothing when a checkpoint is loaded next.
+  model_ = build_model_skeleton(spec_);
   summary_.data_parallel_size = dp_size_;
   {
-    // The whole fp32 weights, initialised or loaded, until the strategy takes its share.
-    FlatParameters init(*model_, torch::kFloat, model_->blocks());
+    const ModuleParameters params = module_parameters(*model_, model_->blocks());
+    std::unique_ptr<WeightSource> source;
     if (!resumed && config_.model.init_from) {
-      load_init_weights(*config_.model.init_from, init, spec_);
+      source = open_init_weights(*config_.model.init_from, params.entries, spec_);
       print0("initialised weights from {}", *config_.model.init_from);
+    } else if (!resumed) {
+      source = std::make_unique<InitialWeights>(parameter_init_rules(*model_), static_cast<uint64_t>(config_.train.seed));
     }
     ZeroOptions options;
+    options.device = device_;
     options.stage = static_cast<int>(config_.zero.stage);
     options.compute_dtype = dtype_;
     options.master_weights = config_.precision.master_weights;
     options.bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
     options.overlap = config_.zero.overlap_communication;
     options.optimizer = config_.optimizer;
-    strategy_ = std::make_unique<ZeroStrategy>(init, spec_.n_layer, options, context_.device_group(Axis::DataSequence));
+    strategy_ = std::make_unique<ZeroStrategy>(params, source.get(), spec_.n_layer, options,
+                                               context_.device_group(Axis::DataSequence));
   }
   if (resumed) {
     const auto& position = resumed->state.position;
