@@ -77,7 +77,11 @@ ZeroParameters::ZeroParameters(const ModuleParameters& params, const WeightSourc
   // weights unless it keeps them whole.
   const auto fill = [&](torch::Tensor buffer, int64_t flat_begin, int64_t position, int64_t numel) {
     auto part = buffer.narrow(0, position, numel);
-    source ? fill_flat_range(*source, entries_, flat_begin, part) : void(part.zero_());
+    if (source) {
+      fill_flat_range(*source, entries_, flat_begin, part);
+    } else {
+      part.zero_();
+    }
   };
   const auto whole = [&](const torch::TensorOptions& options) {
     auto buffer = torch::empty({reduced_.total_numel()}, options);

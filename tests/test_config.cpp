@@ -236,7 +236,7 @@ TEST_CASE("values out of range are rejected") {
   CHECK_THROWS_WITH(load("model:\n  dropout: 1\n"),
                     "test.yaml:2:12: model.dropout: must be in [0, 1), got 1");
   CHECK_THROWS_WITH(load("model:\n  d_model: 0\n"),
-                    "test.yaml:2:12: model.d_model: must be >= 1, got 0");
+                    "test.yaml:2:12: model.d_model: must be in [1, 1048576], got 0");
   CHECK_THROWS_WITH(load("data:\n  val_fraction: 0.7\n"),
                     "test.yaml:2:17: data.val_fraction: must be in [0, 0.5], got 0.7");
   CHECK_THROWS_WITH(load("optimizer:\n  betas: [0.9, 1.0]\n"),
@@ -249,6 +249,38 @@ TEST_CASE("values out of range are rejected") {
                     "test.yaml:2:12: runtime.run_dir: must not be empty");
   CHECK_THROWS_WITH(load("data:\n  train: [a.bin, '']\n"),
                     "test.yaml:2:18: data.train[1]: must not be empty");
+}
+
+TEST_CASE("numbers beyond any real model or job are refused at load, naming the key", "[config][bounds]") {
+  // Regression cases of the config fuzzing campaign: each used to hang, wrap in a cast to int,
+  // overflow a product or reach the allocator.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model.n_layer=2147483648", "model.n_layer: must be in [1, 4096], got 2147483648"},
+      {"model.n_layer=9223372036854775807", "model.n_layer: must be in [1, 4096], got 9223372036854775807"},
+      {"model.n_head=1000000", "model.n_head: must be in [1, 4096], got 1000000"},
+      {"model.d_model=2147483648", "model.d_model: must be in [1, 1048576], got 2147483648"},
+      {"model.d_model=9223372036854775807", "model.d_model: must be in [1, 1048576], got 9223372036854775807"},
+      {"model.d_ff=9223372036854775807", "model.d_ff: must be in [1, 4194304], got 9223372036854775807"},
+      {"model.vocab_size=2147483648", "model.vocab_size: must be in [1, 16777216], got 2147483648"},
+      {"model.max_seq_len=2147483648", "model.max_seq_len: must be in [1, 16777216], got 2147483648"},
+      {"data.seq_len=2147483648", "data.seq_len: must be in [1, 16777216], got 2147483648"},
+      {"train.micro_batch_size=2147483648", "train.micro_batch_size: must be in [1, 16777216], got 2147483648"},
+      {"train.global_batch_size=2147483648", "train.global_batch_size: must be in [0, 16777216], got 2147483648"},
+      {"train.eval_batches=9223372036854775807",
+       "train.eval_batches: must be in [1, 16777216], got 9223372036854775807"},
+      {"parallel.data=2147483648", "parallel.data: must be in [0, 1048576], got 2147483648"},
+      {"parallel.tensor=4294967297", "parallel.tensor: must be in [1, 1048576], got 4294967297"},
+      {"parallel.pipeline=9223372036854775807", "parallel.pipeline: must be in [1, 1048576], got 9223372036854775807"},
+      {"parallel.bucket_mb=1e9", "parallel.bucket_mb: must be in (0, 65536], got 1000000000"},
+      {"runtime.threads=2147483648", "runtime.threads: must be in [0, 4096], got 2147483648"},
+      {"runtime.collective_timeout_s=1e12", "runtime.collective_timeout_s: must be in (0, 604800], got 1000000000000"},
+  };
+  for (const auto& [override, message] : cases) {
+    INFO(override);
+    CHECK_THROWS_WITH(load(kMinimal, {override}), "--set " + message);
+  }
+  // The largest accepted values still load.
+  CHECK_NOTHROW(load(kMinimal, {"model.n_layer=4096", "model.d_model=1048576", "parallel.tensor=1048576"}));
 }
 
 TEST_CASE("enum keys accept only their choices") {
@@ -458,7 +490,7 @@ TEST_CASE("docs/config.md is generated from the schema") {
                                 "run |"));
   CHECK_THAT(markdown, Contains("| `optimizer.betas` | list of 2 numbers, each in [0, 1) | "
                                 "`[0.9, 0.95]` |"));
-  CHECK_THAT(markdown, Contains("| `model.n_layer` | integer >= 1 or null | `null` |"));
+  CHECK_THAT(markdown, Contains("| `model.n_layer` | integer in [1, 4096] or null | `null` |"));
   CHECK_THAT(markdown, Contains("| `precision.dtype` | one of `fp32`, `bf16`, `fp16` | `fp32` |"));
 
   const std::filesystem::path path = std::filesystem::path(CR_SOURCE_DIR) / "docs" / "config.md";

@@ -32,6 +32,13 @@ ConfigValueRule between(double min, double max) {
   return rule;
 }
 
+// (min, max]
+ConfigValueRule above_up_to(double min, double max) {
+  ConfigValueRule rule = between(min, max);
+  rule.min_exclusive = true;
+  return rule;
+}
+
 // [min, max)
 ConfigValueRule below(double min, double max) {
   ConfigValueRule rule = between(min, max);
@@ -49,6 +56,19 @@ ConfigValueRule with_length(size_t length, ConfigValueRule rule) {
   rule.length = length;
   return rule;
 }
+
+// Upper bounds far beyond any real model or job, so that a mistyped number is refused at load
+// (by `plan` and `train` alike) instead of overflowing a product, wrapping in a cast to int, or
+// asking the allocator for exabytes.
+constexpr double kMaxLayers = 1 << 12;          // 4,096 blocks
+constexpr double kMaxHeads = 1 << 12;
+constexpr double kMaxWidth = 1 << 20;           // d_model; d_ff may be 4x
+constexpr double kMaxTokens = 1 << 24;          // vocabulary size, sequence length
+constexpr double kMaxSequences = 1 << 24;       // sequences per step or micro-batch
+constexpr double kMaxRanks = 1 << 20;           // per mesh axis
+constexpr double kMaxThreads = 1 << 12;
+constexpr double kMaxBucketMiB = 1 << 16;       // 64 GiB
+constexpr double kMaxTimeoutSeconds = 7 * 24 * 3600;
 
 }  // namespace
 
@@ -78,17 +98,17 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(model, preset),
        "model zoo preset (gpt2, gpt2-mini, opt-125m, opt-mini, llama2-7b, llama-mini, ...); null: give every "
        "dimension below"},
-      {CR_FIELD(model, n_layer), "transformer blocks; null: from the preset", at_least(1)},
-      {CR_FIELD(model, n_head), "attention heads per block; null: from the preset", at_least(1)},
+      {CR_FIELD(model, n_layer), "transformer blocks; null: from the preset", between(1, kMaxLayers)},
+      {CR_FIELD(model, n_head), "attention heads per block; null: from the preset", between(1, kMaxHeads)},
       {CR_FIELD(model, n_kv_head),
        "key/value heads (fewer than n_head: grouped-query attention, llama); null: from the preset, "
-       "else n_head", at_least(1)},
-      {CR_FIELD(model, d_model), "hidden width; null: from the preset", at_least(1)},
+       "else n_head", between(1, kMaxHeads)},
+      {CR_FIELD(model, d_model), "hidden width; null: from the preset", between(1, kMaxWidth)},
       {CR_FIELD(model, d_ff), "MLP hidden width; null: from the preset, else 4 * d_model",
-       at_least(1)},
-      {CR_FIELD(model, vocab_size), "token vocabulary size; null: from the preset", at_least(1)},
+       between(1, 4 * kMaxWidth)},
+      {CR_FIELD(model, vocab_size), "token vocabulary size; null: from the preset", between(1, kMaxTokens)},
       {CR_FIELD(model, max_seq_len), "longest sequence the model accepts; null: from the preset",
-       at_least(1)},
+       between(1, kMaxTokens)},
       {CR_FIELD(model, dropout), "dropout probability", below(0, 1)},
       {CR_FIELD(model, init_from),
        "checkpoint directory whose weights start the run; null: random initialisation"},
@@ -101,16 +121,16 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(data, val), "validation files, like train; empty: hold out val_fraction of train"},
       {CR_FIELD(data, val_fraction), "share of train held out for validation when val is empty",
        between(0, 0.5)},
-      {CR_FIELD(data, seq_len), "tokens per training sequence", at_least(1)},
+      {CR_FIELD(data, seq_len), "tokens per training sequence", between(1, kMaxTokens)},
       {CR_FIELD(data, tokenizer), "tokenizer for the text format",
        one_of({"byte", "gpt2", "sentencepiece"})},
       {CR_FIELD(data, tokenizer_dir),
        "directory with the gpt2 tokenizer: encoder.json + vocab.bpe, or vocab.json + merges.txt"},
 
-      {CR_FIELD(train, micro_batch_size), "sequences per forward/backward pass", at_least(1)},
+      {CR_FIELD(train, micro_batch_size), "sequences per forward/backward pass", between(1, kMaxSequences)},
       {CR_FIELD(train, global_batch_size),
        "sequences per optimizer step over all ranks; 0: micro_batch_size x data-parallel ranks",
-       at_least(0)},
+       between(0, kMaxSequences)},
       {CR_FIELD(train, steps), "optimizer steps to run", at_least(1)},
       {CR_FIELD(train, seed), "seed for initialisation, data order and dropout", at_least(0)},
       {CR_FIELD(train, clip_grad_norm), "clip the global gradient norm to this; 0: no clipping",
@@ -118,7 +138,7 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(train, log_every), "steps between log lines", at_least(1)},
       {CR_FIELD(train, eval_every), "steps between validation runs; 0: no periodic evaluation",
        at_least(0)},
-      {CR_FIELD(train, eval_batches), "micro-batches per validation run", at_least(1)},
+      {CR_FIELD(train, eval_batches), "micro-batches per validation run", between(1, kMaxSequences)},
       {CR_FIELD(train, peak_flops), "device peak FLOP/s for MFU; 0: a known GPU's datasheet peak (H100 / H200 SXM), else a GEMM measured at start-up",
        at_least(0)},
       {CR_FIELD(train, time_breakdown),
@@ -157,14 +177,17 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(precision, min_scale), "fp16: the scale never drops below this", greater_than(0)},
       {CR_FIELD(precision, max_scale), "fp16: the scale never grows above this", greater_than(0)},
 
-      {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)", at_least(0)},
+      {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)",
+       between(0, kMaxRanks)},
       {CR_FIELD(parallel, tensor),
-       "tensor-parallel ranks per group; `plan` lays out and checks any size, training runs 1", at_least(1)},
+       "tensor-parallel ranks per group; `plan` lays out and checks any size, training runs 1",
+       between(1, kMaxRanks)},
       {CR_FIELD(parallel, pipeline),
-       "pipeline stages; `plan` lays out and checks any size, training runs 1", at_least(1)},
+       "pipeline stages; `plan` lays out and checks any size, training runs 1", between(1, kMaxRanks)},
       {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},
       {CR_FIELD(parallel, bucket_mb),
-       "size of each gradient reduction bucket in MiB of fp32 (buckets never span two layers)", greater_than(0)},
+       "size of each gradient reduction bucket in MiB of fp32 (buckets never span two layers)",
+       above_up_to(0, kMaxBucketMiB)},
       {CR_FIELD(zero, stage),
        "0: every rank keeps everything; 1: each keeps fp32 master weights and Adam moments for its 1/N of "
        "the parameters; 2: and only that 1/N of the gradients; 3: and of the compute weights, gathered "
@@ -185,10 +208,11 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(runtime, run_dir), "directory the run writes its logs and metrics to"},
       {CR_FIELD(runtime, device), "auto: cuda when available, else cpu",
        one_of({"auto", "cpu", "cuda"})},
-      {CR_FIELD(runtime, threads), "CPU threads; 0: this rank's share of the cores", at_least(0)},
+      {CR_FIELD(runtime, threads), "CPU threads; 0: this rank's share of the cores", between(0, kMaxThreads)},
       {CR_FIELD(runtime, progress_bar), "draw a progress bar when stdout is a terminal"},
       {CR_FIELD(runtime, collective_timeout_s),
-       "seconds a collective may wait for other ranks before the job is aborted", greater_than(0)},
+       "seconds a collective may wait for other ranks before the job is aborted",
+       above_up_to(0, kMaxTimeoutSeconds)},
   };
   return keys;
 }
