@@ -60,19 +60,36 @@ ParameterGatherer::ParameterGatherer(ZeroParameters& params, int64_t layers, boo
   };
   assign_buckets(outer_);
   for (auto& g : layers_) assign_buckets(g);
-  for (auto& g : layers_) g.pending_grads = static_cast<int>(g.entries.size());
+  for (auto& g : layers_) {
+    g.pending_grads = static_cast<int>(g.entries.size());
+    int64_t numel = 0;
+    for (const auto& range : g.ranges) numel += range.end - range.begin;
+    layer_numel_ = std::max(layer_numel_, numel);
+  }
 }
 
 void ParameterGatherer::start(Group& g) {
   if (g.requested) return;
   g.requested = true;
   const auto& layout = params_.reduced();
+  const bool layer = &g != &outer_;
+  if (layout.sharded() && layer) {
+    if (free_buffers_.empty()) {
+      g.buffer = torch::empty({layer_numel_}, params_.compute_shard().options());
+    } else {
+      g.buffer = std::move(free_buffers_.back());
+      free_buffers_.pop_back();
+    }
+  }
+  int64_t used = 0;  // of the layer buffer
   for (auto& range : g.ranges) {
+    const int64_t numel = range.end - range.begin;
     if (!layout.sharded()) {  // one rank: the shard is the whole buffer
-      range.gathered = params_.compute_shard().narrow(0, range.begin, range.end - range.begin);
+      range.gathered = params_.compute_shard().narrow(0, range.begin, numel);
       continue;
     }
-    range.gathered = torch::empty({range.end - range.begin}, params_.compute_shard().options());
+    range.gathered = layer ? g.buffer.narrow(0, used, numel) : torch::empty({numel}, params_.compute_shard().options());
+    used += numel;
     bytes_ += range.gathered.numel() * static_cast<int64_t>(range.gathered.element_size());
     for (size_t b : range.buckets) {
       const auto& bucket = layout.buckets()[b];
@@ -111,6 +128,8 @@ void ParameterGatherer::release(Group& g) {
     if (params_.reduced().sharded()) bytes_ -= range.gathered.numel() * static_cast<int64_t>(range.gathered.element_size());
     range.gathered = torch::Tensor();
   }
+  if (g.buffer.defined()) free_buffers_.push_back(std::move(g.buffer));
+  g.buffer = torch::Tensor();
   g.requested = g.ready = false;
 }
 

@@ -4,6 +4,9 @@
 // (forward: layer i + 1, backward: layer i - 1). The embeddings, final norm and head (the
 // "outer" parameters, used at both ends of the model) stay gathered from the start of a step
 // to the end of its backward. At most the outer parameters and two layers are whole at once.
+// Layers are gathered into buffers kept for reuse (one per layer in flight), not allocated per
+// layer: a fresh buffer of a few tens of MiB per layer would come from the heap and fragment it,
+// growing the resident set by up to the whole model over a forward pass.
 #pragma once
 
 #include <memory>
@@ -48,6 +51,7 @@ class ParameterGatherer {
     bool requested = false;  // gather started (or done)
     bool ready = false;      // parameters point at the gathered weights
     int pending_grads = 0;
+    torch::Tensor buffer;    // while requested: a layer buffer from free_buffers_ (layers only)
   };
   Group& group(int64_t layer) { return layer < 0 ? outer_ : layers_[layer]; }
   void start(Group& g);
@@ -60,6 +64,8 @@ class ParameterGatherer {
   Group outer_;
   std::vector<Group> layers_;
   torch::Tensor empty_;
+  int64_t layer_numel_ = 0;                 // the largest layer's elements: one buffer's size
+  std::vector<torch::Tensor> free_buffers_;  // layer buffers not in use
   int64_t bytes_ = 0, peak_bytes_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/base/error.h"
+#include "core/base/size_limits.h"
 
 namespace cr {
 
@@ -30,16 +31,16 @@ int64_t embedding_dim(const ModelSpec& spec) {
 
 void validate_model_spec(const ModelSpec& spec) {
   const ModelSpec fixed = arch_defaults(spec.arch);
-  auto positive = [](const char* key, int64_t value) {
-    if (value < 1) fail("model.{}: must be >= 1, got {}", key, value);
+  auto within = [](const char* key, int64_t value, double max) {
+    if (value < 1 || static_cast<double>(value) > max) fail("model.{}: must be in [1, {}], got {}", key, max, value);
   };
-  positive("n_layer", spec.n_layer);
-  positive("n_head", spec.n_head);
-  positive("n_kv_head", spec.n_kv_head);
-  positive("d_model", spec.d_model);
-  positive("d_ff", spec.d_ff);
-  positive("vocab_size", spec.vocab_size);
-  positive("max_seq_len", spec.max_seq_len);
+  within("n_layer", spec.n_layer, limits::kMaxLayers);
+  within("n_head", spec.n_head, limits::kMaxHeads);
+  within("n_kv_head", spec.n_kv_head, limits::kMaxHeads);
+  within("d_model", spec.d_model, limits::kMaxWidth);
+  within("d_ff", spec.d_ff, 4 * limits::kMaxWidth);
+  within("vocab_size", spec.vocab_size, limits::kMaxTokens);
+  within("max_seq_len", spec.max_seq_len, limits::kMaxTokens);
   if (spec.d_model % spec.n_head != 0) {
     fail("model: d_model {} is not divisible by n_head {}", spec.d_model, spec.n_head);
   }

@@ -307,6 +307,14 @@ TEST_CASE("YAML syntax errors and missing files") {
   CHECK_THROWS_WITH(cr::load_config_file(directory.string()),
                     "config file '" + directory.string() + "': is a directory");
   std::filesystem::remove(directory);
+  // Regression: a device was read for ever.
+  CHECK_THROWS_WITH(cr::load_config_file("/dev/zero"), "config file '/dev/zero': not a regular file");
+  const std::filesystem::path huge = temp_path("huge.yaml");
+  std::ofstream(huge).close();
+  std::filesystem::resize_file(huge, (1 << 24) + 1);
+  CHECK_THROWS_WITH(cr::load_config_file(huge.string()),
+                    "config file '" + huge.string() + "': 16777217 bytes; a config is at most 16 MiB");
+  std::filesystem::remove(huge);
 }
 
 TEST_CASE("load_config_file reads the file, applies overrides and records the source") {

@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -189,6 +190,14 @@ TEST_CASE("invalid shards fail with the path and the problem", "[shards]") {
     CHECK_THAT(message, Contains(path));
     CHECK_THAT(message, Contains("file shorter than the 1024-byte header"));
   }
+  SECTION("a FIFO in place of the file") {
+    // Regression: opening a FIFO waited for a writer for ever.
+    const std::string path = dir.file("fifo.bin");
+    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+    const std::string message = open_error(path);
+    CHECK_THAT(message, Contains(path));
+    CHECK_THAT(message, Contains("not a regular file"));
+  }
   SECTION("missing file") {
     const std::string path = dir.file("missing.bin");
     const std::string message = open_error(path);
@@ -228,23 +237,25 @@ TEST_CASE("windows never cross shard boundaries", "[corpus]") {
   CHECK(short_of_one.num_windows() == 0);
 }
 
-TEST_CASE("a token id at or above vocab_size fails with the shard and offset", "[corpus]") {
+TEST_CASE("a token id at or above vocab_size fails on opening, with the shard and offset", "[corpus]") {
+  // Regression: an id past the first batches trained without complaint until read.
   TempDir dir;
   const std::string path = dir.file("big_ids.bin");
-  write_shard(path, {1, 2, 3, 300, 4, 5, 6, 7, 8});
-  const TokenCorpus corpus({open_shard_stream(path)}, 4, 257);
-  REQUIRE(corpus.num_windows() == 2);
-  std::vector<int64_t> window(5);
+  std::vector<uint32_t> tokens(3 << 20, 7);  // beyond the scan's first chunk
+  tokens[(3 << 20) - 2] = 300;
+  write_shard(path, tokens);
   try {
-    corpus.read_window(0, window.data());
+    const TokenCorpus corpus({open_shard_stream(path)}, 4, 257);
     FAIL("no error for token id 300");
   } catch (const Error& e) {
     const std::string message = e.what();
     CHECK_THAT(message, Catch::Matchers::Contains(path));
-    CHECK_THAT(message, Catch::Matchers::Contains("token id 300 at offset 3"));
+    CHECK_THAT(message, Catch::Matchers::Contains("token id 300 at offset " + std::to_string((3 << 20) - 2)));
     CHECK_THAT(message, Catch::Matchers::Contains("vocab_size 257"));
   }
-  CHECK_NOTHROW(corpus.read_window(1, window.data()));
+  CHECK_NOTHROW(TokenCorpus({open_shard_stream(path)}, 4, 301));
+  CHECK_THROWS_WITH(TokenCorpus({make_memory_stream({1, 2, 512}, "text")}, 1, 512),
+                    Catch::Matchers::Contains("text: token id 512 at offset 2"));
 }
 
 TEST_CASE("the sampler is a pure function of seed and sample index", "[sampler]") {

@@ -1,6 +1,7 @@
 // Hugging Face interchange: config.json <-> ModelSpec, weight names and layouts, export of a
 // training checkpoint and import through model.init_from, each checked tensor by tensor.
 #include <cstring>
+#include <limits>
 #include <fstream>
 #include <set>
 #include <tuple>
@@ -403,6 +404,42 @@ TEST_CASE("import errors name the tensor, the file and the dimension", "[hf]") {
     fs::create_directories(dir);
     CHECK_THROWS_WITH(target.params->load(*open_init_weights(dir, target.params->entries(), target.spec())),
                       Catch::Contains("neither manifest.json") && Catch::Contains(dir));
+  }
+  // Regression cases of the input fuzzing campaign.
+  SECTION("an index whose shard name is not a file name in the directory") {
+    write_hf_model(dir, source.spec(), ours, DType::F32, 40'000);
+    auto index = read_json(fs::path(dir) / "model.safetensors.index.json");
+    for (const nlohmann::json& shard : {nlohmann::json("../outside.safetensors"), nlohmann::json("/etc/passwd"),
+                                        nlohmann::json(7), nlohmann::json("")}) {
+      INFO(shard.dump());
+      auto changed = index;
+      changed["weight_map"]["transformer.wte.weight"] = shard;
+      write_text(fs::path(dir) / "model.safetensors.index.json", changed.dump());
+      CHECK_THROWS_WITH(HfWeightReader(dir), Catch::Contains("tensor 'transformer.wte.weight' maps to " + shard.dump() +
+                                                             ", which is not a file name in the model directory"));
+    }
+  }
+  SECTION("config.json: an integer past int64, a directory") {
+    fs::create_directories(dir);
+    auto config = hf_config_from_spec(source.spec(), "float32");
+    config["n_layer"] = uint64_t{1} << 63;
+    write_text(fs::path(dir) / "config.json", config.dump());
+    CHECK_THROWS_WITH(read_hf_config(dir), Catch::Contains("'n_layer' is 9223372036854775808, out of range"));
+    config["n_layer"] = 100000;
+    write_text(fs::path(dir) / "config.json", config.dump());
+    CHECK_THROWS_WITH(read_hf_config(dir), Catch::Contains("model.n_layer: must be in [1, 4096], got 100000"));
+    fs::remove(fs::path(dir) / "config.json");
+    fs::create_directories(fs::path(dir) / "config.json");
+    CHECK_THROWS_WITH(read_hf_config(dir), Catch::Contains("config.json: not a regular file"));
+  }
+  SECTION("weights that are not finite") {
+    std::vector<float> poisoned(static_cast<size_t>(ours.back().nbytes / sizeof(float)), 0.5f);
+    poisoned[3] = std::numeric_limits<float>::quiet_NaN();
+    auto changed = ours;
+    changed.back().data = poisoned.data();
+    write_hf_model(dir, source.spec(), changed, DType::F32);
+    CHECK_THROWS_WITH(target.params->load(HfWeights(dir, target.params->entries(), target.spec())),
+                      Catch::Contains("holds nan at element 3"));
   }
   SECTION("pytorch_model.bin only") {
     fs::create_directories(dir);

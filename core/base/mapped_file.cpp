@@ -14,7 +14,9 @@
 namespace cr {
 
 MappedFile::MappedFile(const std::string& path, const std::string& what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking, so that a FIFO in place of a file is refused below instead of waiting for a
+  // writer for ever; regular files read the same either way.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open {}: {}", path, what, std::strerror(errno));
   struct stat info {};
   if (::fstat(fd, &info) != 0) {

@@ -504,6 +504,14 @@ Config load_config_file(const std::string& path, const std::vector<std::string>&
   if (std::filesystem::is_directory(path, error)) {
     throw ConfigError(fmt::format("config file '{}': is a directory", path));
   }
+  // A device or a pipe would be read for ever; a real config is a few kilobytes.
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw ConfigError(fmt::format("config file '{}': not a regular file", path));
+  }
+  constexpr uintmax_t kMaxConfigBytes = 1 << 24;
+  if (const uintmax_t size = std::filesystem::file_size(path, error); !error && size > kMaxConfigBytes) {
+    throw ConfigError(fmt::format("config file '{}': {} bytes; a config is at most 16 MiB", path, size));
+  }
   std::ifstream file(path, std::ios::binary);
   std::string text(std::istreambuf_iterator<char>(file), {});
   if (!file.is_open() || file.bad()) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/base/size_limits.h"
 #include "core/config/config.h"
 
 namespace cr {
@@ -57,18 +58,7 @@ ConfigValueRule with_length(size_t length, ConfigValueRule rule) {
   return rule;
 }
 
-// Upper bounds far beyond any real model or job, so that a mistyped number is refused at load
-// (by `plan` and `train` alike) instead of overflowing a product, wrapping in a cast to int, or
-// asking the allocator for exabytes.
-constexpr double kMaxLayers = 1 << 12;          // 4,096 blocks
-constexpr double kMaxHeads = 1 << 12;
-constexpr double kMaxWidth = 1 << 20;           // d_model; d_ff may be 4x
-constexpr double kMaxTokens = 1 << 24;          // vocabulary size, sequence length
-constexpr double kMaxSequences = 1 << 24;       // sequences per step or micro-batch
-constexpr double kMaxRanks = 1 << 20;           // per mesh axis
-constexpr double kMaxThreads = 1 << 12;
-constexpr double kMaxBucketMiB = 1 << 16;       // 64 GiB
-constexpr double kMaxTimeoutSeconds = 7 * 24 * 3600;
+using namespace limits;
 
 }  // namespace
 

@@ -33,6 +33,22 @@ constexpr uint64_t kSyntheticTrainTag = 0x747261696eull;  // "train"
 constexpr uint64_t kSyntheticValTag = 0x76616cull;        // "val"
 constexpr int64_t kSyntheticWindows = int64_t{1} << 40;   // no run gets through an epoch
 
+}  // namespace
+
+std::optional<std::pair<int64_t, int64_t>> TokenStream::first_at_or_above(int64_t limit) const {
+  constexpr int64_t kChunk = 1 << 20;
+  std::vector<int64_t> ids(static_cast<size_t>(std::min(kChunk, size())));
+  for (int64_t offset = 0; offset < size(); offset += kChunk) {
+    const int64_t count = std::min(kChunk, size() - offset);
+    copy(offset, count, ids.data());
+    const auto found = std::find_if(ids.begin(), ids.begin() + count, [&](int64_t id) { return id >= limit; });
+    if (found != ids.begin() + count) return std::make_pair(offset + (found - ids.begin()), *found);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
 class ShardStream final : public TokenStream {
  public:
   explicit ShardStream(const std::string& path) : shard_(path) {}
@@ -81,6 +97,10 @@ class SyntheticStream final : public TokenStream {
     }
   }
   const std::string& name() const override { return name_; }
+  std::optional<std::pair<int64_t, int64_t>> first_at_or_above(int64_t limit) const override {
+    CR_CHECK(vocab_size_ <= limit, "{}: synthetic ids below {} for a vocabulary of {}", name_, vocab_size_, limit);
+    return std::nullopt;  // every id is below vocab_size_ by construction
+  }
 
  private:
   uint64_t key_;
@@ -165,6 +185,12 @@ TokenCorpus::TokenCorpus(std::vector<std::shared_ptr<const TokenStream>> streams
   int64_t windows = 0;
   for (auto& stream : streams) {
     CR_CHECK(stream != nullptr, "null token stream");
+    // Checked once here, not when a window is read days into a run.
+    if (const auto bad = stream->first_at_or_above(vocab_size)) {
+      fail("{}: token id {} at offset {} is not below the model's vocab_size {} (data made with another "
+           "tokenizer, or a vocab_size too small)",
+           stream->name(), bad->second, bad->first, vocab_size);
+    }
     windows += windows_in(stream->size(), seq_len);
     layout->windows_end.push_back(windows);
   }
@@ -196,14 +222,6 @@ void TokenCorpus::read_window(int64_t window, int64_t* out) const {
   const int64_t offset = (global - windows_before) * seq_len_;
   const TokenStream& stream = *layout_->streams[index];
   stream.copy(offset, seq_len_ + 1, out);
-  for (int64_t i = 0; i <= seq_len_; ++i) {
-    if (out[i] < 0 || out[i] >= vocab_size_) {
-      fail(
-          "{}: token id {} at offset {} is not below the model's vocab_size {} (data made "
-          "with another tokenizer, or a vocab_size too small)",
-          stream.name(), out[i], offset + i, vocab_size_);
-    }
-  }
 }
 
 BatchSampler::BatchSampler(std::shared_ptr<const TokenCorpus> corpus, uint64_t seed, bool shuffle)

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ class TokenStream {
   // Widens tokens [offset, offset + count) into out.
   virtual void copy(int64_t offset, int64_t count, int64_t* out) const = 0;
   virtual const std::string& name() const = 0;  // a path, or what the stream is, for messages
+  // The first token whose id is `limit` or more, as (offset, id); none when all are below.
+  // Scans every token (through copy()) unless the stream knows its ids' bound.
+  virtual std::optional<std::pair<int64_t, int64_t>> first_at_or_above(int64_t limit) const;
 };
 
 // A token shard file (core/shards.h), validated on open.

@@ -34,6 +34,10 @@ class Keys {
   int64_t integer(const char* key) const {
     const auto& value = required(key);
     if (!value.is_number_integer()) fail("{}: '{}' must be an integer, got {}", source_, key, value.dump());
+    // JSON integers past int64 (2^63 and up) would wrap to negatives.
+    if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      fail("{}: '{}' is {}, out of range", source_, key, value.dump());
+    }
     return value.get<int64_t>();
   }
   double number(const char* key, double fallback) const {
@@ -271,6 +275,7 @@ ModelSpec spec_from_hf_config(const nlohmann::json& config, const std::string& s
 
 ModelSpec read_hf_config(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
+  if (std::filesystem::exists(path) && !std::filesystem::is_regular_file(path)) fail("{}: not a regular file", path);
   std::ifstream in(path);
   if (!in) fail("{}: cannot open (is {} a Hugging Face model directory?)", path, dir);
   nlohmann::json config;

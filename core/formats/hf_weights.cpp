@@ -48,6 +48,7 @@ torch::ScalarType torch_dtype(DType dtype) {
 }
 
 nlohmann::json read_json(const std::string& path) {
+  if (!fs::is_regular_file(path)) fail("{}: not a regular file", path);
   std::ifstream in(path);
   if (!in) fail("{}: cannot open", path);
   try {
@@ -85,6 +86,12 @@ HfWeightReader::HfWeightReader(const std::string& dir) : dir_(dir) {
     }
     std::map<std::string, size_t> opened;  // shard file -> index in files_
     for (const auto& [name, file] : index["weight_map"].items()) {
+      // A bare file name: an index must not reach outside the model directory.
+      if (!file.is_string() || file.get<std::string>().empty() ||
+          fs::path(file.get<std::string>()).filename() != fs::path(file.get<std::string>())) {
+        fail("{}: tensor '{}' maps to {}, which is not a file name in the model directory", index_path, name,
+             file.dump());
+      }
       const std::string shard = file.get<std::string>();
       if (!opened.count(shard)) {
         add_file((root / shard).string());

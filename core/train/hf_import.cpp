@@ -1,6 +1,7 @@
 #include "core/train/hf_import.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <fmt/ranges.h>
@@ -59,13 +60,19 @@ void HfWeights::read(const FlatEntry& entry, int64_t begin, int64_t count, float
   const TensorView& view = reader_.get(stored.name);
   if (!stored.transposed) {
     read_float_range(view, reader_.file_of(stored.name), begin, count, out);
-    return;
+  } else {
+    if (transposed_name_ != entry.name) {
+      transposed_ = to_float_tensor(view, reader_.file_of(stored.name)).t().contiguous();
+      transposed_name_ = entry.name;
+    }
+    std::copy_n(transposed_.data_ptr<float>() + begin, count, out);
   }
-  if (transposed_name_ != entry.name) {
-    transposed_ = to_float_tensor(view, reader_.file_of(stored.name)).t().contiguous();
-    transposed_name_ = entry.name;
+  // Refused here, naming the tensor, rather than as a diverged loss at the first step.
+  const float* bad = std::find_if(out, out + count, [](float v) { return !std::isfinite(v); });
+  if (bad != out + count) {
+    fail("{}: tensor '{}' holds {} at element {}", reader_.file_of(stored.name), stored.name, *bad,
+         begin + (bad - out));
   }
-  std::copy_n(transposed_.data_ptr<float>() + begin, count, out);
 }
 
 }  // namespace cr
