@@ -7,14 +7,6 @@
 namespace cr {
 namespace {
 
-// Rows per chunk: large enough for efficient GEMMs (the weight-gradient GEMM accumulates over
-// the chunk's rows), small enough that a chunk's fp32 log-probabilities stay cache- and
-// memory-friendly: about 64 MiB on a CPU, 1 GiB on a GPU.
-int64_t chunk_rows(int64_t rows, int64_t vocab, bool on_gpu) {
-  const int64_t budget_elements = on_gpu ? (int64_t{1} << 28) : (int64_t{1} << 24);
-  return std::clamp<int64_t>(budget_elements / std::max<int64_t>(vocab, 1), 64, std::max<int64_t>(rows, 64));
-}
-
 class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
@@ -27,7 +19,7 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
     const bool fp32 = weight.scalar_type() == torch::kFloat;
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
     const double inv_rows = 1.0 / static_cast<double>(rows);
-    const int64_t step = chunk_rows(rows, weight.size(0), hidden.is_cuda());
+    const int64_t step = std::max<int64_t>(1, loss_chunk_rows(rows, weight.size(0), hidden.is_cuda()));
     for (int64_t begin = 0; begin < rows; begin += step) {
       const int64_t end = std::min(rows, begin + step);
       auto h = hidden.slice(0, begin, end);
@@ -65,6 +57,11 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
 };
 
 }  // namespace
+
+int64_t loss_chunk_rows(int64_t rows, int64_t vocab, bool on_gpu) {
+  const int64_t budget_elements = on_gpu ? (int64_t{1} << 28) : (int64_t{1} << 24);
+  return std::min(rows, std::clamp<int64_t>(budget_elements / std::max<int64_t>(vocab, 1), 64, std::max<int64_t>(rows, 64)));
+}
 
 torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
                                    const torch::Tensor& targets) {

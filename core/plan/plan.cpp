@@ -5,6 +5,7 @@
 #include "core/train/mesh_layout.h"
 #include "core/train/runtime.h"
 #include "memory/zero_parameters.h"
+#include "models/lm_loss.h"
 #include "core/train/model_factory.h"
 #include "core/base/strings.h"
 
@@ -37,7 +38,12 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   // casts that to the compute dtype). With tied embeddings autograd holds that gradient until
   // the input embedding's own (dense) one arrives at the end of backward, and adds the two.
   const int64_t embedding = spec.vocab_size * embedding_dim(spec);
-  const int64_t head_moment = embedding * (8 + (dtype == torch::kFloat ? 0 : compute_bytes));
+  // The head works through the logits a chunk of rows at a time: the chunk's logits (compute
+  // dtype), fp32 log-probabilities and, below fp32, their gradient cast back.
+  const int64_t rows = config.train.micro_batch_size * config.data.seq_len;
+  const int64_t chunk = loss_chunk_rows(rows, spec.vocab_size, !resolve_device(config.runtime).is_cpu()) *
+                        spec.vocab_size * (compute_bytes + 4 + (dtype == torch::kFloat ? 0 : compute_bytes));
+  const int64_t head_moment = embedding * (8 + (dtype == torch::kFloat ? 0 : compute_bytes)) + chunk;
   const int64_t end_moment = embedding * compute_bytes * (spec.tied_embeddings ? 3 : 1);
   m.transients = std::max(head_moment, end_moment);
   // Gradient reductions land in a temporary of the rank's part (MPI's send and receive buffers
