@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "best_seconds.h"
 #include "kernels/adamw.h"
 
 namespace {
@@ -20,17 +21,6 @@ constexpr double kLr = 1e-3, kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8, kWeightD
 // Per fp32 element: parameter read and written, gradient read, both moments read and written.
 constexpr double kBytesPerElement = 28.0;
 
-template <class F>
-double best_seconds(int runs, F&& run) {
-  double best = 1e30;
-  for (int i = 0; i < runs; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    best = std::min(
-        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return best;
-}
 
 // Memory bandwidths (bytes read + written per second) with every thread streaming its own
 // contiguous slice of buffers far larger than the caches, as the Adam step streams its own tile.

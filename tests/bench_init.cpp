@@ -11,22 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "best_seconds.h"
 #include "models/parameter_init.h"
-
-namespace {
-
-template <class F>
-double best_seconds(int runs, F&& run) {
-  double best = 1e30;
-  for (int i = 0; i < runs; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return best;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   const int64_t n = argc > 1 ? std::atoll(argv[1]) : 100'000'000;
