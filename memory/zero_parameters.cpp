@@ -93,13 +93,14 @@ ZeroParameters::ZeroParameters(const ModuleParameters& params, const WeightSourc
     for (const auto& slice : owned_.slices()) fill(buffer, slice.flat_begin, slice.shard_begin, slice.numel);
     return buffer;
   };
-  if (stage_ <= 2) compute_full_ = whole(compute);
-  if (keeps_master_) {
-    if (!low_precision() && stage_ <= 2) {
-      master_ = owned_.sharded() ? owned_.shard_of(compute_full_) : compute_full_;
-    } else {
-      master_ = owned(fp32);
-    }
+  // Each value is taken from the source once where a copy can be derived instead: whole 16-bit
+  // weights from a whole fp32 master, an fp32 master from the fp32 compute weights.
+  if (keeps_master_ && (low_precision() || stage_ == 3)) master_ = owned(fp32);
+  if (stage_ <= 2) {
+    compute_full_ = master_.defined() && !owned_.sharded() ? master_.to(compute_dtype_) : whole(compute);
+  }
+  if (keeps_master_ && !master_.defined()) {
+    master_ = owned_.sharded() ? owned_.shard_of(compute_full_) : compute_full_;
   }
   if (stage_ == 3) compute_shard_ = !low_precision() ? master_ : keeps_master_ ? master_.to(compute_dtype_) : owned(compute);
   const bool gradient_views = stage_ <= 1 && !low_precision();
