@@ -35,6 +35,8 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.lr_schedule.min_lr = 0.0;
   config.precision.dtype = options.dtype;
   config.zero.stage = options.zero_stage;
+  config.parallel.tensor = options.tensor;
+  config.parallel.sequence.mode = options.sequence;
   config.checkpoint.resume = "none";
   config.checkpoint.save_final = false;
   config.runtime.device = options.device;
@@ -61,6 +63,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   const size_t measured_steps = summary.steps.size() - options.warmup_steps;
   const ModelSpec spec = find_model_preset(options.preset).spec;
   const int ranks = static_cast<int>(summary.data_parallel_size);
+  const int world = ranks * static_cast<int>(options.tensor);
   const double tokens = static_cast<double>(options.micro_batch_size * ranks * options.seq_len);
   const double flops = flops_per_token(spec, options.seq_len) * tokens / median;
   const auto& last = summary.steps.back();
@@ -78,7 +81,10 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"benchmark", "train-" + options.preset},
       {"dtype", options.dtype},
       {"device", resolve_device(config.runtime).str()},
-      {"ranks", ranks},
+      {"ranks", world},
+      {"data_parallel", ranks},
+      {"tensor_parallel", options.tensor},
+      {"sequence_parallel", options.sequence},
       {"threads", at::get_num_threads()},
       {"parameters", summary.parameters},
       {"seq_len", options.seq_len},
@@ -87,13 +93,14 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"gradient_bytes", summary.parameters * 4},
       {"zero_stage", options.zero_stage},
       {"gradient_bytes_sent_per_rank", summary.gradients.bytes_sent_per_step},
+      {"planned_tensor_bytes_sent_per_rank", tensor_parallel_traffic(spec, config, ranks).total()},
       {"measured_steps", measured_steps},
       {"step_time_s", median},
       {"tokens_per_s", tokens / median},
       {"achieved_flops", flops},
       {"peak_flops", summary.peak_flops},
       {"peak_flops_source", summary.peak_flops_source},
-      {"mfu", flops / (summary.peak_flops * ranks)},
+      {"mfu", flops / (summary.peak_flops * world)},
       {"time_breakdown_s",
        {{"forward", median_of(&StepMetrics::forward_s)},
         {"backward", median_of(&StepMetrics::backward_s)},

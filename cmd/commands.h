@@ -29,6 +29,8 @@ struct BenchOptions {
   std::string dtype = "fp32";
   std::string device = "auto";
   int64_t zero_stage = 0;
+  int64_t tensor = 1;                 // tensor-parallel ranks; the rest of the job is data parallel
+  std::string sequence = "none";      // parallel.sequence.mode
   int64_t seq_len = 256;
   int64_t micro_batch_size = 8;
   int64_t warmup_steps = 2;

@@ -85,6 +85,9 @@ int main(int argc, char** argv) {
   bench->add_option("--preset", bench_options.preset, "model preset");
   bench->add_option("--dtype", bench_options.dtype, "fp32, bf16 or fp16")->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   bench->add_option("--zero-stage", bench_options.zero_stage, "ZeRO stage 0-3")->check(CLI::Range(0, 3));
+  bench->add_option("--tensor", bench_options.tensor, "tensor-parallel ranks")->check(CLI::PositiveNumber);
+  bench->add_option("--sequence", bench_options.sequence, "sequence parallelism: none or split_gather")
+      ->check(CLI::IsMember({"none", "split_gather"}));
   bench->add_option("--device", bench_options.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   bench->add_option("--seq-len", bench_options.seq_len, "sequence length")->check(CLI::PositiveNumber);
   bench->add_option("--micro-batch", bench_options.micro_batch_size, "micro-batch size")->check(CLI::PositiveNumber);

@@ -5,6 +5,7 @@
 
 #include "core/base/error.h"
 #include "memory/weight_source.h"
+#include "models/parameter_init.h"
 
 namespace cr {
 
@@ -13,7 +14,7 @@ std::vector<FlatEntry> flat_layout(const std::vector<ParameterShape>& registered
   int64_t offset = 0;
   for (auto it = registered.rbegin(); it != registered.rend(); ++it) {
     const int64_t numel = it->numel();
-    entries.push_back({it->name, offset, numel, it->shape, it->shape.size() >= 2, it->layer});
+    entries.push_back({it->name, offset, numel, it->shape, it->shape.size() >= 2, it->layer, whole_parameter(it->shape)});
     offset += numel;
   }
   return entries;
@@ -52,6 +53,9 @@ ModuleParameters module_parameters(torch::nn::Module& module, const torch::nn::M
   }
   ModuleParameters params;
   params.entries = flat_layout(registered);
+  // Split parameters (tensor parallelism) say where they sit in the whole tensor.
+  const auto slices = parameter_slices(module);
+  for (auto& entry : params.entries) entry.slice = slices.at(entry.name);
   for (auto it = named.end(); it != named.begin();) params.tensors.push_back((--it)->value());
   for (const auto& entry : params.entries) params.numel += entry.numel;
   return params;

@@ -17,6 +17,7 @@
 
 #include "memory/shard_layout.h"
 #include "models/model_spec.h"
+#include "models/parameter_slice.h"
 
 namespace cr {
 
@@ -24,9 +25,12 @@ struct FlatEntry {
   std::string name;
   int64_t offset = 0;
   int64_t numel = 0;
-  std::vector<int64_t> shape;
+  std::vector<int64_t> shape;  // this rank's part
   bool decay = false;
   int64_t layer = -1;  // transformer block the parameter belongs to; -1: embeddings, final norm, head
+  ParameterSlice slice;  // where the part sits in the whole tensor (the whole of it without tensor parallelism)
+
+  const std::vector<int64_t>& global_shape() const { return slice.global_shape; }
 };
 
 // The flat layout of parameters given in registration order (with the block each belongs to):

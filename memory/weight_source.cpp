@@ -12,7 +12,9 @@ void fill_flat_range(const WeightSource& source, const std::vector<FlatEntry>& e
   torch::NoGradGuard no_grad;
   const auto fill = [&](int64_t begin, int64_t numel, float* data) {
     for_each_overlap(entries, begin, numel, [&](const FlatEntry& entry, int64_t from, int64_t to) {
-      source.read(entry, from - entry.offset, to - from, data + (from - begin));
+      for_each_global_run(entry.slice, from - entry.offset, to - from, [&](int64_t global, int64_t local, int64_t n) {
+        source.read(entry, global, n, data + (entry.offset + local - begin));
+      });
     });
   };
   if (out.is_cpu() && out.scalar_type() == torch::kFloat) {
@@ -42,6 +44,7 @@ ModuleWeights::ModuleWeights(torch::nn::Module& module) {
 void ModuleWeights::read(const FlatEntry& entry, int64_t begin, int64_t count, float* out) const {
   const auto found = values_.find(entry.name);
   CR_CHECK(found != values_.end(), "the module has no parameter '{}'", entry.name);
+  CR_CHECK(found->second.sizes().vec() == entry.global_shape(), "the module holds part of parameter '{}'", entry.name);
   torch::NoGradGuard no_grad;
   torch::from_blob(out, {count}, torch::kFloat)
       .copy_(found->second.detach().reshape({-1}).narrow(0, begin, count).to(torch::kCPU, torch::kFloat));

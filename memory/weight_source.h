@@ -19,12 +19,14 @@ namespace cr {
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
-  // Elements [begin, begin + count) of `entry`'s row-major flattening, as fp32.
+  // Elements [begin, begin + count) of the row-major flattening of the whole tensor `entry` is
+  // part of (entry.global_shape()), as fp32.
   virtual void read(const FlatEntry& entry, int64_t begin, int64_t count, float* out) const = 0;
 };
 
 // Fills `out` (any dtype and device) with flat elements [flat_begin, flat_begin + out.numel())
-// of the layout `entries`, through bounded fp32 host chunks unless `out` is fp32 on the host.
+// of the layout `entries` (each entry's part of its whole tensor), through bounded fp32 host
+// chunks unless `out` is fp32 on the host.
 void fill_flat_range(const WeightSource& source, const std::vector<FlatEntry>& entries, int64_t flat_begin,
                      torch::Tensor out);
 
@@ -39,7 +41,7 @@ class InitialWeights final : public WeightSource {
   uint64_t seed_;
 };
 
-// The current values of a module's parameters, by name (a materialised model's).
+// The current values of a module's parameters, by name (a materialised model's, unsplit).
 class ModuleWeights final : public WeightSource {
  public:
   explicit ModuleWeights(torch::nn::Module& module);

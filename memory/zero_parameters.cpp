@@ -160,13 +160,22 @@ double ZeroParameters::gradient_sum_of_squares() {
   // One partial sum per (bucket, rank) slice: stage 0 holds every slice reduced, later stages
   // their own, and the partials are combined in the same order at every stage.
   std::vector<double> partial(buckets.size() * ranks, 0.0);
+  const bool all_primary = std::all_of(entries_.begin(), entries_.end(), [](const FlatEntry& e) { return e.slice.primary; });
   for (size_t b = 0; b < buckets.size(); ++b) {
     for (int r = 0; r < ranks; ++r) {
       if (stage_ >= 1 && r != reduced_.rank()) continue;
       const auto [begin, end] = shard_range(buckets[b].numel(), r, ranks);
-      partial[b * ranks + r] =
-          slice_sum_of_squares(stage_ <= 1 ? grad_full_.narrow(0, buckets[b].begin + begin, end - begin)
-                                     : grad_shard_.narrow(0, reduced_.slices()[b].shard_begin, end - begin));
+      const auto values = stage_ <= 1 ? grad_full_.narrow(0, buckets[b].begin + begin, end - begin)
+                                      : grad_shard_.narrow(0, reduced_.slices()[b].shard_begin, end - begin);
+      if (all_primary) {
+        partial[b * ranks + r] = slice_sum_of_squares(values);
+        continue;
+      }
+      // Copies another tensor rank also holds count there only.
+      const int64_t flat_begin = buckets[b].begin + begin;
+      for_each_overlap(entries_, flat_begin, end - begin, [&](const FlatEntry& entry, int64_t from, int64_t to) {
+        if (entry.slice.primary) partial[b * ranks + r] += slice_sum_of_squares(values.narrow(0, from - flat_begin, to - from));
+      });
     }
   }
   if (stage_ >= 1 && reduced_.sharded()) {

@@ -68,8 +68,9 @@ class ZeroParameters {
   torch::Tensor& compute_shard() { return compute_shard_; }  // stage 3
 
   void zero_grad();
-  // Sum of squares of the reduced gradients over all ranks, added in an order that does not
-  // depend on the stage, so that clipping is bitwise the same at every stage.
+  // Sum of squares of the reduced gradients over all ranks of the group, added in an order that
+  // does not depend on the stage, so that clipping is bitwise the same at every stage. Parameters
+  // that are not primary (copies another tensor rank counts) are left out.
   double gradient_sum_of_squares();
   // After the optimizer wrote the owned slices: every rank's compute weights become current.
   void publish();

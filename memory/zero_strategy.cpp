@@ -17,7 +17,8 @@ constexpr const char* kStateNames[] = {"", "exp_avg.", "exp_avg_sq."};  // weigh
 }  // namespace
 
 ZeroStrategy::ZeroStrategy(const ModuleParameters& params, const WeightSource* source, int64_t blocks,
-                           const ZeroOptions& options, Communicator* group) {
+                           const ZeroOptions& options, Communicator* group, Communicator* model_parallel)
+    : model_parallel_(model_parallel) {
   const int size = group ? group->size() : 1;
   params_ = std::make_unique<ZeroParameters>(
       params, source, options.device, options.compute_dtype, options.stage,
@@ -61,7 +62,15 @@ void ZeroStrategy::end_step() {
   if (gatherer_) gatherer_->release_all();
 }
 
-double ZeroStrategy::gradient_norm() { return std::sqrt(params_->gradient_sum_of_squares()); }
+double ZeroStrategy::gradient_norm() {
+  double sum = params_->gradient_sum_of_squares();
+  if (model_parallel_) {
+    auto total = torch::tensor({sum}, torch::kDouble);
+    model_parallel_->all_reduce(total, ReduceOp::Sum);
+    sum = total.item<double>();
+  }
+  return std::sqrt(sum);
+}
 
 void ZeroStrategy::optimizer_step(double lr, double grad_scale) {
   optimizer_->step(lr, grad_scale);
@@ -87,18 +96,23 @@ CheckpointPart ZeroStrategy::checkpoint_part() {
     part.storage.push_back(owned.to(torch::kCPU, torch::kFloat).contiguous());
   }
   // This rank writes its reduce-scatter share of every bucket, so that replicas (stage 0)
-  // split the writing too and each element is written once.
+  // split the writing too and each element is written once; copies held by several tensor ranks
+  // are written by the primary one.
   const auto& owned = params_->owned();
-  for (const auto& share : params_->reduced().slices()) {
-    const int64_t base = owned.sharded() ? share.shard_begin : share.flat_begin;  // in owned space
-    for_each_overlap(params_->entries(), share.flat_begin, share.numel,
-                     [&](const FlatEntry& entry, int64_t begin, int64_t end) {
-                       for (size_t k = 0; k < part.storage.size(); ++k) {
-                         part.slices.push_back({kStateNames[k] + entry.name, entry.shape, begin - entry.offset,
-                                                end - begin,
-                                                part.storage[k].data_ptr<float>() + base + (begin - share.flat_begin)});
-                       }
-                     });
+  for (size_t k = 0; k < part.storage.size(); ++k) {
+    for (const auto& share : params_->reduced().slices()) {
+      const float* base = part.storage[k].data_ptr<float>() + (owned.sharded() ? share.shard_begin : share.flat_begin);
+      for_each_overlap(params_->entries(), share.flat_begin, share.numel,
+                       [&](const FlatEntry& entry, int64_t begin, int64_t end) {
+                         if (!entry.slice.primary) return;
+                         for_each_global_run(entry.slice, begin - entry.offset, end - begin,
+                                             [&](int64_t global, int64_t local, int64_t n) {
+                                               append_run(part.slices, kStateNames[k] + entry.name,
+                                                          entry.global_shape(), global, n,
+                                                          base + (entry.offset + local - share.flat_begin));
+                                             });
+                       });
+    }
   }
   return part;
 }
@@ -106,7 +120,7 @@ CheckpointPart ZeroStrategy::checkpoint_part() {
 void ZeroStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_steps) {
   // A checkpoint of another model fails here, naming the first tensor that does not fit.
   for (const auto& entry : params_->entries()) {
-    for (const char* kind : kStateNames) reader.check_shape(kind + entry.name, entry.shape);
+    for (const char* kind : kStateNames) reader.check_shape(kind + entry.name, entry.global_shape());
   }
   const auto& owned = params_->owned();
   std::vector<torch::Tensor> state;
@@ -115,8 +129,12 @@ void ZeroStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_steps)
     for_each_overlap(params_->entries(), slice.flat_begin, slice.numel,
                      [&](const FlatEntry& entry, int64_t begin, int64_t end) {
                        for (size_t k = 0; k < state.size(); ++k) {
-                         reader.read(kStateNames[k] + entry.name, begin - entry.offset, end - begin,
-                                     state[k].data_ptr<float>() + slice.shard_begin + (begin - slice.flat_begin));
+                         float* base = state[k].data_ptr<float>() + slice.shard_begin - slice.flat_begin;
+                         for_each_global_run(entry.slice, begin - entry.offset, end - begin,
+                                             [&](int64_t global, int64_t local, int64_t n) {
+                                               reader.read(kStateNames[k] + entry.name, global, n,
+                                                           base + entry.offset + local);
+                                             });
                        }
                      });
   }

@@ -30,9 +30,11 @@ class ZeroStrategy final : public ParameterStrategy {
  public:
   // Owns the weights of `params` (a skeleton's parameters: build_model_skeleton), each rank
   // taking from `source` only what it keeps (zeros without a source: a checkpoint is loaded
-  // next), with `blocks` transformer blocks. group: the ranks sharing these parameters (null: alone).
+  // next), with `blocks` transformer blocks. group: the ranks sharing these parameters (null: alone);
+  // model_parallel: the ranks holding the model's other parts (tensor parallelism), over which the
+  // gradient norm is summed (null: none).
   ZeroStrategy(const ModuleParameters& params, const WeightSource* source, int64_t blocks, const ZeroOptions& options,
-               Communicator* group);
+               Communicator* group, Communicator* model_parallel = nullptr);
 
   int64_t numel() const override { return params_->numel(); }
   void begin_step(bool training) override;
@@ -59,6 +61,7 @@ class ZeroStrategy final : public ParameterStrategy {
   std::unique_ptr<AdamWOptimizer> optimizer_;
   std::unique_ptr<GradientSynchronizer> sync_;
   std::unique_ptr<ParameterGatherer> gatherer_;  // stage 3
+  Communicator* model_parallel_ = nullptr;
   bool reduces_ = false;
 };
 

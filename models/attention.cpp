@@ -49,28 +49,32 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   return y.transpose(1, 2).reshape({B, T, H * D});
 }
 
-SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name)
-    : layer_(layer),
-      n_head_(spec.n_head),
-      n_kv_head_(spec.n_kv_head),
+SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name,
+                                     const TensorParallel& tp)
+    : tp_(tp),
+      layer_(layer),
+      n_head_(spec.n_head / tp.size),
       head_dim_(spec.d_model / spec.n_head),
       dropout_(spec.dropout),
       rotary_(spec.position == "rotary"),
       rope_theta_(spec.rope_theta) {
-  const int64_t d = spec.d_model, kv_dim = n_kv_head_ * head_dim_;
-  auto linear = [&](int64_t in, int64_t out) { return Linear(in, out, spec.bias); };
-  q_proj = register_module("q_proj", linear(d, d));
-  k_proj = register_module("k_proj", linear(d, kv_dim));
-  v_proj = register_module("v_proj", linear(d, kv_dim));
-  output_proj = register_module(output_name, linear(d, d));
+  const int64_t d = spec.d_model;
+  q_proj = register_module("q_proj", ColumnParallelLinear(d, d, spec.bias, tp));
+  k_proj = register_module("k_proj", KeyValueLinear(spec, tp));
+  v_proj = register_module("v_proj", KeyValueLinear(spec, tp));
+  output_proj = register_module(output_name, RowParallelLinear(d, d, spec.bias, tp));
+  n_kv_head_ = k_proj->local_heads();
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
-  const int64_t B = x.size(0), T = x.size(1);
-  auto heads = [&](const torch::Tensor& t, int64_t n) { return t.view({B, T, n, head_dim_}).transpose(1, 2); };
-  auto q = heads(q_proj(x), n_head_);
-  auto k = heads(k_proj(x), n_kv_head_);
-  auto v = heads(v_proj(x), n_kv_head_);
+  // The projections see the whole sequence also when x is this rank's part of it (sequence parallelism).
+  auto heads = [&](const torch::Tensor& t, int64_t n) {
+    return t.view({t.size(0), t.size(1), n, head_dim_}).transpose(1, 2);
+  };
+  const auto input = enter_tensor_region(x, tp_);
+  auto q = heads(q_proj->project(input), n_head_);
+  auto k = heads(k_proj->project(input), n_kv_head_);
+  auto v = heads(v_proj->project(input), n_kv_head_);
   if (rotary_) {
     const int64_t first_position = cache ? cache->length(layer_) : 0;
     q = apply_rotary(q, first_position, rope_theta_);

@@ -10,6 +10,7 @@
 #include "models/kv_cache.h"
 #include "models/linear.h"
 #include "models/model_spec.h"
+#include "models/tensor_parallel.h"
 
 namespace cr {
 
@@ -24,22 +25,24 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
                      int64_t layer, double dropout);
 
 // Separate q/k/v/output projections (biases per spec.bias), grouped-query attention with
-// spec.n_kv_head key/value heads, rotary positions when spec.position is "rotary".
+// spec.n_kv_head key/value heads, rotary positions when spec.position is "rotary". Heads are
+// split over the tensor group.
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   // output_name: Hugging Face's name for the output projection (OPT out_proj, LLaMA o_proj).
-  SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name);
+  SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache);
 
-  Linear q_proj{nullptr};
-  Linear k_proj{nullptr};
-  Linear v_proj{nullptr};
-  Linear output_proj{nullptr};
+  ColumnParallelLinear q_proj{nullptr};
+  KeyValueLinear k_proj{nullptr};
+  KeyValueLinear v_proj{nullptr};
+  RowParallelLinear output_proj{nullptr};
 
  private:
+  TensorParallel tp_;
   int64_t layer_;
-  int64_t n_head_;
-  int64_t n_kv_head_;
+  int64_t n_head_;     // this rank's query heads
+  int64_t n_kv_head_;  // and key/value heads
   int64_t head_dim_;
   double dropout_;
   bool rotary_;

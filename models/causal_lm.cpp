@@ -11,22 +11,25 @@
 
 namespace cr {
 
-CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch) : spec_(spec) {
+CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch, const TensorParallel& tp)
+    : spec_(spec), tp_(tp) {
   if (spec.arch != arch) fail("model: a {} spec cannot build a {} model", spec.arch, arch);
   validate_model_spec(spec);
+  if (tp.split()) check_tensor_split(spec, tp.size);
 }
 
 torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tensor& targets) {
-  auto hidden = final_hidden(x);
-  return linear_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), cast_to_activation(output_embedding(), hidden),
-                              targets.reshape({-1}));
+  auto hidden = enter_tensor_region(final_hidden(x), tp_);
+  const auto head = output_embedding();
+  return vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), cast_to_activation(head->weight, hidden),
+                                      head->first_row(), spec_.vocab_size, targets.reshape({-1}), tp_);
 }
 
 torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {
-  auto hidden = final_hidden(x);
-  auto weight = cast_to_activation(output_embedding(), hidden);
-  MatmulCounter::count(hidden.numel() / hidden.size(-1), weight.size(1), weight.size(0));
-  return torch::matmul(hidden, weight.t());
+  auto hidden = enter_tensor_region(final_hidden(x), tp_);
+  const auto head = output_embedding();
+  return vocab_parallel_logits(hidden, cast_to_activation(head->weight, hidden), head->first_row(), spec_.vocab_size,
+                               tp_);
 }
 
 torch::Tensor CausalLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
@@ -51,15 +54,26 @@ torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, 
   return torch::arange(first_position, first_position + tokens.size(1), tokens.options().dtype(torch::kLong));
 }
 
-CausalLM build_model_skeleton(const ModelSpec& spec) {
-  if (spec.arch == "gpt2") return std::make_shared<GPT2Impl>(spec);
-  if (spec.arch == "opt") return std::make_shared<OPTImpl>(spec);
-  if (spec.arch == "llama") return std::make_shared<LlamaImpl>(spec);
+namespace {
+
+CausalLM build_architecture(const ModelSpec& spec, const TensorParallel& tp) {
+  if (spec.arch == "gpt2") return std::make_shared<GPT2Impl>(spec, tp);
+  if (spec.arch == "opt") return std::make_shared<OPTImpl>(spec, tp);
+  if (spec.arch == "llama") return std::make_shared<LlamaImpl>(spec, tp);
   fail("model.arch: unknown architecture '{}' (gpt2, opt, llama)", spec.arch);
 }
 
-CausalLM build_model(const ModelSpec& spec, uint64_t seed) {
-  auto model = build_model_skeleton(spec);
+}  // namespace
+
+CausalLM build_model_skeleton(const ModelSpec& spec, const TensorParallel& tp) {
+  auto model = build_architecture(spec, tp);
+  // Whole parameters are copies on every tensor rank: the first rank's are primary.
+  set_whole_parameters_primary(*model, tp.rank == 0);
+  return model;
+}
+
+CausalLM build_model(const ModelSpec& spec, uint64_t seed, const TensorParallel& tp) {
+  auto model = build_model_skeleton(spec, tp);
   materialize_parameters(*model, seed);
   return model;
 }

@@ -10,25 +10,30 @@
 
 #include "models/kv_cache.h"
 #include "models/model_spec.h"
+#include "models/tensor_parallel.h"
 
 namespace cr {
 
 class CausalLMImpl : public torch::nn::Module {
  public:
-  // Validates the spec, which must be of `arch`.
-  CausalLMImpl(const ModelSpec& spec, const std::string& arch);
+  // Validates the spec, which must be of `arch`. `tp`: the tensor group the layers split over.
+  CausalLMImpl(const ModelSpec& spec, const std::string& arch, const TensorParallel& tp);
 
   const ModelSpec& spec() const { return spec_; }
+  const TensorParallel& tensor_parallel() const { return tp_; }
 
   // The transformer blocks in order: the parameter groups that ZeRO-3 gathers one at a time and
   // that pipeline stages divide between them.
   virtual torch::nn::ModuleList blocks() const = 0;
 
-  // (B, T) int64 tokens at positions first_position, first_position + 1, ... -> (B, T, d_model).
+  // (B, T) int64 tokens at positions first_position, first_position + 1, ... -> (B, T, d_model)
+  // (B, T / tensor size, d_model) under sequence parallelism.
   virtual torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) = 0;
   // Blocks [first, last); with a cache, each block appends this pass's keys and values to it.
   virtual torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) = 0;
-  torch::Tensor head_loss(const torch::Tensor& x, const torch::Tensor& targets);  // mean CE, fused head
+  // Mean cross-entropy against (B, T) targets, the head fused with the loss (split over the
+  // vocabulary under tensor parallelism).
+  torch::Tensor head_loss(const torch::Tensor& x, const torch::Tensor& targets);
   torch::Tensor head_logits(const torch::Tensor& x);
 
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
@@ -39,11 +44,12 @@ class CausalLMImpl : public torch::nn::Module {
 
  protected:
   // The hidden state the output embedding reads (final norm, OPT's project_out) and that
-  // embedding, (vocab, embedding_dim).
+  // embedding, (vocab, embedding_dim), this rank's rows of it.
   virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;
-  virtual torch::Tensor output_embedding() = 0;
+  virtual VocabParallelEmbedding output_embedding() = 0;
 
   ModelSpec spec_;
+  TensorParallel tp_;
 };
 using CausalLM = std::shared_ptr<CausalLMImpl>;
 
@@ -53,10 +59,11 @@ void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq
 // Positions first_position, first_position + 1, ... for the (B, T) tokens, checked to fit.
 torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, int64_t max_seq_len);
 
-// The architecture named by spec.arch with its initial weights for `seed` (parameter_init.h).
-CausalLM build_model(const ModelSpec& spec, uint64_t seed = 0);
+// The architecture named by spec.arch with its initial weights for `seed` (parameter_init.h):
+// the whole model, or this rank's slices of it under tensor parallelism.
+CausalLM build_model(const ModelSpec& spec, uint64_t seed = 0, const TensorParallel& tp = {});
 // The same model with parameters of the right shapes and names but no storage: whoever owns the
 // weights (a ParameterStrategy, FlatParameters) gives them storage and values.
-CausalLM build_model_skeleton(const ModelSpec& spec);
+CausalLM build_model_skeleton(const ModelSpec& spec, const TensorParallel& tp = {});
 
 }  // namespace cr

@@ -6,15 +6,15 @@
 
 namespace cr {
 
-GPT2Impl::GPT2Impl(const ModelSpec& spec) : CausalLMImpl(spec, "gpt2") {
-  wte = register_module("wte", Embedding(spec.vocab_size, spec.d_model));
+GPT2Impl::GPT2Impl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMImpl(spec, "gpt2", tp) {
+  wte = register_module("wte", VocabParallelEmbedding(spec.vocab_size, spec.d_model, tp));
   wpe = register_module("wpe", Embedding(spec.max_seq_len, spec.d_model));
   h = register_module("h", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
-    blocks_.push_back(TransformerBlock(spec, i));
+    blocks_.push_back(TransformerBlock(spec, i, tp));
     h->push_back(blocks_.back());
   }
-  ln_f = register_module("ln_f", Norm(spec, spec.d_model));
+  ln_f = register_module("ln_f", Norm(spec, spec.d_model, tp));
   // GPT-2 scales the residual projections' initial weights by 1/sqrt(2 n_layer).
   const double residual_std = kInitStd / std::sqrt(2.0 * static_cast<double>(spec.n_layer));
   for (auto& block : blocks_) {
@@ -24,7 +24,8 @@ GPT2Impl::GPT2Impl(const ModelSpec& spec) : CausalLMImpl(spec, "gpt2") {
 }
 
 torch::Tensor GPT2Impl::embed(const torch::Tensor& tokens, int64_t first_position) {
-  auto x = as_activation(wte(tokens) + wpe(position_ids(tokens, first_position, spec_.max_seq_len)));
+  const auto positions = local_sequence(position_ids(tokens, first_position, spec_.max_seq_len), tp_, 0);
+  auto x = as_activation(wte(tokens) + torch::embedding(replicated_parameter(wpe->weight, tp_), positions));
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 

@@ -13,21 +13,20 @@ namespace cr {
 
 class GPT2Impl : public CausalLMImpl {
  public:
-  explicit GPT2Impl(const ModelSpec& spec);
-
+  explicit GPT2Impl(const ModelSpec& spec, const TensorParallel& tp = {});
 
   torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;
   torch::nn::ModuleList blocks() const override { return h; }
 
-  Embedding wte{nullptr};
+  VocabParallelEmbedding wte{nullptr};
   Embedding wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
   Norm ln_f{nullptr};
 
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override { return ln_f(x); }
-  torch::Tensor output_embedding() override { return wte->weight; }
+  VocabParallelEmbedding output_embedding() override { return wte; }
 
  private:
   std::vector<TransformerBlock> blocks_;

@@ -5,23 +5,23 @@
 
 namespace cr {
 
-LlamaMLPImpl::LlamaMLPImpl(const ModelSpec& spec) : dropout_(spec.dropout) {
-  auto linear = [&](int64_t in, int64_t out) { return Linear(in, out, spec.bias); };
-  gate_proj = register_module("gate_proj", linear(spec.d_model, spec.d_ff));
-  up_proj = register_module("up_proj", linear(spec.d_model, spec.d_ff));
-  down_proj = register_module("down_proj", linear(spec.d_ff, spec.d_model));
+LlamaMLPImpl::LlamaMLPImpl(const ModelSpec& spec, const TensorParallel& tp) : tp_(tp), dropout_(spec.dropout) {
+  gate_proj = register_module("gate_proj", ColumnParallelLinear(spec.d_model, spec.d_ff, spec.bias, tp));
+  up_proj = register_module("up_proj", ColumnParallelLinear(spec.d_model, spec.d_ff, spec.bias, tp));
+  down_proj = register_module("down_proj", RowParallelLinear(spec.d_ff, spec.d_model, spec.bias, tp));
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
-  auto y = down_proj(activate("silu", gate_proj(x)) * up_proj(x));
+  const auto input = enter_tensor_region(x, tp_);
+  auto y = down_proj(activate("silu", gate_proj->project(input)) * up_proj->project(input));
   return (is_training() && dropout_ > 0) ? torch::dropout(y, dropout_, true) : y;
 }
 
-LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelSpec& spec, int64_t layer) {
-  self_attn = register_module("self_attn", SelfAttention(spec, layer, "o_proj"));
-  mlp = register_module("mlp", LlamaMLP(spec));
-  input_layernorm = register_module("input_layernorm", Norm(spec, spec.d_model));
-  post_attention_layernorm = register_module("post_attention_layernorm", Norm(spec, spec.d_model));
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp) {
+  self_attn = register_module("self_attn", SelfAttention(spec, layer, "o_proj", tp));
+  mlp = register_module("mlp", LlamaMLP(spec, tp));
+  input_layernorm = register_module("input_layernorm", Norm(spec, spec.d_model, tp));
+  post_attention_layernorm = register_module("post_attention_layernorm", Norm(spec, spec.d_model, tp));
 }
 
 torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* cache) {
@@ -29,16 +29,16 @@ torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* ca
   return h + mlp(post_attention_layernorm(h));
 }
 
-LlamaImpl::LlamaImpl(const ModelSpec& spec) : CausalLMImpl(spec, "llama") {
-  embed_tokens = register_module("embed_tokens", Embedding(spec.vocab_size, spec.d_model));
+LlamaImpl::LlamaImpl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMImpl(spec, "llama", tp) {
+  embed_tokens = register_module("embed_tokens", VocabParallelEmbedding(spec.vocab_size, spec.d_model, tp));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
-    blocks_.push_back(LlamaDecoderLayer(spec, i));
+    blocks_.push_back(LlamaDecoderLayer(spec, i, tp));
     layers->push_back(blocks_.back());
   }
-  norm = register_module("norm", Norm(spec, spec.d_model));
+  norm = register_module("norm", Norm(spec, spec.d_model, tp));
   if (!spec.tied_embeddings) {
-    lm_head = register_module("lm_head", Linear(spec.d_model, spec.vocab_size, false));
+    lm_head = register_module("lm_head", VocabParallelEmbedding(spec.vocab_size, spec.d_model, tp));
   }
 }
 

@@ -15,21 +15,22 @@ namespace cr {
 // down_proj(silu(gate_proj(x)) * up_proj(x)).
 class LlamaMLPImpl : public torch::nn::Module {
  public:
-  explicit LlamaMLPImpl(const ModelSpec& spec);
+  LlamaMLPImpl(const ModelSpec& spec, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x);
 
-  Linear gate_proj{nullptr};
-  Linear up_proj{nullptr};
-  Linear down_proj{nullptr};
+  ColumnParallelLinear gate_proj{nullptr};
+  ColumnParallelLinear up_proj{nullptr};
+  RowParallelLinear down_proj{nullptr};
 
  private:
+  TensorParallel tp_;
   double dropout_;
 };
 TORCH_MODULE(LlamaMLP);
 
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
-  LlamaDecoderLayerImpl(const ModelSpec& spec, int64_t layer);
+  LlamaDecoderLayerImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache = nullptr);
 
   SelfAttention self_attn{nullptr};
@@ -41,20 +42,21 @@ TORCH_MODULE(LlamaDecoderLayer);
 
 class LlamaImpl : public CausalLMImpl {
  public:
-  explicit LlamaImpl(const ModelSpec& spec);
+  explicit LlamaImpl(const ModelSpec& spec, const TensorParallel& tp = {});
 
   torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;
   torch::nn::ModuleList blocks() const override { return layers; }
 
-  Embedding embed_tokens{nullptr};
+  VocabParallelEmbedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   Norm norm{nullptr};
-  Linear lm_head{nullptr};  // absent with tied_embeddings
+  // The output embedding (vocab, d_model), rows split like the input one's; absent with tied_embeddings.
+  VocabParallelEmbedding lm_head{nullptr};
 
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override { return norm(x); }
-  torch::Tensor output_embedding() override { return lm_head ? lm_head->weight : embed_tokens->weight; }
+  VocabParallelEmbedding output_embedding() override { return lm_head ? lm_head : embed_tokens; }
 
  private:
   std::vector<LlamaDecoderLayer> blocks_;

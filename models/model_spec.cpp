@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/base/error.h"
+#include "core/base/shape.h"
 #include "core/base/size_limits.h"
 
 namespace cr {
@@ -67,11 +68,7 @@ void validate_model_spec(const ModelSpec& spec) {
   }
 }
 
-int64_t ParameterShape::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
+int64_t ParameterShape::numel() const { return element_count(shape); }
 
 std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
   std::vector<ParameterShape> out;

@@ -8,12 +8,15 @@
 
 #include "models/model_spec.h"
 #include "models/parameter_init.h"
+#include "models/tensor_parallel.h"
 
 namespace cr {
 
 class NormImpl : public DeferredModule {
  public:
-  NormImpl(const ModelSpec& spec, int64_t dim);
+  // Under sequence parallelism it normalises this rank's part of the sequence, so its weights'
+  // gradients are summed over the tensor group.
+  NormImpl(const ModelSpec& spec, int64_t dim, const TensorParallel& tp = {});
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::Tensor weight;
@@ -22,6 +25,7 @@ class NormImpl : public DeferredModule {
  private:
   bool rms_;
   double eps_;
+  TensorParallel tp_;
 };
 TORCH_MODULE(Norm);
 

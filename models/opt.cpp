@@ -11,13 +11,13 @@ constexpr int64_t kPositionOffset = 2;
 
 }  // namespace
 
-OPTDecoderLayerImpl::OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer)
+OPTDecoderLayerImpl::OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp)
     : layer_norm_before_(spec.layer_norm_before), activation_(spec.activation), dropout_(spec.dropout) {
-  self_attn = register_module("self_attn", SelfAttention(spec, layer, "out_proj"));
-  self_attn_layer_norm = register_module("self_attn_layer_norm", Norm(spec, spec.d_model));
-  fc1 = register_module("fc1", Linear(spec.d_model, spec.d_ff, spec.bias));
-  fc2 = register_module("fc2", Linear(spec.d_ff, spec.d_model, spec.bias));
-  final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model));
+  self_attn = register_module("self_attn", SelfAttention(spec, layer, "out_proj", tp));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", Norm(spec, spec.d_model, tp));
+  fc1 = register_module("fc1", ColumnParallelLinear(spec.d_model, spec.d_ff, spec.bias, tp));
+  fc2 = register_module("fc2", RowParallelLinear(spec.d_ff, spec.d_model, spec.bias, tp));
+  final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model, tp));
 }
 
 torch::Tensor OPTDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* cache) {
@@ -29,9 +29,9 @@ torch::Tensor OPTDecoderLayerImpl::forward(const torch::Tensor& x, KVCache* cach
   return post(final_layer_norm, h + y);
 }
 
-OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec) {
+OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec, const TensorParallel& tp) {
   const int64_t e = embedding_dim(spec);
-  embed_tokens = register_module("embed_tokens", Embedding(spec.vocab_size, e));
+  embed_tokens = register_module("embed_tokens", VocabParallelEmbedding(spec.vocab_size, e, tp));
   embed_positions =
       register_module("embed_positions", Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
   if (e != spec.d_model) {
@@ -40,21 +40,23 @@ OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec) {
   }
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
-    blocks.push_back(OPTDecoderLayer(spec, i));
+    blocks.push_back(OPTDecoderLayer(spec, i, tp));
     layers->push_back(blocks.back());
   }
-  if (spec.layer_norm_before) final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model));
+  if (spec.layer_norm_before) {
+    final_layer_norm = register_module("final_layer_norm", Norm(spec, spec.d_model, tp));
+  }
 }
 
-OPTImpl::OPTImpl(const ModelSpec& spec) : CausalLMImpl(spec, "opt") {
-  decoder = register_module("decoder", OPTDecoder(spec));
+OPTImpl::OPTImpl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMImpl(spec, "opt", tp) {
+  decoder = register_module("decoder", OPTDecoder(spec, tp));
 }
 
 torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
-  auto positions = position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset;
+  auto positions = local_sequence(position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset, tp_, 0);
   auto x = as_activation(decoder->embed_tokens(tokens));
-  if (decoder->project_in) x = decoder->project_in(x);
-  x = x + cast_to_activation(decoder->embed_positions(positions), x);
+  if (decoder->project_in) x = replicated_linear(x, decoder->project_in->weight);
+  x = x + cast_to_activation(torch::embedding(replicated_parameter(decoder->embed_positions->weight, tp_), positions), x);
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 
@@ -65,7 +67,11 @@ torch::Tensor OPTImpl::run_blocks(torch::Tensor x, int64_t first, int64_t last, 
 
 torch::Tensor OPTImpl::final_hidden(const torch::Tensor& x) {
   auto h = decoder->final_layer_norm ? decoder->final_layer_norm(x) : x;
-  return decoder->project_out ? decoder->project_out(h) : h;
+  return decoder->project_out ? replicated_linear(h, decoder->project_out->weight) : h;
+}
+
+torch::Tensor OPTImpl::replicated_linear(const torch::Tensor& x, const torch::Tensor& weight) {
+  return cr::linear(x, replicated_parameter(weight, tp_));
 }
 
 }  // namespace cr

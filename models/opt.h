@@ -15,13 +15,13 @@ namespace cr {
 
 class OPTDecoderLayerImpl : public torch::nn::Module {
  public:
-  OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer);
+  OPTDecoderLayerImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache = nullptr);
 
   SelfAttention self_attn{nullptr};
   Norm self_attn_layer_norm{nullptr};
-  Linear fc1{nullptr};
-  Linear fc2{nullptr};
+  ColumnParallelLinear fc1{nullptr};
+  RowParallelLinear fc2{nullptr};
   Norm final_layer_norm{nullptr};
 
  private:
@@ -34,9 +34,9 @@ TORCH_MODULE(OPTDecoderLayer);
 // Hugging Face's OPTDecoder: everything but the (tied) output embedding.
 class OPTDecoderImpl : public torch::nn::Module {
  public:
-  explicit OPTDecoderImpl(const ModelSpec& spec);
+  OPTDecoderImpl(const ModelSpec& spec, const TensorParallel& tp);
 
-  Embedding embed_tokens{nullptr};
+  VocabParallelEmbedding embed_tokens{nullptr};
   Embedding embed_positions{nullptr};  // max_seq_len + 2 rows
   Linear project_in{nullptr};           // only when word_embed_proj_dim != d_model
   Linear project_out{nullptr};
@@ -48,7 +48,7 @@ TORCH_MODULE(OPTDecoder);
 
 class OPTImpl : public CausalLMImpl {
  public:
-  explicit OPTImpl(const ModelSpec& spec);
+  explicit OPTImpl(const ModelSpec& spec, const TensorParallel& tp = {});
 
   torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;
@@ -58,7 +58,11 @@ class OPTImpl : public CausalLMImpl {
 
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override;
-  torch::Tensor output_embedding() override { return decoder->embed_tokens->weight; }
+
+ private:
+  // project_in / project_out: whole on every tensor rank.
+  torch::Tensor replicated_linear(const torch::Tensor& x, const torch::Tensor& weight);
+  VocabParallelEmbedding output_embedding() override { return decoder->embed_tokens; }
 };
 TORCH_MODULE(OPT);
 

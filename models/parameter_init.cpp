@@ -78,32 +78,74 @@ void DeferredModule::set_init(const std::string& name, InitRule rule) {
   found->second = rule;
 }
 
-torch::Tensor& DeferredModule::declare_parameter(const std::string& name, const std::vector<int64_t>& shape,
-                                                 InitRule rule) {
-  rules_[name] = rule;
-  return register_parameter(name, torch::empty({1}).expand(shape));
+void DeferredModule::set_whole_primary(bool primary) {
+  for (auto& [name, slice] : slices_) {
+    if (slice.whole()) slice.primary = primary;
+  }
 }
 
-std::map<std::string, InitRule> parameter_init_rules(torch::nn::Module& model) {
-  std::map<std::string, InitRule> rules;
+torch::Tensor& DeferredModule::declare_parameter(const std::string& name, const std::vector<int64_t>& shape,
+                                                 InitRule rule) {
+  return declare_parameter(name, whole_parameter(shape), rule);
+}
+
+torch::Tensor& DeferredModule::declare_parameter(const std::string& name, const ParameterSlice& slice, InitRule rule) {
+  rules_[name] = rule;
+  slices_[name] = slice;
+  return register_parameter(name, torch::empty({1}).expand(slice.local_shape()));
+}
+
+namespace {
+
+// Each DeferredModule's per-parameter declarations under their full names; cr::Error naming a
+// parameter that was not declared through one.
+template <typename T>
+std::map<std::string, T> declared(torch::nn::Module& model,
+                                  const std::map<std::string, T>& (DeferredModule::*table)() const) {
+  std::map<std::string, T> out;
   for (const auto& item : model.named_modules("", /*include_self=*/true)) {
-    const auto* declared = dynamic_cast<const DeferredModule*>(item.value().get());
-    if (!declared) continue;
+    const auto* module = dynamic_cast<const DeferredModule*>(item.value().get());
+    if (!module) continue;
     const std::string prefix = item.key().empty() ? "" : item.key() + ".";
-    for (const auto& [name, rule] : declared->init_rules()) rules[prefix + name] = rule;
+    for (const auto& [name, value] : (module->*table)()) out[prefix + name] = value;
   }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, InitRule> parameter_init_rules(torch::nn::Module& model) {
+  auto rules = declared(model, &DeferredModule::init_rules);
   for (const auto& item : model.named_parameters()) {
     if (!rules.count(item.key())) fail("model: parameter '{}' has no declared initialisation", item.key());
   }
   return rules;
 }
 
+std::map<std::string, ParameterSlice> parameter_slices(torch::nn::Module& model) {
+  auto slices = declared(model, &DeferredModule::slices);
+  // Modules that do not declare their parameters (torch's own) hold them whole.
+  for (const auto& item : model.named_parameters()) {
+    if (!slices.count(item.key())) slices[item.key()] = whole_parameter(item.value().sizes().vec());
+  }
+  return slices;
+}
+
+void set_whole_parameters_primary(torch::nn::Module& model, bool primary) {
+  for (const auto& item : model.modules(/*include_self=*/true)) {
+    if (auto* module = dynamic_cast<DeferredModule*>(item.get())) module->set_whole_primary(primary);
+  }
+}
+
 void materialize_parameters(torch::nn::Module& model, uint64_t seed) {
   const auto rules = parameter_init_rules(model);
+  const auto slices = parameter_slices(model);
   torch::NoGradGuard no_grad;
   for (auto& item : model.named_parameters()) {
     auto values = torch::empty(item.value().sizes(), torch::kFloat);
-    initial_values(rules.at(item.key()), seed, item.key(), 0, values.numel(), values.data_ptr<float>());
+    for_each_global_run(slices.at(item.key()), 0, values.numel(), [&](int64_t global, int64_t local, int64_t numel) {
+      initial_values(rules.at(item.key()), seed, item.key(), global, numel, values.data_ptr<float>() + local);
+    });
     item.value().set_data(values);
   }
 }

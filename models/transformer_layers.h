@@ -9,20 +9,21 @@
 #include "models/linear.h"
 #include "models/model_spec.h"
 #include "models/norm.h"
+#include "models/tensor_parallel.h"
 
 namespace cr {
 
 class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
-  CausalSelfAttentionImpl(const ModelSpec& spec, int64_t layer);
+  CausalSelfAttentionImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache = nullptr);
 
-  Linear c_attn{nullptr};  // fused q, k, v projection
-  Linear c_proj{nullptr};
+  ColumnParallelLinear c_attn{nullptr};  // fused q, k, v projection
+  RowParallelLinear c_proj{nullptr};
 
  private:
   int64_t layer_;
-  int64_t n_head_;
+  int64_t n_head_;  // this rank's heads
   int64_t head_dim_;
   double dropout_;
 };
@@ -30,11 +31,11 @@ TORCH_MODULE(CausalSelfAttention);
 
 class MLPImpl : public torch::nn::Module {
  public:
-  explicit MLPImpl(const ModelSpec& spec);
+  MLPImpl(const ModelSpec& spec, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x);
 
-  Linear c_fc{nullptr};
-  Linear c_proj{nullptr};
+  ColumnParallelLinear c_fc{nullptr};
+  RowParallelLinear c_proj{nullptr};
 
  private:
   std::string activation_;
@@ -44,7 +45,7 @@ TORCH_MODULE(MLP);
 
 class TransformerBlockImpl : public torch::nn::Module {
  public:
-  TransformerBlockImpl(const ModelSpec& spec, int64_t layer);
+  TransformerBlockImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x, KVCache* cache = nullptr);
 
   Norm ln_1{nullptr};

@@ -71,7 +71,7 @@ TEST_CASE("a strategy's checkpoint part covers every element once and loads into
   ZeroStrategy& source = *tiny.strategy;
   const auto part = source.checkpoint_part();
   int64_t elements = 0;
-  for (const auto& slice : part.slices) elements += slice.numel;
+  for (const auto& slice : part.slices) elements += slice.elements();
   CHECK(elements == 3 * source.numel());  // weights and two moments, each element once
 
   const ParallelContext single;

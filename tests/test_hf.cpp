@@ -114,7 +114,7 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
   auto& master = source.params->master();
   CheckpointPart weights;  // export reads the weights only
   for (const auto& entry : source.params->entries()) {
-    weights.slices.push_back({entry.name, entry.shape, 0, entry.numel, master.data_ptr<float>() + entry.offset});
+    weights.slices.push_back({entry.name, entry.shape, 0, entry.numel, 1, 0, master.data_ptr<float>() + entry.offset});
   }
   const ParallelContext single_process;
   const std::string checkpoint = save_train_checkpoint(tmp.file("ckpt"), config, TrainState{{3, 12}, 0, std::nullopt},

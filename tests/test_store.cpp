@@ -500,7 +500,7 @@ std::string write_sliced(const std::string& root, const std::map<std::string, st
     for (const auto& [name, values] : tensors) {
       const int64_t n = static_cast<int64_t>(values.size());
       const int64_t begin = r * n / ranks, end = (r + 1) * n / ranks;
-      if (end > begin) slices.push_back({name, {n}, begin, end - begin, values.data() + begin});
+      if (end > begin) slices.push_back({name, {n}, begin, end - begin, 1, 0, values.data() + begin});
     }
     const std::string file = cr::slice_file_name(r, ranks);
     sealed[file] = cr::write_slice_file(fs::path(writer.staging_dir()) / file, slices);

@@ -8,32 +8,57 @@
 #include <fmt/ranges.h>
 
 #include "core/base/error.h"
+#include "core/base/shape.h"
 
 namespace cr {
 namespace {
 
 constexpr const char* kSlicesKey = "slices";
 
-int64_t element_count(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 }  // namespace
 
 std::string slice_file_name(int rank, int ranks) { return fmt::format("shard-{:05d}-of-{:05d}.safetensors", rank, ranks); }
+
+void append_run(std::vector<TensorSlice>& slices, const std::string& tensor, const std::vector<int64_t>& shape,
+                int64_t offset, int64_t numel, const float* data) {
+  if (!slices.empty()) {
+    auto& last = slices.back();
+    if (last.tensor == tensor && last.runs == 1 && offset == last.offset + last.numel && data == last.data + last.numel) {
+      last.numel += numel;  // one longer range
+      return;
+    }
+    const bool continues = last.tensor == tensor && last.numel == numel && data == last.data + last.runs * numel;
+    if (continues && last.runs == 1 && offset >= last.offset + numel) {
+      last.stride = offset - last.offset;
+      last.runs = 2;
+      return;
+    }
+    if (continues && last.runs > 1 && offset == last.offset + last.runs * last.stride) {
+      ++last.runs;
+      return;
+    }
+  }
+  slices.push_back({tensor, shape, offset, numel, 1, 0, data});
+}
 
 FileDigest write_slice_file(const std::string& path, const std::vector<TensorSlice>& slices) {
   std::vector<TensorView> views;
   nlohmann::json index = nlohmann::json::array();
   for (const auto& slice : slices) {
-    CR_CHECK(slice.offset >= 0 && slice.numel > 0 && slice.offset + slice.numel <= element_count(slice.shape),
-             "slice {} [{}, +{}) of a tensor of {} elements", slice.tensor, slice.offset, slice.numel,
-             element_count(slice.shape));
+    const int64_t last_end = slice.offset + (slice.runs - 1) * slice.stride + slice.numel;
+    CR_CHECK(slice.offset >= 0 && slice.numel > 0 && slice.runs >= 1 && (slice.runs == 1 || slice.stride >= slice.numel) &&
+                 last_end <= element_count(slice.shape),
+             "slice {} [{}, +{}) x {} runs at stride {} of a tensor of {} elements", slice.tensor, slice.offset,
+             slice.numel, slice.runs, slice.stride, element_count(slice.shape));
     const std::string key = fmt::format("{}@{}", slice.tensor, slice.offset);
-    views.push_back({key, DType::F32, {slice.numel}, slice.data, static_cast<size_t>(slice.numel) * sizeof(float)});
-    index.push_back({{"key", key}, {"tensor", slice.tensor}, {"shape", slice.shape}, {"offset", slice.offset}});
+    const int64_t stored = slice.numel * slice.runs;
+    views.push_back({key, DType::F32, {stored}, slice.data, static_cast<size_t>(stored) * sizeof(float)});
+    nlohmann::json entry{{"key", key}, {"tensor", slice.tensor}, {"shape", slice.shape}, {"offset", slice.offset}};
+    if (slice.runs > 1) {
+      entry["runs"] = slice.runs;
+      entry["stride"] = slice.stride;
+    }
+    index.push_back(entry);
   }
   write_safetensors(path, views, {{kSlicesKey, index.dump()}, {"format", "colossal-run tensor slices"}});
   return seal_file(path);
@@ -55,7 +80,7 @@ SliceReader::SliceReader(const std::string& dir, const nlohmann::json& manifest,
                dtype_name(view.dtype));
         }
         tensors_[name].shape = view.shape;
-        tensors_[name].pieces.push_back({f, name, 0, element_count(view.shape)});
+        tensors_[name].pieces.push_back({f, name, 0, element_count(view.shape), 0});
       }
       continue;
     }
@@ -67,11 +92,15 @@ SliceReader::SliceReader(const std::string& dir, const nlohmann::json& manifest,
         const auto tensor = entry.at("tensor").get<std::string>();
         const auto shape = entry.at("shape").get<std::vector<int64_t>>();
         const auto offset = entry.at("offset").get<int64_t>();
+        const int64_t runs = entry.contains("runs") ? entry.at("runs").get<int64_t>() : 1;
+        const int64_t stride = entry.contains("stride") ? entry.at("stride").get<int64_t>() : 0;
         const auto& view = file.get(key);
-        const int64_t numel = element_count(view.shape);
-        if (view.dtype != DType::F32 || offset < 0 || offset + numel > element_count(shape)) {
-          fail("slice '{}' ({} x {}) does not fit its tensor of shape [{}]", key, dtype_name(view.dtype), numel,
-               fmt::join(shape, ", "));
+        const int64_t stored_numel = element_count(view.shape);
+        const int64_t numel = runs >= 1 ? stored_numel / runs : 0;
+        if (view.dtype != DType::F32 || offset < 0 || runs < 1 || numel * runs != stored_numel ||
+            (runs > 1 && stride < numel) || offset + (runs - 1) * stride + numel > element_count(shape)) {
+          fail("slice '{}' ({} x {}, {} runs at stride {}) does not fit its tensor of shape [{}]", key,
+               dtype_name(view.dtype), stored_numel, runs, stride, fmt::join(shape, ", "));
         }
         auto& stored = tensors_[tensor];
         if (!stored.pieces.empty() && stored.shape != shape) {
@@ -79,7 +108,7 @@ SliceReader::SliceReader(const std::string& dir, const nlohmann::json& manifest,
                fmt::join(stored.shape, ", "));
         }
         stored.shape = shape;
-        stored.pieces.push_back({f, key, offset, numel});
+        for (int64_t run = 0; run < runs; ++run) stored.pieces.push_back({f, key, offset + run * stride, numel, run * numel});
       }
     } catch (const nlohmann::json::exception& e) {
       fail("checkpoint {}: {}: malformed slice index: {}", dir, files[f], e.what());
@@ -120,13 +149,19 @@ void SliceReader::read(const std::string& tensor, int64_t offset, int64_t numel,
          fmt::join(it->second.shape, ", "));
   }
   // Pieces are sorted by offset; overlapping ones (the same data written twice) are harmless.
+  // Column splits store many short pieces: start at the last one beginning at or before offset.
+  const auto& pieces = it->second.pieces;
+  auto first = std::upper_bound(pieces.begin(), pieces.end(), offset,
+                                [](int64_t position, const Piece& piece) { return position < piece.offset; });
+  if (first != pieces.begin()) --first;
   int64_t covered = offset;
-  for (const auto& piece : it->second.pieces) {
-    const int64_t piece_end = piece.offset + piece.numel;
-    if (piece_end <= covered || piece.offset > covered) continue;
+  for (auto piece = first; piece != pieces.end() && piece->offset <= covered; ++piece) {
+    const int64_t piece_end = piece->offset + piece->numel;
+    if (piece_end <= covered) continue;
     const int64_t stop = std::min(piece_end, end);
-    const auto& view = verified(piece.file).get(piece.key);
-    std::memcpy(out + (covered - offset), static_cast<const float*>(view.data) + (covered - piece.offset),
+    const auto& view = verified(piece->file).get(piece->key);
+    std::memcpy(out + (covered - offset),
+                static_cast<const float*>(view.data) + piece->data_offset + (covered - piece->offset),
                 static_cast<size_t>(stop - covered) * sizeof(float));
     covered = stop;
     if (covered == end) return;

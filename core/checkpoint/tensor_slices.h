@@ -5,7 +5,7 @@
 //
 // A slice is elements [offset, offset + numel) of the tensor's row-major flattening: ZeRO's
 // shards cut tensors at arbitrary element boundaries, and a row split (tensor parallelism) is
-// one such range per rank.
+// one such range per rank. A column split is `runs` such ranges `stride` elements apart.
 #pragma once
 
 #include <cstdint>
@@ -26,9 +26,18 @@ struct TensorSlice {
   std::string tensor;          // global name, e.g. "h.0.attn.c_attn.weight" or "exp_avg.<name>"
   std::vector<int64_t> shape;  // the whole tensor's shape
   int64_t offset = 0;          // first element of the slice in the flattened tensor
-  int64_t numel = 0;
-  const float* data = nullptr;  // fp32, owned by the caller while writing
+  int64_t numel = 0;           // elements per run
+  int64_t runs = 1;            // run i starts at offset + i * stride
+  int64_t stride = 0;
+  const float* data = nullptr;  // fp32, the runs back to back, owned by the caller while writing
+
+  int64_t elements() const { return numel * runs; }
 };
+
+// Appends the run [offset, offset + numel) of `tensor` (data: its values) to `slices`, extending
+// the last slice when the run continues its pattern of equal runs at a fixed stride.
+void append_run(std::vector<TensorSlice>& slices, const std::string& tensor, const std::vector<int64_t>& shape,
+                int64_t offset, int64_t numel, const float* data);
 
 // "shard-00003-of-00008.safetensors"
 std::string slice_file_name(int rank, int ranks);
@@ -64,6 +73,7 @@ class SliceReader {
     size_t file;
     std::string key;
     int64_t offset, numel;
+    int64_t data_offset;  // of the piece's first element within the stored key
   };
   struct Stored {
     std::vector<int64_t> shape;

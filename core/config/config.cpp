@@ -32,6 +32,14 @@ const ConfigKey* find_key(const std::string& path) {
   return nullptr;
 }
 
+// Keys nested one level deeper (parallel.sequence.mode) are written as a mapping under their parent.
+bool has_keys_under(const std::string& path) {
+  for (const ConfigKey& key : config_keys()) {
+    if (key.path.rfind(path + ".", 0) == 0) return true;
+  }
+  return false;
+}
+
 bool is_section(const std::string& name) {
   for (const ConfigSection& section : config_sections()) {
     if (section.name == name) return true;
@@ -272,10 +280,14 @@ void apply_section(const std::string& section, const YAML::Node& body, const Ori
     const YAML::Mark key_mark = entry.first.Mark();
     const std::string path = section + "." + key_name(entry.first, origin, "a key");
     const ConfigKey* key = find_key(path);
-    if (!key) throw ConfigError(origin.prefix(key_mark) + unknown_key_message(path));
     if (!seen.insert(path).second) {
       throw ConfigError(fmt::format("{}duplicate key '{}'", origin.prefix(key_mark), path));
     }
+    if (!key && entry.second.IsMap() && has_keys_under(path)) {
+      apply_section(path, entry.second, origin, config);
+      continue;
+    }
+    if (!key) throw ConfigError(origin.prefix(key_mark) + unknown_key_message(path));
     assign(*key, entry.second, ValueReader(origin, path, key_mark), config);
   }
 }

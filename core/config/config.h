@@ -71,10 +71,15 @@ struct PrecisionConfig {
   double max_scale = 4294967296.0;
 };
 
+struct SequenceParallelConfig {
+  std::string mode = "none";  // none | split_gather
+};
+
 struct ParallelConfig {
   int64_t data = 0;          // data-parallel ranks; 0: what tensor x pipeline leave of the job
-  int64_t tensor = 1;        // tensor-parallel ranks (layouts are planned; training runs data parallel)
-  int64_t pipeline = 1;      // pipeline stages (likewise)
+  int64_t tensor = 1;        // tensor-parallel ranks (Megatron-style 1D)
+  int64_t pipeline = 1;      // pipeline stages (layouts are planned; training runs 1)
+  SequenceParallelConfig sequence;
   std::string order = "data,pipeline,tensor";  // mesh axes, outermost first
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
 };

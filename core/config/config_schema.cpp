@@ -170,8 +170,13 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)",
        between(0, kMaxRanks)},
       {CR_FIELD(parallel, tensor),
-       "tensor-parallel ranks per group; `plan` lays out and checks any size, training runs 1",
+       "tensor-parallel ranks per group (Megatron-style 1D: attention heads, MLP units and the vocabulary "
+       "split over them; docs/parallelism.md)",
        between(1, kMaxRanks)},
+      {CR_FIELD(parallel, sequence.mode),
+       "none; split_gather: activations outside attention and MLP split along the sequence over the tensor "
+       "group (Megatron sequence parallelism: all-gather / reduce-scatter instead of all-reduce)",
+       one_of({"none", "split_gather"})},
       {CR_FIELD(parallel, pipeline),
        "pipeline stages; `plan` lays out and checks any size, training runs 1", between(1, kMaxRanks)},
       {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},

@@ -5,14 +5,33 @@
 #include "core/train/mesh_layout.h"
 #include "core/train/runtime.h"
 #include "memory/zero_parameters.h"
+#include "models/causal_lm.h"
 #include "models/lm_loss.h"
+#include "models/mixed_precision.h"
 #include "core/train/model_factory.h"
 #include "core/base/strings.h"
+#include "parallel/communicator.h"
 
 namespace cr {
 
+namespace {
+
+bool sequence_parallel(const Config& config) { return config.parallel.sequence.mode == "split_gather"; }
+
+// Tensor rank 0's parameters: its slices and the whole ones, as the trainer lays them out.
+std::vector<FlatEntry> rank_parameters(const ModelSpec& spec, const Config& config) {
+  const int tensor = static_cast<int>(config.parallel.tensor);
+  if (tensor == 1) return flat_layout(parameter_shapes(spec));
+  // A skeleton's parameters have one element of storage each: nothing model-sized is allocated.
+  auto skeleton = build_model_skeleton(spec, tensor_parallel_layout(0, tensor, spec, sequence_parallel(config)));
+  return module_parameters(*skeleton, skeleton->blocks()).entries;
+}
+
+}  // namespace
+
 MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel) {
-  const auto entries = flat_layout(parameter_shapes(spec));
+  const auto entries = rank_parameters(spec, config);
+  const double t = static_cast<double>(config.parallel.tensor);
   const auto bucket_bytes = static_cast<int64_t>(config.parallel.bucket_mb * 1024 * 1024);
   // Rank 0 holds the largest shard.
   const ShardLayout layout(make_buckets(entries, bucket_bytes), 0, data_parallel);
@@ -24,12 +43,16 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
   // Tensors a block keeps for backward, in elements: LayerNorm inputs/outputs (4), q/k/v (3),
   // attention output (1), residual (1), MLP input/hidden/activation (1 + 4 + 4 with d_ff = 4d),
-  // plus the attention probabilities and scores (2 per head and position pair).
+  // plus the attention probabilities and scores (2 per head and position pair). Tensor
+  // parallelism divides the per-head and per-unit ones by T; split_gather also the norms' and
+  // the residual's, while the two gathered layer inputs stay whole.
   const double b = static_cast<double>(config.train.micro_batch_size);
   const double s = static_cast<double>(config.data.seq_len);
   const double d = static_cast<double>(spec.d_model);
   const double ff = static_cast<double>(spec.d_ff);
-  const double per_layer = b * s * (10.0 * d + 2.0 * ff) + 2.0 * b * spec.n_head * s * s;
+  const double split = 4.0 * d + 2.0 * ff;  // q, k, v, attention output, MLP hidden and activation
+  const double whole = sequence_parallel(config) ? 5.0 * d / t + 2.0 * d : 6.0 * d;
+  const double per_layer = b * s * (whole + split / t) + 2.0 * b * spec.n_head * s * s / t;
   // The fused LM head keeps the hidden-state gradient (and the weight gradient, below).
   const double head = 3.0 * b * s * d;
   m.activations = static_cast<int64_t>((per_layer * spec.n_layer + head) * compute_bytes);
@@ -37,12 +60,13 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
   // casts that to the compute dtype). With tied embeddings autograd holds that gradient until
   // the input embedding's own (dense) one arrives at the end of backward, and adds the two.
-  const int64_t embedding = spec.vocab_size * embedding_dim(spec);
+  const int64_t vocab_rows = shard_range(spec.vocab_size, 0, static_cast<int>(config.parallel.tensor)).second;
+  const int64_t embedding = vocab_rows * embedding_dim(spec);
   // The head works through the logits a chunk of rows at a time: the chunk's logits (compute
   // dtype), fp32 log-probabilities and, below fp32, their gradient cast back.
   const int64_t rows = config.train.micro_batch_size * config.data.seq_len;
   const int64_t chunk = loss_chunk_rows(rows, spec.vocab_size, !resolve_device(config.runtime).is_cpu()) *
-                        spec.vocab_size * (compute_bytes + 4 + (dtype == torch::kFloat ? 0 : compute_bytes));
+                        vocab_rows * (compute_bytes + 4 + (dtype == torch::kFloat ? 0 : compute_bytes));
   const int64_t head_moment = embedding * (8 + (dtype == torch::kFloat ? 0 : compute_bytes)) + chunk;
   const int64_t end_moment = embedding * compute_bytes * (spec.tied_embeddings ? 3 : 1);
   m.transients = std::max(head_moment, end_moment);
@@ -56,6 +80,37 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   }
   if (resolve_device(config.runtime).is_cpu()) m.process = process_baseline_bytes();
   return m;
+}
+
+TensorTraffic tensor_parallel_traffic(const ModelSpec& spec, const Config& config, int data_parallel) {
+  TensorTraffic traffic;
+  const int tensor = static_cast<int>(config.parallel.tensor);
+  if (tensor == 1) return traffic;
+  const double t = tensor;
+  const double ring = 2.0 * (t - 1.0) / t;  // of an all-reduce's buffer, per rank
+  const int64_t global = config.train.global_batch_size > 0 ? config.train.global_batch_size
+                                                            : config.train.micro_batch_size * data_parallel;
+  const double micro_batches = static_cast<double>(global / (config.train.micro_batch_size * data_parallel));
+  const torch::ScalarType dtype = compute_dtype(config.precision);
+  const double activation = static_cast<double>(
+      c10::elementSize(activation_dtype(dtype, resolve_device(config.runtime))));
+  const double tokens = static_cast<double>(config.train.micro_batch_size * config.data.seq_len);
+  const double layers = 4.0 * static_cast<double>(spec.n_layer) * static_cast<double>(spec.d_model);
+  const double ends = static_cast<double>(embedding_dim(spec) + spec.d_model);  // embedding out, loss input
+  traffic.activations = micro_batches * ring * tokens * (layers + ends) * activation;
+  // Per chunk of tokens: an all-reduce of their maxima, one of their sums and target logits (fp32).
+  traffic.loss = micro_batches * ring * 3.0 * tokens * 4.0;
+  double summed = 0;
+  for (const auto& entry : rank_parameters(spec, config)) {
+    if (entry.slice.whole() && sequence_parallel(config)) summed += ring * static_cast<double>(entry.numel);
+  }
+  if (spec.n_kv_head < tensor) {
+    const double sharing = t / static_cast<double>(spec.n_kv_head);
+    const double head = static_cast<double>(spec.d_model / spec.n_head) * (spec.d_model + (spec.bias ? 1 : 0));
+    summed += 2.0 * (sharing - 1.0) / sharing * 2.0 * head * static_cast<double>(spec.n_layer);
+  }
+  traffic.gradients = micro_batches * summed * static_cast<double>(c10::elementSize(dtype));
+  return traffic;
 }
 
 std::string plan_report(const Config& config, int world_size) {
@@ -75,7 +130,10 @@ std::string plan_report(const Config& config, int world_size) {
   out += fmt::format("model: {} ({}) | {} layers, {} heads, d_model {}, d_ff {}, vocab {}, max_seq_len {}\n",
                      spec.arch, config.model.preset.value_or("explicit dimensions"), spec.n_layer, spec.n_head,
                      spec.d_model, spec.d_ff, spec.vocab_size, spec.max_seq_len);
-  out += fmt::format("parameters: {}\n", with_thousands(n));
+  int64_t rank_numel = 0;  // tensor rank 0's
+  for (const auto& entry : rank_parameters(spec, config)) rank_numel += entry.numel;
+  out += fmt::format("parameters: {}{}\n", with_thousands(n),
+                     mesh.shape().tensor > 1 ? fmt::format(" ({} on tensor rank 0)", with_thousands(rank_numel)) : "");
   out += fmt::format("FLOPs per token (forward + backward, seq_len {}): {:.4g}\n", config.data.seq_len, flops);
   out += fmt::format("batch: global {} sequences = {} micro-batches of {} | {} tokens per step\n", global_batch,
                      global_batch / config.train.micro_batch_size, config.train.micro_batch_size,
@@ -87,7 +145,7 @@ std::string plan_report(const Config& config, int world_size) {
   const int data = mesh.shape().data;
   if (data > 1) {
     // Ring collectives: each rank sends (N-1)/N of the buffer per reduce-scatter or all-gather.
-    const double pass = static_cast<double>(data - 1) / data * static_cast<double>(n);
+    const double pass = static_cast<double>(data - 1) / data * static_cast<double>(rank_numel);
     const double compute = static_cast<double>(c10::elementSize(compute_dtype(config.precision)));
     const int64_t stage = config.zero.stage;
     const double gradients = pass * 4 * (stage == 0 ? 2 : 1);
@@ -99,9 +157,17 @@ std::string plan_report(const Config& config, int world_size) {
                        : stage == 3 ? ", weights gathered layer by layer in forward and again in backward"
                                     : "");
   }
-  out += fmt::format("memory per rank (precision {}, ZeRO stage {} over {} data-parallel ranks; training state as "
-                     "allocated, the rest estimated):\n",
-                     config.precision.dtype, config.zero.stage, data);
+  if (mesh.shape().tensor > 1) {
+    const TensorTraffic tensor = tensor_parallel_traffic(spec, config, data);
+    out += fmt::format("tensor-parallel traffic per rank per step ({}): {} = activations {} + loss {} + summed "
+                       "gradients {}\n",
+                       sequence_parallel(config) ? "split_gather: all-gathers + reduce-scatters" : "all-reduces",
+                       human_bytes(tensor.total()), human_bytes(tensor.activations), human_bytes(tensor.loss),
+                       human_bytes(tensor.gradients));
+  }
+  out += fmt::format("memory per rank (precision {}, tensor {}, ZeRO stage {} over {} data-parallel ranks; training "
+                     "state as allocated, the rest estimated):\n",
+                     config.precision.dtype, mesh.shape().tensor, config.zero.stage, data);
   out += row("parameters", memory.parameters);
   if (memory.master_weights) out += row("master weights (fp32)", memory.master_weights);
   out += row("gradients", memory.gradients);

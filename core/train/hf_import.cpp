@@ -44,7 +44,7 @@ HfWeights::HfWeights(const std::string& dir, const std::vector<FlatEntry>& entri
       fail("{}: no tensor '{}' for parameter '{}' in the model's safetensors files", dir, hf.name, entry.name);
     }
     const TensorView& view = reader_.get(name);
-    std::vector<int64_t> expected = entry.shape;
+    std::vector<int64_t> expected = entry.global_shape();
     if (hf.transposed) std::reverse(expected.begin(), expected.end());
     if (view.shape != expected) {
       fail("{}: tensor '{}' has shape {} but parameter '{}' needs {}{}", reader_.file_of(name), name,

@@ -4,6 +4,7 @@
 
 #include "core/base/error.h"
 #include "core/train/model_factory.h"
+#include "models/tensor_parallel.h"
 
 namespace cr {
 
@@ -14,6 +15,10 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
                                        /*sequence=*/1, world_size);
   shape.order = parse_mesh_order(parallel.order);
   check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
+  check_tensor_split(model, shape.tensor);
+  if (parallel.sequence.mode == "split_gather" && shape.tensor == 1) {
+    fail("parallel.sequence.mode split_gather splits the sequence over the tensor group, but parallel.tensor is 1");
+  }
   return ProcessMesh(shape, world_size);
 }
 
@@ -30,9 +35,18 @@ BatchLayout batch_layout(const TrainConfig& train, int data_parallel) {
   return layout;
 }
 
+void check_sequence_split(const Config& config, int tensor) {
+  if (config.parallel.sequence.mode == "split_gather" && config.data.seq_len % tensor != 0) {
+    fail("data.seq_len {} is not divisible by parallel.tensor {}: parallel.sequence.mode split_gather gives each "
+         "tensor rank an equal part of the sequence",
+         config.data.seq_len, tensor);
+  }
+}
+
 void check_job_layout(const Config& config, int world_size) {
   const ProcessMesh mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size);
   batch_layout(config.train, mesh.shape().data);
+  check_sequence_split(config, mesh.shape().tensor);
 }
 
 }  // namespace cr

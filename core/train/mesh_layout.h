@@ -21,6 +21,9 @@ struct BatchLayout {
 // when it does not split into whole micro-batches.
 BatchLayout batch_layout(const TrainConfig& train, int data_parallel);
 
+// Throws cr::Error when sequence parallelism cannot split data.seq_len over `tensor` ranks.
+void check_sequence_split(const Config& config, int tensor);
+
 // Everything about a job of `world_size` ranks that can be checked before starting it.
 void check_job_layout(const Config& config, int world_size);
 

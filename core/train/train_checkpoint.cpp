@@ -125,7 +125,7 @@ OpenedCheckpoint open_train_checkpoint(const std::string& dir) {
 
 CheckpointWeights::CheckpointWeights(const std::string& dir, const std::vector<FlatEntry>& entries)
     : opened_(open_train_checkpoint(dir)) {
-  for (const auto& entry : entries) opened_.reader->check_shape(entry.name, entry.shape);
+  for (const auto& entry : entries) opened_.reader->check_shape(entry.name, entry.global_shape());
 }
 
 void CheckpointWeights::read(const FlatEntry& entry, int64_t begin, int64_t count, float* out) const {

@@ -152,10 +152,9 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   const auto started = Clock::now();
   spec_ = model_spec_from_config(config_.model);
   const ProcessMesh& mesh = context_.mesh();
-  if (mesh.shape().tensor > 1 || mesh.shape().pipeline > 1 || mesh.shape().sequence > 1) {
-    fail("parallel.tensor {} x parallel.pipeline {} x parallel.sequence {}: this build trains data parallel only; "
-         "`plan` shows the layout, training needs all three at 1",
-         mesh.shape().tensor, mesh.shape().pipeline, mesh.shape().sequence);
+  if (mesh.shape().pipeline > 1) {
+    fail("parallel.pipeline {}: this build trains data and tensor parallel layouts; `plan` shows pipeline layouts",
+         mesh.shape().pipeline);
   }
   dp_rank_ = context_.rank(Axis::DataSequence);
   dp_size_ = context_.size(Axis::DataSequence);
@@ -164,6 +163,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     fail("data.seq_len {} exceeds the model's max_seq_len {} (set model.max_seq_len)", config_.data.seq_len,
          spec_.max_seq_len);
   }
+  check_sequence_split(config_, mesh.shape().tensor);
   const int64_t micro = config_.train.micro_batch_size;
   const BatchLayout batch = batch_layout(config_.train, dp_size_);
   global_batch_ = batch.global;
@@ -191,7 +191,9 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   // The model's parameters have no storage until the strategy gives each rank what it keeps,
   // taken from the source: the initialisation (a pure function of seed, name and element), the
   // weights of model.init_from, or nothing when a checkpoint is loaded next.
-  model_ = build_model_skeleton(spec_);
+  const TensorParallel tp = make_tensor_parallel(context_.device_group(Axis::Tensor), spec_,
+                                                 config_.parallel.sequence.mode == "split_gather");
+  model_ = build_model_skeleton(spec_, tp);
   summary_.data_parallel_size = dp_size_;
   {
     const ModuleParameters params = module_parameters(*model_, model_->blocks());
@@ -211,7 +213,8 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     options.overlap = config_.zero.overlap_communication;
     options.optimizer = config_.optimizer;
     strategy_ = std::make_unique<ZeroStrategy>(params, source.get(), spec_.n_layer, options,
-                                               context_.device_group(Axis::DataSequence));
+                                               context_.device_group(Axis::DataSequence),
+                                               context_.host_group(Axis::Tensor));
   }
   if (resumed) {
     const auto& position = resumed->state.position;
@@ -227,7 +230,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
            fmt::join(resumed->reader->files_read(), ", "), summary_.checkpoint_load_s);
   }
   summary_.first_step = start_step_;
-  summary_.parameters = strategy_->numel();
+  summary_.parameters = parameter_count(spec_);
   summary_.optimizer_state_bytes = strategy_->state_bytes().optimizer_states;
   if (dtype_ == torch::kHalf) {
     loss_scaler_.emplace(config_.precision);
@@ -245,8 +248,13 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   print0("data: {}", data_.description);
   print0("model {} ({} parameters, {}) | {} ranks x {} threads on {} | global batch {} = {} ranks x {} x {} "
          "micro-batches | peak {:.1f} GFLOP/s per rank",
-         config_.model.preset.value_or(spec_.arch), with_thousands(strategy_->numel()), config_.precision.dtype,
-         dp_size_, threads, device_.str(), global_batch_, dp_size_, accumulation_, micro, summary_.peak_flops / 1e9);
+         config_.model.preset.value_or(spec_.arch), with_thousands(summary_.parameters), config_.precision.dtype,
+         context_.world_size(), threads, device_.str(), global_batch_, dp_size_, accumulation_, micro,
+         summary_.peak_flops / 1e9);
+  if (tp.split()) {
+    print0("tensor parallel {} ({}{}): {} parameters per rank", tp.size, "1d",
+           tp.sequence_parallel ? ", sequence split_gather" : "", with_thousands(strategy_->numel()));
+  }
 }
 
 std::string Trainer::checkpoint_root() const {
@@ -394,9 +402,9 @@ void Trainer::save(int64_t steps_done) {
   if (loss_scaler_) state.loss_scale = loss_scaler_->state();
   const CheckpointPart part = strategy_->checkpoint_part();
   summary_.checkpoint_bytes_written = 0;
-  for (const auto& slice : part.slices) summary_.checkpoint_bytes_written += slice.numel * 4;
+  for (const auto& slice : part.slices) summary_.checkpoint_bytes_written += slice.elements() * 4;
   summary_.last_checkpoint =
-      save_train_checkpoint(root, config_, state, part, strategy_->numel(), config_.checkpoint.keep, context_);
+      save_train_checkpoint(root, config_, state, part, summary_.parameters, config_.checkpoint.keep, context_);
   summary_.checkpoint_save_s = seconds_since(saving);
 }
 

@@ -27,9 +27,9 @@ struct TrainSummary {
   std::optional<std::string> last_checkpoint;
   double peak_flops = 0;                // the MFU denominator used
   std::string peak_flops_source;        // where it came from
-  int64_t parameters = 0;
+  int64_t parameters = 0;               // of the whole model
   bool interrupted = false;             // stopped early by SIGINT / SIGTERM
-  uint32_t parameters_crc32 = 0;        // of the final fp32 weights: equal on every rank
+  uint32_t parameters_crc32 = 0;        // of this rank's final fp32 weights: equal on ranks holding the same part
   int64_t data_parallel_size = 1;
   GradientTraffic gradients;            // per rank, the last step's
   int64_t optimizer_state_bytes = 0;    // Adam moments held by this rank

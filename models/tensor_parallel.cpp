@@ -1,0 +1,315 @@
+#include "models/tensor_parallel.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <fmt/ranges.h>
+
+#include "core/base/error.h"
+#include "models/flop_counter.h"
+#include "models/linear.h"
+#include "models/lm_loss.h"
+#include "parallel/communicator.h"
+#include "parallel/process_mesh.h"
+
+namespace cr {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Autograd functions carry their communicator as an integer (saved_data holds IValues only).
+int64_t handle(Communicator* group) { return static_cast<int64_t>(reinterpret_cast<intptr_t>(group)); }
+Communicator* group_of(AutogradContext* ctx) {
+  return reinterpret_cast<Communicator*>(static_cast<intptr_t>(ctx->saved_data["group"].toInt()));
+}
+
+torch::Tensor all_reduced(const torch::Tensor& x, Communicator* group) {
+  auto out = x.contiguous().clone();
+  group->all_reduce(out, ReduceOp::Sum);
+  return out;
+}
+
+// (B, T / n, ...) on each rank <-> (B, T, ...): the collectives are flat, so the sequence is
+// moved outermost for them.
+torch::Tensor gather_along_sequence(const torch::Tensor& x, Communicator* group) {
+  auto local = x.transpose(0, 1).contiguous();
+  auto sizes = local.sizes().vec();
+  sizes[0] *= group->size();
+  auto full = torch::empty(sizes, local.options());
+  group->all_gather(local, full);
+  return full.transpose(0, 1);
+}
+
+torch::Tensor reduce_scatter_along_sequence(const torch::Tensor& x, Communicator* group) {
+  auto full = x.transpose(0, 1).contiguous();
+  auto sizes = full.sizes().vec();
+  CR_CHECK(sizes[0] % group->size() == 0, "sequence length {} does not split over {} ranks", sizes[0], group->size());
+  sizes[0] /= group->size();
+  auto local = torch::empty(sizes, full.options());
+  group->reduce_scatter(full, local, ReduceOp::Sum);
+  return local.transpose(0, 1);
+}
+
+class SumGradient : public torch::autograd::Function<SumGradient> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    return x.view_as(x);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {all_reduced(grads[0], group_of(ctx)), torch::Tensor()};
+  }
+};
+
+class SumForward : public torch::autograd::Function<SumForward> {
+ public:
+  static torch::Tensor forward(AutogradContext*, const torch::Tensor& x, int64_t group) {
+    return all_reduced(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
+  }
+  static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], torch::Tensor()}; }
+};
+
+class GatherSequence : public torch::autograd::Function<GatherSequence> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    return gather_along_sequence(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {reduce_scatter_along_sequence(grads[0], group_of(ctx)), torch::Tensor()};
+  }
+};
+
+class ReduceScatterSequence : public torch::autograd::Function<ReduceScatterSequence> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    return reduce_scatter_along_sequence(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {gather_along_sequence(grads[0], group_of(ctx)), torch::Tensor()};
+  }
+};
+
+// Per chunk of rows: the local logits' max, then the sum of exponentials and the target's logit
+// are all-reduced; the gradient softmax - onehot is formed in the same pass (as lm_loss.cpp does
+// unsplit), so a chunk's logits are the only (rows x vocab / size) buffer.
+class VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallelCrossEntropy> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
+                               const torch::Tensor& targets, int64_t first_row, int64_t vocab, int64_t group_handle) {
+    auto* group = reinterpret_cast<Communicator*>(static_cast<intptr_t>(group_handle));
+    const int64_t rows = hidden.size(0), local_rows = weight.size(0);
+    const bool needs_grad = hidden.requires_grad() || weight.requires_grad();
+    auto grad_hidden = needs_grad ? torch::empty_like(hidden) : torch::Tensor();
+    auto grad_weight = needs_grad ? torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : torch::Tensor();
+    auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
+    const double inv_rows = 1.0 / static_cast<double>(rows);
+    // Every rank must run the same chunks (each one communicates): chunked by the whole vocabulary.
+    const int64_t step = std::max<int64_t>(1, loss_chunk_rows(rows, vocab, hidden.is_cuda()));
+    for (int64_t begin = 0; begin < rows; begin += step) {
+      const int64_t end = std::min(rows, begin + step);
+      auto h = hidden.slice(0, begin, end);
+      MatmulCounter::count(end - begin, weight.size(1), local_rows);
+      auto logits = torch::mm(h, weight.t()).to(torch::kFloat);
+      auto max = std::get<0>(logits.max(1, /*keepdim=*/true));
+      group->all_reduce(max, ReduceOp::Max);
+      logits.sub_(max);
+      // Targets outside this rank's rows count zero here; their owner adds them.
+      auto t = targets.slice(0, begin, end) - first_row;
+      auto mine = (t >= 0).logical_and(t < local_rows);
+      auto index = torch::where(mine, t, torch::zeros_like(t)).unsqueeze(1);
+      auto exp = logits.exp();
+      auto sums = torch::stack({exp.sum(1), logits.gather(1, index).squeeze(1) * mine.to(torch::kFloat)}, 1);
+      group->all_reduce(sums, ReduceOp::Sum);
+      auto sum_exp = sums.select(1, 0), target_logit = sums.select(1, 1);
+      loss_sum += (sum_exp.log() - target_logit).sum();
+      if (!needs_grad) continue;
+      auto grad_logits = exp.div_(sum_exp.unsqueeze(1));
+      grad_logits.scatter_add_(1, index, -mine.to(torch::kFloat).unsqueeze(1));
+      auto g = grad_logits.to(hidden.scalar_type());
+      grad_hidden.slice(0, begin, end).copy_(torch::mm(g, weight).mul_(inv_rows));
+      grad_weight.add_(torch::mm(g.t(), h).to(torch::kFloat));
+    }
+    if (needs_grad) grad_weight.mul_(inv_rows);
+    ctx->save_for_backward({grad_hidden, grad_weight});
+    ctx->saved_data["weight_dtype"] = weight.scalar_type();
+    return loss_sum * inv_rows;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    auto scale = grad_outputs[0];
+    auto weight_dtype = ctx->saved_data["weight_dtype"].toScalarType();
+    return {saved[0] * scale.to(saved[0].scalar_type()), (saved[1] * scale).to(weight_dtype), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// Rows [begin, begin + length) of dimension 0 of `shape` (of each of `parts` parts) for this rank.
+ParameterSlice row_slice(std::vector<int64_t> shape, const TensorParallel& tp, int64_t parts = 1) {
+  const int64_t per_part = shape[0] / parts;
+  return split_parameter(std::move(shape), 0, per_part / tp.size * tp.rank, per_part / tp.size, parts);
+}
+
+}  // namespace
+
+void check_tensor_split(const ModelSpec& spec, int size) {
+  MeshShape shape;
+  shape.tensor = size;
+  check_mesh_fits_model(shape, spec.n_layer, spec.n_head, spec.d_model);  // whole heads, even width
+  std::vector<std::string> problems;
+  if (spec.n_kv_head % size != 0 && size % spec.n_kv_head != 0) {
+    problems.push_back(fmt::format("n_kv_head {} and tensor {}: one must divide the other (key/value heads are split, "
+                                   "or copied to the ranks whose query heads read them)",
+                                   spec.n_kv_head, size));
+  }
+  if (spec.d_ff % size != 0) {
+    problems.push_back(fmt::format("d_ff {} is not divisible by tensor {}: the MLP splits its hidden units evenly",
+                                   spec.d_ff, size));
+  }
+  if (!problems.empty()) fail("the tensor-parallel layout does not fit the model: {}", fmt::join(problems, "; "));
+}
+
+TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel) {
+  check_tensor_split(spec, size);
+  TensorParallel tp;
+  tp.rank = rank;
+  tp.size = size;
+  tp.sequence_parallel = sequence_parallel && size > 1;
+  return tp;
+}
+
+TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel) {
+  if (!group) return tensor_parallel_layout(0, 1, spec, false);
+  TensorParallel tp = tensor_parallel_layout(group->rank(), group->size(), spec, sequence_parallel);
+  tp.group = group;
+  if (spec.n_kv_head < tp.size) {
+    const int sharing = tp.size / static_cast<int>(spec.n_kv_head);
+    tp.kv_group = group->split(tp.rank / sharing, tp.rank % sharing, group->name() + ".kv");
+  }
+  return tp;
+}
+
+std::pair<int64_t, int64_t> tensor_rows(int64_t total, const TensorParallel& tp) {
+  return shard_range(total, tp.rank, tp.size);
+}
+
+torch::Tensor sum_gradient_over(const torch::Tensor& x, Communicator* group) {
+  if (!group || group->size() == 1) return x;
+  return SumGradient::apply(x, handle(group));
+}
+
+torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp) {
+  if (!tp.split()) return x;
+  if (tp.sequence_parallel) return GatherSequence::apply(x, handle(tp.group));
+  return SumGradient::apply(x, handle(tp.group));
+}
+
+torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp) {
+  if (!tp.split()) return x;
+  if (tp.sequence_parallel) return ReduceScatterSequence::apply(x, handle(tp.group));
+  return SumForward::apply(x, handle(tp.group));
+}
+
+torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, int64_t dim) {
+  if (!tp.sequence_parallel) return x;
+  const int64_t length = x.size(dim);
+  CR_CHECK(length % tp.size == 0, "sequence length {} does not split over {} ranks", length, tp.size);
+  return x.narrow(dim, length / tp.size * tp.rank, length / tp.size);
+}
+
+torch::Tensor replicated_parameter(const torch::Tensor& param, const TensorParallel& tp) {
+  return tp.sequence_parallel ? sum_gradient_over(param, tp.group) : param;
+}
+
+ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
+                                                   const TensorParallel& tp, int64_t fused_parts)
+    : tp_(tp) {
+  weight = declare_parameter("weight", row_slice({fused_parts * out_features, in_features}, tp, fused_parts),
+                             normal_init(kInitStd));
+  if (with_bias) {
+    bias = declare_parameter("bias", row_slice({fused_parts * out_features}, tp, fused_parts), constant_init(0.0));
+  }
+}
+
+torch::Tensor ColumnParallelLinearImpl::project(const torch::Tensor& x) { return cr::linear(x, weight, bias); }
+
+RowParallelLinearImpl::RowParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
+                                             const TensorParallel& tp)
+    : tp_(tp) {
+  weight = declare_parameter(
+      "weight", split_parameter({out_features, in_features}, 1, in_features / tp.size * tp.rank, in_features / tp.size),
+      normal_init(kInitStd));
+  if (with_bias) bias = declare_parameter("bias", whole_parameter({out_features}, tp.rank == 0), constant_init(0.0));
+}
+
+torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
+  if (!tp_.split()) return cr::linear(x, weight, bias);
+  auto y = leave_tensor_region(cr::linear(x, weight), tp_);
+  return bias.defined() ? y + replicated_parameter(bias, tp_).to(y.scalar_type()) : y;
+}
+
+KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParallel& tp) : tp_(tp) {
+  const int64_t head_dim = spec.d_model / spec.n_head, kv_heads = spec.n_kv_head;
+  const std::vector<int64_t> shape{kv_heads * head_dim, spec.d_model};
+  ParameterSlice w, b;
+  if (kv_heads >= tp.size) {
+    local_heads_ = kv_heads / tp.size;
+    w = row_slice(shape, tp);
+    b = row_slice({shape[0]}, tp);
+  } else {
+    // Ranks sharing a head hold copies; the first of them is primary.
+    const int64_t sharing = tp.size / kv_heads, head = tp.rank / sharing;
+    local_heads_ = 1;
+    w = split_parameter(shape, 0, head * head_dim, head_dim);
+    b = split_parameter({shape[0]}, 0, head * head_dim, head_dim);
+    w.primary = b.primary = tp.rank % sharing == 0;
+  }
+  weight = declare_parameter("weight", w, normal_init(kInitStd));
+  if (spec.bias) bias = declare_parameter("bias", b, constant_init(0.0));
+}
+
+torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) {
+  auto* copies = tp_.kv_group.get();
+  const auto b = bias.defined() ? sum_gradient_over(bias, copies) : bias;
+  return cr::linear(x, sum_gradient_over(weight, copies), b);
+}
+
+VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim, const TensorParallel& tp) : tp_(tp) {
+  const auto [begin, end] = tensor_rows(rows, tp);
+  first_row_ = begin;
+  weight = declare_parameter("weight", split_parameter({rows, dim}, 0, begin, end - begin), normal_init(kInitStd));
+}
+
+torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& tokens) {
+  if (!tp_.split()) return torch::embedding(weight, tokens);
+  auto local = tokens - first_row_;
+  auto mine = (local >= 0).logical_and(local < weight.size(0));
+  // Rows outside this rank's part look up row 0 and are zeroed, so their gradient is zero too.
+  auto y = torch::embedding(weight, torch::where(mine, local, torch::zeros_like(local)));
+  return leave_tensor_region(y * mine.unsqueeze(-1).to(y.scalar_type()), tp_);
+}
+
+torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
+                                           int64_t vocab, const torch::Tensor& targets, const TensorParallel& tp) {
+  if (!tp.split()) return linear_cross_entropy(hidden, weight, targets);
+  return VocabParallelCrossEntropy::apply(hidden, weight, targets, first_row, vocab, handle(tp.group));
+}
+
+torch::Tensor vocab_parallel_logits(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
+                                    int64_t vocab, const TensorParallel& tp) {
+  MatmulCounter::count(hidden.numel() / hidden.size(-1), weight.size(1), weight.size(0));
+  auto local = torch::matmul(hidden, weight.t());
+  if (!tp.split()) return local;
+  // Vocabulary parts may differ in size, so the parts meet in a sum rather than a flat all-gather.
+  auto sizes = local.sizes().vec();
+  sizes.back() = vocab;
+  auto full = torch::zeros(sizes, local.options());
+  full.narrow(-1, first_row, weight.size(0)).copy_(local);
+  tp.group->all_reduce(full, ReduceOp::Sum);
+  return full;
+}
+
+}  // namespace cr

@@ -1,0 +1,145 @@
+// Tensor parallelism (Megatron-style 1D) and its sequence-parallel variant (split_gather): the
+// layers that split a transformer over a tensor group and, in this one file, the communication
+// each needs in forward and its conjugate in backward.
+//
+//   ColumnParallelLinear    weight split by output rows; input enters the tensor region
+//                           (identity / all-reduce of its gradient, or all-gather along the
+//                           sequence / reduce-scatter of its gradient under sequence parallelism)
+//   RowParallelLinear       weight split by input columns; partial outputs all-reduced (or
+//                           reduce-scattered along the sequence), then the bias added
+//   VocabParallelEmbedding  rows split over the vocabulary, lookups outside a rank's rows are zero,
+//                           partial outputs all-reduced (or reduce-scattered along the sequence)
+//   vocab_parallel_cross_entropy  the fused LM loss with the output embedding's rows split: the
+//                           softmax max and sum are all-reduced, full logits never exist
+//
+// At tensor size 1 every layer runs exactly the unsplit code.
+#pragma once
+
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "models/model_spec.h"
+#include "models/parameter_init.h"
+
+namespace cr {
+
+class Communicator;
+
+// A rank's tensor-parallel group as the layers see it.
+struct TensorParallel {
+  Communicator* group = nullptr;  // null with size 1, or for a layout computed without communicating
+  int rank = 0;
+  int size = 1;
+  // split_gather: activations between attention and MLP are split along the sequence over the group.
+  bool sequence_parallel = false;
+  // The ranks sharing this rank's key/value heads when the model has fewer of them than `size`
+  // (they hold copies and sum their gradients); null otherwise.
+  std::shared_ptr<Communicator> kv_group;
+
+  bool split() const { return size > 1; }
+};
+
+// Collective over `group` (null: one rank): the layers' view of it for `spec`, with the key/value
+// head sharing groups the layers need. cr::Error naming the numbers when heads, key/value heads or
+// d_ff do not split over the group.
+TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel);
+// The same without communicators (plan, layouts of other ranks).
+TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel);
+// cr::Error listing every dimension of `spec` that does not split over `size` tensor ranks.
+void check_tensor_split(const ModelSpec& spec, int size);
+
+// This rank's rows of a dimension of `total` split over the group: near-equal contiguous ranges
+// (a vocabulary of 50257 splits unevenly).
+std::pair<int64_t, int64_t> tensor_rows(int64_t total, const TensorParallel& tp);
+
+// Identity forward, gradient summed over `group` in backward (null group: identity).
+torch::Tensor sum_gradient_over(const torch::Tensor& x, Communicator* group);
+// How an activation enters the tensor region of a column-parallel layer: copied (gradient
+// all-reduced), or under sequence parallelism gathered along dim 1 (gradient reduce-scattered).
+torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
+// How partial outputs of a row-parallel layer leave it: all-reduced, or reduce-scattered along dim 1.
+torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
+// The sequence dimension `dim` of a full-sequence tensor narrowed to this rank's part under
+// sequence parallelism (unchanged otherwise).
+torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, int64_t dim = 1);
+// A replicated parameter as used under sequence parallelism: each rank sees part of the sequence,
+// so its gradients are partial and are summed over the group.
+torch::Tensor replicated_parameter(const torch::Tensor& param, const TensorParallel& tp);
+
+// y = x W^T + b with W's rows (outputs) split. fused_parts > 1: the output stacks that many
+// equal parts (GPT-2's q, k, v), each split alike. Output: this rank's features of each part.
+class ColumnParallelLinearImpl : public DeferredModule {
+ public:
+  ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, const TensorParallel& tp,
+                           int64_t fused_parts = 1);
+  torch::Tensor forward(const torch::Tensor& x) { return project(enter_tensor_region(x, tp_)); }
+  // For an input already in the tensor region: layers reading one input (q, k, v; gate and up)
+  // enter it once, so it is gathered, and its gradient reduced, once.
+  torch::Tensor project(const torch::Tensor& x_in_region);
+
+  torch::Tensor weight;  // (fused_parts * out / size, in)
+  torch::Tensor bias;
+
+ private:
+  TensorParallel tp_;
+};
+TORCH_MODULE(ColumnParallelLinear);
+
+// y = x W^T + b with W's columns (inputs) split; x holds this rank's input features.
+class RowParallelLinearImpl : public DeferredModule {
+ public:
+  RowParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, const TensorParallel& tp);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight;  // (out, in / size)
+  torch::Tensor bias;    // whole on every rank
+
+ private:
+  TensorParallel tp_;
+};
+TORCH_MODULE(RowParallelLinear);
+
+// Key/value projections of grouped-query attention: split by heads when there are at least as
+// many heads as ranks, else each rank holds a copy of the head its query heads read.
+class KeyValueLinearImpl : public DeferredModule {
+ public:
+  KeyValueLinearImpl(const ModelSpec& spec, const TensorParallel& tp);
+  torch::Tensor forward(const torch::Tensor& x) { return project(enter_tensor_region(x, tp_)); }
+  torch::Tensor project(const torch::Tensor& x_in_region);  // as ColumnParallelLinear's
+  int64_t local_heads() const { return local_heads_; }
+
+  torch::Tensor weight;
+  torch::Tensor bias;
+
+ private:
+  TensorParallel tp_;
+  int64_t local_heads_;
+};
+TORCH_MODULE(KeyValueLinear);
+
+class VocabParallelEmbeddingImpl : public DeferredModule {
+ public:
+  VocabParallelEmbeddingImpl(int64_t rows, int64_t dim, const TensorParallel& tp);
+  // (B, T) tokens -> (B, T, dim), or (B, T / size, dim) under sequence parallelism.
+  torch::Tensor forward(const torch::Tensor& tokens);
+  int64_t first_row() const { return first_row_; }
+
+  torch::Tensor weight;  // this rank's rows
+
+ private:
+  TensorParallel tp_;
+  int64_t first_row_;
+};
+TORCH_MODULE(VocabParallelEmbedding);
+
+// Mean cross-entropy of hidden @ W^T against targets, W (V, C) split by rows over the group:
+// `weight` is rows [first_row, first_row + weight.size(0)) and `hidden` (N, C) is the same on
+// every rank (its gradient here is this rank's part, summed by enter_tensor_region).
+torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
+                                           int64_t vocab, const torch::Tensor& targets, const TensorParallel& tp);
+// The full logits hidden @ W^T (…, V) from the split rows, on every rank (generation).
+torch::Tensor vocab_parallel_logits(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
+                                    int64_t vocab, const TensorParallel& tp);
+
+}  // namespace cr
