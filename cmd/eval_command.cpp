@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cmd/config_source.h"
+#include "cmd/job.h"
 #include "core/infer/evaluation.h"
 #include "core/infer/inference_model.h"
 #include "core/base/log.h"
@@ -13,21 +14,30 @@
 
 namespace cr {
 
-int run_eval_command(const EvalCommandOptions& options) {
+int run_eval_command(const EvalCommandOptions& options, const LaunchEnvironment& launch) {
+  announce_launch_rank(launch);
   const Config config = load_command_config(options.config);
-  configure_threads(config.runtime);
-  InferenceModel loaded = load_inference_model(config);
-  const EvalData data =
-      open_eval_data(config.data, loaded.spec.vocab_size, static_cast<uint64_t>(config.train.seed));
-  const auto result = evaluate_corpus(
-      *data.corpus, [&](const torch::Tensor& inputs, const torch::Tensor& targets) {
-        return loaded.model->loss(inputs, targets);
-      },
-      config.train.micro_batch_size, options.max_batches, loaded.device);
+  JobMembership job(launch, config);
+  configure_threads(config.runtime, ranks_on_this_node());
+  // Tensor-parallel ranks run the same batches, each with its slices of every layer.
+  std::string weights_from, description;
+  const auto result = job.run(config, [&](const ParallelContext& context) {
+    InferenceModel loaded = load_inference_model(config, context);
+    weights_from = loaded.weights_from;
+    const EvalData data =
+        open_eval_data(config.data, loaded.spec.vocab_size, static_cast<uint64_t>(config.train.seed));
+    description = data.description;
+    return evaluate_corpus(
+        *data.corpus, [&](const torch::Tensor& inputs, const torch::Tensor& targets) {
+          return loaded.model->loss(inputs, targets);
+        },
+        config.train.micro_batch_size, options.max_batches, loaded.device);
+  });
+  if (log_rank() != 0) return 0;
 
   print0("eval: loss {:.4f}, perplexity {:.2f} over {} tokens ({} windows of {}, {} batches) | weights {} | {}",
          result.loss, result.perplexity, with_thousands(result.tokens), with_thousands(result.windows),
-         config.data.seq_len, result.batches, loaded.weights_from, data.description);
+         config.data.seq_len, result.batches, weights_from, description);
   const nlohmann::json summary = {{"loss", result.loss}, {"perplexity", result.perplexity}, {"tokens", result.tokens}};
   std::printf("%s\n", summary.dump().c_str());
   return 0;

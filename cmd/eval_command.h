@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "cmd/commands.h"
+#include "cmd/launch.h"
 
 namespace cr {
 
@@ -14,6 +15,7 @@ struct EvalCommandOptions {
 };
 
 // Prints one summary line, then one JSON object {"loss", "perplexity", "tokens"} on stdout.
-int run_eval_command(const EvalCommandOptions& options);
+// Runs in every rank of a tensor-parallel job (or alone); `launch` says which rank this is.
+int run_eval_command(const EvalCommandOptions& options, const LaunchEnvironment& launch);
 
 }  // namespace cr

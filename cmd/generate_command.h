@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cmd/commands.h"
+#include "cmd/launch.h"
 
 namespace cr {
 
@@ -19,6 +20,7 @@ struct GenerateCommandOptions {
 };
 
 // Prints the completion (the new text only) on stdout; information lines go to stderr.
-int run_generate_command(const GenerateCommandOptions& options);
+// Runs in every rank of a tensor-parallel job (or alone); `launch` says which rank this is.
+int run_generate_command(const GenerateCommandOptions& options, const LaunchEnvironment& launch);
 
 }  // namespace cr

@@ -37,18 +37,6 @@ JobMembership::~JobMembership() {
   mpi_finalize();
 }
 
-TrainSummary JobMembership::train(const Config& config) {
-  try {
-    const int world_size = world_ ? world_->size() : 1;
-    const ProcessMesh mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size);
-    const ParallelContext context(mesh, world_.get(), cuda_device_);
-    return run_training(config, context);
-  } catch (const std::exception& e) {
-    fail_job_if_distributed(e);
-    throw;
-  }
-}
-
 void announce_launch_rank(const LaunchEnvironment& launch) {
   set_log_rank(launch.rank, std::max(1, launch.world_size));
 }

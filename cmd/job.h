@@ -6,8 +6,12 @@
 
 #include "cmd/launch.h"
 #include "core/config/config.h"
+#include "core/train/mesh_layout.h"
+#include "core/train/model_factory.h"
+#include "core/train/runtime.h"
 #include "core/train/trainer.h"
 #include "parallel/communicator.h"
+#include "parallel/parallel_context.h"
 
 namespace cr {
 
@@ -19,10 +23,25 @@ class JobMembership {
   JobMembership(const JobMembership&) = delete;
   JobMembership& operator=(const JobMembership&) = delete;
 
-  // run_training over this job's ranks, arranged by the config's mesh into a ParallelContext.
+  // fn(context) over this job's ranks, arranged by the config's mesh into a ParallelContext.
   // A failure ends every rank at once, before leaving the job (collective) while the other
   // ranks are elsewhere.
-  TrainSummary train(const Config& config);
+  template <typename Fn>
+  auto run(const Config& config, Fn fn) {
+    try {
+      const int world_size = world_ ? world_->size() : 1;
+      const ProcessMesh mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size);
+      const ParallelContext context(mesh, world_.get(), cuda_device_);
+      return fn(context);
+    } catch (const std::exception& e) {
+      fail_job_if_distributed(e);
+      throw;
+    }
+  }
+
+  TrainSummary train(const Config& config) {
+    return run(config, [&](const ParallelContext& context) { return run_training(config, context); });
+  }
 
  private:
   std::unique_ptr<Communicator> world_;

@@ -16,6 +16,7 @@
 #include "core/base/crash_report.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/infer/inference_model.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/runtime.h"
 #include "parallel/mpi_communicator.h"
@@ -100,6 +101,7 @@ int main(int argc, char** argv) {
   cr::EvalCommandOptions eval_options;
   auto* eval = app.add_subcommand("eval", "loss and perplexity of the trained model over data.val (else data.train)");
   add_config_options(eval, eval_options.config);
+  add_launch_options(eval);
   eval->add_option_function<int64_t>(
           "--max-batches", [&](int64_t n) { eval_options.max_batches = n; }, "evaluate at most N batches (default: all)")
       ->check(CLI::PositiveNumber);
@@ -107,6 +109,7 @@ int main(int argc, char** argv) {
   cr::GenerateCommandOptions generate_options;
   auto* generate = app.add_subcommand("generate", "continue a prompt with the trained model (KV cache)");
   add_config_options(generate, generate_options.config);
+  add_launch_options(generate);
   generate->add_option("--prompt", generate_options.prompt, "text to continue")->required();
   generate->add_option("--max-new-tokens", generate_options.max_new_tokens, "tokens to generate")
       ->check(CLI::PositiveNumber);
@@ -139,19 +142,24 @@ int main(int argc, char** argv) {
   try {
     if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
-    if (*eval) return cr::run_eval_command(eval_options);
     if (*export_command) return cr::run_export_command(export_options);
-    if (*generate) return cr::run_generate_command(generate_options);
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());
     if (nprocs == 1 && !launch.warning.empty()) cr::warn0_line(launch.warning);
     if (cr::needs_mpirun(launch, nprocs)) {
       // Validate once here, so that a bad config or layout gives one message rather than one per rank.
-      if (!*bench) cr::check_job_layout(cr::load_command_config(train_options), nprocs);
+      if (*eval || *generate) {
+        cr::check_inference_layout(cr::load_command_config(*eval ? eval_options.config : generate_options.config),
+                                   nprocs);
+      } else if (!*bench) {
+        cr::check_job_layout(cr::load_command_config(train_options), nprocs);
+      }
       setenv(cr::kStdoutIsTerminalVariable, isatty(STDOUT_FILENO) ? "1" : "0", 1);
       return cr::relaunch_under_mpirun(std::vector<std::string>(argv + 1, argv + argc), nprocs,
                                        cr::available_cores(), hostfile);
     }
     if (*bench) return cr::run_bench_command(bench_options, launch);
+    if (*eval) return cr::run_eval_command(eval_options, launch);
+    if (*generate) return cr::run_generate_command(generate_options, launch);
     return cr::run_train_command(train_options, launch);
   } catch (const std::exception& e) {
     cr::error_line(cr::describe_exception(e));

@@ -104,6 +104,7 @@ class VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallel
     const bool needs_grad = hidden.requires_grad() || weight.requires_grad();
     auto grad_hidden = needs_grad ? torch::empty_like(hidden) : torch::Tensor();
     auto grad_weight = needs_grad ? torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : torch::Tensor();
+    const bool fp32 = weight.scalar_type() == torch::kFloat;
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
     const double inv_rows = 1.0 / static_cast<double>(rows);
     // Every rank must run the same chunks (each one communicates): chunked by the whole vocabulary.
@@ -120,17 +121,22 @@ class VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallel
       auto t = targets.slice(0, begin, end) - first_row;
       auto mine = (t >= 0).logical_and(t < local_rows);
       auto index = torch::where(mine, t, torch::zeros_like(t)).unsqueeze(1);
-      auto exp = logits.exp();
-      auto sums = torch::stack({exp.sum(1), logits.gather(1, index).squeeze(1) * mine.to(torch::kFloat)}, 1);
+      auto my_target_logit = logits.gather(1, index).squeeze(1) * mine.to(torch::kFloat);
+      auto exp = logits.exp_();  // one chunk-sized buffer, as the unsplit loss keeps
+      auto sums = torch::stack({exp.sum(1), my_target_logit}, 1);
       group->all_reduce(sums, ReduceOp::Sum);
       auto sum_exp = sums.select(1, 0), target_logit = sums.select(1, 1);
       loss_sum += (sum_exp.log() - target_logit).sum();
       if (!needs_grad) continue;
       auto grad_logits = exp.div_(sum_exp.unsqueeze(1));
       grad_logits.scatter_add_(1, index, -mine.to(torch::kFloat).unsqueeze(1));
-      auto g = grad_logits.to(hidden.scalar_type());
+      auto g = fp32 ? grad_logits : grad_logits.to(hidden.scalar_type());
       grad_hidden.slice(0, begin, end).copy_(torch::mm(g, weight).mul_(inv_rows));
-      grad_weight.add_(torch::mm(g.t(), h).to(torch::kFloat));
+      if (fp32) {
+        grad_weight.addmm_(g.t(), h);  // no (vocab / T) x d temporary
+      } else {
+        grad_weight.add_(torch::mm(g.t(), h));
+      }
     }
     if (needs_grad) grad_weight.mul_(inv_rows);
     ctx->save_for_backward({grad_hidden, grad_weight});

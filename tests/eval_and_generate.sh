@@ -45,6 +45,17 @@ first=$("$exe" "${gen[@]}" --temperature 0.8 --top-p 0.9 --seed 3)
 "$exe" "${gen[@]}" --top-k 1 2> generate.err
 grep -q "generate: 9 prompt tokens + 12 new (max_new_tokens)" generate.err
 
+# Tensor parallel: two ranks, each holding half of every layer (and its heads' keys and values),
+# score and continue as one process does.
+tp=(--set parallel.tensor=2 --nprocs 2)
+"$exe" eval --config tiny.yaml "${tp[@]}" | tee eval_tp.log
+loss() { sed -nE 's/^\{"loss":([0-9.]+),.*"tokens":2048\}$/\1/p' "$1"; }
+awk -v a="$(loss eval.log)" -v b="$(loss eval_tp.log)" 'BEGIN { d = a - b; if (a == "" || b == "" || d > 1e-5 || d < -1e-5) exit 1 }'
+[[ $("$exe" "${gen[@]}" --temperature 0) == "$("$exe" "${gen[@]}" --temperature 0 "${tp[@]}")" ]]
+# Data-parallel ranks have nothing to split for eval.
+if "$exe" eval --config tiny.yaml --nprocs 2 2> data_parallel.err; then exit 1; fi
+grep -q "eval and generate split the model over tensor-parallel ranks only" data_parallel.err
+
 # Without a checkpoint or model.init_from there is nothing to load.
 if "$exe" eval --config tiny.yaml --set runtime.run_dir=elsewhere 2> missing.err; then exit 1; fi
 grep -q "no weights to load" missing.err

@@ -5,6 +5,7 @@
 #include "core/base/error.h"
 #include "core/infer/causal_lm_decoder.h"
 #include "core/train/hf_import.h"
+#include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
 #include "core/train/runtime.h"
 #include "core/train/train_checkpoint.h"
@@ -32,13 +33,24 @@ WeightsSource weights_source(const Config& config) {
 
 std::string inference_weights_dir(const Config& config) { return weights_source(config).dir; }
 
-InferenceModel load_inference_model(const Config& config) {
+void check_inference_layout(const Config& config, int world_size) {
+  const MeshShape mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size).shape();
+  if (mesh.data > 1 || mesh.pipeline > 1) {
+    fail("eval and generate split the model over tensor-parallel ranks only: {} ranks with parallel.tensor {} leave "
+         "data {} x pipeline {}; run with --nprocs {}",
+         world_size, mesh.tensor, mesh.data, mesh.pipeline, mesh.tensor);
+  }
+}
+
+InferenceModel load_inference_model(const Config& config, const ParallelContext& context) {
+  check_inference_layout(config, context.world_size());
   InferenceModel loaded;
   loaded.spec = model_spec_from_config(config.model);
   loaded.device = resolve_device(config.runtime);
   const WeightsSource source = weights_source(config);
   loaded.weights_from = source.dir;
-  loaded.model = build_model_skeleton(loaded.spec);
+  loaded.model = build_model_skeleton(loaded.spec, make_tensor_parallel(context.device_group(Axis::Tensor), loaded.spec,
+                                                                        /*sequence_parallel=*/false));
   auto params = module_parameters(*loaded.model);
   // The trainer's two loading paths, so that what loads for training loads here.
   std::unique_ptr<WeightSource> weights;

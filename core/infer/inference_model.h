@@ -17,6 +17,7 @@
 #include "core/infer/generation.h"
 #include "memory/flat_parameters.h"
 #include "models/causal_lm.h"
+#include "parallel/parallel_context.h"
 
 namespace cr {
 
@@ -32,8 +33,14 @@ struct InferenceModel {
 // there is neither a checkpoint nor model.init_from.
 std::string inference_weights_dir(const Config& config);
 
-// Builds the model on runtime.device in precision.dtype and loads inference_weights_dir().
-InferenceModel load_inference_model(const Config& config);
+// cr::Error unless a job of `world_size` ranks is all tensor-parallel (inference splits the
+// model; data-parallel or pipeline ranks would have nothing to do).
+void check_inference_layout(const Config& config, int world_size);
+
+// Builds the model on runtime.device in precision.dtype and loads inference_weights_dir(): this
+// rank's slices when `context` has a tensor group (its ranks must all run the same passes), the
+// whole model otherwise.
+InferenceModel load_inference_model(const Config& config, const ParallelContext& context);
 
 // A decoder for generation over the loaded model's weights.
 std::unique_ptr<CachedDecoder> make_decoder(InferenceModel& model);
