@@ -93,7 +93,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"gradient_bytes", summary.parameters * 4},
       {"zero_stage", options.zero_stage},
       {"gradient_bytes_sent_per_rank", summary.gradients.bytes_sent_per_step},
-      {"planned_tensor_bytes_sent_per_rank", tensor_parallel_traffic(spec, config, ranks).total()},
+      {"planned_tensor_bytes_sent_per_rank", layer_traffic(spec, config, ranks).total()},
       {"measured_steps", measured_steps},
       {"step_time_s", median},
       {"tokens_per_s", tokens / median},

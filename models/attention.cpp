@@ -49,6 +49,16 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   return y.transpose(1, 2).reshape({B, T, H * D});
 }
 
+torch::Tensor attention_heads(const torch::Tensor& projected, const TensorParallel& tp) {
+  return sequence_to_heads(projected, tp).transpose(1, 2);
+}
+
+torch::Tensor merged_heads_to_sequence(const torch::Tensor& y, int64_t head_dim, const TensorParallel& tp) {
+  if (!tp.ulysses()) return y;
+  auto local = heads_to_sequence(y.view({y.size(0), y.size(1), -1, head_dim}), tp);
+  return local.reshape({local.size(0), local.size(1), -1});
+}
+
 SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const std::string& output_name,
                                      const TensorParallel& tp)
     : tp_(tp),
@@ -67,9 +77,9 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
-  // The projections see the whole sequence also when x is this rank's part of it (sequence parallelism).
+  // The projections see the whole sequence also when x is this rank's part of it (split_gather).
   auto heads = [&](const torch::Tensor& t, int64_t n) {
-    return t.view({t.size(0), t.size(1), n, head_dim_}).transpose(1, 2);
+    return attention_heads(t.view({t.size(0), t.size(1), n, head_dim_}), tp_);
   };
   const auto input = enter_tensor_region(x, tp_);
   auto q = heads(q_proj->project(input), n_head_);
@@ -81,7 +91,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache)
     k = apply_rotary(k, first_position, rope_theta_);
   }
   const double dropout = is_training() ? dropout_ : 0.0;
-  auto y = output_proj(attend(q, k, v, cache, layer_, dropout));
+  auto y = output_proj(merged_heads_to_sequence(attend(q, k, v, cache, layer_, dropout), head_dim_, tp_));
   return dropout > 0 ? torch::dropout(y, dropout, true) : y;
 }
 

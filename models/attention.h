@@ -24,6 +24,13 @@ torch::Tensor causal_attention(const torch::Tensor& q, torch::Tensor k, torch::T
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, KVCache* cache,
                      int64_t layer, double dropout);
 
+// Projected (B, T, H, D) -> (B, H, T, D) heads to attend with; under all_to_all sequence
+// parallelism T is this rank's part of the sequence going in and the whole coming out, with
+// H / P of the heads.
+torch::Tensor attention_heads(const torch::Tensor& projected, const TensorParallel& tp);
+// attend()'s (B, T, H * D) back to this rank's part of the sequence with all of its heads.
+torch::Tensor merged_heads_to_sequence(const torch::Tensor& y, int64_t head_dim, const TensorParallel& tp);
+
 // Separate q/k/v/output projections (biases per spec.bias), grouped-query attention with
 // spec.n_kv_head key/value heads, rotary positions when spec.position is "rotary". Heads are
 // split over the tensor group.

@@ -51,6 +51,47 @@ torch::Tensor reduce_scatter_along_sequence(const torch::Tensor& x, Communicator
   return local.transpose(0, 1);
 }
 
+// (B, T / P, H, D) -> (B, T, H / P, D): part q of the heads goes to rank q, which receives every
+// rank's tokens in sequence order.
+torch::Tensor exchange_to_heads(const torch::Tensor& x, Communicator* group) {
+  const int64_t P = group->size(), B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3);
+  auto send = x.reshape({B, T, P, H / P, D}).permute({2, 0, 1, 3, 4}).contiguous();
+  auto received = torch::empty_like(send);
+  group->all_to_all(send, received);  // (P sources, B, T / P, H / P, D)
+  return received.permute({1, 0, 2, 3, 4}).reshape({B, P * T, H / P, D});
+}
+
+// (B, T, H / P, D) -> (B, T / P, H, D): the inverse.
+torch::Tensor exchange_to_sequence(const torch::Tensor& x, Communicator* group) {
+  const int64_t P = group->size(), B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3);
+  auto send = x.reshape({B, P, T / P, H, D}).permute({1, 0, 2, 3, 4}).contiguous();
+  auto received = torch::empty_like(send);
+  group->all_to_all(send, received);  // (P sources, B, T / P, H / P, D)
+  return received.permute({1, 2, 0, 3, 4}).reshape({B, T / P, P * H, D});
+}
+
+class SequenceToHeads : public torch::autograd::Function<SequenceToHeads> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    return exchange_to_heads(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {exchange_to_sequence(grads[0], group_of(ctx)), torch::Tensor()};
+  }
+};
+
+class HeadsToSequence : public torch::autograd::Function<HeadsToSequence> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    return exchange_to_sequence(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {exchange_to_heads(grads[0], group_of(ctx)), torch::Tensor()};
+  }
+};
+
 class SumGradient : public torch::autograd::Function<SumGradient> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
@@ -178,20 +219,38 @@ void check_tensor_split(const ModelSpec& spec, int size) {
   if (!problems.empty()) fail("the tensor-parallel layout does not fit the model: {}", fmt::join(problems, "; "));
 }
 
-TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel) {
+void check_sequence_heads(const ModelSpec& spec, int tensor_size, int sequence_size) {
+  const int64_t heads = spec.n_head / tensor_size;
+  const int64_t kv_heads = std::max<int64_t>(1, spec.n_kv_head / tensor_size);
+  if (heads % sequence_size != 0 || kv_heads % sequence_size != 0) {
+    fail("parallel.sequence.size {}: all_to_all gives each sequence rank whole attention heads, but each of the "
+         "{} tensor rank(s) holds {} query and {} key/value heads (n_head {}, n_kv_head {})",
+         sequence_size, tensor_size, heads, kv_heads, spec.n_head, spec.n_kv_head);
+  }
+}
+
+TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel,
+                                      int sequence_size) {
   check_tensor_split(spec, size);
+  if (sequence_size > 1) check_sequence_heads(spec, size, sequence_size);
   TensorParallel tp;
   tp.rank = rank;
   tp.size = size;
   tp.sequence_parallel = sequence_parallel && size > 1;
+  tp.sequence_size = sequence_size;
   return tp;
 }
 
-TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel) {
-  if (!group) return tensor_parallel_layout(0, 1, spec, false);
-  TensorParallel tp = tensor_parallel_layout(group->rank(), group->size(), spec, sequence_parallel);
+TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
+                                    Communicator* sequence) {
+  TensorParallel tp = tensor_parallel_layout(group ? group->rank() : 0, group ? group->size() : 1, spec,
+                                             sequence_parallel, sequence ? sequence->size() : 1);
   tp.group = group;
-  if (spec.n_kv_head < tp.size) {
+  if (sequence) {
+    tp.sequence_group = sequence;
+    tp.sequence_rank = sequence->rank();
+  }
+  if (group && spec.n_kv_head < tp.size) {
     const int sharing = tp.size / static_cast<int>(spec.n_kv_head);
     tp.kv_group = group->split(tp.rank / sharing, tp.rank % sharing, group->name() + ".kv");
   }
@@ -220,10 +279,20 @@ torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& 
 }
 
 torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, int64_t dim) {
-  if (!tp.sequence_parallel) return x;
+  if (!tp.sequence_parallel && !tp.ulysses()) return x;
+  const int64_t parts = tp.sequence_parallel ? tp.size : tp.sequence_size;
+  const int64_t part = tp.sequence_parallel ? tp.rank : tp.sequence_rank;
   const int64_t length = x.size(dim);
-  CR_CHECK(length % tp.size == 0, "sequence length {} does not split over {} ranks", length, tp.size);
-  return x.narrow(dim, length / tp.size * tp.rank, length / tp.size);
+  CR_CHECK(length % parts == 0, "sequence length {} does not split over {} ranks", length, parts);
+  return x.narrow(dim, length / parts * part, length / parts);
+}
+
+torch::Tensor sequence_to_heads(const torch::Tensor& x, const TensorParallel& tp) {
+  return tp.ulysses() ? SequenceToHeads::apply(x, handle(tp.sequence_group)) : x;
+}
+
+torch::Tensor heads_to_sequence(const torch::Tensor& x, const TensorParallel& tp) {
+  return tp.ulysses() ? HeadsToSequence::apply(x, handle(tp.sequence_group)) : x;
 }
 
 torch::Tensor replicated_parameter(const torch::Tensor& param, const TensorParallel& tp) {
@@ -289,7 +358,9 @@ VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim
   weight = declare_parameter("weight", split_parameter({rows, dim}, 0, begin, end - begin), normal_init(kInitStd));
 }
 
-torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_tokens) {
+  // all_to_all: this rank embeds its part of the sequence only.
+  const auto tokens = tp_.ulysses() ? local_sequence(all_tokens, tp_) : all_tokens;
   if (!tp_.split()) return torch::embedding(weight, tokens);
   auto local = tokens - first_row_;
   auto mine = (local >= 0).logical_and(local < weight.size(0));

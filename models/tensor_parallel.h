@@ -12,7 +12,11 @@
 //   vocab_parallel_cross_entropy  the fused LM loss with the output embedding's rows split: the
 //                           softmax max and sum are all-reduced, full logits never exist
 //
-// At tensor size 1 every layer runs exactly the unsplit code.
+// Sequence parallelism on its own axis (all_to_all, DeepSpeed Ulysses) lives here too: outside
+// attention each rank of the sequence group holds 1/size of every sequence; attention trades
+// the sequence parts for head parts (all-to-all) and back.
+//
+// At tensor size 1 (and sequence size 1) every layer runs exactly the unsplit code.
 #pragma once
 
 #include <memory>
@@ -26,7 +30,7 @@ namespace cr {
 
 class Communicator;
 
-// A rank's tensor-parallel group as the layers see it.
+// A rank's tensor-parallel group (and sequence-parallel group) as the layers see it.
 struct TensorParallel {
   Communicator* group = nullptr;  // null with size 1, or for a layout computed without communicating
   int rank = 0;
@@ -36,16 +40,26 @@ struct TensorParallel {
   // The ranks sharing this rank's key/value heads when the model has fewer of them than `size`
   // (they hold copies and sum their gradients); null otherwise.
   std::shared_ptr<Communicator> kv_group;
+  // all_to_all (Ulysses): the sequence axis's group, this rank's place in it, and its size.
+  Communicator* sequence_group = nullptr;
+  int sequence_rank = 0;
+  int sequence_size = 1;
 
   bool split() const { return size > 1; }
+  bool ulysses() const { return sequence_size > 1; }
 };
 
 // Collective over `group` (null: one rank): the layers' view of it for `spec`, with the key/value
-// head sharing groups the layers need. cr::Error naming the numbers when heads, key/value heads or
-// d_ff do not split over the group.
-TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel);
+// head sharing groups the layers need; `sequence`: the all_to_all sequence group (null: none).
+// cr::Error naming the numbers when heads, key/value heads or d_ff do not split over the groups.
+TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
+                                    Communicator* sequence = nullptr);
 // The same without communicators (plan, layouts of other ranks).
-TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel);
+TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel,
+                                      int sequence_size = 1);
+// cr::Error naming the numbers unless each tensor rank's query and key/value heads split over
+// `sequence_size` all_to_all ranks.
+void check_sequence_heads(const ModelSpec& spec, int tensor_size, int sequence_size);
 // cr::Error listing every dimension of `spec` that does not split over `size` tensor ranks.
 void check_tensor_split(const ModelSpec& spec, int size);
 
@@ -61,8 +75,12 @@ torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& 
 // How partial outputs of a row-parallel layer leave it: all-reduced, or reduce-scattered along dim 1.
 torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
 // The sequence dimension `dim` of a full-sequence tensor narrowed to this rank's part under
-// sequence parallelism (unchanged otherwise).
+// sequence parallelism, either mode (unchanged otherwise).
 torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, int64_t dim = 1);
+// all_to_all attention: (B, T / P, H, D) this rank's tokens of every local head -> (B, T, H / P, D)
+// every token of this rank's part of the heads, and back (each the other's backward).
+torch::Tensor sequence_to_heads(const torch::Tensor& x, const TensorParallel& tp);
+torch::Tensor heads_to_sequence(const torch::Tensor& x, const TensorParallel& tp);
 // A replicated parameter as used under sequence parallelism: each rank sees part of the sequence,
 // so its gradients are partial and are summed over the group.
 torch::Tensor replicated_parameter(const torch::Tensor& param, const TensorParallel& tp);

@@ -6,19 +6,21 @@
 namespace cr {
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp)
-    : layer_(layer), n_head_(spec.n_head / tp.size), head_dim_(spec.d_model / spec.n_head), dropout_(spec.dropout) {
+    : tp_(tp),
+      layer_(layer), n_head_(spec.n_head / tp.size), head_dim_(spec.d_model / spec.n_head), dropout_(spec.dropout) {
   c_attn = register_module("c_attn", ColumnParallelLinear(spec.d_model, spec.d_model, true, tp, /*fused_parts=*/3));
   c_proj = register_module("c_proj", RowParallelLinear(spec.d_model, spec.d_model, true, tp));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
   // (B, T, 3, H, D) -> three (B, H, T, D) tensors; T is the whole sequence also when x is this
-  // rank's part of it (sequence parallelism).
+  // rank's part of it (split_gather).
   auto projected = c_attn(x);
   const int64_t B = projected.size(0), T = projected.size(1);
-  auto qkv = projected.view({B, T, 3, n_head_, head_dim_}).permute({2, 0, 3, 1, 4});
+  auto qkv = projected.view({B, T, 3, n_head_, head_dim_});
+  auto heads = [&](int64_t part) { return attention_heads(qkv.select(2, part), tp_); };
   const double dropout = is_training() ? dropout_ : 0.0;
-  auto y = c_proj(attend(qkv[0], qkv[1], qkv[2], cache, layer_, dropout));
+  auto y = c_proj(merged_heads_to_sequence(attend(heads(0), heads(1), heads(2), cache, layer_, dropout), head_dim_, tp_));
   return dropout > 0 ? torch::dropout(y, dropout, true) : y;
 }
 

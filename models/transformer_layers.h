@@ -22,6 +22,7 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   RowParallelLinear c_proj{nullptr};
 
  private:
+  TensorParallel tp_;
   int64_t layer_;
   int64_t n_head_;  // this rank's heads
   int64_t head_dim_;

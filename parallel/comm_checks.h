@@ -28,6 +28,11 @@ std::string where(const char* operation, const Communicator& comm);
 
 // Throws unless `tensor` is defined, contiguous, on the backend's device and of a supported dtype.
 void check_tensor(const char* operation, const Communicator& comm, const at::Tensor& tensor, bool want_cuda);
+
+// all_to_all's shapes: input and output of the same dtype and size, in equal parts per rank,
+// not overlapping. Returns the elements of one part.
+int64_t all_to_all_part(const char* operation, const Communicator& comm, const at::Tensor& input,
+                        const at::Tensor& output);
 void check_reduce_op(const char* operation, const Communicator& comm, const at::Tensor& tensor, ReduceOp op);
 void check_same_dtype(const char* operation, const Communicator& comm, const at::Tensor& a,
                       const at::Tensor& b);

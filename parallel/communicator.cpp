@@ -114,6 +114,22 @@ void check_peer(const char* operation, const Communicator& comm, int peer, const
   }
 }
 
+int64_t all_to_all_part(const char* operation, const Communicator& comm, const at::Tensor& input,
+                        const at::Tensor& output) {
+  check_same_dtype(operation, comm, input, output);
+  if (input.numel() != output.numel() || input.numel() % comm.size() != 0) {
+    fail("{}: input ({} elements) and output ({}) must be equal and split into {} equal parts", where(operation, comm),
+         input.numel(), output.numel(), comm.size());
+  }
+  if (overlaps(input, output)) fail("{}: input and output overlap", where(operation, comm));
+  const int64_t part = input.numel() / comm.size();
+  if (part > INT_MAX) {
+    fail("{}: parts of {} elements exceed the {} a single call can move; split the buffer", where(operation, comm),
+         with_thousands(part), with_thousands(INT_MAX));
+  }
+  return part;
+}
+
 ShardLayout shard_layout(const char* operation, const Communicator& comm, int64_t numel) {
   if (numel > INT_MAX) {
     fail("{}: {} elements exceed the {} a single call can move; split the buffer", where(operation, comm),

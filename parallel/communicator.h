@@ -54,6 +54,9 @@ class Communicator {
                                                          ReduceOp op) = 0;
   // input: this rank's part; output: the full tensor. input may be that part of output itself.
   virtual std::unique_ptr<CommWork> all_gather_async(at::Tensor input, at::Tensor output) = 0;
+  // input and output: size() equal parts each; part r of input goes to rank r, part r of output
+  // comes from rank r. They must not overlap.
+  virtual std::unique_ptr<CommWork> all_to_all_async(at::Tensor input, at::Tensor output) = 0;
   virtual std::unique_ptr<CommWork> broadcast_async(at::Tensor tensor, int root) = 0;
   // Point to point, by group rank; a recv must name the sender's tensor size and dtype exactly.
   virtual std::unique_ptr<CommWork> send_async(at::Tensor tensor, int dst, int tag) = 0;
@@ -75,6 +78,9 @@ class Communicator {
   }
   void all_gather(at::Tensor input, at::Tensor output) {
     all_gather_async(std::move(input), std::move(output))->wait();
+  }
+  void all_to_all(at::Tensor input, at::Tensor output) {
+    all_to_all_async(std::move(input), std::move(output))->wait();
   }
   void broadcast(at::Tensor tensor, int root) { broadcast_async(std::move(tensor), root)->wait(); }
   void send(at::Tensor tensor, int dst, int tag) { send_async(std::move(tensor), dst, tag)->wait(); }

@@ -187,6 +187,20 @@ class MpiCommunicator final : public Communicator {
     return track(describe(kOp, output), seq, std::move(request));
   }
 
+  std::unique_ptr<CommWork> all_to_all_async(at::Tensor input, at::Tensor output) override {
+    static const char* kOp = "all_to_all";
+    check_tensor(kOp, *this, input, false);
+    check_tensor(kOp, *this, output, false);
+    const int part = static_cast<int>(detail::all_to_all_part(kOp, *this, input, output));
+    auto request = std::make_unique<MpiRequest>();
+    request->tensors = {input, output};
+    const int64_t seq = group_->begin_collective();
+    const MPI_Datatype type = detail::mpi_datatype(input.scalar_type());
+    check_call(MPI_Ialltoall(input.data_ptr(), part, type, output.data_ptr(), part, type, comm_, &request->request),
+               kOp, "MPI_Ialltoall");
+    return track(describe(kOp, input), seq, std::move(request));
+  }
+
   std::unique_ptr<CommWork> broadcast_async(at::Tensor tensor, int root) override {
     static const char* kOp = "broadcast";
     check_tensor(kOp, *this, tensor, false);

@@ -218,6 +218,30 @@ class NcclCommunicator final : public Communicator {
     return track(describe(kOp, output), seq, {input, output});
   }
 
+  std::unique_ptr<CommWork> all_to_all_async(at::Tensor input, at::Tensor output) override {
+    static const char* kOp = "all_to_all";
+    check(kOp, input);
+    check(kOp, output);
+    const int64_t part = detail::all_to_all_part(kOp, *this, input, output);
+    const int64_t seq = group_->begin_collective();
+    DeviceScope scope(state_->device);
+    order_after_legacy_stream(kOp);
+    const ncclDataType_t type = nccl_dtype(input.scalar_type());
+    const int64_t bytes = part * input.element_size();
+    // NCCL has no all-to-all of its own: one send and one receive per peer, grouped.
+    check_call(ncclGroupStart(), kOp, "ncclGroupStart");
+    for (int r = 0; r < size(); ++r) {
+      check_call(ncclSend(static_cast<const char*>(input.data_ptr()) + r * bytes, part, type, r, state_->comm,
+                          state_->stream),
+                 kOp, "ncclSend");
+      check_call(ncclRecv(static_cast<char*>(output.data_ptr()) + r * bytes, part, type, r, state_->comm,
+                          state_->stream),
+                 kOp, "ncclRecv");
+    }
+    check_call(ncclGroupEnd(), kOp, "ncclGroupEnd");
+    return track(describe(kOp, input), seq, {input, output});
+  }
+
   std::unique_ptr<CommWork> broadcast_async(at::Tensor tensor, int root) override {
     static const char* kOp = "broadcast";
     check(kOp, tensor);

@@ -195,6 +195,29 @@ TEST_CASE("all_gather concatenates every rank's part", "[mpi]") {
   }
 }
 
+TEST_CASE("all_to_all sends part r to rank r and receives part r from it", "[mpi]") {
+  Communicator& comm = world();
+  const int size = comm.size();
+  for (at::ScalarType dtype : kAllTypes) {
+    for (int64_t part : {1, 7, 250}) {
+      INFO(c10::toString(dtype) << " part=" << part << " on rank " << comm.rank() << " of " << size);
+      // Rank r sends to rank q the values pattern(part, r, dtype, q * part).
+      at::Tensor input = at::empty({size * part}, dtype), expected = at::empty({size * part}, dtype);
+      for (int q = 0; q < size; ++q) {
+        input.slice(0, q * part, (q + 1) * part).copy_(pattern(part, comm.rank(), dtype, q * part));
+        expected.slice(0, q * part, (q + 1) * part).copy_(pattern(part, q, dtype, comm.rank() * part));
+      }
+      at::Tensor output = at::full({size * part}, 99, dtype);
+      comm.all_to_all(input, output);
+      CHECK(at::equal(output, expected));
+    }
+  }
+  CHECK_THROWS_WITH(comm.all_to_all(at::zeros({size * 2 + 1}), at::zeros({size * 2 + 1})),
+                    Catch::Contains("split into " + std::to_string(size) + " equal parts"));
+  at::Tensor same = at::zeros({size * 2});
+  CHECK_THROWS_WITH(comm.all_to_all(same, same), Catch::Contains("input and output overlap"));
+}
+
 TEST_CASE("broadcast copies the root's tensor, from every root", "[mpi]") {
   Communicator& comm = world();
   for (int root = 0; root < comm.size(); ++root) {
@@ -392,6 +415,16 @@ TEST_CASE("nccl collectives match their definitions", "[mpi][nccl]") {
       comm->all_gather(whole.slice(0, begin, end), whole);
       CHECK(at::equal(whole.cpu(), expected));
     }
+  }
+  {
+    at::Tensor input = at::empty({size * 5}), expected = at::empty({size * 5});
+    for (int q = 0; q < size; ++q) {
+      input.slice(0, q * 5, (q + 1) * 5).copy_(pattern(5, comm->rank(), at::kFloat, q * 5));
+      expected.slice(0, q * 5, (q + 1) * 5).copy_(pattern(5, q, at::kFloat, comm->rank() * 5));
+    }
+    at::Tensor output = on_gpu(at::zeros({size * 5}), device);
+    comm->all_to_all(on_gpu(input, device), output);
+    CHECK(at::equal(output.cpu(), expected));
   }
   for (int root = 0; root < size; ++root) {
     at::Tensor t = on_gpu(pattern(1001, comm->rank(), at::kFloat), device);

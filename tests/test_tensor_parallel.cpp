@@ -197,6 +197,21 @@ TEST_CASE("tensor-parallel training equals the single-process run: GPT-2, OPT, L
   }
 }
 
+TEST_CASE("all_to_all sequence parallelism equals the single-process run: GPT-2, OPT, LLaMA (GQA)", "[sp][train]") {
+  for (const char* arch : {"gpt2", "opt", "llama"}) {
+    check_training(arch, {"parallel.sequence.mode=all_to_all", "parallel.sequence.size=2"});
+  }
+  if (g_world->size() != 4) return;
+  // Data 2 x sequence 2 with ZeRO-3 over the four ranks, and tensor 2 x sequence 2.
+  for (const char* arch : {"gpt2", "llama"}) {
+    check_training(arch, {"parallel.sequence.mode=all_to_all", "parallel.sequence.size=2", "zero.stage=3"});
+  }
+  for (const char* arch : {"gpt2", "opt"}) {
+    check_training(arch, {"parallel.sequence.mode=all_to_all", "parallel.sequence.size=2", "parallel.tensor=2",
+                          "zero.stage=1"});
+  }
+}
+
 TEST_CASE("data x tensor parallel with ZeRO-1 and ZeRO-3 equals the single-process run", "[tp][train][zero]") {
   if (g_world->size() != 4) return;  // DP 2 x TP 2 needs four ranks; the np2 run covers TP alone
   for (const char* arch : {"gpt2", "llama"}) {
@@ -301,6 +316,19 @@ TEST_CASE("layouts that do not split the model fail naming the numbers", "[tp]")
   CHECK_THROWS_WITH(check_job_layout(config, 4), Catch::Contains("data.seq_len 34 is not divisible by parallel.tensor 4"));
   CHECK_THROWS_WITH(check_job_layout(tp_config("gpt2", rank_dir("bad-seq"), {"parallel.sequence.mode=split_gather"}), 4),
                     Catch::Contains("split_gather splits the sequence over the tensor group, but parallel.tensor is 1"));
+  // all_to_all hands each sequence rank whole heads: 4 heads over 8 ranks, or 2 tensor ranks' 2 each over 4.
+  const auto ulysses = [](int size, std::vector<std::string> more = {}) {
+    more.push_back("parallel.sequence.mode=all_to_all");
+    more.push_back("parallel.sequence.size=" + std::to_string(size));
+    return tp_config("gpt2", rank_dir("bad-seq"), more);
+  };
+  CHECK_THROWS_WITH(check_job_layout(ulysses(8), 8),
+                    Catch::Contains("all_to_all gives each sequence rank whole attention heads"));
+  CHECK_THROWS_WITH(check_job_layout(ulysses(4, {"parallel.tensor=2"}), 8),
+                    Catch::Contains("holds 2 query and 2 key/value heads"));
+  CHECK_THROWS_WITH(check_job_layout(ulysses(1), 4), Catch::Contains("needs parallel.sequence.size of at least 2"));
+  CHECK_THROWS_WITH(check_job_layout(ulysses(2, {"data.seq_len=33"}), 4),
+                    Catch::Contains("data.seq_len 33 is not divisible by parallel.sequence.size 2"));
 }
 
 TEST_CASE("the tensor-parallel example config trains on tinyshakespeare", "[tp][data]") {

@@ -72,7 +72,8 @@ struct PrecisionConfig {
 };
 
 struct SequenceParallelConfig {
-  std::string mode = "none";  // none | split_gather
+  std::string mode = "none";  // none | split_gather | all_to_all
+  int64_t size = 1;           // all_to_all: ranks of the sequence axis
 };
 
 struct ParallelConfig {
@@ -80,7 +81,7 @@ struct ParallelConfig {
   int64_t tensor = 1;        // tensor-parallel ranks (Megatron-style 1D)
   int64_t pipeline = 1;      // pipeline stages (layouts are planned; training runs 1)
   SequenceParallelConfig sequence;
-  std::string order = "data,pipeline,tensor";  // mesh axes, outermost first
+  std::string order = "data,pipeline,sequence,tensor";  // mesh axes, outermost first
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
 };
 

@@ -175,11 +175,16 @@ const std::vector<ConfigKey>& config_keys() {
        between(1, kMaxRanks)},
       {CR_FIELD(parallel, sequence.mode),
        "none; split_gather: activations outside attention and MLP split along the sequence over the tensor "
-       "group (Megatron sequence parallelism: all-gather / reduce-scatter instead of all-reduce)",
-       one_of({"none", "split_gather"})},
+       "group (Megatron sequence parallelism: all-gather / reduce-scatter instead of all-reduce); all_to_all: "
+       "a sequence axis of its own, attention trading sequence parts for head parts (DeepSpeed Ulysses)",
+       one_of({"none", "split_gather", "all_to_all"})},
+      {CR_FIELD(parallel, sequence.size),
+       "all_to_all: ranks splitting each sequence (ZeRO and gradient averaging run over data x sequence); "
+       "split_gather uses the tensor group and leaves it 1",
+       between(1, kMaxRanks)},
       {CR_FIELD(parallel, pipeline),
        "pipeline stages; `plan` lays out and checks any size, training runs 1", between(1, kMaxRanks)},
-      {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, tp accepted)"},
+      {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, sp, tp accepted); axes that talk in every layer (sequence, tensor) innermost"},
       {CR_FIELD(parallel, bucket_mb),
        "size of each gradient reduction bucket in MiB of fp32 (buckets never span two layers)",
        above_up_to(0, kMaxBucketMiB)},

@@ -52,9 +52,11 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const double ff = static_cast<double>(spec.d_ff);
   const double split = 4.0 * d + 2.0 * ff;  // q, k, v, attention output, MLP hidden and activation
   const double whole = sequence_parallel(config) ? 5.0 * d / t + 2.0 * d : 6.0 * d;
-  const double per_layer = b * s * (whole + split / t) + 2.0 * b * spec.n_head * s * s / t;
+  // all_to_all ranks hold 1/P of the tokens outside attention and 1/P of the heads inside it.
+  const double p = config.parallel.sequence.mode == "all_to_all" ? static_cast<double>(config.parallel.sequence.size) : 1.0;
+  const double per_layer = (b * s * (whole + split / t) + 2.0 * b * spec.n_head * s * s / t) / p;
   // The fused LM head keeps the hidden-state gradient (and the weight gradient, below).
-  const double head = 3.0 * b * s * d;
+  const double head = 3.0 * b * s * d / p;
   m.activations = static_cast<int64_t>((per_layer * spec.n_layer + head) * compute_bytes);
   // The output embedding's gradient, vocab x d, is the largest short-lived tensor. The fused
   // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
@@ -64,7 +66,7 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const int64_t embedding = vocab_rows * embedding_dim(spec);
   // The head works through the logits a chunk of rows at a time: the chunk's logits (compute
   // dtype), fp32 log-probabilities and, below fp32, their gradient cast back.
-  const int64_t rows = config.train.micro_batch_size * config.data.seq_len;
+  const int64_t rows = config.train.micro_batch_size * config.data.seq_len / static_cast<int64_t>(p);
   const int64_t chunk = loss_chunk_rows(rows, spec.vocab_size, !resolve_device(config.runtime).is_cpu()) *
                         vocab_rows * (compute_bytes + 4 + (dtype == torch::kFloat ? 0 : compute_bytes));
   const int64_t head_moment = embedding * (8 + (dtype == torch::kFloat ? 0 : compute_bytes)) + chunk;
@@ -82,10 +84,12 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   return m;
 }
 
-TensorTraffic tensor_parallel_traffic(const ModelSpec& spec, const Config& config, int data_parallel) {
-  TensorTraffic traffic;
+LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data_parallel) {
+  LayerTraffic traffic;
   const int tensor = static_cast<int>(config.parallel.tensor);
-  if (tensor == 1) return traffic;
+  const bool all_to_all = config.parallel.sequence.mode == "all_to_all";
+  const double p = all_to_all ? static_cast<double>(config.parallel.sequence.size) : 1.0;
+  if (tensor == 1 && !all_to_all) return traffic;
   const double t = tensor;
   const double ring = 2.0 * (t - 1.0) / t;  // of an all-reduce's buffer, per rank
   const int64_t global = config.train.global_batch_size > 0 ? config.train.global_batch_size
@@ -94,7 +98,16 @@ TensorTraffic tensor_parallel_traffic(const ModelSpec& spec, const Config& confi
   const torch::ScalarType dtype = compute_dtype(config.precision);
   const double activation = static_cast<double>(
       c10::elementSize(activation_dtype(dtype, resolve_device(config.runtime))));
-  const double tokens = static_cast<double>(config.train.micro_batch_size * config.data.seq_len);
+  // A rank's tokens: all_to_all ranks hold 1/P of each sequence outside attention.
+  const double tokens = static_cast<double>(config.train.micro_batch_size * config.data.seq_len) / p;
+  if (all_to_all) {
+    // q and the output (d_model wide), k and v (the key/value heads), this tensor rank's share.
+    const double width = 2.0 * static_cast<double>(spec.d_model) +
+                         2.0 * static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head));
+    traffic.all_to_all = micro_batches * 2.0 * static_cast<double>(spec.n_layer) * (p - 1.0) / p * tokens *
+                         width / t * activation;
+  }
+  if (tensor == 1) return traffic;
   const double layers = 4.0 * static_cast<double>(spec.n_layer) * static_cast<double>(spec.d_model);
   const double ends = static_cast<double>(embedding_dim(spec) + spec.d_model);  // embedding out, loss input
   traffic.activations = micro_batches * ring * tokens * (layers + ends) * activation;
@@ -121,7 +134,8 @@ std::string plan_report(const Config& config, int world_size) {
       config.train.global_batch_size > 0 ? config.train.global_batch_size : config.train.micro_batch_size;
   const int64_t tokens_per_step = global_batch * config.data.seq_len;
   const double flops = flops_per_token(spec, config.data.seq_len);
-  const auto memory = estimate_memory(spec, config, mesh.shape().data);
+  // ZeRO shards over data x sequence: the ranks holding the same parameters.
+  const auto memory = estimate_memory(spec, config, mesh.shape().data * mesh.shape().sequence);
   auto row = [](const char* what, int64_t bytes) {
     return fmt::format("  {:<24}{:>14}  ({} bytes)\n", what, human_bytes(static_cast<double>(bytes)), with_thousands(bytes));
   };
@@ -142,7 +156,7 @@ std::string plan_report(const Config& config, int world_size) {
                      flops * tokens_per_step * config.train.steps);
   out += mesh.describe();
   if (out.back() != '\n') out += '\n';
-  const int data = mesh.shape().data;
+  const int data = mesh.shape().data * mesh.shape().sequence;
   if (data > 1) {
     // Ring collectives: each rank sends (N-1)/N of the buffer per reduce-scatter or all-gather.
     const double pass = static_cast<double>(data - 1) / data * static_cast<double>(rank_numel);
@@ -157,15 +171,15 @@ std::string plan_report(const Config& config, int world_size) {
                        : stage == 3 ? ", weights gathered layer by layer in forward and again in backward"
                                     : "");
   }
-  if (mesh.shape().tensor > 1) {
-    const TensorTraffic tensor = tensor_parallel_traffic(spec, config, data);
-    out += fmt::format("tensor-parallel traffic per rank per step ({}): {} = activations {} + loss {} + summed "
-                       "gradients {}\n",
+  if (mesh.shape().tensor > 1 || mesh.shape().sequence > 1) {
+    const LayerTraffic layers = layer_traffic(spec, config, data);
+    out += fmt::format("tensor / sequence-parallel traffic per rank per step ({}): {} = activations {} + loss {} + "
+                       "summed gradients {} + attention all-to-alls {}\n",
                        sequence_parallel(config) ? "split_gather: all-gathers + reduce-scatters" : "all-reduces",
-                       human_bytes(tensor.total()), human_bytes(tensor.activations), human_bytes(tensor.loss),
-                       human_bytes(tensor.gradients));
+                       human_bytes(layers.total()), human_bytes(layers.activations), human_bytes(layers.loss),
+                       human_bytes(layers.gradients), human_bytes(layers.all_to_all));
   }
-  out += fmt::format("memory per rank (precision {}, tensor {}, ZeRO stage {} over {} data-parallel ranks; training "
+  out += fmt::format("memory per rank (precision {}, tensor {}, ZeRO stage {} over {} data (x sequence) ranks; training "
                      "state as allocated, the rest estimated):\n",
                      config.precision.dtype, mesh.shape().tensor, config.zero.stage, data);
   out += row("parameters", memory.parameters);

@@ -29,19 +29,22 @@ struct MemoryEstimate : StateBytes {
 // parallel.tensor > 1, tensor rank 0's slices (it holds the most vocabulary rows).
 MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel = 1);
 
-// Bytes one rank sends per optimizer step for tensor parallelism (and split_gather), counting
-// ring collectives: an all-reduce sends 2 (T-1)/T of its buffer, an all-gather or
-// reduce-scatter (T-1)/T of the whole. Per micro-batch: 4 all-reduces of b x s x h per layer
+// Bytes one rank sends per optimizer step inside the layers, for tensor parallelism (and
+// split_gather) and all_to_all sequence parallelism, counting ring collectives: an all-reduce
+// sends 2 (T-1)/T of its buffer, an all-gather or reduce-scatter (T-1)/T of the whole, an
+// all-to-all (P-1)/P of its input. Per micro-batch: 4 all-reduces of b x s x h per layer
 // (2 forward, 2 backward; under split_gather 4 all-gathers + 4 reduce-scatters, the same
-// bytes), the embedding's and the loss input's, the loss's per-token max and sums, and the
-// gradients summed in backward: whole parameters under split_gather, shared key/value heads.
-struct TensorTraffic {
+// bytes), the embedding's and the loss input's, the loss's per-token max and sums, the
+// gradients summed in backward (whole parameters under split_gather, shared key/value heads),
+// and all_to_all's q, k, v and attention output, forward and backward.
+struct LayerTraffic {
   double activations = 0;
   double loss = 0;
   double gradients = 0;
-  double total() const { return activations + loss + gradients; }
+  double all_to_all = 0;
+  double total() const { return activations + loss + gradients + all_to_all; }
 };
-TensorTraffic tensor_parallel_traffic(const ModelSpec& spec, const Config& config, int data_parallel);
+LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data_parallel);
 
 // The full human-readable plan for a job of `world_size` ranks: model, counts, FLOPs, the
 // process mesh and its groups, memory per rank, the resolved config.

@@ -11,11 +11,21 @@ namespace cr {
 ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int world_size) {
   const std::optional<int> data =
       parallel.data > 0 ? std::optional<int>(static_cast<int>(parallel.data)) : std::nullopt;
+  const bool all_to_all = parallel.sequence.mode == "all_to_all";
+  if (all_to_all && parallel.sequence.size < 2) {
+    fail("parallel.sequence.mode all_to_all needs parallel.sequence.size of at least 2 (the ranks splitting each "
+         "sequence), got {}", parallel.sequence.size);
+  }
+  if (!all_to_all && parallel.sequence.size != 1) {
+    fail("parallel.sequence.size {} applies to mode all_to_all; mode {} {}", parallel.sequence.size,
+         parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
+  }
   MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline), static_cast<int>(parallel.tensor),
-                                       /*sequence=*/1, world_size);
+                                       static_cast<int>(parallel.sequence.size), world_size);
   shape.order = parse_mesh_order(parallel.order);
   check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
   check_tensor_split(model, shape.tensor);
+  if (all_to_all) check_sequence_heads(model, shape.tensor, shape.sequence);
   if (parallel.sequence.mode == "split_gather" && shape.tensor == 1) {
     fail("parallel.sequence.mode split_gather splits the sequence over the tensor group, but parallel.tensor is 1");
   }
@@ -40,6 +50,11 @@ void check_sequence_split(const Config& config, int tensor) {
     fail("data.seq_len {} is not divisible by parallel.tensor {}: parallel.sequence.mode split_gather gives each "
          "tensor rank an equal part of the sequence",
          config.data.seq_len, tensor);
+  }
+  if (config.parallel.sequence.mode == "all_to_all" && config.data.seq_len % config.parallel.sequence.size != 0) {
+    fail("data.seq_len {} is not divisible by parallel.sequence.size {}: all_to_all gives each sequence rank an "
+         "equal part of the sequence",
+         config.data.seq_len, config.parallel.sequence.size);
   }
 }
 

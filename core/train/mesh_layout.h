@@ -21,7 +21,8 @@ struct BatchLayout {
 // when it does not split into whole micro-batches.
 BatchLayout batch_layout(const TrainConfig& train, int data_parallel);
 
-// Throws cr::Error when sequence parallelism cannot split data.seq_len over `tensor` ranks.
+// Throws cr::Error when sequence parallelism cannot split data.seq_len over its ranks (`tensor`
+// for split_gather, parallel.sequence.size for all_to_all).
 void check_sequence_split(const Config& config, int tensor);
 
 // Everything about a job of `world_size` ranks that can be checked before starting it.

@@ -156,8 +156,10 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     fail("parallel.pipeline {}: this build trains data and tensor parallel layouts; `plan` shows pipeline layouts",
          mesh.shape().pipeline);
   }
-  dp_rank_ = context_.rank(Axis::DataSequence);
-  dp_size_ = context_.size(Axis::DataSequence);
+  // Sequence ranks (all_to_all) share their data rank's batch; gradients and losses are averaged
+  // over data x sequence (replicas_, the strategy's group).
+  dp_rank_ = context_.rank(Axis::Data);
+  dp_size_ = context_.size(Axis::Data);
   const int threads = configure_threads(config_.runtime, ranks_on_this_node());
   if (config_.data.seq_len > spec_.max_seq_len) {
     fail("data.seq_len {} exceeds the model's max_seq_len {} (set model.max_seq_len)", config_.data.seq_len,
@@ -192,7 +194,8 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   // taken from the source: the initialisation (a pure function of seed, name and element), the
   // weights of model.init_from, or nothing when a checkpoint is loaded next.
   const TensorParallel tp = make_tensor_parallel(context_.device_group(Axis::Tensor), spec_,
-                                                 config_.parallel.sequence.mode == "split_gather");
+                                                 config_.parallel.sequence.mode == "split_gather",
+                                                 context_.device_group(Axis::Sequence));
   model_ = build_model_skeleton(spec_, tp);
   summary_.data_parallel_size = dp_size_;
   {
@@ -254,6 +257,10 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   if (tp.split()) {
     print0("tensor parallel {} ({}{}): {} parameters per rank", tp.size, "1d",
            tp.sequence_parallel ? ", sequence split_gather" : "", with_thousands(strategy_->numel()));
+  }
+  if (tp.ulysses()) {
+    print0("sequence parallel all_to_all {}: {} tokens per rank, attention on {} of {} heads", tp.sequence_size,
+           config_.data.seq_len / tp.sequence_size, spec_.n_head / tp.size / tp.sequence_size, spec_.n_head);
   }
 }
 
