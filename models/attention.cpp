@@ -3,7 +3,9 @@
 #include <cmath>
 #include <limits>
 
+#include "core/base/error.h"
 #include "models/flop_counter.h"
+#include "models/ring_attention.h"
 #include "models/rotary.h"
 
 namespace cr {
@@ -53,9 +55,17 @@ torch::Tensor attention_heads(const torch::Tensor& projected, const TensorParall
   return sequence_to_heads(projected, tp).transpose(1, 2);
 }
 
-torch::Tensor merged_heads_to_sequence(const torch::Tensor& y, int64_t head_dim, const TensorParallel& tp) {
+torch::Tensor attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, KVCache* cache,
+                           int64_t layer, double dropout, const TensorParallel& tp) {
+  if (tp.ring_attention()) {
+    // Training only (the mesh refuses dropout with ring_attn; generation runs without sequence ranks).
+    CR_CHECK(!cache && dropout == 0, "ring attention runs without a KV cache or attention dropout");
+    const auto y = ring_attention(q, k, v, tp.sequence_group);
+    return y.transpose(1, 2).reshape({y.size(0), y.size(2), -1});
+  }
+  const auto y = attend(q, k, v, cache, layer, dropout);
   if (!tp.ulysses()) return y;
-  auto local = heads_to_sequence(y.view({y.size(0), y.size(1), -1, head_dim}), tp);
+  auto local = heads_to_sequence(y.view({y.size(0), y.size(1), -1, q.size(3)}), tp);
   return local.reshape({local.size(0), local.size(1), -1});
 }
 
@@ -85,13 +95,18 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache)
   auto q = heads(q_proj->project(input), n_head_);
   auto k = heads(k_proj->project(input), n_kv_head_);
   auto v = heads(v_proj->project(input), n_kv_head_);
-  if (rotary_) {
+  if (rotary_ && tp_.ring_attention()) {
+    // This rank's tokens sit at its zigzag positions.
+    const auto positions = zigzag_positions(q.size(2) * tp_.sequence_size, tp_.sequence_rank, tp_.sequence_size);
+    q = apply_rotary(q, positions.to(q.device()), rope_theta_);
+    k = apply_rotary(k, positions.to(k.device()), rope_theta_);
+  } else if (rotary_) {
     const int64_t first_position = cache ? cache->length(layer_) : 0;
     q = apply_rotary(q, first_position, rope_theta_);
     k = apply_rotary(k, first_position, rope_theta_);
   }
   const double dropout = is_training() ? dropout_ : 0.0;
-  auto y = output_proj(merged_heads_to_sequence(attend(q, k, v, cache, layer_, dropout), head_dim_, tp_));
+  auto y = output_proj(attend_heads(q, k, v, cache, layer_, dropout, tp_));
   return dropout > 0 ? torch::dropout(y, dropout, true) : y;
 }
 

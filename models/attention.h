@@ -28,8 +28,11 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 // parallelism T is this rank's part of the sequence going in and the whole coming out, with
 // H / P of the heads.
 torch::Tensor attention_heads(const torch::Tensor& projected, const TensorParallel& tp);
-// attend()'s (B, T, H * D) back to this rank's part of the sequence with all of its heads.
-torch::Tensor merged_heads_to_sequence(const torch::Tensor& y, int64_t head_dim, const TensorParallel& tp);
+// A layer's attention over attention_heads()'s q, k, v as the layout runs it: ring attention
+// around the sequence group (ring_attn), else attend() with all_to_all's exchange back to this
+// rank's part of the sequence. Returns (B, T, H * D), T this rank's tokens.
+torch::Tensor attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, KVCache* cache,
+                           int64_t layer, double dropout, const TensorParallel& tp);
 
 // Separate q/k/v/output projections (biases per spec.bias), grouped-query attention with
 // spec.n_kv_head key/value heads, rotary positions when spec.position is "rotary". Heads are

@@ -21,8 +21,9 @@ CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch, const
 torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tensor& targets) {
   auto hidden = enter_tensor_region(final_hidden(x), tp_);
   const auto head = output_embedding();
-  // all_to_all: this rank's tokens are its part of the sequence (split_gather gathered them above).
-  const auto mine = tp_.ulysses() ? local_sequence(targets, tp_) : targets;
+  // all_to_all and ring_attn: this rank's tokens are its part of the sequence (split_gather
+  // gathered them above).
+  const auto mine = tp_.sequence_size > 1 ? local_sequence(targets, tp_) : targets;
   return vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), cast_to_activation(head->weight, hidden),
                                       head->first_row(), spec_.vocab_size, mine.reshape({-1}), tp_);
 }

@@ -9,6 +9,7 @@
 #include "models/flop_counter.h"
 #include "models/linear.h"
 #include "models/lm_loss.h"
+#include "models/ring_attention.h"
 #include "parallel/communicator.h"
 #include "parallel/process_mesh.h"
 
@@ -230,21 +231,22 @@ void check_sequence_heads(const ModelSpec& spec, int tensor_size, int sequence_s
 }
 
 TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel,
-                                      int sequence_size) {
+                                      int sequence_size, bool ring) {
   check_tensor_split(spec, size);
-  if (sequence_size > 1) check_sequence_heads(spec, size, sequence_size);
+  if (sequence_size > 1 && !ring) check_sequence_heads(spec, size, sequence_size);
   TensorParallel tp;
   tp.rank = rank;
   tp.size = size;
   tp.sequence_parallel = sequence_parallel && size > 1;
   tp.sequence_size = sequence_size;
+  tp.ring = ring;
   return tp;
 }
 
 TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
-                                    Communicator* sequence) {
+                                    Communicator* sequence, bool ring) {
   TensorParallel tp = tensor_parallel_layout(group ? group->rank() : 0, group ? group->size() : 1, spec,
-                                             sequence_parallel, sequence ? sequence->size() : 1);
+                                             sequence_parallel, sequence ? sequence->size() : 1, ring);
   tp.group = group;
   if (sequence) {
     tp.sequence_group = sequence;
@@ -279,6 +281,9 @@ torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& 
 }
 
 torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, int64_t dim) {
+  if (tp.ring_attention()) {
+    return x.index_select(dim, zigzag_positions(x.size(dim), tp.sequence_rank, tp.sequence_size).to(x.device()));
+  }
   if (!tp.sequence_parallel && !tp.ulysses()) return x;
   const int64_t parts = tp.sequence_parallel ? tp.size : tp.sequence_size;
   const int64_t part = tp.sequence_parallel ? tp.rank : tp.sequence_rank;
@@ -359,8 +364,8 @@ VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim
 }
 
 torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_tokens) {
-  // all_to_all: this rank embeds its part of the sequence only.
-  const auto tokens = tp_.ulysses() ? local_sequence(all_tokens, tp_) : all_tokens;
+  // all_to_all and ring_attn: this rank embeds its part of the sequence only.
+  const auto tokens = tp_.sequence_size > 1 ? local_sequence(all_tokens, tp_) : all_tokens;
   if (!tp_.split()) return torch::embedding(weight, tokens);
   auto local = tokens - first_row_;
   auto mine = (local >= 0).logical_and(local < weight.size(0));

@@ -40,23 +40,26 @@ struct TensorParallel {
   // The ranks sharing this rank's key/value heads when the model has fewer of them than `size`
   // (they hold copies and sum their gradients); null otherwise.
   std::shared_ptr<Communicator> kv_group;
-  // all_to_all (Ulysses): the sequence axis's group, this rank's place in it, and its size.
+  // all_to_all (Ulysses) or ring_attn: the sequence axis's group, this rank's place in it, and its size.
   Communicator* sequence_group = nullptr;
   int sequence_rank = 0;
   int sequence_size = 1;
+  bool ring = false;  // ring_attn rather than all_to_all
 
   bool split() const { return size > 1; }
-  bool ulysses() const { return sequence_size > 1; }
+  bool ulysses() const { return sequence_size > 1 && !ring; }
+  bool ring_attention() const { return sequence_size > 1 && ring; }
 };
 
 // Collective over `group` (null: one rank): the layers' view of it for `spec`, with the key/value
 // head sharing groups the layers need; `sequence`: the all_to_all sequence group (null: none).
 // cr::Error naming the numbers when heads, key/value heads or d_ff do not split over the groups.
+// ring: the sequence group runs ring attention rather than all-to-alls.
 TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
-                                    Communicator* sequence = nullptr);
+                                    Communicator* sequence = nullptr, bool ring = false);
 // The same without communicators (plan, layouts of other ranks).
 TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel,
-                                      int sequence_size = 1);
+                                      int sequence_size = 1, bool ring = false);
 // cr::Error naming the numbers unless each tensor rank's query and key/value heads split over
 // `sequence_size` all_to_all ranks.
 void check_sequence_heads(const ModelSpec& spec, int tensor_size, int sequence_size);
@@ -75,7 +78,7 @@ torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& 
 // How partial outputs of a row-parallel layer leave it: all-reduced, or reduce-scattered along dim 1.
 torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
 // The sequence dimension `dim` of a full-sequence tensor narrowed to this rank's part under
-// sequence parallelism, either mode (unchanged otherwise).
+// sequence parallelism, any mode (ring_attn's part is its zigzag pair; unchanged without).
 torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, int64_t dim = 1);
 // all_to_all attention: (B, T / P, H, D) this rank's tokens of every local head -> (B, T, H / P, D)
 // every token of this rank's part of the heads, and back (each the other's backward).

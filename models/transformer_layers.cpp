@@ -20,7 +20,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
   auto qkv = projected.view({B, T, 3, n_head_, head_dim_});
   auto heads = [&](int64_t part) { return attention_heads(qkv.select(2, part), tp_); };
   const double dropout = is_training() ? dropout_ : 0.0;
-  auto y = c_proj(merged_heads_to_sequence(attend(heads(0), heads(1), heads(2), cache, layer_, dropout), head_dim_, tp_));
+  auto y = c_proj(attend_heads(heads(0), heads(1), heads(2), cache, layer_, dropout, tp_));
   return dropout > 0 ? torch::dropout(y, dropout, true) : y;
 }
 

@@ -72,8 +72,8 @@ struct PrecisionConfig {
 };
 
 struct SequenceParallelConfig {
-  std::string mode = "none";  // none | split_gather | all_to_all
-  int64_t size = 1;           // all_to_all: ranks of the sequence axis
+  std::string mode = "none";  // none | split_gather | all_to_all | ring_attn
+  int64_t size = 1;           // all_to_all, ring_attn: ranks of the sequence axis
 };
 
 struct ParallelConfig {

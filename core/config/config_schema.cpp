@@ -176,11 +176,13 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(parallel, sequence.mode),
        "none; split_gather: activations outside attention and MLP split along the sequence over the tensor "
        "group (Megatron sequence parallelism: all-gather / reduce-scatter instead of all-reduce); all_to_all: "
-       "a sequence axis of its own, attention trading sequence parts for head parts (DeepSpeed Ulysses)",
-       one_of({"none", "split_gather", "all_to_all"})},
+       "a sequence axis of its own, attention trading sequence parts for head parts (DeepSpeed Ulysses); "
+       "ring_attn: a sequence axis of its own, key/value blocks passed around a ring (zigzag causal balance), "
+       "for sequences whose attention does not fit one rank",
+       one_of({"none", "split_gather", "all_to_all", "ring_attn"})},
       {CR_FIELD(parallel, sequence.size),
-       "all_to_all: ranks splitting each sequence (ZeRO and gradient averaging run over data x sequence); "
-       "split_gather uses the tensor group and leaves it 1",
+       "all_to_all, ring_attn: ranks splitting each sequence (ZeRO and gradient averaging run over data x "
+       "sequence); split_gather uses the tensor group and leaves it 1",
        between(1, kMaxRanks)},
       {CR_FIELD(parallel, pipeline),
        "pipeline stages; `plan` lays out and checks any size, training runs 1", between(1, kMaxRanks)},

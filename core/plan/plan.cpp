@@ -18,6 +18,12 @@ namespace {
 
 bool sequence_parallel(const Config& config) { return config.parallel.sequence.mode == "split_gather"; }
 
+// Ranks of the sequence axis (all_to_all, ring_attn), each holding 1/P of every sequence.
+double sequence_ranks(const Config& config) {
+  const auto& mode = config.parallel.sequence.mode;
+  return mode == "all_to_all" || mode == "ring_attn" ? static_cast<double>(config.parallel.sequence.size) : 1.0;
+}
+
 // Tensor rank 0's parameters: its slices and the whole ones, as the trainer lays them out.
 std::vector<FlatEntry> rank_parameters(const ModelSpec& spec, const Config& config) {
   const int tensor = static_cast<int>(config.parallel.tensor);
@@ -52,9 +58,11 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const double ff = static_cast<double>(spec.d_ff);
   const double split = 4.0 * d + 2.0 * ff;  // q, k, v, attention output, MLP hidden and activation
   const double whole = sequence_parallel(config) ? 5.0 * d / t + 2.0 * d : 6.0 * d;
-  // all_to_all ranks hold 1/P of the tokens outside attention and 1/P of the heads inside it.
-  const double p = config.parallel.sequence.mode == "all_to_all" ? static_cast<double>(config.parallel.sequence.size) : 1.0;
-  const double per_layer = (b * s * (whole + split / t) + 2.0 * b * spec.n_head * s * s / t) / p;
+  // all_to_all ranks hold 1/P of the tokens outside attention and 1/P of the heads inside it;
+  // ring_attn keeps no scores (backward recomputes them block by block).
+  const double p = sequence_ranks(config);
+  const double scores = config.parallel.sequence.mode == "ring_attn" ? 0.0 : 2.0 * b * spec.n_head * s * s / t;
+  const double per_layer = (b * s * (whole + split / t) + scores) / p;
   // The fused LM head keeps the hidden-state gradient (and the weight gradient, below).
   const double head = 3.0 * b * s * d / p;
   m.activations = static_cast<int64_t>((per_layer * spec.n_layer + head) * compute_bytes);
@@ -87,9 +95,8 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
 LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data_parallel) {
   LayerTraffic traffic;
   const int tensor = static_cast<int>(config.parallel.tensor);
-  const bool all_to_all = config.parallel.sequence.mode == "all_to_all";
-  const double p = all_to_all ? static_cast<double>(config.parallel.sequence.size) : 1.0;
-  if (tensor == 1 && !all_to_all) return traffic;
+  const double p = sequence_ranks(config);
+  if (tensor == 1 && p == 1.0) return traffic;
   const double t = tensor;
   const double ring = 2.0 * (t - 1.0) / t;  // of an all-reduce's buffer, per rank
   const int64_t global = config.train.global_batch_size > 0 ? config.train.global_batch_size
@@ -100,12 +107,14 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
       c10::elementSize(activation_dtype(dtype, resolve_device(config.runtime))));
   // A rank's tokens: all_to_all ranks hold 1/P of each sequence outside attention.
   const double tokens = static_cast<double>(config.train.micro_batch_size * config.data.seq_len) / p;
-  if (all_to_all) {
+  const double kv_width = 2.0 * static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head)) / t;
+  const double layers_per_step = micro_batches * static_cast<double>(spec.n_layer);
+  if (config.parallel.sequence.mode == "all_to_all") {
     // q and the output (d_model wide), k and v (the key/value heads), this tensor rank's share.
-    const double width = 2.0 * static_cast<double>(spec.d_model) +
-                         2.0 * static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head));
-    traffic.all_to_all = micro_batches * 2.0 * static_cast<double>(spec.n_layer) * (p - 1.0) / p * tokens *
-                         width / t * activation;
+    const double width = 2.0 * static_cast<double>(spec.d_model) / t + kv_width;
+    traffic.sequence = layers_per_step * 2.0 * (p - 1.0) / p * tokens * width * activation;
+  } else if (config.parallel.sequence.mode == "ring_attn") {
+    traffic.sequence = layers_per_step * tokens * kv_width * (2.0 * (p - 1.0) * activation + p * 4.0);
   }
   if (tensor == 1) return traffic;
   const double layers = 4.0 * static_cast<double>(spec.n_layer) * static_cast<double>(spec.d_model);
@@ -174,10 +183,10 @@ std::string plan_report(const Config& config, int world_size) {
   if (mesh.shape().tensor > 1 || mesh.shape().sequence > 1) {
     const LayerTraffic layers = layer_traffic(spec, config, data);
     out += fmt::format("tensor / sequence-parallel traffic per rank per step ({}): {} = activations {} + loss {} + "
-                       "summed gradients {} + attention all-to-alls {}\n",
+                       "summed gradients {} + sequence axis {}\n",
                        sequence_parallel(config) ? "split_gather: all-gathers + reduce-scatters" : "all-reduces",
                        human_bytes(layers.total()), human_bytes(layers.activations), human_bytes(layers.loss),
-                       human_bytes(layers.gradients), human_bytes(layers.all_to_all));
+                       human_bytes(layers.gradients), human_bytes(layers.sequence));
   }
   out += fmt::format("memory per rank (precision {}, tensor {}, ZeRO stage {} over {} data (x sequence) ranks; training "
                      "state as allocated, the rest estimated):\n",

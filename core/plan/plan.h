@@ -36,13 +36,14 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
 // (2 forward, 2 backward; under split_gather 4 all-gathers + 4 reduce-scatters, the same
 // bytes), the embedding's and the loss input's, the loss's per-token max and sums, the
 // gradients summed in backward (whole parameters under split_gather, shared key/value heads),
-// and all_to_all's q, k, v and attention output, forward and backward.
+// all_to_all's q, k, v and attention output, forward and backward, and ring_attn's key/value
+// blocks (P - 1 hops forward, P - 1 backward) and their fp32 gradients (P hops).
 struct LayerTraffic {
   double activations = 0;
   double loss = 0;
   double gradients = 0;
-  double all_to_all = 0;
-  double total() const { return activations + loss + gradients + all_to_all; }
+  double sequence = 0;  // all_to_all or ring_attn
+  double total() const { return activations + loss + gradients + sequence; }
 };
 LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data_parallel);
 

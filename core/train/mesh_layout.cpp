@@ -12,11 +12,16 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
   const std::optional<int> data =
       parallel.data > 0 ? std::optional<int>(static_cast<int>(parallel.data)) : std::nullopt;
   const bool all_to_all = parallel.sequence.mode == "all_to_all";
-  if (all_to_all && parallel.sequence.size < 2) {
-    fail("parallel.sequence.mode all_to_all needs parallel.sequence.size of at least 2 (the ranks splitting each "
-         "sequence), got {}", parallel.sequence.size);
+  const bool own_axis = all_to_all || parallel.sequence.mode == "ring_attn";
+  if (own_axis && parallel.sequence.size < 2) {
+    fail("parallel.sequence.mode {} needs parallel.sequence.size of at least 2 (the ranks splitting each "
+         "sequence), got {}", parallel.sequence.mode, parallel.sequence.size);
   }
-  if (!all_to_all && parallel.sequence.size != 1) {
+  if (parallel.sequence.mode == "ring_attn" && model.dropout > 0) {
+    fail("parallel.sequence.mode ring_attn never forms the attention probabilities, so it cannot apply "
+         "model.dropout {}; set it to 0", model.dropout);
+  }
+  if (!own_axis && parallel.sequence.size != 1) {
     fail("parallel.sequence.size {} applies to mode all_to_all; mode {} {}", parallel.sequence.size,
          parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
   }
@@ -54,6 +59,11 @@ void check_sequence_split(const Config& config, int tensor) {
   if (config.parallel.sequence.mode == "all_to_all" && config.data.seq_len % config.parallel.sequence.size != 0) {
     fail("data.seq_len {} is not divisible by parallel.sequence.size {}: all_to_all gives each sequence rank an "
          "equal part of the sequence",
+         config.data.seq_len, config.parallel.sequence.size);
+  }
+  if (config.parallel.sequence.mode == "ring_attn" && config.data.seq_len % (2 * config.parallel.sequence.size) != 0) {
+    fail("data.seq_len {} is not divisible by 2 x parallel.sequence.size {}: ring_attn gives each sequence rank two "
+         "equal parts of the sequence (one early, one late)",
          config.data.seq_len, config.parallel.sequence.size);
   }
 }

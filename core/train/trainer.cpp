@@ -195,7 +195,8 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   // weights of model.init_from, or nothing when a checkpoint is loaded next.
   const TensorParallel tp = make_tensor_parallel(context_.device_group(Axis::Tensor), spec_,
                                                  config_.parallel.sequence.mode == "split_gather",
-                                                 context_.device_group(Axis::Sequence));
+                                                 context_.device_group(Axis::Sequence),
+                                                 config_.parallel.sequence.mode == "ring_attn");
   model_ = build_model_skeleton(spec_, tp);
   summary_.data_parallel_size = dp_size_;
   {
@@ -261,6 +262,10 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   if (tp.ulysses()) {
     print0("sequence parallel all_to_all {}: {} tokens per rank, attention on {} of {} heads", tp.sequence_size,
            config_.data.seq_len / tp.sequence_size, spec_.n_head / tp.size / tp.sequence_size, spec_.n_head);
+  }
+  if (tp.ring_attention()) {
+    print0("sequence parallel ring_attn {}: {} tokens per rank (two zigzag parts), key/value blocks around the ring",
+           tp.sequence_size, config_.data.seq_len / tp.sequence_size);
   }
 }
 
