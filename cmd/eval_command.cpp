@@ -16,7 +16,7 @@ namespace cr {
 
 int run_eval_command(const EvalCommandOptions& options, const LaunchEnvironment& launch) {
   announce_launch_rank(launch);
-  const Config config = load_command_config(options.config);
+  const Config config = inference_layout(load_command_config(options.config));
   JobMembership job(launch, config);
   configure_threads(config.runtime, ranks_on_this_node());
   // Tensor-parallel ranks run the same batches, each with its slices of every layer.

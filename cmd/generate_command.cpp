@@ -16,7 +16,7 @@ namespace cr {
 int run_generate_command(const GenerateCommandOptions& options, const LaunchEnvironment& launch) {
   set_info_to_stderr(true);
   announce_launch_rank(launch);
-  const Config config = load_command_config(options.config);
+  const Config config = inference_layout(load_command_config(options.config));
   JobMembership job(launch, config);
   configure_threads(config.runtime, ranks_on_this_node());
   const auto tokenizer = make_tokenizer(config.data.tokenizer, config.data.tokenizer_dir);

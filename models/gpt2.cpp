@@ -15,6 +15,7 @@ GPT2Impl::GPT2Impl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMIm
     h->push_back(blocks_.back());
   }
   ln_f = register_module("ln_f", Norm(spec, spec.d_model, tp));
+  sum_partial_gradient(wpe->weight, tp);  // each rank looks up its part of the positions
   // GPT-2 scales the residual projections' initial weights by 1/sqrt(2 n_layer).
   const double residual_std = kInitStd / std::sqrt(2.0 * static_cast<double>(spec.n_layer));
   for (auto& block : blocks_) {
@@ -25,7 +26,7 @@ GPT2Impl::GPT2Impl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMIm
 
 torch::Tensor GPT2Impl::embed(const torch::Tensor& tokens, int64_t first_position) {
   const auto positions = local_sequence(position_ids(tokens, first_position, spec_.max_seq_len), tp_, 0);
-  auto x = as_activation(wte(tokens) + torch::embedding(replicated_parameter(wpe->weight, tp_), positions));
+  auto x = as_activation(wte(tokens) + wpe(positions));
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 

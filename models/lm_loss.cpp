@@ -12,13 +12,8 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& weight, const torch::Tensor& targets) {
     const int64_t rows = hidden.size(0);
-    const bool needs_grad = hidden.requires_grad() || weight.requires_grad();
-    auto grad_hidden = needs_grad ? torch::empty_like(hidden) : torch::Tensor();
-    // The weight gradient sums over every chunk: accumulate it in fp32 whatever the compute dtype.
-    auto grad_weight = needs_grad ? torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : torch::Tensor();
-    const bool fp32 = weight.scalar_type() == torch::kFloat;
+    FusedLossGradients gradients(hidden, weight);
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
-    const double inv_rows = 1.0 / static_cast<double>(rows);
     const int64_t step = std::max<int64_t>(1, loss_chunk_rows(rows, weight.size(0), hidden.is_cuda()));
     for (int64_t begin = 0; begin < rows; begin += step) {
       const int64_t end = std::min(rows, begin + step);
@@ -28,35 +23,59 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
       MatmulCounter::count(end - begin, weight.size(1), weight.size(0));
       auto log_probs = torch::log_softmax(torch::mm(h, weight.t()), 1, torch::kFloat);
       loss_sum -= log_probs.gather(1, t).sum();
-      if (!needs_grad) continue;
-      // d(sum CE)/d(logits) = softmax - onehot, built in place; the 1/rows of the mean is
-      // applied to the two (much smaller) products instead of to this buffer.
+      if (!gradients.needed()) continue;
+      // d(sum CE)/d(logits) = softmax - onehot, built in place.
       auto grad_logits = log_probs.exp_();
       grad_logits.scatter_add_(1, t, torch::full_like(t, -1.0, grad_logits.options()));
-      auto g = fp32 ? grad_logits : grad_logits.to(hidden.scalar_type());
-      grad_hidden.slice(0, begin, end).copy_(torch::mm(g, weight).mul_(inv_rows));
-      if (fp32) {
-        grad_weight.addmm_(g.t(), h);
-      } else {
-        grad_weight.add_(torch::mm(g.t(), h));
-      }
+      gradients.add_chunk(grad_logits, h, begin, weight);
     }
-    if (needs_grad) grad_weight.mul_(inv_rows);
-    ctx->save_for_backward({grad_hidden, grad_weight});
-    ctx->saved_data["weight_dtype"] = weight.scalar_type();
-    return loss_sum * inv_rows;
+    gradients.save(ctx, weight);
+    return loss_sum * (1.0 / static_cast<double>(rows));
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
-    auto saved = ctx->get_saved_variables();
-    auto scale = grad_outputs[0];
-    auto weight_dtype = ctx->saved_data["weight_dtype"].toScalarType();
-    return {saved[0] * scale.to(saved[0].scalar_type()), (saved[1] * scale).to(weight_dtype), torch::Tensor()};
+    return FusedLossGradients::backward(ctx, grad_outputs, 1);
   }
 };
 
 }  // namespace
+
+FusedLossGradients::FusedLossGradients(const torch::Tensor& hidden, const torch::Tensor& weight)
+    : inv_rows_(1.0 / static_cast<double>(hidden.size(0))) {
+  if (!hidden.requires_grad() && !weight.requires_grad()) return;
+  hidden_ = torch::empty_like(hidden);
+  weight_ = torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat));
+}
+
+void FusedLossGradients::add_chunk(torch::Tensor grad_logits, const torch::Tensor& hidden_rows, int64_t begin,
+                                   const torch::Tensor& weight) {
+  const bool fp32 = weight.scalar_type() == torch::kFloat;
+  auto g = fp32 ? grad_logits : grad_logits.to(hidden_rows.scalar_type());
+  hidden_.slice(0, begin, begin + hidden_rows.size(0)).copy_(torch::mm(g, weight).mul_(inv_rows_));
+  if (fp32) {
+    weight_.addmm_(g.t(), hidden_rows);  // no vocab x d temporary
+  } else {
+    weight_.add_(torch::mm(g.t(), hidden_rows));
+  }
+}
+
+void FusedLossGradients::save(torch::autograd::AutogradContext* ctx, const torch::Tensor& weight) {
+  if (needed()) weight_.mul_(inv_rows_);
+  ctx->save_for_backward({hidden_, weight_});
+  ctx->saved_data["weight_dtype"] = weight.scalar_type();
+}
+
+torch::autograd::variable_list FusedLossGradients::backward(torch::autograd::AutogradContext* ctx,
+                                                            const torch::autograd::variable_list& grad_outputs,
+                                                            size_t undefined) {
+  auto saved = ctx->get_saved_variables();
+  auto scale = grad_outputs[0];
+  auto weight_dtype = ctx->saved_data["weight_dtype"].toScalarType();
+  torch::autograd::variable_list grads{saved[0] * scale.to(saved[0].scalar_type()), (saved[1] * scale).to(weight_dtype)};
+  grads.resize(2 + undefined);
+  return grads;
+}
 
 int64_t loss_chunk_rows(int64_t rows, int64_t vocab, bool on_gpu) {
   const int64_t budget_elements = on_gpu ? (int64_t{1} << 28) : (int64_t{1} << 24);

@@ -5,14 +5,16 @@
 namespace cr {
 
 NormImpl::NormImpl(const ModelSpec& spec, int64_t dim, const TensorParallel& tp)
-    : rms_(spec.norm == "rmsnorm"), eps_(spec.norm_eps), tp_(tp) {
+    : rms_(spec.norm == "rmsnorm"), eps_(spec.norm_eps) {
   weight = declare_parameter("weight", {dim}, constant_init(1.0));
-  if (!rms_) bias = declare_parameter("bias", {dim}, constant_init(0.0));
+  sum_partial_gradient(weight, tp);
+  if (!rms_) {
+    bias = declare_parameter("bias", {dim}, constant_init(0.0));
+    sum_partial_gradient(bias, tp);
+  }
 }
 
 torch::Tensor NormImpl::forward(const torch::Tensor& x) {
-  const auto weight = replicated_parameter(this->weight, tp_);
-  const auto bias = this->bias.defined() ? replicated_parameter(this->bias, tp_) : this->bias;
   if (!rms_) {
     if (widen_on_cpu(x)) {
       return torch::layer_norm(x.to(torch::kFloat), {weight.size(0)}, weight.to(torch::kFloat), bias.to(torch::kFloat), eps_)

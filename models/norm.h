@@ -25,7 +25,6 @@ class NormImpl : public DeferredModule {
  private:
   bool rms_;
   double eps_;
-  TensorParallel tp_;
 };
 TORCH_MODULE(Norm);
 

@@ -34,9 +34,13 @@ OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec, const TensorParallel& tp) 
   embed_tokens = register_module("embed_tokens", VocabParallelEmbedding(spec.vocab_size, e, tp));
   embed_positions =
       register_module("embed_positions", Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
+  sum_partial_gradient(embed_positions->weight, tp);
   if (e != spec.d_model) {
     project_out = register_module("project_out", Linear(spec.d_model, e, false));
     project_in = register_module("project_in", Linear(e, spec.d_model, false));
+    // Whole on every tensor rank, applied to its part of the sequence under split_gather.
+    sum_partial_gradient(project_out->weight, tp);
+    sum_partial_gradient(project_in->weight, tp);
   }
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
@@ -55,8 +59,8 @@ OPTImpl::OPTImpl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMImpl
 torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
   auto positions = local_sequence(position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset, tp_, 0);
   auto x = as_activation(decoder->embed_tokens(tokens));
-  if (decoder->project_in) x = replicated_linear(x, decoder->project_in->weight);
-  x = x + cast_to_activation(torch::embedding(replicated_parameter(decoder->embed_positions->weight, tp_), positions), x);
+  if (decoder->project_in) x = decoder->project_in(x);
+  x = x + cast_to_activation(decoder->embed_positions(positions), x);
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 
@@ -67,11 +71,7 @@ torch::Tensor OPTImpl::run_blocks(torch::Tensor x, int64_t first, int64_t last, 
 
 torch::Tensor OPTImpl::final_hidden(const torch::Tensor& x) {
   auto h = decoder->final_layer_norm ? decoder->final_layer_norm(x) : x;
-  return decoder->project_out ? replicated_linear(h, decoder->project_out->weight) : h;
-}
-
-torch::Tensor OPTImpl::replicated_linear(const torch::Tensor& x, const torch::Tensor& weight) {
-  return cr::linear(x, replicated_parameter(weight, tp_));
+  return decoder->project_out ? decoder->project_out(h) : h;
 }
 
 }  // namespace cr

@@ -58,10 +58,6 @@ class OPTImpl : public CausalLMImpl {
 
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override;
-
- private:
-  // project_in / project_out: whole on every tensor rank.
-  torch::Tensor replicated_linear(const torch::Tensor& x, const torch::Tensor& weight);
   VocabParallelEmbedding output_embedding() override { return decoder->embed_tokens; }
 };
 TORCH_MODULE(OPT);

@@ -39,11 +39,6 @@ torch::Tensor block_scores(const torch::Tensor& q, const torch::Tensor& k, const
   return scores.masked_fill_(q_pos.unsqueeze(1) < k_pos.unsqueeze(0), -kInf);
 }
 
-// Whether any key of the block precedes or equals any query (else the block is all masked).
-bool block_visible(const torch::Tensor& q_pos, const torch::Tensor& k_pos) {
-  return k_pos.min().item<int64_t>() <= q_pos.max().item<int64_t>();
-}
-
 // Starts sending `out` to the next rank and receiving the previous rank's into `in`, in an
 // order that also suits backends matching point-to-point calls in issue order (even ranks send
 // first).
@@ -87,25 +82,25 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
       auto next = step + 1 < P ? torch::empty_like(kv) : torch::Tensor();
       std::pair<std::unique_ptr<CommWork>, std::unique_ptr<CommWork>> passing;
       if (next.defined()) passing = start_pass(group, kv, next, 0);
-      if (block_visible(q_pos, k_pos)) {
-        auto scores = block_scores(q, expand_heads(kv[0], H), q_pos, k_pos, scale);
-        auto max = std::get<0>(scores.max(-1, /*keepdim=*/true));
-        max = torch::where(torch::isinf(max), torch::zeros_like(max), max);  // rows with no visible key
-        auto weights = scores.sub_(max).exp_();  // in place: one block of scores at a time
-        auto sum = weights.sum(-1, /*keepdim=*/true);
-        MatmulCounter::count(q.size(0) * H * T, k.size(2), q.size(3));
-        auto block_out = torch::matmul(weights, expand_heads(kv[1], H).to(torch::kFloat))
-                             .div_(torch::where(sum == 0, torch::ones_like(sum), sum));
-        auto block_lse = (max + sum.log()).squeeze(-1);
-        if (!out.defined()) {
-          // The first block is the rank's own: every query sees itself, so lse is finite from here.
-          out = block_out;
-          lse = block_lse;
-        } else {
-          auto merged = torch::logaddexp(lse, block_lse);
-          out = out * (lse - merged).exp().unsqueeze(-1) + block_out * (block_lse - merged).exp().unsqueeze(-1);
-          lse = merged;
-        }
+      // Under the zigzag split every block has visible keys: each rank's late part follows every
+      // other rank's early part.
+      auto scores = block_scores(q, expand_heads(kv[0], H), q_pos, k_pos, scale);
+      auto max = std::get<0>(scores.max(-1, /*keepdim=*/true));
+      max = torch::where(torch::isinf(max), torch::zeros_like(max), max);  // rows with no visible key
+      auto weights = scores.sub_(max).exp_();  // in place: one block of scores at a time
+      auto sum = weights.sum(-1, /*keepdim=*/true);
+      MatmulCounter::count(q.size(0) * H * T, k.size(2), q.size(3));
+      auto block_out = torch::matmul(weights, expand_heads(kv[1], H).to(torch::kFloat))
+                           .div_(torch::where(sum == 0, torch::ones_like(sum), sum));
+      auto block_lse = (max + sum.log()).squeeze(-1);
+      if (!out.defined()) {
+        // The first block is the rank's own: every query sees itself, so lse is finite from here.
+        out = block_out;
+        lse = block_lse;
+      } else {
+        auto merged = torch::logaddexp(lse, block_lse);
+        out = out * (lse - merged).exp().unsqueeze(-1) + block_out * (block_lse - merged).exp().unsqueeze(-1);
+        lse = merged;
       }
       if (next.defined()) {
         passing.first->wait();
@@ -135,15 +130,13 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     for (int step = 0; step < P; ++step) {
       const int source = (r + P - step) % P;
       const auto k_pos = zigzag_positions(T * P, source, P).to(q.device());
-      if (block_visible(q_pos, k_pos)) {
-        const auto ke = expand_heads(kv[0], H).to(torch::kFloat), ve = expand_heads(kv[1], H).to(torch::kFloat);
-        auto probs = block_scores(q, expand_heads(kv[0], H), q_pos, k_pos, scale).sub_(lse.unsqueeze(-1)).exp_();
-        grad_kv[1] += reduce_heads(torch::matmul(probs.transpose(2, 3), grad_out), H_kv);
-        auto grad_scores = probs.mul_(torch::matmul(grad_out, ve.transpose(2, 3)).sub_(delta)).mul_(scale);
-        grad_q.add_(torch::matmul(grad_scores, ke));
-        grad_kv[0] += reduce_heads(torch::matmul(grad_scores.transpose(2, 3), qf), H_kv);
-        MatmulCounter::count(q.size(0) * H * T, k.size(2), q.size(3) * 4);
-      }
+      const auto ke = expand_heads(kv[0], H).to(torch::kFloat), ve = expand_heads(kv[1], H).to(torch::kFloat);
+      auto probs = block_scores(q, expand_heads(kv[0], H), q_pos, k_pos, scale).sub_(lse.unsqueeze(-1)).exp_();
+      grad_kv[1] += reduce_heads(torch::matmul(probs.transpose(2, 3), grad_out), H_kv);
+      auto grad_scores = probs.mul_(torch::matmul(grad_out, ve.transpose(2, 3)).sub_(delta)).mul_(scale);
+      grad_q.add_(torch::matmul(grad_scores, ke));
+      grad_kv[0] += reduce_heads(torch::matmul(grad_scores.transpose(2, 3), qf), H_kv);
+      MatmulCounter::count(q.size(0) * H * T, k.size(2), q.size(3) * 4);
       // The block and its gradient move on together; after the last block only the gradient
       // moves, which brings each rank's own key/value gradients home.
       if (step + 1 < P) {

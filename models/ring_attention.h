@@ -1,9 +1,10 @@
 // Ring attention (Liu et al.) for sequence parallelism on its own axis (parallel.sequence.mode
 // ring_attn): each rank of the sequence group holds 1/P of every sequence; key/value blocks
 // travel around the ring while each rank merges the attention of its queries over them with an
-// online softmax, so no rank ever holds more than one (T/P x T/P) block of scores. Backward
-// recomputes each block's scores (as flash attention does) and sends the key/value gradients
-// around the ring with their blocks, so they arrive home after a full turn.
+// online softmax, so a rank holds one (T/P x T/P) block of scores at a time (two in backward),
+// never the whole T x T. Backward recomputes each block's scores (as flash attention does) and
+// sends the key/value gradients around the ring with their blocks, so they arrive home after a
+// full turn.
 //
 // Causal load balance (zigzag): the sequence is cut into 2P equal parts and rank r holds parts
 // r and 2P - 1 - r, so every rank has as many early (cheap) as late (expensive) queries.

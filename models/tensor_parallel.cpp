@@ -143,12 +143,8 @@ class VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallel
                                const torch::Tensor& targets, int64_t first_row, int64_t vocab, int64_t group_handle) {
     auto* group = reinterpret_cast<Communicator*>(static_cast<intptr_t>(group_handle));
     const int64_t rows = hidden.size(0), local_rows = weight.size(0);
-    const bool needs_grad = hidden.requires_grad() || weight.requires_grad();
-    auto grad_hidden = needs_grad ? torch::empty_like(hidden) : torch::Tensor();
-    auto grad_weight = needs_grad ? torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : torch::Tensor();
-    const bool fp32 = weight.scalar_type() == torch::kFloat;
+    FusedLossGradients gradients(hidden, weight);
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
-    const double inv_rows = 1.0 / static_cast<double>(rows);
     // Every rank must run the same chunks (each one communicates): chunked by the whole vocabulary.
     const int64_t step = std::max<int64_t>(1, loss_chunk_rows(rows, vocab, hidden.is_cuda()));
     for (int64_t begin = 0; begin < rows; begin += step) {
@@ -169,29 +165,17 @@ class VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallel
       group->all_reduce(sums, ReduceOp::Sum);
       auto sum_exp = sums.select(1, 0), target_logit = sums.select(1, 1);
       loss_sum += (sum_exp.log() - target_logit).sum();
-      if (!needs_grad) continue;
+      if (!gradients.needed()) continue;
       auto grad_logits = exp.div_(sum_exp.unsqueeze(1));
       grad_logits.scatter_add_(1, index, -mine.to(torch::kFloat).unsqueeze(1));
-      auto g = fp32 ? grad_logits : grad_logits.to(hidden.scalar_type());
-      grad_hidden.slice(0, begin, end).copy_(torch::mm(g, weight).mul_(inv_rows));
-      if (fp32) {
-        grad_weight.addmm_(g.t(), h);  // no (vocab / T) x d temporary
-      } else {
-        grad_weight.add_(torch::mm(g.t(), h));
-      }
+      gradients.add_chunk(grad_logits, h, begin, weight);
     }
-    if (needs_grad) grad_weight.mul_(inv_rows);
-    ctx->save_for_backward({grad_hidden, grad_weight});
-    ctx->saved_data["weight_dtype"] = weight.scalar_type();
-    return loss_sum * inv_rows;
+    gradients.save(ctx, weight);
+    return loss_sum * (1.0 / static_cast<double>(rows));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    auto saved = ctx->get_saved_variables();
-    auto scale = grad_outputs[0];
-    auto weight_dtype = ctx->saved_data["weight_dtype"].toScalarType();
-    return {saved[0] * scale.to(saved[0].scalar_type()), (saved[1] * scale).to(weight_dtype), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return FusedLossGradients::backward(ctx, grad_outputs, 4);
   }
 };
 
@@ -212,6 +196,10 @@ void check_tensor_split(const ModelSpec& spec, int size) {
     problems.push_back(fmt::format("n_kv_head {} and tensor {}: one must divide the other (key/value heads are split, "
                                    "or copied to the ranks whose query heads read them)",
                                    spec.n_kv_head, size));
+  }
+  if (spec.vocab_size < size) {
+    problems.push_back(fmt::format("vocab_size {} is less than tensor {}: each tensor rank holds vocabulary rows",
+                                   spec.vocab_size, size));
   }
   if (spec.d_ff % size != 0) {
     problems.push_back(fmt::format("d_ff {} is not divisible by tensor {}: the MLP splits its hidden units evenly",
@@ -263,9 +251,14 @@ std::pair<int64_t, int64_t> tensor_rows(int64_t total, const TensorParallel& tp)
   return shard_range(total, tp.rank, tp.size);
 }
 
-torch::Tensor sum_gradient_over(const torch::Tensor& x, Communicator* group) {
-  if (!group || group->size() == 1) return x;
-  return SumGradient::apply(x, handle(group));
+void sum_gradient_over(torch::Tensor& param, std::shared_ptr<Communicator> group) {
+  if (!group || group->size() == 1) return;
+  param.register_hook([group](const torch::Tensor& grad) { return all_reduced(grad, group.get()); });
+}
+
+void sum_partial_gradient(torch::Tensor& param, const TensorParallel& tp) {
+  // The tensor group outlives the model (the ParallelContext owns it): a non-owning handle.
+  if (tp.sequence_parallel) sum_gradient_over(param, std::shared_ptr<Communicator>(tp.group, [](Communicator*) {}));
 }
 
 torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp) {
@@ -300,9 +293,6 @@ torch::Tensor heads_to_sequence(const torch::Tensor& x, const TensorParallel& tp
   return tp.ulysses() ? HeadsToSequence::apply(x, handle(tp.sequence_group)) : x;
 }
 
-torch::Tensor replicated_parameter(const torch::Tensor& param, const TensorParallel& tp) {
-  return tp.sequence_parallel ? sum_gradient_over(param, tp.group) : param;
-}
 
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                                                    const TensorParallel& tp, int64_t fused_parts)
@@ -322,13 +312,16 @@ RowParallelLinearImpl::RowParallelLinearImpl(int64_t in_features, int64_t out_fe
   weight = declare_parameter(
       "weight", split_parameter({out_features, in_features}, 1, in_features / tp.size * tp.rank, in_features / tp.size),
       normal_init(kInitStd));
-  if (with_bias) bias = declare_parameter("bias", whole_parameter({out_features}, tp.rank == 0), constant_init(0.0));
+  if (with_bias) {
+    bias = declare_parameter("bias", whole_parameter({out_features}, tp.rank == 0), constant_init(0.0));
+    sum_partial_gradient(bias, tp);
+  }
 }
 
 torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
   if (!tp_.split()) return cr::linear(x, weight, bias);
   auto y = leave_tensor_region(cr::linear(x, weight), tp_);
-  return bias.defined() ? y + replicated_parameter(bias, tp_).to(y.scalar_type()) : y;
+  return bias.defined() ? y + bias.to(y.scalar_type()) : y;
 }
 
 KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParallel& tp) : tp_(tp) {
@@ -347,15 +340,16 @@ KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParall
     b = split_parameter({shape[0]}, 0, head * head_dim, head_dim);
     w.primary = b.primary = tp.rank % sharing == 0;
   }
+  // Ranks holding copies of a head each compute part of its gradient.
   weight = declare_parameter("weight", w, normal_init(kInitStd));
-  if (spec.bias) bias = declare_parameter("bias", b, constant_init(0.0));
+  sum_gradient_over(weight, tp.kv_group);
+  if (spec.bias) {
+    bias = declare_parameter("bias", b, constant_init(0.0));
+    sum_gradient_over(bias, tp.kv_group);
+  }
 }
 
-torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) {
-  auto* copies = tp_.kv_group.get();
-  const auto b = bias.defined() ? sum_gradient_over(bias, copies) : bias;
-  return cr::linear(x, sum_gradient_over(weight, copies), b);
-}
+torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) { return cr::linear(x, weight, bias); }
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim, const TensorParallel& tp) : tp_(tp) {
   const auto [begin, end] = tensor_rows(rows, tp);

@@ -70,8 +70,6 @@ void check_tensor_split(const ModelSpec& spec, int size);
 // (a vocabulary of 50257 splits unevenly).
 std::pair<int64_t, int64_t> tensor_rows(int64_t total, const TensorParallel& tp);
 
-// Identity forward, gradient summed over `group` in backward (null group: identity).
-torch::Tensor sum_gradient_over(const torch::Tensor& x, Communicator* group);
 // How an activation enters the tensor region of a column-parallel layer: copied (gradient
 // all-reduced), or under sequence parallelism gathered along dim 1 (gradient reduce-scattered).
 torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
@@ -84,9 +82,13 @@ torch::Tensor local_sequence(const torch::Tensor& x, const TensorParallel& tp, i
 // every token of this rank's part of the heads, and back (each the other's backward).
 torch::Tensor sequence_to_heads(const torch::Tensor& x, const TensorParallel& tp);
 torch::Tensor heads_to_sequence(const torch::Tensor& x, const TensorParallel& tp);
-// A replicated parameter as used under sequence parallelism: each rank sees part of the sequence,
-// so its gradients are partial and are summed over the group.
-torch::Tensor replicated_parameter(const torch::Tensor& param, const TensorParallel& tp);
+// Sums `param`'s gradient over `group` in backward, before it is accumulated (a hook, so that
+// layers keep saving the parameter itself: ZeRO-3 re-gathers it into new storage for backward).
+// Null or one-rank group: nothing.
+void sum_gradient_over(torch::Tensor& param, std::shared_ptr<Communicator> group);
+// A whole parameter used on this rank's part of the sequence (split_gather): its gradient is
+// partial, so it is summed over the tensor group.
+void sum_partial_gradient(torch::Tensor& param, const TensorParallel& tp);
 
 // y = x W^T + b with W's rows (outputs) split. fused_parts > 1: the output stacks that many
 // equal parts (GPT-2's q, k, v), each split alike. Output: this rank's features of each part.

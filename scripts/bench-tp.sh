@@ -9,19 +9,9 @@ cd "$(dirname "$0")/.."
 [[ -x build/colossal-run ]] || scripts/build.sh >&2
 preset=${PRESET:-gpt2-bench}
 bench=(bench --preset "$preset" --seq-len "${SEQ_LEN:-256}" --micro-batch "${MICRO_BATCH:-4}")
-mpirun_flags=(--oversubscribe --bind-to none --mca btl self,vader)
-[[ $(id -u) -eq 0 ]] && mpirun_flags+=(--allow-run-as-root)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-# Bytes rank 0 sent to its peers over a whole run with `steps` measured steps.
-bytes_sent() {
-  local ranks=$1 steps=$2; shift 2
-  mpirun "${mpirun_flags[@]}" -np "$ranks" --mca pml_monitoring_enable 1 --mca pml_monitoring_enable_output 3 \
-    --mca pml_monitoring_filename "$work/s$steps" build/colossal-run "${bench[@]}" "$@" --warmup 0 --steps "$steps" \
-    >/dev/null 2>&1
-  awk -F'\t' '$1 == "E" { split($4, b, " "); total += b[1] } END { print total + 0 }' "$work/s$steps.0.prof"
-}
+source scripts/mpi-traffic.sh
 
 reference=""
 for layout in "1 none" "2 none" "2 split_gather"; do

@@ -22,6 +22,7 @@
 #include "models/causal_lm.h"
 #include "parallel/parallel_context.h"
 #include "parallel/mpi_communicator.h"
+#include "tests/run_config.h"
 
 using namespace cr;
 namespace fs = std::filesystem;
@@ -42,10 +43,7 @@ lr_schedule: {warmup_steps: 2, min_lr: 1.0e-4}
 checkpoint: {every: 0, save_final: false}
 runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
 )";
-  std::string text = yaml;
-  text.replace(text.find("RUN_DIR"), 7, run_dir.string());
-  overrides.push_back("train.peak_flops=1.0e9");
-  return load_config_text(text, "dp-test", overrides);
+  return test::run_config(yaml, run_dir, std::move(overrides), "dp-test");
 }
 
 fs::path rank_dir(const std::string& name) {

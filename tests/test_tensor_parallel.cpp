@@ -28,6 +28,7 @@
 #include "models/tensor_parallel.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_context.h"
+#include "tests/run_config.h"
 #include "tests/shared_data.h"
 
 using namespace cr;
@@ -159,9 +160,7 @@ runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
 )";
   yaml.replace(yaml.find("ARCH"), 4, arch);
   yaml.replace(yaml.find("KV"), 2, std::to_string(spec.n_kv_head));
-  yaml.replace(yaml.find("RUN_DIR"), 7, run_dir.string());
-  overrides.push_back("train.peak_flops=1.0e9");
-  return load_config_text(yaml, "tp-test", overrides);
+  return test::run_config(yaml, run_dir, std::move(overrides), "tp-test");
 }
 
 void check_losses(const TrainSummary& parallel, const TrainSummary& reference, int64_t first_step = 0) {
@@ -363,6 +362,10 @@ TEST_CASE("layouts that do not split the model fail naming the numbers", "[tp]")
   spec.n_kv_head = 2;
   spec.d_ff = 66;
   CHECK_THROWS_WITH(check_tensor_split(spec, 4), Catch::Contains("d_ff 66 is not divisible by tensor 4"));
+  spec.vocab_size = 3;
+  CHECK_THROWS_WITH(check_tensor_split(spec, 4), Catch::Contains("vocab_size 3 is less than tensor 4"));
+  CHECK_THROWS_WITH(check_job_layout(tp_config("gpt2", rank_dir("dropout"), {"parallel.tensor=2", "model.dropout=0.1"}), 2),
+                    Catch::Contains("tensor and sequence parallel layouts train without dropout"));
   // Checked before any rank starts (a failing multi-rank run ends the job, so it is not run here).
   const auto config = tp_config("gpt2", rank_dir("bad-seq"), {"parallel.tensor=4", "parallel.sequence.mode=split_gather",
                                                               "data.seq_len=34"});

@@ -117,8 +117,19 @@ SliceReader::SliceReader(const std::string& dir, const nlohmann::json& manifest,
     }
   }
   for (auto& [name, stored] : tensors_) {
-    std::sort(stored.pieces.begin(), stored.pieces.end(),
-              [](const Piece& a, const Piece& b) { return a.offset < b.offset; });
+    // Sorted by offset with pieces inside an earlier one dropped (the same data written twice), so
+    // that offsets and ends both increase and a read can start by binary search.
+    auto& pieces = stored.pieces;
+    std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
+      return a.offset != b.offset ? a.offset < b.offset : a.numel > b.numel;
+    });
+    std::vector<Piece> kept;
+    for (auto& piece : pieces) {
+      if (kept.empty() || piece.offset + piece.numel > kept.back().offset + kept.back().numel) {
+        kept.push_back(std::move(piece));
+      }
+    }
+    pieces = std::move(kept);
   }
 }
 
@@ -148,8 +159,8 @@ void SliceReader::read(const std::string& tensor, int64_t offset, int64_t numel,
     fail("checkpoint {}: elements [{}, {}) are outside tensor '{}' of shape [{}]", dir_, offset, end, tensor,
          fmt::join(it->second.shape, ", "));
   }
-  // Pieces are sorted by offset; overlapping ones (the same data written twice) are harmless.
-  // Column splits store many short pieces: start at the last one beginning at or before offset.
+  // Column splits store many short pieces: start at the last one beginning at or before offset
+  // (offsets and ends both increase, so no earlier piece reaches further).
   const auto& pieces = it->second.pieces;
   auto first = std::upper_bound(pieces.begin(), pieces.end(), offset,
                                 [](int64_t position, const Piece& piece) { return position < piece.offset; });

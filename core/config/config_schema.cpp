@@ -72,7 +72,7 @@ const std::vector<ConfigSection>& config_sections() {
       {"optimizer", "The optimizer and its hyper-parameters."},
       {"lr_schedule", "Learning rate over the run: linear warm-up, then decay towards min_lr."},
       {"precision", "Numeric precision of the forward and backward passes."},
-      {"parallel", "How the job's ranks are arranged: world = data x pipeline x tensor, and the gradient "
+      {"parallel", "How the job's ranks are arranged: world = data x pipeline x sequence x tensor, and the gradient "
                    "buckets of data parallelism."},
       {"zero", "ZeRO: sharding training state over the data-parallel ranks instead of replicating it."},
       {"checkpoint", "Saving and resuming training state."},
@@ -167,7 +167,7 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(precision, min_scale), "fp16: the scale never drops below this", greater_than(0)},
       {CR_FIELD(precision, max_scale), "fp16: the scale never grows above this", greater_than(0)},
 
-      {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (tensor x pipeline)",
+      {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (pipeline x sequence x tensor)",
        between(0, kMaxRanks)},
       {CR_FIELD(parallel, tensor),
        "tensor-parallel ranks per group (Megatron-style 1D: attention heads, MLP units and the vocabulary "

@@ -33,8 +33,15 @@ WeightsSource weights_source(const Config& config) {
 
 std::string inference_weights_dir(const Config& config) { return weights_source(config).dir; }
 
+Config inference_layout(Config config) {
+  config.parallel.sequence = SequenceParallelConfig{};
+  config.model.dropout = 0.0;
+  return config;
+}
+
 void check_inference_layout(const Config& config, int world_size) {
-  const MeshShape mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size).shape();
+  const Config layout = inference_layout(config);
+  const MeshShape mesh = mesh_for(layout.parallel, model_spec_from_config(layout.model), world_size).shape();
   if (mesh.data > 1 || mesh.pipeline > 1) {
     fail("eval and generate split the model over tensor-parallel ranks only: {} ranks with parallel.tensor {} leave "
          "data {} x pipeline {}; run with --nprocs {}",

@@ -33,13 +33,17 @@ struct InferenceModel {
 // there is neither a checkpoint nor model.init_from.
 std::string inference_weights_dir(const Config& config);
 
-// cr::Error unless a job of `world_size` ranks is all tensor-parallel (inference splits the
-// model; data-parallel or pipeline ranks would have nothing to do).
+// A training config as inference runs it: its tensor parallelism, no sequence parallelism (each
+// rank sees whole sequences) and no dropout (evaluation mode).
+Config inference_layout(Config config);
+
+// cr::Error unless a job of `world_size` ranks is all tensor-parallel under inference_layout()
+// (inference splits the model; data-parallel or pipeline ranks would have nothing to do).
 void check_inference_layout(const Config& config, int world_size);
 
 // Builds the model on runtime.device in precision.dtype and loads inference_weights_dir(): this
-// rank's slices when `context` has a tensor group (its ranks must all run the same passes), the
-// whole model otherwise.
+// rank's slices when `context` (built from inference_layout(config)) has a tensor group (its
+// ranks must all run the same passes), the whole model otherwise.
 InferenceModel load_inference_model(const Config& config, const ParallelContext& context);
 
 // A decoder for generation over the loaded model's weights.

@@ -181,7 +181,8 @@ std::string plan_report(const Config& config, int world_size) {
                                     : "");
   }
   if (mesh.shape().tensor > 1 || mesh.shape().sequence > 1) {
-    const LayerTraffic layers = layer_traffic(spec, config, data);
+    // Sequence ranks share their data rank's micro-batches.
+    const LayerTraffic layers = layer_traffic(spec, config, mesh.shape().data);
     out += fmt::format("tensor / sequence-parallel traffic per rank per step ({}): {} = activations {} + loss {} + "
                        "summed gradients {} + sequence axis {}\n",
                        sequence_parallel(config) ? "split_gather: all-gathers + reduce-scatters" : "all-reduces",

@@ -17,12 +17,15 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
     fail("parallel.sequence.mode {} needs parallel.sequence.size of at least 2 (the ranks splitting each "
          "sequence), got {}", parallel.sequence.mode, parallel.sequence.size);
   }
-  if (parallel.sequence.mode == "ring_attn" && model.dropout > 0) {
-    fail("parallel.sequence.mode ring_attn never forms the attention probabilities, so it cannot apply "
-         "model.dropout {}; set it to 0", model.dropout);
+  // Split layers would draw one dropout mask per rank where the single process draws one per
+  // tensor (ring_attn never forms the attention probabilities at all).
+  if ((parallel.tensor > 1 || parallel.sequence.mode != "none") && model.dropout > 0) {
+    fail("model.dropout {} with parallel.tensor {} and parallel.sequence.mode {}: tensor and sequence parallel "
+         "layouts train without dropout (set model.dropout to 0)",
+         model.dropout, parallel.tensor, parallel.sequence.mode);
   }
   if (!own_axis && parallel.sequence.size != 1) {
-    fail("parallel.sequence.size {} applies to mode all_to_all; mode {} {}", parallel.sequence.size,
+    fail("parallel.sequence.size {} applies to modes all_to_all and ring_attn; mode {} {}", parallel.sequence.size,
          parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
   }
   MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline), static_cast<int>(parallel.tensor),

@@ -8,7 +8,8 @@
 namespace cr {
 
 // Throws cr::Error naming the numbers that disagree (sizes that do not fill the world, more
-// pipeline stages than layers, heads or width not divisible by the tensor size).
+// pipeline stages than layers, heads or width not divisible by the tensor size, heads not
+// divisible by the all_to_all size, dropout with split layers).
 ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int world_size);
 
 struct BatchLayout {
@@ -22,7 +23,7 @@ struct BatchLayout {
 BatchLayout batch_layout(const TrainConfig& train, int data_parallel);
 
 // Throws cr::Error when sequence parallelism cannot split data.seq_len over its ranks (`tensor`
-// for split_gather, parallel.sequence.size for all_to_all).
+// for split_gather, parallel.sequence.size for all_to_all, twice that for ring_attn).
 void check_sequence_split(const Config& config, int tensor);
 
 // Everything about a job of `world_size` ranks that can be checked before starting it.
