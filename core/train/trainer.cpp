@@ -153,10 +153,10 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   spec_ = model_spec_from_config(config_.model);
   const ProcessMesh& mesh = context_.mesh();
   if (mesh.shape().pipeline > 1) {
-    fail("parallel.pipeline {}: this build trains data and tensor parallel layouts; `plan` shows pipeline layouts",
+    fail("parallel.pipeline {}: this build trains data, tensor and sequence parallel layouts; `plan` shows pipeline layouts",
          mesh.shape().pipeline);
   }
-  // Sequence ranks (all_to_all) share their data rank's batch; gradients and losses are averaged
+  // Sequence ranks (all_to_all, ring_attn) share their data rank's batch; gradients and losses are averaged
   // over data x sequence (replicas_, the strategy's group).
   dp_rank_ = context_.rank(Axis::Data);
   dp_size_ = context_.size(Axis::Data);
