@@ -65,6 +65,7 @@ ZeroParameters::ZeroParameters(const ModuleParameters& params, const WeightSourc
       owned_(stage >= 1 ? reduced_ : ShardLayout(reduced_.buckets(), 0, 1)),
       group_(group),
       entries_(params.entries),
+      all_primary_(std::all_of(entries_.begin(), entries_.end(), [](const FlatEntry& e) { return e.slice.primary; })),
       params_(params.tensors) {
   CR_CHECK(stage >= 0 && stage <= 3, "ZeRO stage {}", stage);
   CR_CHECK(params.numel == reduced_.total_numel(), "ZeroParameters: a layout of {} elements for {} parameters",
@@ -160,14 +161,13 @@ double ZeroParameters::gradient_sum_of_squares() {
   // One partial sum per (bucket, rank) slice: stage 0 holds every slice reduced, later stages
   // their own, and the partials are combined in the same order at every stage.
   std::vector<double> partial(buckets.size() * ranks, 0.0);
-  const bool all_primary = std::all_of(entries_.begin(), entries_.end(), [](const FlatEntry& e) { return e.slice.primary; });
   for (size_t b = 0; b < buckets.size(); ++b) {
     for (int r = 0; r < ranks; ++r) {
       if (stage_ >= 1 && r != reduced_.rank()) continue;
       const auto [begin, end] = shard_range(buckets[b].numel(), r, ranks);
       const auto values = stage_ <= 1 ? grad_full_.narrow(0, buckets[b].begin + begin, end - begin)
                                       : grad_shard_.narrow(0, reduced_.slices()[b].shard_begin, end - begin);
-      if (all_primary) {
+      if (all_primary_) {
         partial[b * ranks + r] = slice_sum_of_squares(values);
         continue;
       }

@@ -97,6 +97,7 @@ class ZeroParameters {
   ShardLayout reduced_, owned_;
   Communicator* group_;
   std::vector<FlatEntry> entries_;
+  bool all_primary_;  // no entry is a copy another tensor rank counts
   std::vector<torch::Tensor> params_;
   torch::Tensor master_, grad_full_, grad_shard_, compute_full_, compute_shard_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;

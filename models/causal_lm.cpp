@@ -14,8 +14,7 @@ namespace cr {
 CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch, const TensorParallel& tp)
     : spec_(spec), tp_(tp) {
   if (spec.arch != arch) fail("model: a {} spec cannot build a {} model", spec.arch, arch);
-  validate_model_spec(spec);
-  if (tp.split()) check_tensor_split(spec, tp.size);
+  validate_model_spec(spec);  // tp was checked against the spec when it was made
 }
 
 torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tensor& targets) {

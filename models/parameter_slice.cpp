@@ -35,11 +35,4 @@ ParameterSlice split_parameter(std::vector<int64_t> shape, int dim, int64_t begi
   return slice;
 }
 
-std::string describe_slice(const std::string& name, const ParameterSlice& slice) {
-  if (slice.whole()) return fmt::format("{} [{}]", name, fmt::join(slice.global_shape, "x"));
-  return fmt::format("{} [{}] rows {}..{} of dimension {}{}", name, fmt::join(slice.global_shape, "x"), slice.begin,
-                     slice.begin + slice.length, slice.dim,
-                     slice.parts > 1 ? fmt::format(" in each of {} parts", slice.parts) : "");
-}
-
 }  // namespace cr

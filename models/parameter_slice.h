@@ -60,7 +60,4 @@ void for_each_global_run(const ParameterSlice& slice, int64_t local_begin, int64
   }
 }
 
-// "name [768x3072] rows 0..384 of dimension 1" for messages.
-std::string describe_slice(const std::string& name, const ParameterSlice& slice);
-
 }  // namespace cr

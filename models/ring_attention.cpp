@@ -130,8 +130,9 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     for (int step = 0; step < P; ++step) {
       const int source = (r + P - step) % P;
       const auto k_pos = zigzag_positions(T * P, source, P).to(q.device());
-      const auto ke = expand_heads(kv[0], H).to(torch::kFloat), ve = expand_heads(kv[1], H).to(torch::kFloat);
-      auto probs = block_scores(q, expand_heads(kv[0], H), q_pos, k_pos, scale).sub_(lse.unsqueeze(-1)).exp_();
+      const auto keys = expand_heads(kv[0], H);
+      const auto ke = keys.to(torch::kFloat), ve = expand_heads(kv[1], H).to(torch::kFloat);
+      auto probs = block_scores(q, keys, q_pos, k_pos, scale).sub_(lse.unsqueeze(-1)).exp_();
       grad_kv[1] += reduce_heads(torch::matmul(probs.transpose(2, 3), grad_out), H_kv);
       auto grad_scores = probs.mul_(torch::matmul(grad_out, ve.transpose(2, 3)).sub_(delta)).mul_(scale);
       grad_q.add_(torch::matmul(grad_scores, ke));

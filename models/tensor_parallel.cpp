@@ -71,68 +71,29 @@ torch::Tensor exchange_to_sequence(const torch::Tensor& x, Communicator* group) 
   return received.permute({1, 2, 0, 3, 4}).reshape({B, T / P, P * H, D});
 }
 
-class SequenceToHeads : public torch::autograd::Function<SequenceToHeads> {
+torch::Tensor identity(const torch::Tensor& x, Communicator*) { return x.view_as(x); }
+
+// A communication `Forward` whose backward is its conjugate `Backward` (Megatron's f, g and the
+// sequence-parallel pairs), over the group given as a handle.
+template <torch::Tensor (*Forward)(const torch::Tensor&, Communicator*),
+          torch::Tensor (*Backward)(const torch::Tensor&, Communicator*)>
+class ConjugatePair : public torch::autograd::Function<ConjugatePair<Forward, Backward>> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
     ctx->saved_data["group"] = group;
-    return exchange_to_heads(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
+    return Forward(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {exchange_to_sequence(grads[0], group_of(ctx)), torch::Tensor()};
+    return {Backward(grads[0], group_of(ctx)), torch::Tensor()};
   }
 };
 
-class HeadsToSequence : public torch::autograd::Function<HeadsToSequence> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
-    ctx->saved_data["group"] = group;
-    return exchange_to_sequence(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {exchange_to_heads(grads[0], group_of(ctx)), torch::Tensor()};
-  }
-};
-
-class SumGradient : public torch::autograd::Function<SumGradient> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
-    ctx->saved_data["group"] = group;
-    return x.view_as(x);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {all_reduced(grads[0], group_of(ctx)), torch::Tensor()};
-  }
-};
-
-class SumForward : public torch::autograd::Function<SumForward> {
- public:
-  static torch::Tensor forward(AutogradContext*, const torch::Tensor& x, int64_t group) {
-    return all_reduced(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
-  }
-  static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], torch::Tensor()}; }
-};
-
-class GatherSequence : public torch::autograd::Function<GatherSequence> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
-    ctx->saved_data["group"] = group;
-    return gather_along_sequence(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {reduce_scatter_along_sequence(grads[0], group_of(ctx)), torch::Tensor()};
-  }
-};
-
-class ReduceScatterSequence : public torch::autograd::Function<ReduceScatterSequence> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
-    ctx->saved_data["group"] = group;
-    return reduce_scatter_along_sequence(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {gather_along_sequence(grads[0], group_of(ctx)), torch::Tensor()};
-  }
-};
+using SequenceToHeads = ConjugatePair<exchange_to_heads, exchange_to_sequence>;
+using HeadsToSequence = ConjugatePair<exchange_to_sequence, exchange_to_heads>;
+using SumGradient = ConjugatePair<identity, all_reduced>;
+using SumForward = ConjugatePair<all_reduced, identity>;
+using GatherSequence = ConjugatePair<gather_along_sequence, reduce_scatter_along_sequence>;
+using ReduceScatterSequence = ConjugatePair<reduce_scatter_along_sequence, gather_along_sequence>;
 
 // Per chunk of rows: the local logits' max, then the sum of exponentials and the target's logit
 // are all-reduced; the gradient softmax - onehot is formed in the same pass (as lm_loss.cpp does

@@ -88,6 +88,7 @@ void check_layers_against_whole(const std::string& arch, bool sequence_parallel)
       split_whole += element_count(slice.global_shape);
     }
   }
+  REQUIRE(split_local > 0);  // the layers really are split
   CHECK(split_local * tp.size == split_whole);
 
   torch::manual_seed(3);

@@ -74,6 +74,9 @@ struct PrecisionConfig {
 struct SequenceParallelConfig {
   std::string mode = "none";  // none | split_gather | all_to_all | ring_attn
   int64_t size = 1;           // all_to_all, ring_attn: ranks of the sequence axis
+
+  bool own_axis() const { return mode == "all_to_all" || mode == "ring_attn"; }
+  int64_t axis_size() const { return own_axis() ? size : 1; }  // the mesh's sequence axis
 };
 
 struct ParallelConfig {

@@ -19,10 +19,7 @@ namespace {
 bool sequence_parallel(const Config& config) { return config.parallel.sequence.mode == "split_gather"; }
 
 // Ranks of the sequence axis (all_to_all, ring_attn), each holding 1/P of every sequence.
-double sequence_ranks(const Config& config) {
-  const auto& mode = config.parallel.sequence.mode;
-  return mode == "all_to_all" || mode == "ring_attn" ? static_cast<double>(config.parallel.sequence.size) : 1.0;
-}
+double sequence_ranks(const Config& config) { return static_cast<double>(config.parallel.sequence.axis_size()); }
 
 // Tensor rank 0's parameters: its slices and the whole ones, as the trainer lays them out.
 std::vector<FlatEntry> rank_parameters(const ModelSpec& spec, const Config& config) {

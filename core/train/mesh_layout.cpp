@@ -11,8 +11,7 @@ namespace cr {
 ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int world_size) {
   const std::optional<int> data =
       parallel.data > 0 ? std::optional<int>(static_cast<int>(parallel.data)) : std::nullopt;
-  const bool all_to_all = parallel.sequence.mode == "all_to_all";
-  const bool own_axis = all_to_all || parallel.sequence.mode == "ring_attn";
+  const bool own_axis = parallel.sequence.own_axis();
   if (own_axis && parallel.sequence.size < 2) {
     fail("parallel.sequence.mode {} needs parallel.sequence.size of at least 2 (the ranks splitting each "
          "sequence), got {}", parallel.sequence.mode, parallel.sequence.size);
@@ -29,11 +28,11 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
          parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
   }
   MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline), static_cast<int>(parallel.tensor),
-                                       static_cast<int>(parallel.sequence.size), world_size);
+                                       static_cast<int>(parallel.sequence.axis_size()), world_size);
   shape.order = parse_mesh_order(parallel.order);
   check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
   check_tensor_split(model, shape.tensor);
-  if (all_to_all) check_sequence_heads(model, shape.tensor, shape.sequence);
+  if (parallel.sequence.mode == "all_to_all") check_sequence_heads(model, shape.tensor, shape.sequence);
   if (parallel.sequence.mode == "split_gather" && shape.tensor == 1) {
     fail("parallel.sequence.mode split_gather splits the sequence over the tensor group, but parallel.tensor is 1");
   }

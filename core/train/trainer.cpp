@@ -256,7 +256,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
          context_.world_size(), threads, device_.str(), global_batch_, dp_size_, accumulation_, micro,
          summary_.peak_flops / 1e9);
   if (tp.split()) {
-    print0("tensor parallel {} ({}{}): {} parameters per rank", tp.size, "1d",
+    print0("tensor parallel {} (1d{}): {} parameters per rank", tp.size,
            tp.sequence_parallel ? ", sequence split_gather" : "", with_thousands(strategy_->numel()));
   }
   if (tp.ulysses()) {
