@@ -317,6 +317,53 @@ TEST_CASE("YAML syntax errors and missing files") {
   std::filesystem::remove(huge);
 }
 
+TEST_CASE("a config is one YAML document with bare numbers and closed quotes", "[config][yaml]") {
+  // Regression: a second document was ignored.
+  CHECK_THROWS_WITH(load(kMinimal + "---\ntrain:\n  steps: 5\n"),
+                    "test.yaml:4: a second YAML document starts here (after a '---' line); a config is one document");
+  CHECK(load("---\n" + kMinimal).data.train == std::vector<std::string>{"a.bin"});
+  // Regression: tags and quotes made strings count as numbers.
+  CHECK_THROWS_WITH(load(kMinimal + "train:\n  steps: !!str 5\n"),
+                    "test.yaml:4:10: train.steps: expected an integer, got '5' tagged !!str");
+  CHECK_THROWS_WITH(load(kMinimal + "train:\n  steps: \"5\"\n"),
+                    "test.yaml:4:10: train.steps: expected an integer, got the quoted string '5'");
+  CHECK_THROWS_WITH(load(kMinimal + "optimizer:\n  lr: '0.1'\n"),
+                    "test.yaml:4:7: optimizer.lr: expected a number, got the quoted string '0.1'");
+  CHECK_THROWS_WITH(load(kMinimal + "runtime:\n  progress_bar: \"true\"\n"),
+                    "test.yaml:4:17: runtime.progress_bar: expected true or false, got the quoted string 'true'");
+  CHECK_THROWS_WITH(load(kMinimal, {"train.steps=\"5\""}),
+                    "--set train.steps: expected an integer, got the quoted string '5'");
+  CHECK(load(kMinimal + "runtime:\n  run_dir: !!str 5\n").runtime.run_dir == "5");
+  CHECK(load(kMinimal + "runtime:\n  run_dir: \"it's \\\"here\\\"\"\n").runtime.run_dir == "it's \"here\"");
+  CHECK(load(kMinimal + "runtime:\n  run_dir: 'it''s'\n").runtime.run_dir == "it's");
+  // Regression: an unclosed quote swallowed the sections below it into one value.
+  CHECK_THROWS_WITH(load(kMinimal + "parallel:\n  order: 'data,pipeline,tensor\n  bucket_mb: 25.0\nzero:\n  stage: 0\n"),
+                    "test.yaml:4:10: parallel.order: the value's opening ' quote is not closed on its line");
+  CHECK_THROWS_WITH(load(kMinimal + "runtime:\n  run_dir: \"r\u00e9sum\u00e9\\\"\n  device: cpu\n"),
+                    StartsWith("test.yaml:4:12: runtime.run_dir: the value's opening \" quote is not closed"));
+}
+
+TEST_CASE("quoted values are shortened in messages", "[config][bounds]") {
+  const std::string huge(20 << 20, 'a');
+  std::string message;
+  try {
+    load(kMinimal + "precision:\n  dtype: " + huge + "\n");
+  } catch (const ConfigError& e) {
+    message = e.what();
+  }
+  CHECK_THAT(message, StartsWith("test.yaml:4:10: precision.dtype: 'aaa") && Contains("...(20971520 bytes)..."));
+  CHECK(message.size() < 400);
+  message.clear();
+  try {
+    load(kMinimal, {"train." + huge + "=1"});
+  } catch (const ConfigError& e) {
+    message = e.what();
+  }
+  CHECK_THAT(message, StartsWith("--set train.aaa") && Contains("(20971526 bytes)") &&
+                          Contains("did you mean 'train."));
+  CHECK(message.size() < 600);
+}
+
 TEST_CASE("load_config_file reads the file, applies overrides and records the source") {
   const std::filesystem::path path = temp_path("run.yaml");
   std::ofstream(path) << "data:\n  train: a.bin\ntrain:\n  steps: 10\n";

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "core/base/strings.h"
+
 namespace cr {
 namespace {
 int g_rank = 0;
@@ -33,10 +35,13 @@ void warn0_line(const std::string& line) {
 }
 
 void error_line(const std::string& line) {
+  // Messages quote users' paths and values, which can be megabytes long.
+  constexpr size_t kMaxErrorBytes = 4096;
+  const std::string text = shortened(line, kMaxErrorBytes);
   if (g_world_size > 1) {
-    std::fprintf(stderr, "error: [rank %d] %s\n", g_rank, line.c_str());
+    std::fprintf(stderr, "error: [rank %d] %s\n", g_rank, text.c_str());
   } else {
-    std::fprintf(stderr, "error: %s\n", line.c_str());
+    std::fprintf(stderr, "error: %s\n", text.c_str());
   }
   std::fflush(stderr);
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include <fmt/format.h>
+
 namespace cr {
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -21,16 +23,25 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  // The distance costs |word| x |candidate|: a megabyte word is compared by its start.
+  constexpr size_t kCompared = 256;
+  const std::string compared = word.substr(0, kCompared);
   std::string best;
   size_t best_distance = static_cast<size_t>(-1);
   for (const auto& candidate : candidates) {
-    const size_t d = edit_distance(word, candidate);
+    const size_t d = edit_distance(compared, candidate);
     if (d < best_distance) {
       best_distance = d;
       best = candidate;
     }
   }
   return best;
+}
+
+std::string shortened(const std::string& text, size_t limit) {
+  if (text.size() <= limit) return text;
+  const size_t half = limit / 2;
+  return fmt::format("{}...({} bytes)...{}", text.substr(0, half), text.size(), text.substr(text.size() - half));
 }
 
 std::string with_thousands(long long value) {

@@ -12,6 +12,10 @@ size_t edit_distance(const std::string& a, const std::string& b);
 // The candidate closest to `word` by edit distance; empty when candidates is empty.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
+// A user's value quoted in a message: at most `limit` bytes, cut in the middle with the
+// full length said, so that a megabyte value cannot make a megabyte message.
+std::string shortened(const std::string& text, size_t limit = 200);
+
 // "1,234,567"
 std::string with_thousands(long long value);
 

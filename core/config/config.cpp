@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <string_view>
 #include <type_traits>
 
 #include "core/base/error.h"
@@ -50,13 +51,13 @@ bool is_section(const std::string& name) {
 std::string unknown_key_message(const std::string& path) {
   std::vector<std::string> paths;
   for (const ConfigKey& key : config_keys()) paths.push_back(key.path);
-  return fmt::format("unknown key '{}'; did you mean '{}'?", path, closest_match(path, paths));
+  return fmt::format("unknown key '{}'; did you mean '{}'?", shortened(path), closest_match(path, paths));
 }
 
 std::string unknown_section_message(const std::string& name) {
   std::vector<std::string> names;
   for (const ConfigSection& section : config_sections()) names.push_back(section.name);
-  return fmt::format("unknown section '{}'; did you mean '{}'?", name, closest_match(name, names));
+  return fmt::format("unknown section '{}'; did you mean '{}'?", shortened(name), closest_match(name, names));
 }
 
 // The accessors serve both reading and writing; reading through them leaves the config as is.
@@ -102,7 +103,7 @@ std::string problem_of(const ConfigValueRule& rule, const std::string& value) {
   for (const std::string& choice : rule.choices) {
     if (value == choice) return "";
   }
-  return fmt::format("'{}' is not one of {}", value, fmt::join(rule.choices, ", "));
+  return fmt::format("'{}' is not one of {}", shortened(value), fmt::join(rule.choices, ", "));
 }
 
 template <typename T>
@@ -150,8 +151,22 @@ std::string with_source(const std::string& source, const std::string& message) {
 
 // ---- Reading YAML ----
 
+// "!!str" as written, rather than the resolved "tag:yaml.org,2002:str".
+std::string yaml_tag_text(const std::string& tag) {
+  const std::string core = "tag:yaml.org,2002:";
+  return tag.rfind(core, 0) == 0 ? "!!" + tag.substr(core.size()) : tag;
+}
+
+// yaml-cpp's tag for a plain (unquoted, untagged) scalar; a quoted one has "!".
+constexpr const char* kPlainTag = "?";
+
 std::string describe(const YAML::Node& node) {
-  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsScalar()) {
+    const std::string text = "'" + shortened(node.Scalar()) + "'";
+    if (node.Tag() == "!") return "the quoted string " + text;
+    if (node.Tag() != kPlainTag) return fmt::format("{} tagged {}", text, yaml_tag_text(node.Tag()));
+    return text;
+  }
   if (node.IsSequence()) return "a list";
   if (node.IsMap()) return "a mapping";
   return "null";
@@ -160,12 +175,47 @@ std::string describe(const YAML::Node& node) {
 // Where values were written, for messages: a position in a config file, or a --set flag.
 struct Origin {
   std::optional<std::string> file;  // nullopt: a --set override
+  std::string_view text;            // the file's or the flag's YAML
 
   std::string prefix(const YAML::Mark& mark) const {
     if (!file) return "--set ";
     return fmt::format("{}:{}:{}: ", *file, mark.line + 1, mark.column + 1);
   }
+
+  // The source from `mark` to the end of its line; yaml-cpp counts columns in characters.
+  std::optional<std::string_view> line_from(const YAML::Mark& mark) const {
+    size_t begin = 0;
+    for (int line = 0; line < mark.line; ++line) {
+      begin = text.find('\n', begin);
+      if (begin == std::string_view::npos) return std::nullopt;
+      ++begin;
+    }
+    const size_t end = std::min(text.find('\n', begin), text.size());
+    size_t at = begin;
+    for (int column = 0; column < mark.column && at < end; ++column) {
+      do ++at;
+      while (at < end && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80);
+    }
+    return text.substr(at, end - at);
+  }
 };
+
+// Whether the quoted scalar at the start of `line` ends on it ('' and \" are escapes).
+bool closes_on_line(std::string_view line) {
+  const char quote = line.front();
+  for (size_t i = 1; i < line.size(); ++i) {
+    if (quote == '"' && line[i] == '\\') {
+      ++i;
+    } else if (line[i] == quote) {
+      if (quote == '\'' && i + 1 < line.size() && line[i + 1] == '\'') {
+        ++i;
+      } else {
+        return true;
+      }
+    }
+  }
+  return false;
+}
 
 // Reads one key's YAML value into its field; errors name the key and where the value is.
 class ValueReader {
@@ -174,26 +224,27 @@ class ValueReader {
       : origin_(origin), path_(std::move(path)), key_mark_(key_mark) {}
 
   void read(const YAML::Node& node, int64_t& out, std::optional<size_t> item = {}) const {
-    if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, out)) {
+    if (!is_plain(node) || !YAML::convert<int64_t>::decode(node, out)) {
       expected(node, "an integer", item);
     }
   }
 
   void read(const YAML::Node& node, double& out, std::optional<size_t> item = {}) const {
-    if (!node.IsScalar() || !YAML::convert<double>::decode(node, out)) {
+    if (!is_plain(node) || !YAML::convert<double>::decode(node, out)) {
       expected(node, "a number", item);
     }
     if (!std::isfinite(out)) expected(node, "a finite number", item);
   }
 
   void read(const YAML::Node& node, bool& out, std::optional<size_t> item = {}) const {
-    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, out)) {
+    if (!is_plain(node) || !YAML::convert<bool>::decode(node, out)) {
       expected(node, "true or false", item);
     }
   }
 
   void read(const YAML::Node& node, std::string& out, std::optional<size_t> item = {}) const {
     if (!node.IsScalar()) expected(node, "a string", item);
+    check_quote_closed(node, item);
     out = node.Scalar();
   }
 
@@ -231,6 +282,20 @@ class ValueReader {
   }
 
  private:
+  // Numbers and booleans are written bare: "5" and !!str 5 are strings, whatever they spell.
+  static bool is_plain(const YAML::Node& node) { return node.IsScalar() && node.Tag() == kPlainTag; }
+
+  // YAML lets a quoted scalar run over several lines, so a missing closing quote swallows the
+  // keys below it into one value. No config value spans lines: a quote must close on its own.
+  void check_quote_closed(const YAML::Node& node, std::optional<size_t> item) const {
+    if (node.Tag() != "!" || node.Mark().is_null()) return;
+    const std::optional<std::string_view> rest = origin_.line_from(node.Mark());
+    if (!rest || rest->empty() || (rest->front() != '\'' && rest->front() != '"')) return;
+    if (!closes_on_line(*rest)) {
+      fail(node, fmt::format("the value's opening {} quote is not closed on its line", rest->front()), item);
+    }
+  }
+
   template <typename T>
   void read_items(const YAML::Node& node, std::vector<T>& out) const {
     out.resize(node.size());
@@ -329,28 +394,36 @@ void apply_override(const std::string& assignment, Config& config) {
   const std::string path = trim(assignment.substr(0, equals));
   if (equals == std::string::npos || path.empty()) {
     throw ConfigError(
-        fmt::format("--set '{}': expected key.path=value, e.g. train.steps=100", assignment));
+        fmt::format("--set '{}': expected key.path=value, e.g. train.steps=100", shortened(assignment)));
   }
   const ConfigKey* key = find_key(path);
-  if (!key) throw ConfigError(fmt::format("--set {}: {}", path, unknown_key_message(path)));
+  if (!key) throw ConfigError(fmt::format("--set {}: {}", shortened(path), unknown_key_message(path)));
   const std::string text = assignment.substr(equals + 1);
   YAML::Node value;
   try {
     value = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("--set {}: cannot read '{}' as YAML: {}", path, text, e.msg));
+    throw ConfigError(fmt::format("--set {}: cannot read '{}' as YAML: {}", path, shortened(text), e.msg));
   }
-  const Origin flag;
+  const Origin flag{std::nullopt, text};
   assign(*key, value, ValueReader(flag, path, YAML::Mark::null_mark()), config);
 }
 
+// A config is one YAML document: a second one ("---" and more keys) would otherwise be ignored.
 YAML::Node parse_yaml(const std::string& yaml, const std::string& source) {
+  std::vector<YAML::Node> documents;
   try {
-    return YAML::Load(yaml);
+    documents = YAML::LoadAll(yaml);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(
         fmt::format("{}:{}:{}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg));
   }
+  if (documents.size() > 1) {
+    const YAML::Mark mark = documents[1].Mark();
+    throw ConfigError(fmt::format("{}:{}: a second YAML document starts here (after a '---' line); a config is one document",
+                                  source, mark.is_null() ? 0 : mark.line + 1));
+  }
+  return documents.empty() ? YAML::Node() : documents.front();
 }
 
 // ---- Writing YAML ----
@@ -502,7 +575,7 @@ Config load_config_text(const std::string& yaml, const std::string& source_name,
                         const std::vector<std::string>& overrides) {
   Config config;
   config.source = source_name;
-  apply_document(parse_yaml(yaml, source_name), Origin{source_name}, config);
+  apply_document(parse_yaml(yaml, source_name), Origin{source_name, yaml}, config);
   for (const std::string& assignment : overrides) apply_override(assignment, config);
   validate_config(config);
   return config;

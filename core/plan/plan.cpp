@@ -147,6 +147,7 @@ std::string plan_report(const Config& config, int world_size) {
   };
   std::string out;
   out += fmt::format("config: {}\n", config.source);
+  if (const std::string note = derived_dimensions_note(config.model); !note.empty()) out += "note: " + note + "\n";
   out += fmt::format("model: {} ({}) | {} layers, {} heads, d_model {}, d_ff {}, vocab {}, max_seq_len {}\n",
                      spec.arch, config.model.preset.value_or("explicit dimensions"), spec.n_layer, spec.n_head,
                      spec.d_model, spec.d_ff, spec.vocab_size, spec.max_seq_len);

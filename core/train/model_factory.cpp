@@ -34,4 +34,12 @@ ModelSpec model_spec_from_config(const ModelConfig& config) {
   return spec;
 }
 
+std::string derived_dimensions_note(const ModelConfig& config) {
+  if (!config.preset || !config.d_model || config.d_ff) return "";
+  const int64_t preset_d_ff = find_model_preset(*config.preset).spec.d_ff;
+  return fmt::format("model.d_model {} without model.d_ff: d_ff becomes 4 x d_model = {} (the preset's is {}; set "
+                     "model.d_ff to choose)",
+                     *config.d_model, 4 * *config.d_model, preset_d_ff);
+}
+
 }  // namespace cr

@@ -12,4 +12,8 @@ namespace cr {
 // preset's architecture differ.
 ModelSpec model_spec_from_config(const ModelConfig& config);
 
+// What an override changes beyond the key itself (a preset's d_model given without d_ff makes
+// d_ff 4 x d_model), for plan and train to print; empty when nothing is derived.
+std::string derived_dimensions_note(const ModelConfig& config);
+
 }  // namespace cr

@@ -151,6 +151,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
       dtype_(compute_dtype(config.precision)) {
   const auto started = Clock::now();
   spec_ = model_spec_from_config(config_.model);
+  if (const std::string note = derived_dimensions_note(config_.model); !note.empty()) print0("note: {}", note);
   const ProcessMesh& mesh = context_.mesh();
   if (mesh.shape().pipeline > 1) {
     fail("parallel.pipeline {}: this build trains data, tensor and sequence parallel layouts; `plan` shows pipeline layouts",
