@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -67,8 +68,6 @@ fs::path case_dir(const fs::path& root, int index, const std::optional<fs::path>
   }
   return dir;
 }
-
-bool running_as_root() { return ::geteuid() == 0; }
 
 // What can stand where a file is expected: a directory, a FIFO (no writer: opening it for
 // reading blocks), an unreadable file (root reads it anyway), a dangling symlink, a symlink
@@ -163,32 +162,34 @@ std::vector<std::string> config_names(const Outcome& outcome, const std::string&
   return {path, std::string(kConfigSource) + ":" + std::to_string(line) + ":"};
 }
 
-void fuzz_config_values(Tally& tally, const std::string& base) {
+void fuzz_config_values(Fuzzer& fuzzer, const std::string& base) {
   for (const ConfigKey& key : config_keys()) {
     const int line = key_line(base, key.path).second;
     for (const auto& [name, value] : yaml_replacements()) {
       const std::string yaml = with_key_value(base, key.path, value);
-      const Outcome outcome = run_isolated([&] { load_config_case(yaml, {}); });
-      tally.check(key.path + " = " + name, key.path + ": " + value, outcome, config_names(outcome, key.path, line));
+      fuzzer.add(
+          key.path + " = " + name, key.path + ": " + value,
+          [path = key.path, line](const Outcome& outcome) { return config_names(outcome, path, line); },
+          [yaml] { load_config_case(yaml, {}); });
     }
   }
 }
 
 // The same values through --set, where a multi-line value cannot occur.
-void fuzz_config_overrides(Tally& tally, const std::string& base) {
+void fuzz_config_overrides(Fuzzer& fuzzer, const std::string& base) {
   for (const ConfigKey& key : config_keys()) {
     for (const auto& [name, value] : yaml_replacements()) {
       if (value.find('\n') != std::string::npos) continue;
       const std::string assignment = key.path + "=" + value;
-      const Outcome outcome = run_isolated([&] { load_config_case(base, {assignment}); });
-      tally.check("--set " + key.path + " = " + name, assignment, outcome, {key.path, key_leaf(key.path)});
+      fuzzer.add("--set " + key.path + " = " + name, assignment, {key.path, key_leaf(key.path)},
+                 [base, assignment] { load_config_case(base, {assignment}); });
     }
   }
   const std::vector<std::string> malformed = {"train.setps=3", "train.steps", "=3", "train.=3", ".steps=1", "train.steps.x=1",
                                               std::string(10000, 'k') + "=1"};
   for (const auto& assignment : malformed) {
-    const Outcome outcome = run_isolated([&] { load_config_case(base, {assignment}); });
-    tally.check("--set " + excerpt(assignment, 40), assignment, outcome, {"--set"});
+    fuzzer.add("--set " + excerpt(assignment, 40), assignment, {"--set"},
+               [base, assignment] { load_config_case(base, {assignment}); });
   }
 }
 
@@ -239,17 +240,17 @@ std::vector<std::pair<Mutation, std::string>> config_structure_mutations(const s
   return out;
 }
 
-void fuzz_config_structure(Tally& tally, const std::string& base) {
+void fuzz_config_structure(Fuzzer& fuzzer, const std::string& base) {
   for (const auto& [mutation, name] : config_structure_mutations(base)) {
-    const Outcome outcome = run_isolated([&, &yaml = mutation.bytes] { load_config_case(yaml, {}); });
     // A structural change that still loads may be refused by the plan, which names numbers.
-    tally.check(mutation.name, mutation.bytes, outcome, is_plan_error(outcome) ? std::vector<std::string>{"plan: "}
-                                                                              : std::vector<std::string>{name});
+    fuzzer.add(
+        mutation.name, mutation.bytes,
+        [name = name](const Outcome& outcome) { return std::vector<std::string>{is_plan_error(outcome) ? "plan: " : name}; },
+        [yaml = mutation.bytes] { load_config_case(yaml, {}); });
   }
   Rng rng(0xC0F16);
   for (const auto& mutation : byte_mutations(base, rng, 40, 120)) {
-    const Outcome outcome = run_isolated([&, &yaml = mutation.bytes] { load_config_case(yaml, {}); });
-    tally.check(mutation.name, mutation.bytes, outcome, {kConfigSource, "plan: "});
+    fuzzer.add(mutation.name, mutation.bytes, {kConfigSource, "plan: "}, [yaml = mutation.bytes] { load_config_case(yaml, {}); });
   }
 }
 
@@ -575,8 +576,10 @@ std::string write_checkpoint(const fs::path& root, const TinyModel& tiny) {
     part.slices.push_back({e.name, e.shape, half, e.numel - half, 1, 0, base + e.offset + half});
   }
   const ParallelContext single_process;
-  return save_train_checkpoint(root.string(), config, TrainState{{3, 12}, 3, std::nullopt}, part, tiny.host.numel(), 0,
-                               single_process);
+  TrainState state;
+  state.position = {3, 12};
+  state.optimizer_steps = 3;
+  return save_train_checkpoint(root.string(), config, state, part, tiny.host.numel(), 0, single_process);
 }
 
 void open_checkpoint_case(const std::string& dir, const TinyModel& tiny) {
@@ -595,67 +598,71 @@ TEST_CASE("fuzz: configs and plans", "[fuzz][config]") {
     INFO(key.path);
     REQUIRE(base.find("  " + key.path.substr(key.path.find('.') + 1) + ":") != std::string::npos);
   }
-  Tally values("config values");
+  Fuzzer values("config values");
   fuzz_config_values(values, base);
-  values.print();
-  Tally overrides("config --set overrides");
+  values.finish();
+  Fuzzer overrides("config --set overrides");
   fuzz_config_overrides(overrides, base);
-  overrides.print();
-  Tally structure("config structure");
+  overrides.finish();
+  Fuzzer structure("config structure");
   fuzz_config_structure(structure, base);
-  structure.print();
+  structure.finish();
 }
 
 TEST_CASE("fuzz: token shards and data files", "[fuzz][data]") {
   single_threaded();
   TempDir tmp;
-  Tally tally("token shards");
+  Fuzzer fuzzer("token shards and data files");
   Rng rng(0x5AAD);
   int index = 0;
   for (const auto& mutation : shard_mutations(tmp.path(), rng)) {
-    const std::string path = (case_dir(tmp.path(), index++) / "shard.bin").string();
+    const fs::path dir = case_dir(tmp.path(), index++);
+    const std::string path = (dir / "shard.bin").string();
     write_file(path, mutation.bytes);
-    tally.check(mutation.name, mutation.bytes, run_isolated([&] { open_shard_case(path); }), {path, "data.train"});
+    fuzzer.add(mutation.name, mutation.bytes, {path, "data.train"}, [path] { open_shard_case(path); }, dir);
   }
   const std::string valid = shard_bytes(tmp.path(), "valid.bin", token_ids(300, kVocab));
   for (const auto& [kind, make] : special_files()) {
-    const std::string path = (case_dir(tmp.path(), index++) / "shard.bin").string();
+    const fs::path dir = case_dir(tmp.path(), index++);
+    const std::string path = (dir / "shard.bin").string();
     make(path, valid);
-    tally.check("shard is " + kind, "", run_isolated([&] { open_shard_case(path); }), {path});
-    tally.check("text file is " + kind, "", run_isolated([&] { open_text_case(path); }), {path});
+    fuzzer.add("shard is " + kind, "", {path}, [path] { open_shard_case(path); });
+    fuzzer.add("text file is " + kind, "", {path}, [path] { open_text_case(path); }, dir);
   }
   const std::string long_name = (tmp.path() / std::string(5000, 'n')).string();
-  tally.check("a 5000-character path", "", run_isolated([&] { open_shard_case(long_name); }), {long_name.substr(0, 200)});
-  tally.check("a glob matching nothing", "", run_isolated([&] { open_shard_case((tmp.path() / "none*.bin").string()); }),
-              {"none*.bin"});
-  tally.print();
+  fuzzer.add("a 5000-character path", "", {long_name.substr(0, 200)}, [long_name] { open_shard_case(long_name); });
+  const std::string glob = (tmp.path() / "none*.bin").string();
+  fuzzer.add("a glob matching nothing", "", {glob}, [glob] { open_shard_case(glob); });
+  fuzzer.finish();
 }
 
 TEST_CASE("fuzz: safetensors files", "[fuzz][safetensors]") {
   single_threaded();
   TempDir tmp;
-  Tally tally("safetensors");
+  Fuzzer fuzzer("safetensors files");
   Rng rng(0x5AFE);
   const std::string file = safetensors_bytes(tmp.path());
   REQUIRE(run_isolated([&] { open_safetensors_case(tmp.file("base.safetensors")); }).kind == Outcome::Kind::Loaded);
   int index = 0;
   for (const auto& mutation : safetensors_mutations(file, rng)) {
-    const std::string path = (case_dir(tmp.path(), index++) / "model.safetensors").string();
+    const fs::path dir = case_dir(tmp.path(), index++);
+    const std::string path = (dir / "model.safetensors").string();
     write_file(path, mutation.bytes);
-    tally.check(mutation.name, mutation.bytes, run_isolated([&] { open_safetensors_case(path); }), {path});
+    fuzzer.add(mutation.name, mutation.bytes, {path}, [path] { open_safetensors_case(path); }, dir);
   }
   for (const auto& [kind, make] : special_files()) {
-    const std::string path = (case_dir(tmp.path(), index++) / "model.safetensors").string();
+    const fs::path dir = case_dir(tmp.path(), index++);
+    const std::string path = (dir / "model.safetensors").string();
     make(path, file);
-    tally.check("file is " + kind, "", run_isolated([&] { open_safetensors_case(path); }), {path});
+    fuzzer.add("file is " + kind, "", {path}, [path] { open_safetensors_case(path); }, dir);
   }
-  tally.print();
+  fuzzer.finish();
 }
 
 TEST_CASE("fuzz: Hugging Face model directories", "[fuzz][hf]") {
   single_threaded();
   TempDir tmp;
-  Tally tally("Hugging Face directories");
+  Fuzzer fuzzer("Hugging Face directories");
   Rng rng(0x4F);
   const TinyModel tiny;
   const fs::path single = tmp.path() / "single";
@@ -664,79 +671,73 @@ TEST_CASE("fuzz: Hugging Face model directories", "[fuzz][hf]") {
   write_hf_model(sharded.string(), tiny.spec(), tiny.views(), DType::F32, 40'000);
   REQUIRE(run_isolated([&] { open_hf_case(single.string(), tiny); }).kind == Outcome::Kind::Loaded);
   REQUIRE(run_isolated([&] { open_hf_case(sharded.string(), tiny); }).kind == Outcome::Kind::Loaded);
-  int index = 0;
-  for (const auto& [file, mutation] : hf_mutations(single, sharded, rng)) {
-    const fs::path base = file == "model.safetensors.index.json" ? sharded : single;
-    const fs::path dir = case_dir(tmp.path(), index++, base);
-    write_file(dir / file, mutation.bytes);
-    tally.check(file + ": " + mutation.name, mutation.bytes, run_isolated([&] { open_hf_case(dir.string(), tiny); }),
-                {dir.string()});
-  }
-  for (const auto& [kind, make] : special_files()) {
-    for (const char* file : {"config.json", "model.safetensors", "model.safetensors.index.json"}) {
-      const fs::path dir = case_dir(tmp.path(), index++, file == std::string("model.safetensors") ? single : sharded);
-      fs::remove(dir / file);
-      make(dir / file, "{}");
-      tally.check(std::string(file) + " is " + kind, "", run_isolated([&] { open_hf_case(dir.string(), tiny); }),
-                  {dir.string()});
-    }
-  }
-  for (const char* file : {"config.json", "model.safetensors"}) {
-    const fs::path dir = case_dir(tmp.path(), index++, single);
-    fs::remove(dir / file);
-    tally.check(std::string(file) + " missing", "", run_isolated([&] { open_hf_case(dir.string(), tiny); }), {dir.string()});
-  }
-  tally.print();
-}
-
-TEST_CASE("fuzz: tokenizer files", "[fuzz][text]") {
-  single_threaded();
-  TempDir tmp;
-  Tally tally("tokenizers");
-  Rng rng(0x70C);
-  const Gpt2Files gpt2 = gpt2_files();
-  // (layout, file name, contents) of each file of each tokenizer directory layout.
-  const std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> layouts = {
-      {"openai", {{"encoder.json", gpt2.vocab.dump()}, {"vocab.bpe", merges_text(gpt2.merges)}}},
-      {"hf", {{"vocab.json", gpt2.vocab.dump()}, {"merges.txt", merges_text(gpt2.merges)}}},
-      {"tokenizer.json", {{"tokenizer.json", tokenizer_json(gpt2).dump()}}},
+  auto add = [&](const std::string& name, const std::string& input, const fs::path& dir) {
+    fuzzer.add(name, input, {dir.string()}, [dir = dir.string(), &tiny] { open_hf_case(dir, tiny); }, dir);
   };
   int index = 0;
-  for (const auto& [layout, files] : layouts) {
-    const fs::path base = case_dir(tmp.path(), index++);
-    for (const auto& [name, text] : files) write_file(base / name, text);
-    REQUIRE(run_isolated([&] { use_tokenizer(*load_gpt2_tokenizer(base.string())); }).kind == Outcome::Kind::Loaded);
-    for (const auto& [name, text] : files) {
-      std::vector<Mutation> mutations = byte_mutations(text, rng, 8, 12);
-      if (name.find(".json") != std::string::npos) {
-        const auto doc = nlohmann::json::parse(text);
-        for (auto& m : json_mutations(doc, sampled_pointers(doc, 14, rng))) mutations.push_back(std::move(m));
-        for (auto& m : json_text_mutations(text, rng)) mutations.push_back(std::move(m));
-      } else {
-        for (const char* line : {"a b c", "onlyone", " a", "a ", "\xFF \xFE", "x y"}) {
-          mutations.push_back({std::string("merge line '") + line + "'", text + line + "\n"});
-        }
-      }
-      for (const auto& mutation : mutations) {
-        const fs::path dir = case_dir(tmp.path(), index++, base);
-        write_file(dir / name, mutation.bytes);
-        tally.check(layout + " " + name + ": " + mutation.name, mutation.bytes,
-                    run_isolated([&] { use_tokenizer(*load_gpt2_tokenizer(dir.string())); }), {dir.string()});
-      }
-      for (const auto& [kind, make] : special_files()) {
-        const fs::path dir = case_dir(tmp.path(), index++, base);
-        fs::remove(dir / name);
-        make(dir / name, text);
-        tally.check(layout + " " + name + " is " + kind, "",
-                    run_isolated([&] { use_tokenizer(*load_gpt2_tokenizer(dir.string())); }), {dir.string()});
-      }
+  for (const auto& [file, mutation] : hf_mutations(single, sharded, rng)) {
+    const fs::path dir = case_dir(tmp.path(), index++, file == "model.safetensors.index.json" ? sharded : single);
+    write_file(dir / file, mutation.bytes);
+    add(file + ": " + mutation.name, mutation.bytes, dir);
+  }
+  for (const auto& [kind, make] : special_files()) {
+    for (const std::string file : {"config.json", "model.safetensors", "model.safetensors.index.json"}) {
+      const fs::path dir = case_dir(tmp.path(), index++, file == "model.safetensors" ? single : sharded);
+      fs::remove(dir / file);
+      make(dir / file, "{}");
+      add(file + " is " + kind, "", dir);
     }
   }
+  for (const std::string file : {"config.json", "model.safetensors"}) {
+    const fs::path dir = case_dir(tmp.path(), index++, single);
+    fs::remove(dir / file);
+    add(file + " missing", "", dir);
+  }
+  fuzzer.finish();
+}
+
+namespace {
+
+void load_gpt2_case(const std::string& dir) { use_tokenizer(*load_gpt2_tokenizer(dir)); }
+void load_sentencepiece_case(const std::string& path) { use_tokenizer(*load_sentencepiece_tokenizer(path)); }
+
+// Each file of a GPT-2 tokenizer directory mutated, or replaced by a special file.
+void fuzz_gpt2_layout(Fuzzer& fuzzer, const fs::path& root, int& index, Rng& rng, const std::string& layout,
+                      const std::vector<std::pair<std::string, std::string>>& files) {
+  const fs::path base = case_dir(root, index++);
+  for (const auto& [name, text] : files) write_file(base / name, text);
+  REQUIRE(run_isolated([&] { load_gpt2_case(base.string()); }).kind == Outcome::Kind::Loaded);
+  for (const auto& [name, text] : files) {
+    std::vector<Mutation> mutations = byte_mutations(text, rng, 8, 12);
+    if (name.find(".json") != std::string::npos) {
+      const auto doc = nlohmann::json::parse(text);
+      for (auto& m : json_mutations(doc, sampled_pointers(doc, 14, rng))) mutations.push_back(std::move(m));
+      for (auto& m : json_text_mutations(text, rng)) mutations.push_back(std::move(m));
+    } else {
+      for (const char* line : {"a b c", "onlyone", " a", "a ", "\xFF \xFE", "x y"}) {
+        mutations.push_back({std::string("merge line '") + line + "'", text + line + "\n"});
+      }
+    }
+    for (const auto& mutation : mutations) {
+      const fs::path dir = case_dir(root, index++, base);
+      write_file(dir / name, mutation.bytes);
+      fuzzer.add(layout + " " + name + ": " + mutation.name, mutation.bytes, {dir.string()},
+                 [dir = dir.string()] { load_gpt2_case(dir); }, dir);
+    }
+    for (const auto& [kind, make] : special_files()) {
+      const fs::path dir = case_dir(root, index++, base);
+      fs::remove(dir / name);
+      make(dir / name, text);
+      fuzzer.add(layout + " " + name + " is " + kind, "", {dir.string()}, [dir = dir.string()] { load_gpt2_case(dir); }, dir);
+    }
+  }
+}
+
+void fuzz_sentencepiece(Fuzzer& fuzzer, const fs::path& root, int& index, Rng& rng) {
   const std::string model = sentencepiece_model();
-  const fs::path model_base = case_dir(tmp.path(), index++);
-  write_file(model_base / "tokenizer.model", model);
-  REQUIRE(run_isolated([&] { use_tokenizer(*load_sentencepiece_tokenizer(model_base.string())); }).kind ==
-          Outcome::Kind::Loaded);
+  const fs::path base = case_dir(root, index++);
+  write_file(base / "tokenizer.model", model);
+  REQUIRE(run_isolated([&] { load_sentencepiece_case(base.string()); }).kind == Outcome::Kind::Loaded);
   std::vector<Mutation> mutations = byte_mutations(model, rng, 24, 40);
   mutations.push_back({"a piece with an unknown type", model + field_bytes(1, field_bytes(1, "q") + field_varint(3, 99))});
   mutations.push_back({"an empty piece", model + field_bytes(1, field_bytes(1, ""))});
@@ -744,35 +745,49 @@ TEST_CASE("fuzz: tokenizer files", "[fuzz][text]") {
   mutations.push_back({"a length past the end", model + varint(1 << 3 | 2) + varint(uint64_t{1} << 62)});
   mutations.push_back({"a 10-byte varint that overflows", model + varint(1 << 3) + std::string(10, '\xFF') + "\x01"});
   for (const auto& mutation : mutations) {
-    const fs::path dir = case_dir(tmp.path(), index++);
+    const fs::path dir = case_dir(root, index++);
     const std::string path = (dir / "tokenizer.model").string();
     write_file(path, mutation.bytes);
-    tally.check("tokenizer.model: " + mutation.name, mutation.bytes,
-                run_isolated([&] { use_tokenizer(*load_sentencepiece_tokenizer(path)); }), {path});
+    fuzzer.add("tokenizer.model: " + mutation.name, mutation.bytes, {path}, [path] { load_sentencepiece_case(path); }, dir);
   }
   for (const auto& [kind, make] : special_files()) {
-    const fs::path dir = case_dir(tmp.path(), index++);
+    const fs::path dir = case_dir(root, index++);
     const std::string path = (dir / "tokenizer.model").string();
     make(path, model);
-    tally.check("tokenizer.model is " + kind + ", given as the file", "",
-                run_isolated([&] { use_tokenizer(*load_sentencepiece_tokenizer(path)); }), {path});
-    tally.check("tokenizer.model is " + kind + ", given its directory", "",
-                run_isolated([&] { use_tokenizer(*load_sentencepiece_tokenizer(dir.string())); }), {dir.string()});
+    fuzzer.add("tokenizer.model is " + kind + ", given as the file", "", {path}, [path] { load_sentencepiece_case(path); });
+    fuzzer.add("tokenizer.model is " + kind + ", given its directory", "", {dir.string()},
+               [dir = dir.string()] { load_sentencepiece_case(dir); }, dir);
   }
-  tally.print();
+}
+
+}  // namespace
+
+TEST_CASE("fuzz: tokenizer files", "[fuzz][text]") {
+  single_threaded();
+  TempDir tmp;
+  Fuzzer fuzzer("tokenizer files");
+  Rng rng(0x70C);
+  const Gpt2Files gpt2 = gpt2_files();
+  int index = 0;
+  fuzz_gpt2_layout(fuzzer, tmp.path(), index, rng, "openai",
+                   {{"encoder.json", gpt2.vocab.dump()}, {"vocab.bpe", merges_text(gpt2.merges)}});
+  fuzz_gpt2_layout(fuzzer, tmp.path(), index, rng, "hf", {{"vocab.json", gpt2.vocab.dump()}, {"merges.txt", merges_text(gpt2.merges)}});
+  fuzz_gpt2_layout(fuzzer, tmp.path(), index, rng, "tokenizer.json", {{"tokenizer.json", tokenizer_json(gpt2).dump()}});
+  fuzz_sentencepiece(fuzzer, tmp.path(), index, rng);
+  fuzzer.finish();
 }
 
 TEST_CASE("fuzz: training checkpoints", "[fuzz][checkpoint]") {
   single_threaded();
   TempDir tmp;
-  Tally tally("checkpoints");
+  Fuzzer fuzzer("training checkpoints");
   Rng rng(0xC4EC);
   const TinyModel tiny;
   const fs::path base = write_checkpoint(tmp.path() / "root", tiny);
   REQUIRE(run_isolated([&] { open_checkpoint_case(base.string(), tiny); }).kind == Outcome::Kind::Loaded);
   int index = 0;
-  auto check_dir = [&](const std::string& name, const std::string& input, const fs::path& dir) {
-    tally.check(name, input, run_isolated([&] { open_checkpoint_case(dir.string(), tiny); }), {dir.string()});
+  auto add = [&](const std::string& name, const std::string& input, const fs::path& dir) {
+    fuzzer.add(name, input, {dir.string()}, [dir = dir.string(), &tiny] { open_checkpoint_case(dir, tiny); }, dir);
   };
   const std::string manifest_text = read_file(base / "manifest.json");
   const auto manifest = nlohmann::json::parse(manifest_text);
@@ -781,28 +796,29 @@ TEST_CASE("fuzz: training checkpoints", "[fuzz][checkpoint]") {
   for (const auto& mutation : manifest_mutations) {
     const fs::path dir = case_dir(tmp.path(), index++, base);
     write_file(dir / "manifest.json", mutation.bytes);
-    check_dir("manifest.json: " + mutation.name, mutation.bytes, dir);
+    add("manifest.json: " + mutation.name, mutation.bytes, dir);
   }
-  for (const auto& entry : fs::directory_iterator(base)) {
-    const std::string name = entry.path().filename().string();
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(base)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
     if (name == "manifest.json") continue;
-    for (const auto& mutation : byte_mutations(read_file(entry.path()), rng, 10, 16)) {
+    for (const auto& mutation : byte_mutations(read_file(base / name), rng, 10, 16)) {
       const fs::path dir = case_dir(tmp.path(), index++, base);
       write_file(dir / name, mutation.bytes);
-      check_dir(name + ": " + mutation.name, mutation.bytes, dir);
+      add(name + ": " + mutation.name, mutation.bytes, dir);
     }
     const fs::path dir = case_dir(tmp.path(), index++, base);
     fs::remove(dir / name);
-    check_dir(name + " removed", "", dir);
+    add(name + " removed", "", dir);
   }
   for (const auto& [kind, make] : special_files()) {
-    for (const auto& entry : fs::directory_iterator(base)) {
-      const std::string name = entry.path().filename().string();
+    for (const auto& name : names) {
       const fs::path dir = case_dir(tmp.path(), index++, base);
       fs::remove(dir / name);
-      make(dir / name, read_file(entry.path()));
-      check_dir(name + " is " + kind, "", dir);
+      make(dir / name, read_file(base / name));
+      add(name + " is " + kind, "", dir);
     }
   }
-  tally.print();
+  fuzzer.finish();
 }

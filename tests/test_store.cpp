@@ -91,10 +91,10 @@ std::vector<std::string> hidden_entries(const fs::path& root) {
   return found;
 }
 
-std::string commit_step(const std::string& root, int64_t step, const std::string& text) {
+std::string commit_step(const std::string& root, int64_t step, const std::string& text, const std::string& run = "a") {
   cr::CheckpointWriter writer(root, step);
   writer.write_text("notes.txt", text);
-  return writer.commit();
+  return writer.commit({{"run", run}});
 }
 
 }  // namespace
@@ -456,34 +456,54 @@ TEST_CASE("committing the same step twice replaces it", "[checkpoint]") {
   CHECK(hidden_entries(root).empty());
 }
 
-TEST_CASE("prune_checkpoints keeps the newest N", "[checkpoint]") {
+TEST_CASE("prune_checkpoints keeps the newest N of its run", "[checkpoint]") {
   TempDir dir;
   const std::string root = dir / "ckpt";
-  cr::prune_checkpoints(root, 2);  // missing root: nothing to do
+  cr::prune_checkpoints(root, 2, "a");  // missing root: nothing to do
   for (int64_t step : {1, 2, 3, 4, 5}) commit_step(root, step, std::to_string(step));
+  // Regression: another run's checkpoints in the same root were pruned in favour of this run's.
+  for (int64_t step : {6, 7}) commit_step(root, step, "other run", "b");
   fs::create_directories(fs::path(root) / "step_00000000");  // incomplete: not ours to judge
   const std::string pid = std::to_string(::getpid());
   const std::string ours_stale = ".tmp-step_00000009-" + pid;
   const std::string other_process = ".tmp-step_00000009-999999999";
   fs::create_directories(fs::path(root) / ours_stale);
   fs::create_directories(fs::path(root) / other_process);
-  cr::CheckpointWriter live(root, 6);
+  cr::CheckpointWriter live(root, 8);
 
-  cr::prune_checkpoints(root, 0);
+  cr::prune_checkpoints(root, 0, "a");
   CHECK(fs::exists(fs::path(root) / "step_00000001"));
 
-  cr::prune_checkpoints(root, 2);
+  cr::prune_checkpoints(root, 2, "a");
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(root)) {
     names.push_back(entry.path().filename().string());
   }
   std::sort(names.begin(), names.end());
   const std::string live_name = fs::path(live.staging_dir()).filename().string();
-  std::vector<std::string> expected = {other_process, live_name, "step_00000000", "step_00000004",
-                                       "step_00000005"};
+  std::vector<std::string> expected = {other_process,   live_name,       "step_00000000", "step_00000004",
+                                       "step_00000005", "step_00000006", "step_00000007"};
   std::sort(expected.begin(), expected.end());
   CHECK(names == expected);
-  CHECK(cr::latest_checkpoint(root) == (fs::path(root) / "step_00000005").string());
+  CHECK(cr::checkpoint_run((fs::path(root) / "step_00000007").string()) == "b");
+  CHECK(cr::checkpoint_run((fs::path(root) / "step_00000000").string()).empty());
+  CHECK(cr::latest_checkpoint(root) == (fs::path(root) / "step_00000007").string());
+}
+
+TEST_CASE("a job's start removes every interrupted save but the live writer's", "[checkpoint]") {
+  TempDir dir;
+  const std::string root = dir / "ckpt";
+  CHECK(cr::remove_interrupted_saves(root).empty());  // missing root
+  commit_step(root, 1, "one");
+  // Regression: a killed process's staging and retired directories stayed for ever.
+  for (const char* name : {".tmp-step_00000002-999999998", ".old-step_00000001-999999999"}) {
+    fs::create_directories(fs::path(root) / name / "sub");
+  }
+  cr::CheckpointWriter live(root, 3);
+  const auto removed = cr::remove_interrupted_saves(root);
+  CHECK(removed.size() == 2);
+  CHECK(hidden_entries(root) == std::vector<std::string>{fs::path(live.staging_dir()).filename().string()});
+  CHECK(cr::latest_checkpoint(root) == (fs::path(root) / "step_00000001").string());
 }
 
 // Tensor slices: ranks write the parts they own; a reader assembles any range from any files.

@@ -98,11 +98,62 @@ TEST_CASE("a corrupted or truncated checkpoint is refused with the file named", 
   fs::remove_all(dir);
 }
 
-TEST_CASE("a checkpoint of another model is refused naming the tensor and both shapes", "[train]") {
+TEST_CASE("resuming into another model is refused naming the keys; other changes are applied", "[train][resume]") {
   const auto dir = fresh_dir("other-model");
   run_training(tiny_config(dir, {"train.steps=2", "checkpoint.every=2"}));
   CHECK_THROWS_WITH(run_training(tiny_config(dir, {"train.steps=4", "model.max_seq_len=64"})),
-                    Catch::Contains("tensor 'wpe.weight' has shape [128x32] but the model needs [64x32]"));
+                    Catch::Contains("checkpoints/step_00000002 holds another model: max_seq_len 128 (checkpoint) vs "
+                                    "64 (now) (model.max_seq_len: null -> 64)"));
+  // Regression: a checkpoint of more layers resumed silently into fewer (its extra tensors unread).
+  CHECK_THROWS_WITH(run_training(tiny_config(dir, {"train.steps=4", "model.n_layer=1"})),
+                    Catch::Contains("holds another model: n_layer 2 (checkpoint) vs 1 (now) (model.n_layer: null -> 1)"));
+  CHECK_THROWS_WITH(run_training(tiny_config(dir, {"train.steps=4", "model.preset=llama-mini"})),
+                    Catch::Contains("holds another model: arch gpt2 (checkpoint) vs llama (now)") &&
+                        Catch::Contains("model.preset: gpt2-tiny -> llama-mini"));
+  // The same model spelled out dimension by dimension is the same model; steps, schedule, batch split and
+  // precision may change.
+  const auto resumed = run_training(tiny_config(
+      dir, {"train.steps=4", "train.micro_batch_size=1", "optimizer.lr=5.0e-4", "precision.dtype=bf16"}));
+  CHECK(resumed.first_step == 2);
+  CHECK(resumed.losses.size() == 2);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a fresh start never overwrites or prunes an earlier run", "[train][resume]") {
+  const auto dir = fresh_dir("fresh-start");
+  run_training(tiny_config(dir, {"train.steps=4", "checkpoint.every=2", "checkpoint.keep=2"}));
+  // Regression: resume none truncated the old run's metrics.jsonl, and keep pruned the new run's checkpoint.
+  CHECK_THROWS_WITH(run_training(tiny_config(dir, {"train.steps=2", "checkpoint.resume=none"})),
+                    Catch::StartsWith("checkpoint.resume is none, but " + dir.string() + " already holds a run (" +
+                                      (dir / "checkpoints" / checkpoint_dir_name(4)).string() + ")"));
+  std::ifstream metrics(dir / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  CHECK(lines == 4);
+
+  // Checkpoints carry their run's name, which a resumed run keeps, so that pruning keeps to its own run.
+  const auto resumed = run_training(tiny_config(dir, {"train.steps=6", "checkpoint.every=2", "checkpoint.keep=2"}));
+  CHECK(resumed.first_step == 4);
+  const std::string run = checkpoint_run((dir / "checkpoints" / checkpoint_dir_name(6)).string());
+  CHECK(run.size() == 16);
+  CHECK(checkpoint_run((dir / "checkpoints" / checkpoint_dir_name(4)).string()) == run);
+  CHECK_FALSE(fs::exists(dir / "checkpoints" / checkpoint_dir_name(2)));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("run directories that cannot be made are named by their key before any step", "[train][resume]") {
+  const auto dir = fresh_dir("bad-dirs");
+  const std::string long_name(300, 'a');
+  // Regression: a long name or a file in the way failed as a raw filesystem error, the checkpoint root only after
+  // the first step.
+  CHECK_THROWS_WITH(run_training(tiny_config(dir / long_name)),
+                    Catch::StartsWith("runtime.run_dir '" + dir.string() + "/aaa") &&
+                        Catch::Contains("': cannot create the directory: File name too long"));
+  CHECK_THROWS_WITH(run_training(tiny_config(dir, {"runtime.run_dir=/dev/null"})),
+                    "runtime.run_dir '/dev/null': exists and is not a directory");
+  CHECK_THROWS_WITH(run_training(tiny_config(dir, {"checkpoint.dir=" + (dir / long_name).string()})),
+                    Catch::StartsWith("checkpoint.dir '") && Catch::Contains("File name too long"));
+  CHECK_FALSE(fs::exists(dir / "metrics.jsonl"));
   fs::remove_all(dir);
 }
 

@@ -26,6 +26,7 @@ constexpr const char* kManifest = "manifest.json";
 constexpr int kFormatVersion = 1;
 constexpr const char* kStagingPrefix = ".tmp-";  // a writer's files before commit
 constexpr const char* kRetiredPrefix = ".old-";  // a replaced or pruned checkpoint being deleted
+constexpr const char* kRunKey = "run";           // the manifest key naming the run that wrote it
 
 // Hidden directories this process is using right now, so that prune_checkpoints() only
 // deletes this process's leftovers, never a writer that is still staging.
@@ -79,6 +80,19 @@ std::optional<int64_t> parse_step_name(const std::string& name) {
   return step;
 }
 
+// The staging and retired directories in root, of any process.
+std::vector<std::string> hidden_directories(const std::string& root) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return found;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(kStagingPrefix, 0) == 0 || name.rfind(kRetiredPrefix, 0) == 0) found.push_back(it->path().string());
+  }
+  if (ec) fail("{}: cannot list the checkpoint root: {}", root, ec.message());
+  return found;
+}
+
 // step_* directories with a manifest, by increasing step.
 std::vector<std::pair<int64_t, std::string>> complete_checkpoints(const std::string& root) {
   std::vector<std::pair<int64_t, std::string>> found;
@@ -127,6 +141,29 @@ void rename_or_fail(const std::string& from, const std::string& to) {
   if (std::rename(from.c_str(), to.c_str()) != 0) {
     fail("cannot rename {} to {}: {}", from, to, std::strerror(errno));
   }
+}
+
+// Puts `staging` in place of the existing directory `target`. Swapped in one step where the file
+// system can, so that a crash never leaves `target`'s step without a complete checkpoint; else
+// the old one is renamed aside first, and put back if the second rename fails.
+void replace_directory(const std::string& staging, const std::string& target) {
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+    std::error_code ec;
+    fs::remove_all(staging, ec);  // the old checkpoint now; a leftover is removed on the next start
+    return;
+  }
+  const std::string retired =
+      hidden_dir(fs::path(target).parent_path().string(), kRetiredPrefix, fs::path(target).filename().string());
+  const InUseScope retired_in_use(retired);
+  remove_tree(retired);
+  rename_or_fail(target, retired);
+  if (std::rename(staging.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    std::rename(retired.c_str(), target.c_str());
+    fail("cannot rename {} to {}: {}", staging, target, std::strerror(err));
+  }
+  std::error_code ec;
+  fs::remove_all(retired, ec);
 }
 
 std::string crc_hex(uint32_t crc) { return fmt::format("{:08x}", crc); }
@@ -249,23 +286,13 @@ std::string CheckpointWriter::commit(nlohmann::json manifest, const std::map<std
   fsync_path(staging_dir_, true);
 
   const std::string final_dir = (fs::path(root_) / checkpoint_dir_name(step_)).string();
-  const std::string retired = hidden_dir(root_, kRetiredPrefix, checkpoint_dir_name(step_));
-  const InUseScope retired_in_use(retired);
-  const bool replacing = fs::exists(fs::symlink_status(final_dir, ec));
-  if (replacing) {
-    remove_tree(retired);
-    rename_or_fail(final_dir, retired);
-  }
-  if (std::rename(staging_dir_.c_str(), final_dir.c_str()) != 0) {
-    const int err = errno;
-    if (replacing) std::rename(retired.c_str(), final_dir.c_str());
-    fail("cannot rename {} to {}: {}", staging_dir_, final_dir, std::strerror(err));
+  if (!fs::exists(fs::symlink_status(final_dir, ec))) {
+    rename_or_fail(staging_dir_, final_dir);
+  } else {
+    replace_directory(staging_dir_, final_dir);
   }
   committed_ = true;
   fsync_path(root_, true);
-  // The new checkpoint is durable; the old one is garbage now, and a failure to delete it
-  // leaves a leftover for prune_checkpoints() rather than an error.
-  if (replacing) fs::remove_all(retired, ec);
   return final_dir;
 }
 
@@ -335,33 +362,53 @@ void verify_checkpoint_file(const std::string& dir, const nlohmann::json& manife
   }
 }
 
-void prune_checkpoints(const std::string& root, int64_t keep) {
+void prune_checkpoints(const std::string& root, int64_t keep, const std::string& run) {
   std::error_code ec;
   if (!fs::exists(root, ec)) return;
-  const auto found = complete_checkpoints(root);
-  if (keep > 0 && found.size() > static_cast<size_t>(keep)) {
-    for (size_t i = 0; i + static_cast<size_t>(keep) < found.size(); ++i) {
+  std::vector<std::string> runs_checkpoints;
+  for (const auto& [step, dir] : complete_checkpoints(root)) {
+    if (checkpoint_run(dir) == run) runs_checkpoints.push_back(dir);
+  }
+  if (keep > 0 && runs_checkpoints.size() > static_cast<size_t>(keep)) {
+    for (size_t i = 0; i + static_cast<size_t>(keep) < runs_checkpoints.size(); ++i) {
       // Renamed first, so that a crash mid-delete leaves no half-deleted step_* directory.
       const std::string retired =
-          hidden_dir(root, kRetiredPrefix, fs::path(found[i].second).filename().string());
+          hidden_dir(root, kRetiredPrefix, fs::path(runs_checkpoints[i]).filename().string());
       const InUseScope retired_in_use(retired);
       remove_tree(retired);
-      rename_or_fail(found[i].second, retired);
+      rename_or_fail(runs_checkpoints[i], retired);
       remove_tree(retired);
     }
   }
 
   const std::string suffix = pid_suffix();
   std::vector<std::string> leftovers;
-  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
+  for (const std::string& path : hidden_directories(root)) {
+    const std::string name = fs::path(path).filename().string();
     const bool ours = name.size() > suffix.size() &&
                       name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    const bool hidden = name.rfind(kStagingPrefix, 0) == 0 || name.rfind(kRetiredPrefix, 0) == 0;
-    if (ours && hidden && !in_use(it->path().string())) leftovers.push_back(it->path().string());
+    if (ours && !in_use(path)) leftovers.push_back(path);
   }
-  if (ec) fail("{}: cannot list the checkpoint root: {}", root, ec.message());
   for (const auto& path : leftovers) remove_tree(path);
+}
+
+std::vector<std::string> remove_interrupted_saves(const std::string& root) {
+  std::vector<std::string> removed;
+  for (const std::string& path : hidden_directories(root)) {
+    if (in_use(path)) continue;
+    remove_tree(path);
+    removed.push_back(path);
+  }
+  return removed;
+}
+
+std::string checkpoint_run(const std::string& dir) {
+  std::ifstream in((fs::path(dir) / kManifest).string(), std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto manifest = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (!manifest.is_object() || !manifest.contains(kRunKey) || !manifest[kRunKey].is_string()) return "";
+  return manifest[kRunKey].get<std::string>();
 }
 
 }  // namespace cr

@@ -73,9 +73,16 @@ nlohmann::json verify_checkpoint(const std::string& dir, bool check_crcs = true)
 // Checks one listed file's CRC-32 against `manifest` (from verify_checkpoint).
 void verify_checkpoint_file(const std::string& dir, const nlohmann::json& manifest, const std::string& name);
 
-// Keeps the `keep` highest-step complete checkpoints (keep <= 0 keeps all) and deletes the
-// rest, plus leftovers of this process (staging dirs of writers no longer alive). Other
-// processes' staging dirs are left alone: they may still be writing.
-void prune_checkpoints(const std::string& root, int64_t keep);
+// Keeps the `keep` highest-step complete checkpoints of `run` (keep <= 0 keeps all) and deletes
+// the rest of that run's, plus leftovers of this process (staging dirs of writers no longer
+// alive). Checkpoints of other runs, and other processes' staging dirs, are left alone.
+void prune_checkpoints(const std::string& root, int64_t keep, const std::string& run);
+
+// The run that wrote the checkpoint in `dir`: its manifest's "run" string; "" when it has none.
+std::string checkpoint_run(const std::string& dir);
+
+// Deletes the staging and retired directories that interrupted saves of any process left in
+// root; for a job's start, when no other writer may be using root. Returns what it deleted.
+std::vector<std::string> remove_interrupted_saves(const std::string& root);
 
 }  // namespace cr

@@ -619,6 +619,12 @@ std::string dump_config(const Config& config) {
   return out;
 }
 
+std::string config_value_text(const Config& config, const std::string& path) {
+  const ConfigKey* key = find_key(path);
+  if (!key) fail("config_value_text: unknown key '{}'", path);
+  return value_text(*key, config);
+}
+
 std::string config_reference_markdown() {
   const Config defaults{};
   std::string out = kReferenceIntro;

@@ -133,6 +133,9 @@ Config load_config_text(const std::string& yaml, const std::string& source_name,
 // The resolved config as YAML: every key, defaults filled in; loads back to an equal Config.
 std::string dump_config(const Config& config);
 
+// One key's value as the dump writes it ("8", "[0.9, 0.95]", "null").
+std::string config_value_text(const Config& config, const std::string& path);
+
 // The reference page for docs/config.md, generated from the schema.
 std::string config_reference_markdown();
 

@@ -1,6 +1,8 @@
 #include "core/train/train_checkpoint.h"
 
+#include <chrono>
 #include <cstring>
+#include <random>
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -76,6 +78,7 @@ std::string save_train_checkpoint(const std::string& root, const Config& config,
         {"mesh", mesh_json(context.mesh())},
         {"zero_stage", config.zero.stage},
         {"parameters", parameters},
+        {"run", state.run},
     };
     if (state.loss_scale) {
       manifest["loss_scaler"] = {{"scale", state.loss_scale->scale},
@@ -83,10 +86,17 @@ std::string save_train_checkpoint(const std::string& root, const Config& config,
                                  {"hysteresis_step", state.loss_scale->hysteresis_step}};
     }
     path = writer->commit(manifest, sealed);
-    prune_checkpoints(root, keep);
+    prune_checkpoints(root, keep, state.run);
   }
   if (control) control->barrier_untimed();
   return path;
+}
+
+std::string new_run_id() {
+  std::random_device entropy;
+  const uint64_t id = (static_cast<uint64_t>(entropy()) << 32) ^ entropy() ^
+                      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  return fmt::format("{:016x}", id);
 }
 
 OpenedCheckpoint open_train_checkpoint(const std::string& dir) {
@@ -104,6 +114,7 @@ OpenedCheckpoint open_train_checkpoint(const std::string& dir) {
     auto& state = opened.state;
     state.position = {manifest["step"].get<int64_t>(), manifest["samples_consumed"].get<int64_t>()};
     state.optimizer_steps = manifest.value("optimizer_step", state.position.step);
+    state.run = manifest.value("run", std::string());
     if (manifest.contains("loss_scaler")) {
       const auto& scaler = manifest["loss_scaler"];
       state.loss_scale = DynamicLossScaler::State{scaler.at("scale").get<double>(), scaler.at("growth_step").get<int64_t>(),

@@ -30,10 +30,14 @@ struct TrainState {
   TrainPosition position;
   int64_t optimizer_steps = 0;  // Adam's step count (fp16 runs skip overflowing steps)
   std::optional<DynamicLossScaler::State> loss_scale;  // fp16 runs
+  std::string run;  // the run that wrote it, inherited by resumes; "" in older checkpoints
 };
 
+// A fresh run's name: random, so that runs sharing a checkpoint root never prune each other's.
+std::string new_run_id();
+
 // Collective over the context's ranks: writes <root>/step_<step> with every rank's `part`, then
-// keeps the `keep` newest checkpoints (0: all); returns its path on every rank. Waiting for the
+// keeps the `keep` newest checkpoints of state.run (0: all); returns its path on every rank. Waiting for the
 // slowest writer (or the pruning) is not subject to the collective timeout.
 std::string save_train_checkpoint(const std::string& root, const Config& config, const TrainState& state,
                                   const CheckpointPart& part, int64_t parameters, int64_t keep,

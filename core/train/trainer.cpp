@@ -21,6 +21,8 @@
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
 #include "core/train/rank_agreement.h"
+#include "core/train/resume_changes.h"
+#include "core/train/run_directory.h"
 #include "core/train/runtime.h"
 #include "core/train/schedule.h"
 #include "core/train/train_checkpoint.h"
@@ -118,7 +120,6 @@ class Trainer {
   double mean_over_replicas(double value);
   bool any_rank(bool flag);
   torch::Tensor batch_tensor(const std::vector<int64_t>& values) const;
-  std::string checkpoint_root() const;
   void save(int64_t steps_done);
 
   Config config_;
@@ -141,6 +142,7 @@ class Trainer {
   std::optional<DynamicLossScaler> loss_scaler_;  // fp16
   TrainSummary summary_;
   int64_t start_step_ = 0;
+  std::string run_;  // names this run's checkpoints, so that pruning keeps to them
 };
 
 Trainer::Trainer(const Config& config, const ParallelContext& context)
@@ -175,12 +177,19 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   program_ = no_pipeline_schedule(accumulation_);
   reducing_backward_ = reducing_backward(program_);
 
-  const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root());
+  const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root(config_));
+  if (context_.world_rank() == 0) prepare_run_directories(config_, resume_dir.has_value());
   std::optional<OpenedCheckpoint> resumed;
   if (resume_dir) {
     resumed = open_train_checkpoint(*resume_dir);
     start_step_ = resumed->state.position.step;
+    run_ = resumed->state.run;
+    if (const auto recorded = recorded_config(*resume_dir)) {
+      const auto changes = resume_config_changes(*recorded, config_, *resume_dir);
+      if (!changes.empty()) print0("resuming with a changed config: {}", fmt::join(changes, "; "));
+    }
   }
+  if (run_.empty()) run_ = new_run_id();
   // What is trained must agree; how each process runs (runtime.*: its run directory, threads,
   // progress bar) may differ between ranks.
   Config trained = config_;
@@ -268,10 +277,6 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     print0("sequence parallel ring_attn {}: {} tokens per rank (two zigzag parts), key/value blocks around the ring",
            tp.sequence_size, config_.data.seq_len / tp.sequence_size);
   }
-}
-
-std::string Trainer::checkpoint_root() const {
-  return config_.checkpoint.dir.value_or((std::filesystem::path(config_.runtime.run_dir) / "checkpoints").string());
 }
 
 torch::Tensor Trainer::batch_tensor(const std::vector<int64_t>& values) const {
@@ -410,8 +415,8 @@ bool Trainer::any_rank(bool flag) {
 
 void Trainer::save(int64_t steps_done) {
   const auto saving = Clock::now();
-  const auto root = checkpoint_root();
-  TrainState state{{steps_done, steps_done * global_batch_}, strategy_->optimizer_steps(), std::nullopt};
+  const auto root = checkpoint_root(config_);
+  TrainState state{{steps_done, steps_done * global_batch_}, strategy_->optimizer_steps(), std::nullopt, run_};
   if (loss_scaler_) state.loss_scale = loss_scaler_->state();
   const CheckpointPart part = strategy_->checkpoint_part();
   summary_.checkpoint_bytes_written = 0;
@@ -423,11 +428,6 @@ void Trainer::save(int64_t steps_done) {
 
 TrainSummary Trainer::run() {
   const auto& train = config_.train;
-  if (context_.world_rank() == 0) {
-    std::filesystem::create_directories(config_.runtime.run_dir);
-    std::ofstream out(std::filesystem::path(config_.runtime.run_dir) / "config.yaml");
-    out << dump_config(config_);
-  }
   MetricsFile metrics((std::filesystem::path(config_.runtime.run_dir) / "metrics.jsonl").string(), start_step_);
   ProgressReporter progress(start_step_, train.steps, train.log_every, config_.runtime.progress_bar);
   if (!val_sampler_ && train.eval_every > 0) warn0("no validation data (data.val empty, data.val_fraction 0): evaluation is off");

@@ -1,5 +1,6 @@
-// Runs one fuzz case in a forked child, so that a crash, an abort, a hang or a runaway
-// allocation ends that case alone and is reported as what it is instead of ending the suite.
+// Runs fuzz cases in forked children, so that a crash, an abort, a hang or a runaway allocation
+// ends that case alone and is reported as what it is instead of ending the suite. Forking a
+// process that holds LibTorch costs milliseconds, so one child runs many cases in turn.
 #pragma once
 
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <cxxabi.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <typeinfo>
+#include <vector>
 
 #include "core/base/error.h"
 
@@ -90,14 +93,8 @@ inline void write_all(int fd, const std::string& bytes) {
   }
 }
 
-// The child: default signal dispositions (the test framework's handlers would report the
-// crash as the parent's), a bounded address space, then the body; one tagged line back.
-[[noreturn]] inline void run_child(int fd, const std::function<void()>& body) {
-  for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGPIPE}) ::signal(sig, SIG_DFL);
-  if (const rlim_t used = current_address_space(); used > 0) {
-    const rlimit limit{used + kAddressHeadroom, used + kAddressHeadroom};
-    ::setrlimit(RLIMIT_AS, &limit);
-  }
+// One tagged report: "L" loaded, "E" + a cr::Error's message, "X" + another exception.
+inline std::string report_of(const std::function<void()>& body) {
   std::string report;
   try {
     body();
@@ -110,14 +107,27 @@ inline void write_all(int fd, const std::string& bytes) {
     report = "Xan exception not derived from std::exception";
   }
   if (report.size() > kMaxReport) report.resize(kMaxReport);
-  write_all(fd, report);
+  return report;
+}
+
+// The child: default signal dispositions (the test framework's handlers would report a crash
+// as the parent's), a bounded address space, then the bodies from `first` on, each report
+// sent as a 4-byte length and the report.
+[[noreturn]] inline void run_child(int fd, const std::vector<std::function<void()>>& bodies, size_t first) {
+  for (int sig : {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGPIPE}) ::signal(sig, SIG_DFL);
+  if (const rlim_t used = current_address_space(); used > 0) {
+    const rlimit limit{used + kAddressHeadroom, used + kAddressHeadroom};
+    ::setrlimit(RLIMIT_AS, &limit);
+  }
+  for (size_t i = first; i < bodies.size(); ++i) {
+    const std::string report = report_of(bodies[i]);
+    const auto length = static_cast<uint32_t>(report.size());
+    write_all(fd, std::string(reinterpret_cast<const char*>(&length), 4) + report);
+  }
   ::_exit(0);
 }
 
-inline Outcome outcome_of(const std::string& report, int status, bool timed_out) {
-  if (timed_out) return {Outcome::Kind::Hang, "still running after the time limit"};
-  if (WIFSIGNALED(status)) return {Outcome::Kind::Signal, strsignal(WTERMSIG(status))};
-  if (report.empty()) return {Outcome::Kind::Lost, "exit status " + std::to_string(WEXITSTATUS(status))};
+inline Outcome outcome_of(const std::string& report) {
   const std::string detail = report.substr(1);
   switch (report[0]) {
     case 'L': return {Outcome::Kind::Loaded, ""};
@@ -126,28 +136,47 @@ inline Outcome outcome_of(const std::string& report, int status, bool timed_out)
   }
 }
 
-}  // namespace detail
+inline Outcome outcome_of_exit(int status) {
+  if (WIFSIGNALED(status)) return {Outcome::Kind::Signal, strsignal(WTERMSIG(status))};
+  return {Outcome::Kind::Lost, "exit status " + std::to_string(WEXITSTATUS(status))};
+}
 
-// Runs `body` in a child process and reports how it ended. Its side effects on this process's
-// memory are lost; files it writes stay.
-inline Outcome run_isolated(const std::function<void()>& body,
-                            std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+// Takes the complete reports off the front of `buffer`.
+inline void take_reports(std::string& buffer, std::vector<Outcome>& outcomes) {
+  for (;;) {
+    if (buffer.size() < 4) return;
+    uint32_t length = 0;
+    std::memcpy(&length, buffer.data(), 4);
+    if (buffer.size() < 4 + length) return;
+    outcomes.push_back(outcome_of(buffer.substr(4, length)));
+    buffer.erase(0, 4 + length);
+  }
+}
+
+// Runs the bodies that have no outcome yet in one child, until they are done or one of them
+// ends the child (a signal, a hang past `limit`), whose outcome says so. Adds at least one.
+inline void run_some(const std::vector<std::function<void()>>& bodies, std::vector<Outcome>& outcomes,
+                     std::chrono::milliseconds limit) {
   int fds[2];
-  if (::pipe(fds) != 0) return {Outcome::Kind::Lost, "pipe failed"};
+  if (::pipe(fds) != 0) {
+    outcomes.push_back({Outcome::Kind::Lost, "pipe failed"});
+    return;
+  }
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]);
     ::close(fds[1]);
-    return {Outcome::Kind::Lost, "fork failed"};
+    outcomes.push_back({Outcome::Kind::Lost, "fork failed"});
+    return;
   }
   if (pid == 0) {
     ::close(fds[0]);
-    detail::run_child(fds[1], body);
+    run_child(fds[1], bodies, outcomes.size());
   }
   ::close(fds[1]);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  std::string report;
+  std::string buffer;
   bool timed_out = false;
+  auto deadline = std::chrono::steady_clock::now() + limit;  // for the case running now
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
@@ -156,17 +185,37 @@ inline Outcome run_isolated(const std::function<void()>& body,
     }
     pollfd waiting{fds[0], POLLIN, 0};
     if (::poll(&waiting, 1, static_cast<int>(left.count())) <= 0) continue;
-    char buffer[4096];
-    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
-    if (n <= 0) break;  // end of file: the child has finished
-    report.append(buffer, static_cast<size_t>(n));
+    char chunk[4096];
+    const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    if (n <= 0) break;  // end of file: the child has exited
+    buffer.append(chunk, static_cast<size_t>(n));
+    const size_t before = outcomes.size();
+    take_reports(buffer, outcomes);
+    if (outcomes.size() > before) deadline = std::chrono::steady_clock::now() + limit;
   }
   ::close(fds[0]);
   if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  return detail::outcome_of(report, status, timed_out);
+  if (outcomes.size() == bodies.size()) return;
+  outcomes.push_back(timed_out ? Outcome{Outcome::Kind::Hang, "still running after the time limit"} : outcome_of_exit(status));
+}
+
+}  // namespace detail
+
+// Runs each body as if in a child process of its own: a child runs them in turn and a new one
+// takes over after a case that ended it. Side effects on this process's memory are lost; files
+// written stay.
+inline std::vector<Outcome> run_isolated(const std::vector<std::function<void()>>& bodies,
+                                         std::chrono::milliseconds limit = std::chrono::seconds(3)) {
+  std::vector<Outcome> outcomes;
+  while (outcomes.size() < bodies.size()) detail::run_some(bodies, outcomes, limit);
+  return outcomes;
+}
+
+inline Outcome run_isolated(const std::function<void()>& body) {
+  return run_isolated(std::vector<std::function<void()>>{body}).front();
 }
 
 }  // namespace cr::fuzz
