@@ -167,6 +167,47 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
   CHECK_FALSE(hf_tensor_name("gpt2", "wte.weight").transposed);
 }
 
+TEST_CASE("a failed export leaves the earlier export intact; a new one replaces it whole", "[hf]") {
+  TempDir tmp;
+  TinyModel source(1);
+  auto& master = source.params->master();
+  CheckpointPart weights;
+  for (const auto& entry : source.params->entries()) {
+    weights.slices.push_back({entry.name, entry.shape, 0, entry.numel, 1, 0, master.data_ptr<float>() + entry.offset});
+  }
+  const ParallelContext single_process;
+  save_train_checkpoint(tmp.file("ckpt"), tiny_config(), TrainState{{3, 12}, 0, std::nullopt}, weights, master.numel(),
+                        0, single_process);
+  HfExportOptions options;
+  options.checkpoint = tmp.file("ckpt");
+  options.out_dir = tmp.file("hf");
+  options.max_shard_bytes = 40'000;
+  export_hf_checkpoint(options);
+  std::ofstream(tmp.path() / "hf" / "README.md") << "mine";
+  const auto shards_before = read_json(tmp.path() / "hf" / "model.safetensors.index.json");
+
+  // Regression: the earlier weights were deleted before the tokenizer directory was refused.
+  fs::create_directories(tmp.path() / "empty");
+  options.tokenizer_dir = tmp.file("empty");
+  options.max_shard_bytes = int64_t{1} << 40;
+  CHECK_THROWS_WITH(export_hf_checkpoint(options), Catch::Contains("has no tokenizer files"));
+  CHECK(read_json(tmp.path() / "hf" / "model.safetensors.index.json") == shards_before);
+  CHECK_FALSE(fs::exists(tmp.path() / "hf" / "model.safetensors"));
+  size_t entries = 0;
+  for (const auto& item : fs::directory_iterator(tmp.path())) entries += item.path().filename().string()[0] == '.';
+  CHECK(entries == 0);  // no staging directory left behind
+
+  options.tokenizer_dir.reset();
+  export_hf_checkpoint(options);
+  CHECK(fs::exists(tmp.path() / "hf" / "model.safetensors"));
+  CHECK_FALSE(fs::exists(tmp.path() / "hf" / "model.safetensors.index.json"));
+  CHECK_FALSE(fs::exists(tmp.path() / "hf" / "model-00001-of-00002.safetensors"));
+  std::ifstream readme(tmp.path() / "hf" / "README.md");
+  std::string kept;
+  std::getline(readme, kept);
+  CHECK(kept == "mine");  // the user's own files stay
+}
+
 TEST_CASE("a Hugging Face export re-imports bitwise, single file and sharded", "[hf]") {
   TempDir tmp;
   TinyModel source(2);

@@ -143,29 +143,6 @@ void rename_or_fail(const std::string& from, const std::string& to) {
   }
 }
 
-// Puts `staging` in place of the existing directory `target`. Swapped in one step where the file
-// system can, so that a crash never leaves `target`'s step without a complete checkpoint; else
-// the old one is renamed aside first, and put back if the second rename fails.
-void replace_directory(const std::string& staging, const std::string& target) {
-  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
-    std::error_code ec;
-    fs::remove_all(staging, ec);  // the old checkpoint now; a leftover is removed on the next start
-    return;
-  }
-  const std::string retired =
-      hidden_dir(fs::path(target).parent_path().string(), kRetiredPrefix, fs::path(target).filename().string());
-  const InUseScope retired_in_use(retired);
-  remove_tree(retired);
-  rename_or_fail(target, retired);
-  if (std::rename(staging.c_str(), target.c_str()) != 0) {
-    const int err = errno;
-    std::rename(retired.c_str(), target.c_str());
-    fail("cannot rename {} to {}: {}", staging, target, std::strerror(err));
-  }
-  std::error_code ec;
-  fs::remove_all(retired, ec);
-}
-
 std::string crc_hex(uint32_t crc) { return fmt::format("{:08x}", crc); }
 
 std::optional<uint32_t> parse_crc_hex(const nlohmann::json& value) {
@@ -286,14 +263,33 @@ std::string CheckpointWriter::commit(nlohmann::json manifest, const std::map<std
   fsync_path(staging_dir_, true);
 
   const std::string final_dir = (fs::path(root_) / checkpoint_dir_name(step_)).string();
-  if (!fs::exists(fs::symlink_status(final_dir, ec))) {
-    rename_or_fail(staging_dir_, final_dir);
-  } else {
-    replace_directory(staging_dir_, final_dir);
-  }
+  replace_directory(staging_dir_, final_dir);
   committed_ = true;
   fsync_path(root_, true);
   return final_dir;
+}
+
+void replace_directory(const std::string& staging, const std::string& target) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(target, ec))) {
+    rename_or_fail(staging, target);
+    return;
+  }
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(staging, ec);  // the old directory now; a leftover is removed on the next start
+    return;
+  }
+  const std::string retired =
+      hidden_dir(fs::path(target).parent_path().string(), kRetiredPrefix, fs::path(target).filename().string());
+  const InUseScope retired_in_use(retired);
+  remove_tree(retired);
+  rename_or_fail(target, retired);
+  if (std::rename(staging.c_str(), target.c_str()) != 0) {
+    const int err = errno;
+    std::rename(retired.c_str(), target.c_str());
+    fail("cannot rename {} to {}: {}", staging, target, std::strerror(err));
+  }
+  fs::remove_all(retired, ec);
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& root) {

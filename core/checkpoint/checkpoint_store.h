@@ -61,6 +61,12 @@ class CheckpointWriter {
   bool committed_ = false;
 };
 
+// Puts the finished directory `staging` in place of `target` (which may not exist) and deletes
+// the old one. Swapped in one step where the file system can (renameat2 RENAME_EXCHANGE), so that
+// a crash never leaves `target` missing; else the old one is renamed aside first and put back if
+// the second rename fails. A crash can leave the old one under a hidden ".old-" or staging name.
+void replace_directory(const std::string& staging, const std::string& target);
+
 // The highest-step root/step_* directory that contains manifest.json; nullopt when there is
 // none or root does not exist. Does not verify it: call verify_checkpoint() before loading.
 std::optional<std::string> latest_checkpoint(const std::string& root);

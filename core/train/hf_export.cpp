@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint/checkpoint_store.h"
@@ -36,15 +38,65 @@ void write_json(const std::string& path, const nlohmann::json& value) {
   if (!out.flush()) fail("{}: cannot write", path);
 }
 
+bool is_weights_file(const std::string& name) {
+  const bool shard = name.rfind("model", 0) == 0 && name.size() > 12 &&
+                     name.compare(name.size() - 12, 12, ".safetensors") == 0;
+  return shard || name == "model.safetensors.index.json";
+}
+
 void remove_earlier_weights(const fs::path& out_dir) {
   if (!fs::is_directory(out_dir)) return;
   for (const auto& item : fs::directory_iterator(out_dir)) {
-    const std::string name = item.path().filename().string();
-    const bool weights = name.rfind("model", 0) == 0 &&
-                         (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
-    if (weights || name == "model.safetensors.index.json") fs::remove(item.path());
+    if (is_weights_file(item.path().filename().string())) fs::remove(item.path());
   }
 }
+
+// An export written into a sibling directory, then put in place of the target in one step.
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(const std::string& target)
+      : target_(fs::absolute(target).lexically_normal()),
+        path_(target_.parent_path() / (".tmp-" + target_.filename().string() + "-" + std::to_string(::getpid()))) {
+    if (target_.filename().empty()) fail("export --out {}: names no directory", target);
+    std::error_code ec;
+    if (fs::exists(target_, ec) && !fs::is_directory(target_, ec)) {
+      fail("export --out {}: exists and is not a directory", target);
+    }
+    fs::remove_all(path_, ec);
+    fs::create_directories(path_, ec);
+    if (ec) fail("export --out {}: cannot create {}: {}", target, path_.string(), ec.message());
+  }
+  ~StagedDirectory() {
+    std::error_code ec;
+    if (!committed_) fs::remove_all(path_, ec);
+  }
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+
+  std::string path() const { return path_.string(); }
+
+  // Files the user keeps beside an earlier export (a README, a tokenizer not exported again) move
+  // over; its weights do not, since a new export may shard them differently.
+  void keep_other_files() const {
+    std::error_code ec;
+    if (!fs::is_directory(target_, ec)) return;
+    for (const auto& item : fs::directory_iterator(target_)) {
+      const std::string name = item.path().filename().string();
+      if (is_weights_file(name) || fs::exists(path_ / name)) continue;
+      fs::copy(item.path(), path_ / name, fs::copy_options::recursive, ec);
+      if (ec) fail("export --out {}: cannot carry over {}: {}", target_.string(), name, ec.message());
+    }
+  }
+
+  void commit() {
+    replace_directory(path_.string(), target_.string());
+    committed_ = true;
+  }
+
+ private:
+  fs::path target_, path_;
+  bool committed_ = false;
+};
 
 // A checkpoint directory given directly, or the newest one under a checkpoint root.
 std::string resolve_checkpoint(const std::string& path) {
@@ -129,11 +181,16 @@ HfExportResult export_hf_checkpoint(const HfExportOptions& options) {
     ours.push_back({parameter.name, DType::F32, parameter.shape, values.back().data(),
                     values.back().size() * sizeof(float)});
   }
-  result.files = write_hf_model(options.out_dir, result.spec, ours, options.dtype, options.max_shard_bytes);
+  // Written beside the target and swapped in whole: a failed export leaves an earlier one intact.
+  StagedDirectory staged(options.out_dir);
+  std::vector<std::string> files = write_hf_model(staged.path(), result.spec, ours, options.dtype, options.max_shard_bytes);
   if (options.tokenizer_dir) {
-    const auto copied = copy_tokenizer_files(*options.tokenizer_dir, options.out_dir);
-    result.files.insert(result.files.end(), copied.begin(), copied.end());
+    const auto copied = copy_tokenizer_files(*options.tokenizer_dir, staged.path());
+    files.insert(files.end(), copied.begin(), copied.end());
   }
+  staged.keep_other_files();
+  staged.commit();
+  for (const std::string& file : files) result.files.push_back((fs::path(options.out_dir) / fs::path(file).filename()).string());
   return result;
 }
 

@@ -172,21 +172,21 @@ inline std::vector<std::string> json_pointers(const nlohmann::json& doc) {
   return out;
 }
 
-// At most `count` pointers: all of them when there are few, else the root, the top-level ones
-// and a seeded sample of the rest (a vocabulary has hundreds of similar entries).
+// Every value that sits in a small container (the document's structure), and `count` seeded
+// picks among the members of large ones (a vocabulary's hundreds of similar entries).
 inline std::vector<std::string> sampled_pointers(const nlohmann::json& doc, size_t count, Rng& rng) {
-  std::vector<std::string> all = json_pointers(doc);
-  if (all.size() <= count) return all;
+  constexpr size_t kSmall = 16;
   std::vector<std::string> out;
-  std::vector<std::string> rest;
-  for (const auto& pointer : all) {
-    const bool top = pointer.empty() || pointer.find('/', 1) == std::string::npos;
-    (top && out.size() < count / 2 ? out : rest).push_back(pointer);
+  std::vector<std::string> crowded;
+  for (const auto& pointer : json_pointers(doc)) {
+    const bool small = pointer.empty() ||
+                       doc[nlohmann::json::json_pointer(pointer).parent_pointer()].size() <= kSmall;
+    (small ? out : crowded).push_back(pointer);
   }
-  while (out.size() < count && !rest.empty()) {
-    const size_t i = rng.below(rest.size());
-    out.push_back(rest[i]);
-    rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(i));
+  for (size_t picked = 0; picked < count && !crowded.empty(); ++picked) {
+    const size_t i = rng.below(crowded.size());
+    out.push_back(crowded[i]);
+    crowded.erase(crowded.begin() + static_cast<std::ptrdiff_t>(i));
   }
   return out;
 }
