@@ -550,7 +550,13 @@ TEST_CASE("prepare rejects bad options", "[prepare]") {
   CHECK_THROWS_WITH(prepare_shards(options), Catch::Matchers::Contains(dir.file("absent.txt")));
   write_text(dir.file("empty.txt"), "");
   options.inputs = {dir.file("empty.txt")};
-  CHECK_THROWS_WITH(prepare_shards(options), Catch::Matchers::Contains("no tokens"));
+  // Regression: empty inputs and directories were not named.
+  CHECK_THROWS_WITH(prepare_shards(options),
+                    "prepare: the inputs hold no tokens (" + dir.file("empty.txt") + " is empty)");
+  options.inputs = {dir.path().string()};
+  CHECK_THROWS_WITH(prepare_shards(options), Catch::Matchers::StartsWith(dir.path().string() + ": is a directory"));
+  options.inputs = {"/dev/null"};
+  CHECK_THROWS_WITH(prepare_shards(options), "/dev/null: not a regular file");
   write_text(dir.file("one.txt"), "a");
   options.inputs = {dir.file("one.txt")};
   options.val_fraction = 0.5;

@@ -69,14 +69,17 @@ fs::path case_dir(const fs::path& root, int index, const std::optional<fs::path>
   return dir;
 }
 
+// Makes a special file at a path; the bytes are the regular file's, for the kinds that keep them.
+using MakeSpecial = std::function<void(const fs::path&, const std::string&)>;
+
 // What can stand where a file is expected: a directory, a FIFO (no writer: opening it for
-// reading blocks), an unreadable file (root reads it anyway), a dangling symlink, a symlink
-// loop. Each is created at `path`; the name describes it.
-const std::vector<std::pair<std::string, std::function<void(const fs::path&, const std::string&)>>>& special_files() {
-  static const std::vector<std::pair<std::string, std::function<void(const fs::path&, const std::string&)>>> kinds = {
+// reading blocks), an unreadable file (root reads it anyway, so it then loads), a dangling
+// symlink, a symlink loop.
+const std::vector<std::pair<std::string, MakeSpecial>>& special_files() {
+  static const std::vector<std::pair<std::string, MakeSpecial>> kinds = {
       {"a directory", [](const fs::path& path, const std::string&) { fs::create_directories(path); }},
       {"a FIFO", [](const fs::path& path, const std::string&) { REQUIRE(::mkfifo(path.c_str(), 0600) == 0); }},
-      {"an unreadable file (mode 000)",
+      {::geteuid() == 0 ? "a mode-000 file (read anyway: running as root)" : "an unreadable file (mode 000)",
        [](const fs::path& path, const std::string& bytes) {
          write_file(path, bytes);
          fs::permissions(path, fs::perms::none);

@@ -266,8 +266,10 @@ TEST_CASE("gpt2 tokenizer from a Hugging Face tokenizer.json", "[tokenizer]") {
 TEST_CASE("a bad tokenizer.json names the file and the entry", "[tokenizer]") {
   const TempDir dir;
   nlohmann::json vocab = {{"a", 0}, {"b", 1}};
-  auto load = [&](const nlohmann::json& model) {
-    std::ofstream(dir.file("tokenizer.json")) << nlohmann::json{{"model", model}}.dump();
+  auto load = [&](const nlohmann::json& model, const nlohmann::json& text_handling = nlohmann::json::object()) {
+    nlohmann::json file = text_handling;
+    file["model"] = model;
+    std::ofstream(dir.file("tokenizer.json")) << file.dump();
     try {
       load_gpt2_tokenizer(dir.path().string());
     } catch (const std::exception& e) {
@@ -280,4 +282,22 @@ TEST_CASE("a bad tokenizer.json names the file and the entry", "[tokenizer]") {
   CHECK_THAT(load({{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b", 3}}}),
              Catch::Contains("model.merges[1]"));
   CHECK_THAT(load({{"type", "BPE"}, {"vocab", vocab}}), Catch::Contains("model.merges is not a list"));
+  CHECK_THAT(load({{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}),
+             Catch::Contains("model.merges is empty"));
+  // Regression: LLaMA-3 style files (a Split pre-tokenizer with its own regex) were read as GPT-2's.
+  const nlohmann::json bpe = {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b"}}};
+  const nlohmann::json llama3_pre = {
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", "(?i:'s|'t)"}}}},
+                           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}}};
+  CHECK_THAT(load(bpe, llama3_pre),
+             Catch::Contains("tokenizer.json: pre_tokenizer {\"pretokenizers\"") && Catch::Contains("is not GPT-2's"));
+  CHECK_THAT(load(bpe, {{"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", true}}}}),
+             Catch::Contains("is not GPT-2's"));
+  CHECK_THAT(load(bpe, {{"normalizer", {{"type", "NFC"}}}}), Catch::Contains("has a normalizer ({\"type\":\"NFC\"})"));
+  // GPT-2's own settings pass these checks (and fail later only for this toy vocabulary's missing bytes).
+  CHECK_THAT(load(bpe, {{"normalizer", nullptr},
+                        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}}}),
+             Catch::Contains("no token for byte"));
 }

@@ -216,6 +216,10 @@ TEST_CASE("gpt2: a bad merges file is reported with file:line", "[text][gpt2]") 
   write_file(merges, "#version: 0.2\n\xC4\xA0 t\nonlyone\n");
   CHECK_THAT(error_message(load), Catch::Contains(merges + ":3"));
 
+  // Regression: an empty merges file was accepted and encoded without merges.
+  write_file(merges, "#version: 0.2\n");
+  CHECK_THAT(error_message(load), Catch::Contains(merges + ": holds no merges"));
+
   write_file(merges, "\xC4\xA0 t\nzqzqzq xjxjxj\n");
   CHECK_THAT(error_message(load), Catch::Contains(merges + ":2") &&
                                       Catch::Contains("\"zqzqzq\" is not in the vocabulary"));

@@ -83,6 +83,10 @@ std::string shard_path(const std::string& prefix, const std::string& split, int6
 }
 
 std::vector<uint32_t> encode_document(const std::string& path, const Tokenizer& tokenizer) {
+  std::error_code error;
+  if (fs::is_directory(path, error)) fail("{}: is a directory; prepare takes text files (e.g. {}/*.txt)", path, path);
+  // A pipe or a device could be read for ever.
+  if (fs::exists(path, error) && !fs::is_regular_file(path, error)) fail("{}: not a regular file", path);
   std::ifstream file(path, std::ios::binary);
   if (!file) fail("{}: cannot read: {}", path, std::strerror(errno));
   std::ostringstream text;
@@ -127,7 +131,10 @@ PrepareReport prepare_shards(const PrepareOptions& options) {
     pending_start += written;
   }
 
-  if (total == 0) fail("prepare: the inputs hold no tokens");
+  if (total == 0) {
+    fail("prepare: the inputs hold no tokens ({} {} empty)", fmt::join(options.inputs, ", "),
+         options.inputs.size() == 1 ? "is" : "are all");
+  }
   report.val_tokens = held_out_count(options.val_fraction, total);
   report.train_tokens = total - report.val_tokens;
   if (report.train_tokens < 1) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/base/strings.h"
 #include "core/text/tokenizer.h"
 #include "core/text/utf8.h"
 
@@ -174,6 +175,8 @@ std::vector<MergeRule> read_merges_file(const fs::path& path) {
     if (line.empty() || (line_number == 1 && line.rfind("#version", 0) == 0)) continue;
     merges.push_back(parse_merge_text(line, fmt::format("{}:{}", path.string(), line_number)));
   }
+  // Without merges every byte is its own token: a tokenizer that runs, but not GPT-2's.
+  if (merges.empty()) fail("{}: holds no merges (one \"a b\" pair per line)", path.string());
   return merges;
 }
 
@@ -181,6 +184,23 @@ struct TokenizerJson {
   nlohmann::json vocab;  // token text -> id, added tokens included
   std::vector<MergeRule> merges;
 };
+
+// The encoder implements GPT-2's text handling: no normalizer, then the ByteLevel pre-tokenizer
+// with GPT-2's regex and no prefix space. Other tokenizer.json files (LLaMA-3's Split + ByteLevel,
+// a normalizer) would encode differently, so they are refused rather than approximated.
+void check_gpt2_text_handling(const nlohmann::json& json, const fs::path& path) {
+  if (const auto normalizer = json.find("normalizer"); normalizer != json.end() && !normalizer->is_null()) {
+    fail("{}: has a normalizer ({}); the gpt2 tokenizer implements GPT-2's text handling, which has none",
+         path.string(), shortened(normalizer->dump()));
+  }
+  const auto pre = json.find("pre_tokenizer");
+  const bool gpt2_pre = pre != json.end() && pre->is_object() && pre->value("type", "") == "ByteLevel" &&
+                        pre->value("use_regex", true) && !pre->value("add_prefix_space", false);
+  if (pre != json.end() && !gpt2_pre) {
+    fail("{}: pre_tokenizer {} is not GPT-2's (ByteLevel with its regex, no prefix space); the gpt2 tokenizer "
+         "implements only that one", path.string(), shortened(pre->dump()));
+  }
+}
 
 // tokenizer.json's BPE model: model.vocab, and model.merges as "a b" strings (older files) or
 // ["a", "b"] pairs (newer ones, which allow spaces inside tokens). Added tokens that the model's
@@ -195,6 +215,9 @@ TokenizerJson read_tokenizer_json(const fs::path& path) {
   const auto merges = model->find("merges");
   if (vocab == model->end() || !vocab->is_object()) fail("{}: model.vocab is not an object", path.string());
   if (merges == model->end() || !merges->is_array()) fail("{}: model.merges is not a list", path.string());
+
+  check_gpt2_text_handling(json, path);
+  if (merges->empty()) fail("{}: model.merges is empty", path.string());
 
   TokenizerJson result{*vocab, {}};
   if (const auto added = json.find("added_tokens"); added != json.end() && added->is_array()) {
