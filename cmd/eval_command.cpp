@@ -19,6 +19,13 @@ int run_eval_command(const EvalCommandOptions& options, const LaunchEnvironment&
   const Config config = inference_layout(load_command_config(options.config));
   JobMembership job(launch, config);
   configure_threads(config.runtime, ranks_on_this_node());
+  // Synthetic data never ends: it is scored over train.eval_batches unless --max-batches says otherwise.
+  std::optional<int64_t> max_batches = options.max_batches;
+  if (!max_batches && config.data.format == "synthetic") {
+    max_batches = config.train.eval_batches;
+    print0("eval: synthetic data has no end; scoring train.eval_batches = {} batches (--max-batches to choose)",
+           *max_batches);
+  }
   // Tensor-parallel ranks run the same batches, each with its slices of every layer.
   std::string weights_from, description;
   const auto result = job.run(config, [&](const ParallelContext& context) {
@@ -31,7 +38,7 @@ int run_eval_command(const EvalCommandOptions& options, const LaunchEnvironment&
         *data.corpus, [&](const torch::Tensor& inputs, const torch::Tensor& targets) {
           return loaded.model->loss(inputs, targets);
         },
-        config.train.micro_batch_size, options.max_batches, loaded.device);
+        config.train.micro_batch_size, max_batches, loaded.device);
   });
   if (log_rank() != 0) return 0;
 

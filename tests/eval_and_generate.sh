@@ -36,6 +36,10 @@ grep -q "weights run/checkpoints/step_00000004" eval.log
 grep -Eq '^\{"loss":[0-9.]+,"perplexity":[0-9.]+,"tokens":2048\}$' eval.log
 "$exe" eval --config tiny.yaml --max-batches 3 | tee eval3.log
 grep -Eq '"tokens":192\}$' eval3.log
+# Regression: synthetic data (endless) was scored window after window without end.
+timeout 60 "$exe" eval --config tiny.yaml --set data.format=synthetic --set train.eval_batches=5 | tee eval_synthetic.log
+grep -q "scoring train.eval_batches = 5 batches" eval_synthetic.log
+grep -Eq '"tokens":320\}$' eval_synthetic.log
 
 # Greedy output is a function of the weights; sampled output of the seed.
 gen=(generate --config tiny.yaml --prompt "To be, or" --max-new-tokens 12)
