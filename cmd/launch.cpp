@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include "cmd/mpirun_messages.h"
 #include "core/base/error.h"
 
 extern char** environ;
@@ -273,15 +275,49 @@ namespace {
 
 volatile sig_atomic_t g_child_pid = 0;
 volatile sig_atomic_t g_forwarded_signal = 0;
+volatile sig_atomic_t g_stop_request_signal = 0;
+
+constexpr char kStoppingNote[] =
+    "colossal-run: stopping after the current step (ranks save a checkpoint); interrupt again to end at once\n";
 
 extern "C" void forward_stop_signal(int signal) {
+  const bool first = g_forwarded_signal == 0;
   g_forwarded_signal = signal;
-  if (g_child_pid > 0) kill(g_child_pid, signal);
+  if (g_child_pid <= 0) return;
+  if (first && g_stop_request_signal != 0) {
+    (void)!write(STDERR_FILENO, kStoppingNote, sizeof kStoppingNote - 1);
+    kill(g_child_pid, g_stop_request_signal);
+  } else {
+    kill(g_child_pid, signal);
+  }
+}
+
+void print_lines(const std::vector<std::string>& lines) {
+  for (const auto& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+// Reads the child's stderr until every writer has closed it, passing it through `filter`.
+void relay_stderr(int fd, MpirunMessages& filter) {
+  std::string pending;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t got = read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    pending.append(buffer, static_cast<size_t>(got));
+    for (size_t newline; (newline = pending.find('\n')) != std::string::npos;) {
+      print_lines(filter.line(pending.substr(0, newline)));
+      pending.erase(0, newline + 1);
+    }
+  }
+  if (!pending.empty()) print_lines(filter.line(pending));
+  print_lines(filter.finish());
 }
 
 }  // namespace
 
-int run_forwarding_signals(const std::vector<std::string>& argv) {
+int run_forwarding_signals(const std::vector<std::string>& argv, const ForwardingOptions& options) {
   CR_CHECK(!argv.empty(), "empty command");
   std::vector<char*> c_argv;
   for (const auto& arg : argv) c_argv.push_back(const_cast<char*>(arg.c_str()));
@@ -291,6 +327,12 @@ int run_forwarding_signals(const std::vector<std::string>& argv) {
   // exec succeeds.
   int exec_error_pipe[2];
   if (pipe2(exec_error_pipe, O_CLOEXEC) != 0) fail("cannot run {}: pipe: {}", argv[0], std::strerror(errno));
+  int stderr_pipe[2] = {-1, -1};
+  if (options.stderr_filter && pipe2(stderr_pipe, O_CLOEXEC) != 0) {
+    close(exec_error_pipe[0]);
+    close(exec_error_pipe[1]);
+    fail("cannot run {}: pipe: {}", argv[0], std::strerror(errno));
+  }
 
   // Blocked until the child's pid is recorded, so that no signal falls between fork and forwarding.
   sigset_t stop_signals, previous_mask;
@@ -299,6 +341,7 @@ int run_forwarding_signals(const std::vector<std::string>& argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigprocmask(SIG_BLOCK, &stop_signals, &previous_mask);
   g_forwarded_signal = 0;
+  g_stop_request_signal = options.stop_request_signal;
 
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -311,6 +354,7 @@ int run_forwarding_signals(const std::vector<std::string>& argv) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     sigprocmask(SIG_SETMASK, &previous_mask, nullptr);
+    if (stderr_pipe[1] >= 0) dup2(stderr_pipe[1], STDERR_FILENO);  // dup2 clears close-on-exec
     execv(c_argv[0], c_argv.data());
     const int error = errno;
     (void)!write(exec_error_pipe[1], &error, sizeof error);
@@ -319,11 +363,13 @@ int run_forwarding_signals(const std::vector<std::string>& argv) {
   if (pid < 0) {
     const int error = errno;
     sigprocmask(SIG_SETMASK, &previous_mask, nullptr);
-    close(exec_error_pipe[0]);
-    close(exec_error_pipe[1]);
+    for (int fd : {exec_error_pipe[0], exec_error_pipe[1], stderr_pipe[0], stderr_pipe[1]}) {
+      if (fd >= 0) close(fd);
+    }
     fail("cannot run {}: fork: {}", argv[0], std::strerror(error));
   }
   close(exec_error_pipe[1]);
+  if (stderr_pipe[1] >= 0) close(stderr_pipe[1]);
 
   g_child_pid = pid;
   struct sigaction forward {}, previous_int {}, previous_term {};
@@ -340,6 +386,10 @@ int run_forwarding_signals(const std::vector<std::string>& argv) {
     got = read(exec_error_pipe[0], &exec_error, sizeof exec_error);
   } while (got < 0 && errno == EINTR);
   close(exec_error_pipe[0]);
+  if (stderr_pipe[0] >= 0) {
+    relay_stderr(stderr_pipe[0], *options.stderr_filter);
+    close(stderr_pipe[0]);
+  }
 
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -363,8 +413,14 @@ int relaunch_under_mpirun(const std::vector<std::string>& original_args, int npr
   std::vector<std::string> command =
       mpirun_command(self_executable(), original_args, nprocs, cores, geteuid() == 0, hostfile);
   command.front() = *mpirun;
-  const int code = run_forwarding_signals(command);
-  // mpirun passes on a rank's death by signal as 128 + signal; it has already said which rank
+  // Ctrl-C asks the ranks to stop at the next step and save: mpirun forwards SIGUSR1 to every
+  // rank on every node, while a SIGINT would make it kill them a second later, mid-save.
+  MpirunMessages messages;
+  ForwardingOptions options;
+  options.stop_request_signal = SIGUSR1;
+  options.stderr_filter = &messages;
+  const int code = run_forwarding_signals(command, options);
+  // mpirun passes on a rank's death by signal as 128 + signal; the filter has said which rank
   // died of what, and this process did not die: report a plain failure.
   return code > 128 && code != 130 ? 1 : code;
 }

@@ -10,6 +10,8 @@
 
 namespace cr {
 
+class MpirunMessages;
+
 using EnvironmentMap = std::map<std::string, std::string>;
 
 struct LaunchEnvironment {
@@ -68,8 +70,14 @@ int relaunch_under_mpirun(const std::vector<std::string>& original_args, int npr
 // The pieces of relaunch_under_mpirun, separately testable.
 std::optional<std::string> find_executable(const std::string& name, const std::string& path_env);
 std::string self_executable();
+struct ForwardingOptions {
+  // Sent instead of the first SIGINT / SIGTERM (0: that signal itself); later ones pass as they are.
+  int stop_request_signal = 0;
+  // When set, the child's stderr is read through it and what it returns is printed.
+  MpirunMessages* stderr_filter = nullptr;
+};
 // Runs argv (argv[0] a path) as a child, forwarding SIGINT/SIGTERM to it; returns its exit
 // status, 128 + signal when a signal killed it, and 130 when it failed after a forwarded one.
-int run_forwarding_signals(const std::vector<std::string>& argv);
+int run_forwarding_signals(const std::vector<std::string>& argv, const ForwardingOptions& options = {});
 
 }  // namespace cr

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cmd/launch.h"
+#include "cmd/mpirun_messages.h"
 #include "core/base/error.h"
 #include "tests/shared_data.h"
 
@@ -389,4 +390,46 @@ TEST_CASE("mpirun passes tricky arguments through unchanged", "[launch][mpirun]"
   const std::string expected = "--set\nnote=it's \"quoted\" = x y\n--set\na=\n";
   CHECK(read_text(dir.path / "rank0") == expected);
   CHECK(read_text(dir.path / "rank1") == expected);
+}
+
+namespace {
+
+// What the filter prints for mpirun's stderr `lines`, in order.
+Args filtered(cr::MpirunMessages& messages, const Args& lines) {
+  Args out;
+  for (const auto& line : lines) {
+    for (auto& printed : messages.line(line)) out.push_back(printed);
+  }
+  for (auto& printed : messages.finish()) out.push_back(printed);
+  return out;
+}
+
+const std::string kRule(74, '-');
+
+}  // namespace
+
+TEST_CASE("mpirun's notices become one line naming the rank; its boilerplate goes", "[launch]") {
+  cr::MpirunMessages messages;
+  // Regression: a SIGKILLed rank showed only Open MPI's box, with no line of ours naming the rank.
+  const Args out = filtered(
+      messages, {"step 1/10 | loss 6.2", kRule, "Primary job  terminated normally, but 1 process returned",
+                 "a non-zero exit code. Per user-direction, the job has been aborted.", kRule, kRule,
+                 "mpirun noticed that process rank 1 with PID 0 on node vm exited on signal 9 (Killed).", kRule,
+                 "mpirun: Forwarding signal 10 to job"});
+  REQUIRE(out.size() == 2);
+  CHECK(out[0] == "step 1/10 | loss 6.2");
+  CHECK_THAT(out[1], Catch::StartsWith("error: rank 1 (on vm) was killed by signal 9 (Killed), so the job stopped"));
+  CHECK(messages.killed_rank() == 1);
+
+  cr::MpirunMessages other;
+  const Args aborted = filtered(
+      other, {"error: [rank 0] data.train: no files match", kRule, "MPI_ABORT was invoked on rank 0 in communicator",
+              "MPI_COMM_WORLD", "with errorcode 1.", kRule, kRule,
+              "mpirun detected that one or more processes exited with non-zero status, thus causing",
+              "the job to be terminated. The first process to do so was:", "", "  Process name: [[10485,1],1]",
+              "  Exit code:    3", kRule, kRule, "Some other notice", kRule, kRule, "unclosed"});
+  CHECK(aborted == Args{"error: [rank 0] data.train: no files match",
+                        "error: rank 1 exited with status 3, so the job stopped", kRule, "Some other notice", kRule,
+                        kRule, "unclosed"});
+  CHECK_FALSE(other.killed_rank());
 }

@@ -1,5 +1,6 @@
 #include "core/train/trainer.h"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -42,23 +43,31 @@ extern "C" void request_stop(int signal) {
   std::signal(signal, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
 
-// Stops at the next step boundary (after saving a checkpoint) on the first SIGINT / SIGTERM.
+// Stops at the next step boundary (after saving a checkpoint) on the first SIGINT / SIGTERM, or
+// SIGUSR1: what the --nprocs launcher sends through mpirun, which would kill ranks on the others.
 class StopSignalScope {
  public:
   StopSignalScope() {
     g_stop_signal = 0;
-    previous_int_ = std::signal(SIGINT, request_stop);
-    previous_term_ = std::signal(SIGTERM, request_stop);
+    for (size_t i = 0; i < kSignals.size(); ++i) previous_[i] = std::signal(kSignals[i], request_stop);
   }
   ~StopSignalScope() {
-    std::signal(SIGINT, previous_int_);
-    std::signal(SIGTERM, previous_term_);
+    for (size_t i = 0; i < kSignals.size(); ++i) std::signal(kSignals[i], previous_[i]);
   }
 
  private:
-  void (*previous_int_)(int);
-  void (*previous_term_)(int);
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGUSR1};
+  std::array<void (*)(int), 3> previous_{};
 };
+
+std::string signal_name(int signal) {
+  switch (signal) {
+    case SIGINT: return "SIGINT (Ctrl-C)";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "a stop request (SIGUSR1)";
+    default: return fmt::format("signal {}", signal);
+  }
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -118,7 +127,7 @@ class Trainer {
   void apply_gradients(int64_t step, StepMetrics& m);
   double evaluate();
   double mean_over_replicas(double value);
-  bool any_rank(bool flag);
+  int max_over_ranks(int value);
   torch::Tensor batch_tensor(const std::vector<int64_t>& values) const;
   void save(int64_t steps_done);
 
@@ -359,7 +368,7 @@ void Trainer::apply_gradients(int64_t step, StepMetrics& m) {
   const double loss_scale = loss_scaler_ ? loss_scaler_->scale() : 1.0;
   m.grad_norm = strategy_->gradient_norm() / loss_scale;
   // Ranks must agree: an overflow on any of them skips the step on all.
-  const bool overflow = any_rank(!std::isfinite(m.grad_norm));
+  const bool overflow = max_over_ranks(std::isfinite(m.grad_norm) ? 0 : 1) != 0;
   m.lr = learning_rate(config_.lr_schedule, config_.optimizer.lr, step, config_.train.steps);
   if (loss_scaler_) {
     m.loss_scale = loss_scale;
@@ -405,12 +414,12 @@ double Trainer::mean_over_replicas(double value) {
   return t.item<double>();
 }
 
-bool Trainer::any_rank(bool flag) {
+int Trainer::max_over_ranks(int value) {
   Communicator* control = context_.control();
-  if (!control) return flag;
-  auto t = torch::tensor({flag ? 1 : 0}, torch::kInt);
+  if (!control) return value;
+  auto t = torch::tensor({value}, torch::kInt);
   control->all_reduce(t, ReduceOp::Max);
-  return t.item<int>() != 0;
+  return t.item<int>();
 }
 
 void Trainer::save(int64_t steps_done) {
@@ -481,7 +490,8 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     }
     const bool periodic = config_.checkpoint.every > 0 && m.step % config_.checkpoint.every == 0;
     // Ranks must agree on stopping at the same step, whichever of them saw the signal.
-    const bool stop = any_rank(g_stop_signal != 0);
+    const int stop_signal = max_over_ranks(g_stop_signal.load());
+    const bool stop = stop_signal != 0;
     if (periodic || (last && config_.checkpoint.save_final) || stop) {
       save(m.step);
       progress.print(fmt::format("checkpoint {}: rank 0 wrote {} in {:.2f} s", *summary_.last_checkpoint,
@@ -490,7 +500,7 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     }
     if (stop) {
       summary_.interrupted = true;
-      progress.print(fmt::format("stopped by signal {} after step {}; checkpoint {}", g_stop_signal.load(), m.step,
+      progress.print(fmt::format("stopped by {} after step {}; checkpoint {}", signal_name(stop_signal), m.step,
                                  summary_.last_checkpoint.value_or("-")));
       break;
     }

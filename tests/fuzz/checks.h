@@ -76,8 +76,6 @@ class Fuzzer {
     std::fflush(stdout);
   }
 
-  int cases() const { return cases_; }
-
  private:
   // Cases per batch: enough to spread the cost of a fork, few enough to keep their files small.
   static constexpr size_t kBatch = 200;
