@@ -1,5 +1,6 @@
 #include "parallel/collective_watchdog.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -86,7 +87,20 @@ class Watchdog {
       // Short ticks while operations are in flight (progress), long ones when idle.
       wake_.wait_for(lock, works_.empty() ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1));
       if (stopping_) break;
-      for (TrackedWork* work : works_) work->poll();
+      TrackedWork* expired = nullptr;
+      for (TrackedWork* work : works_) {
+        if (work->check() == TrackedWork::State::expired) {
+          expired = work;
+          break;
+        }
+      }
+      if (expired) {
+        // Reported without the lock: the report waits seconds for other ranks' answers, and
+        // threads finishing other operations must not block on this one meanwhile. The work
+        // stays alive: its owner waits on it, and it can no longer complete.
+        lock.unlock();
+        expired->abort_expired();
+      }
       int flag = 0;
       MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, progress_comm_, &flag, MPI_STATUS_IGNORE);
     }
@@ -223,8 +237,7 @@ TrackedWork::TrackedWork(std::shared_ptr<GroupState> group, std::string what, in
     : group_(std::move(group)),
       what_(std::move(what)),
       seq_(seq),
-      deadline_(Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(group_->timeout_s))),
+      issued_(Clock::now()),
       op_(std::move(op)),
       finish_(std::move(finish)) {
   watchdog().add(this);
@@ -240,8 +253,7 @@ TrackedWork::~TrackedWork() {
   watchdog().remove(this);
 }
 
-bool TrackedWork::poll() {
-  bool complete;
+TrackedWork::State TrackedWork::check() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!complete_) {
@@ -251,22 +263,41 @@ bool TrackedWork::poll() {
         error_ = e.what();
         complete_ = true;
       }
+      if (complete_) {
+        const Clock::rep now = Clock::now().time_since_epoch().count();
+        Clock::rep last = group_->last_completion.load();
+        while (last < now && !group_->last_completion.compare_exchange_weak(last, now)) {
+        }
+      }
     }
-    complete = complete_;
+    if (complete_) return State::complete;
   }
-  if (!complete && Clock::now() > deadline_) abort_on_timeout(*group_, what_, seq_);
-  return complete;
+  const Clock::time_point could_start =
+      std::max(issued_, Clock::time_point(Clock::duration(group_->last_completion.load())));
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(group_->timeout_s));
+  return Clock::now() > could_start + timeout ? State::expired : State::pending;
+}
+
+void TrackedWork::abort_expired() const { abort_on_timeout(*group_, what_, seq_); }
+
+bool TrackedWork::poll() {
+  const State state = check();
+  if (state == State::expired) abort_expired();
+  return state == State::complete;
 }
 
 void TrackedWork::wait() {
-  // Spin first: short collectives finish within microseconds and OpenMPI advances them only
-  // inside MPI calls. Then back off, leaving the core to other ranks and threads.
-  const auto spin_until = Clock::now() + std::chrono::milliseconds(20);
+  // Spin briefly: short collectives finish within microseconds and OpenMPI advances them only
+  // inside MPI calls. Then sleep, backing off to a millisecond, leaving the cores to compute.
+  const auto spin_until = Clock::now() + std::chrono::milliseconds(1);
+  auto pause = std::chrono::microseconds(50);
   while (!poll()) {
-    if (Clock::now() < spin_until)
+    if (Clock::now() < spin_until) {
       std::this_thread::yield();
-    else
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    } else {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(2 * pause, std::chrono::microseconds(1000));
+    }
   }
   finish();
 }

@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -50,6 +51,9 @@ struct GroupState {
   double timeout_s = 0;
   int64_t started = 0;                  // collectives this member has started
   std::unique_ptr<ArrivalBoard> board;  // null without one-sided windows
+  // When an operation of the group last completed: the next one could not progress before, so
+  // its deadline runs from then at the earliest.
+  std::atomic<std::chrono::steady_clock::rep> last_completion{0};
 
   int64_t begin_collective();  // counts one more collective and publishes it; returns its number
 };
@@ -78,13 +82,18 @@ class TrackedWork final : public CommWork {
   // True once complete; past the deadline it aborts the job. Any thread.
   bool poll();
 
+  enum class State { pending, complete, expired };
+  // Tests the operation; never aborts (the watchdog aborts after letting go of its lock). Any thread.
+  State check();
+  [[noreturn]] void abort_expired() const;
+
  private:
   void finish();
 
   std::shared_ptr<GroupState> group_;
   std::string what_;
   int64_t seq_;
-  std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point issued_;
   std::unique_ptr<PendingOp> op_;
   std::function<void()> finish_;
   std::mutex mutex_;  // guards op_->test(), complete_ and error_

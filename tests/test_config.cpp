@@ -339,6 +339,9 @@ TEST_CASE("a config is one YAML document with bare numbers and closed quotes", "
   // Regression: an unclosed quote swallowed the sections below it into one value.
   CHECK_THROWS_WITH(load(kMinimal + "parallel:\n  order: 'data,pipeline,tensor\n  bucket_mb: 25.0\nzero:\n  stage: 0\n"),
                     "test.yaml:4:10: parallel.order: the value's opening ' quote is not closed on its line");
+  // Regression: with a quoted value further down, the parser reported that later line.
+  CHECK_THROWS_WITH(load(kMinimal + "train:\n  steps: \"abc\nparallel:\n  order: \"data,pipeline,sequence,tensor\"\n"),
+                    "test.yaml:4:10: train.steps: the value's opening \" quote is not closed on its line");
   CHECK_THROWS_WITH(load(kMinimal + "runtime:\n  run_dir: \"r\u00e9sum\u00e9\\\"\n  device: cpu\n"),
                     StartsWith("test.yaml:4:12: runtime.run_dir: the value's opening \" quote is not closed"));
 }

@@ -112,6 +112,22 @@ TEST_CASE("shards round trip in the uint16 format", "[shards]") {
   shard.copy(3, 2, middle.data());
   CHECK(middle == std::vector<int64_t>{50256, 65535});
 
+  // Regression: a shard truncated under a running job (a dataset rewritten in place) crashed the
+  // reader with SIGBUS; now the read fails naming the file.
+  {
+    const std::string rewritten = dir.file("rewritten.bin");
+    write_shard(rewritten, std::vector<uint32_t>{1, 2, 3, 70000});  // uint32 tokens
+    TokenShard open_shard(rewritten);
+    fs::resize_file(rewritten, kShardHeaderBytes + 4);
+    std::vector<int64_t> first(1);
+    open_shard.copy(0, 1, first.data());
+    CHECK(first[0] == 1);
+    std::vector<int64_t> rest(3);
+    CHECK_THROWS_WITH(open_shard.copy(1, 3, rest.data()),
+                      rewritten + ": token shard ends at byte 1028, but held 1040 bytes when opened: was it "
+                                  "truncated or rewritten during the run?");
+  }
+
   const std::string bytes = read_bytes(path);
   int32_t header[3];
   std::memcpy(header, bytes.data(), sizeof(header));

@@ -408,7 +408,7 @@ TEST_CASE("verify_checkpoint catches damage and names the file", "[checkpoint]")
   }
   SECTION("manifest not JSON") {
     write_bytes(ckpt + "/manifest.json", "{\"files\": ");
-    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("manifest.json is not valid JSON"));
+    CHECK_THAT(verify_error(), Contains(ckpt) && Contains("manifest.json: not valid JSON"));
   }
   SECTION("manifest entry pointing outside the checkpoint") {
     write_bytes(ckpt + "/manifest.json",

@@ -16,6 +16,8 @@
 
 #include "core/base/crc32.h"
 #include "core/base/error.h"
+#include "core/base/json.h"
+#include "core/base/strings.h"
 
 namespace cr {
 namespace fs = std::filesystem;
@@ -302,21 +304,10 @@ nlohmann::json verify_checkpoint(const std::string& dir, bool check_crcs) {
   const std::string manifest_path = (fs::path(dir) / kManifest).string();
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail("{}: checkpoint directory not found", dir);
-  std::ifstream in(manifest_path, std::ios::binary);
-  if (!in) {
-    if (!fs::exists(manifest_path, ec)) {
-      fail("{}: {} missing: the checkpoint is incomplete", dir, kManifest);
-    }
-    fail("{}: cannot read {}: {}", dir, kManifest, std::strerror(errno));
+  if (!fs::exists(fs::symlink_status(manifest_path, ec))) {
+    fail("{}: {} missing: the checkpoint is incomplete", dir, kManifest);
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json manifest;
-  try {
-    manifest = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: {} is not valid JSON: {}", dir, kManifest, e.what());
-  }
+  const nlohmann::json manifest = read_json_file(manifest_path);
   if (!manifest.is_object() || !manifest.contains("files") || !manifest["files"].is_object()) {
     fail("{}: {} has no \"files\" object", dir, kManifest);
   }
@@ -328,7 +319,7 @@ nlohmann::json verify_checkpoint(const std::string& dir, bool check_crcs) {
     if (entry.is_object() && entry.contains("crc32")) crc = parse_crc_hex(entry["crc32"]);
     if (!is_plain_filename(name) || !entry.is_object() || !entry.contains("bytes") ||
         !entry["bytes"].is_number_unsigned() || !crc) {
-      fail("{}: {}: malformed entry for '{}': {}", dir, kManifest, name, entry.dump());
+      fail("{}: {}: malformed entry for '{}': {}", dir, kManifest, shortened(name), shortened(entry.dump()));
     }
     const std::string path = (fs::path(dir) / name).string();
     const auto actual = fs::file_size(path, ec);
@@ -399,10 +390,12 @@ std::vector<std::string> remove_interrupted_saves(const std::string& root) {
 }
 
 std::string checkpoint_run(const std::string& dir) {
-  std::ifstream in((fs::path(dir) / kManifest).string(), std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto manifest = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  nlohmann::json manifest;
+  try {
+    manifest = read_json_file((fs::path(dir) / kManifest).string());
+  } catch (const Error&) {
+    return "";  // not a checkpoint of any run: never pruned
+  }
   if (!manifest.is_object() || !manifest.contains(kRunKey) || !manifest[kRunKey].is_string()) return "";
   return manifest[kRunKey].get<std::string>();
 }

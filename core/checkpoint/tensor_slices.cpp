@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "core/base/error.h"
+#include "core/base/json.h"
 #include "core/base/shape.h"
 
 namespace cr {
@@ -86,7 +87,7 @@ SliceReader::SliceReader(const std::string& dir, const nlohmann::json& manifest,
     }
     nlohmann::json index;
     try {
-      index = nlohmann::json::parse(listed->second);
+      index = parse_json(listed->second, "slice index");
       for (const auto& entry : index) {
         const auto key = entry.at("key").get<std::string>();
         const auto tensor = entry.at("tensor").get<std::string>();

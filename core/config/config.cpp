@@ -409,12 +409,37 @@ void apply_override(const std::string& assignment, Config& config) {
   assign(*key, value, ValueReader(flag, path, YAML::Mark::null_mark()), config);
 }
 
+// An unclosed quote makes YAML read on until the next quote, so the parser reports a later line
+// (or nothing): the first "key: 'value" line whose quote does not close, before `last_line`.
+std::optional<std::string> unclosed_quote(const std::string& yaml, const std::string& source, int last_line) {
+  std::string section;
+  size_t begin = 0;
+  for (int line = 0; line <= last_line && begin < yaml.size(); ++line) {
+    const size_t end = std::min(yaml.find('\n', begin), yaml.size());
+    const std::string_view text(yaml.data() + begin, end - begin);
+    begin = end + 1;
+    const size_t first = text.find_first_not_of(" \t");
+    if (first == std::string_view::npos || text[first] == '#') continue;
+    const size_t colon = text.find(':', first);
+    if (colon == std::string_view::npos) continue;
+    const std::string key(text.substr(first, colon - first));
+    if (first == 0) section = key;
+    const size_t value = text.find_first_not_of(" \t", colon + 1);
+    if (value == std::string_view::npos || (text[value] != '\'' && text[value] != '"')) continue;
+    if (closes_on_line(text.substr(value))) continue;
+    return fmt::format("{}:{}:{}: {}{}: the value's opening {} quote is not closed on its line", source, line + 1,
+                       value + 1, first == 0 ? "" : section + ".", shortened(key), text[value]);
+  }
+  return std::nullopt;
+}
+
 // A config is one YAML document: a second one ("---" and more keys) would otherwise be ignored.
 YAML::Node parse_yaml(const std::string& yaml, const std::string& source) {
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(yaml);
   } catch (const YAML::ParserException& e) {
+    if (auto unclosed = unclosed_quote(yaml, source, e.mark.line)) throw ConfigError(*unclosed);
     throw ConfigError(
         fmt::format("{}:{}:{}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg));
   }

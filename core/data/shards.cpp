@@ -56,7 +56,8 @@ TokenShard::TokenShard(const std::string& path) : path_(path), file_(path, "toke
   if (file_bytes < kShardHeaderBytes) {
     fail("{}: file shorter than the {}-byte header ({} bytes)", path, kShardHeaderBytes, file_bytes);
   }
-  const unsigned char* bytes = file_.data();
+  unsigned char bytes[12];
+  file_.read(0, bytes, sizeof bytes);
   const ShardHeader header = read_header(bytes);
   token_bytes_ = token_bytes_for(header, path);
   const int64_t payload_bytes = file_bytes - kShardHeaderBytes;
@@ -67,22 +68,24 @@ TokenShard::TokenShard(const std::string& path) : path_(path), file_(path, "toke
         path, header.num_tokens, payload_bytes / token_bytes_, payload_bytes, token_bytes_);
   }
   size_ = header.num_tokens;
-  tokens_ = bytes + kShardHeaderBytes;
 }
 
 void TokenShard::copy(int64_t offset, int64_t count, int64_t* out) const {
   CR_CHECK(offset >= 0 && count >= 0 && offset + count <= size_,
            "{}: tokens [{}, {}) out of range for {} tokens", path_, offset, offset + count, size_);
-  if (token_bytes_ == 2) {
-    for (int64_t i = 0; i < count; ++i) {
+  // Read into the end of `out`, then widened front to back: no buffer, and the narrow token
+  // i sits at or after the wide slot i, so no token is overwritten before it is read.
+  const size_t bytes = static_cast<size_t>(count * token_bytes_);
+  auto* narrow = reinterpret_cast<unsigned char*>(out + count) - bytes;
+  file_.read(static_cast<uint64_t>(kShardHeaderBytes + offset * token_bytes_), narrow, bytes);
+  for (int64_t i = 0; i < count; ++i) {
+    if (token_bytes_ == 2) {
       uint16_t id;
-      std::memcpy(&id, tokens_ + (offset + i) * 2, 2);
+      std::memcpy(&id, narrow + i * 2, 2);
       out[i] = id;
-    }
-  } else {
-    for (int64_t i = 0; i < count; ++i) {
+    } else {
       uint32_t id;
-      std::memcpy(&id, tokens_ + (offset + i) * 4, 4);
+      std::memcpy(&id, narrow + i * 4, 4);
       out[i] = id;
     }
   }

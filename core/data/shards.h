@@ -17,8 +17,9 @@ constexpr int32_t kShardVersionU16 = 1;
 constexpr int32_t kShardMagicU32 = 20240801;  // tokens are uint32
 constexpr int32_t kShardVersionU32 = 7;
 
-// A shard mapped read-only into memory; the header and the file size are validated on open,
-// so a truncated or foreign file fails here rather than mid-training. Reads are thread-safe.
+// A shard read with positioned reads; the header and the file size are validated on open, so a
+// truncated or foreign file fails here rather than mid-training, and one truncated during the
+// run fails the read naming the file. Reads are thread-safe.
 class TokenShard {
  public:
   explicit TokenShard(const std::string& path);  // throws cr::Error naming path and problem
@@ -32,8 +33,7 @@ class TokenShard {
 
  private:
   std::string path_;
-  MappedFile file_;
-  const unsigned char* tokens_ = nullptr;  // into file_, which moves without remapping
+  ReadOnlyFile file_;
   int64_t size_ = 0;
   int token_bytes_ = 2;
 };

@@ -4,6 +4,8 @@
 #include <fstream>
 
 #include "core/base/error.h"
+#include "core/base/strings.h"
+#include "core/base/json.h"
 
 namespace cr {
 namespace {
@@ -33,26 +35,26 @@ class Keys {
 
   int64_t integer(const char* key) const {
     const auto& value = required(key);
-    if (!value.is_number_integer()) fail("{}: '{}' must be an integer, got {}", source_, key, value.dump());
+    if (!value.is_number_integer()) fail("{}: '{}' must be an integer, got {}", source_, key, shortened(value.dump()));
     // JSON integers past int64 (2^63 and up) would wrap to negatives.
     if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      fail("{}: '{}' is {}, out of range", source_, key, value.dump());
+      fail("{}: '{}' is {}, out of range", source_, key, shortened(value.dump()));
     }
     return value.get<int64_t>();
   }
   double number(const char* key, double fallback) const {
     if (!has(key)) return fallback;
-    if (!config_[key].is_number()) fail("{}: '{}' must be a number, got {}", source_, key, config_[key].dump());
+    if (!config_[key].is_number()) fail("{}: '{}' must be a number, got {}", source_, key, shortened(config_[key].dump()));
     return config_[key].get<double>();
   }
   bool boolean(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
-    if (!config_[key].is_boolean()) fail("{}: '{}' must be true or false, got {}", source_, key, config_[key].dump());
+    if (!config_[key].is_boolean()) fail("{}: '{}' must be true or false, got {}", source_, key, shortened(config_[key].dump()));
     return config_[key].get<bool>();
   }
   std::string string(const char* key, const std::string& fallback) const {
     if (!has(key)) return fallback;
-    if (!config_[key].is_string()) fail("{}: '{}' must be a string, got {}", source_, key, config_[key].dump());
+    if (!config_[key].is_string()) fail("{}: '{}' must be a string, got {}", source_, key, shortened(config_[key].dump()));
     return config_[key].get<std::string>();
   }
   // Fails unless the key is absent or equal to what the model zoo computes.
@@ -64,7 +66,7 @@ class Keys {
     unsupported(key, "'" + value + "'", *accepted.begin());
   }
   void expect_null(const char* key) const {
-    if (has(key)) unsupported(key, config_[key].dump(), "null");
+    if (has(key)) unsupported(key, shortened(config_[key].dump()), "null");
   }
   [[noreturn]] void unsupported(const char* key, const std::string& value, const std::string& supported) const {
     fail("{}: {} '{}' = {} is not supported (supported: {})", source_, hf_class_, key, value, supported);
@@ -256,16 +258,25 @@ nlohmann::json hf_config_from_spec(const ModelSpec& spec, const std::string& tor
 ModelSpec spec_from_hf_config(const nlohmann::json& config, const std::string& source) {
   if (!config.is_object()) fail("{}: not a JSON object", source);
   // `architectures` names the class that was saved; old files may only have model_type.
-  std::string hf_class;
-  if (config.contains("architectures") && config["architectures"].is_array() && !config["architectures"].empty()) {
-    hf_class = config["architectures"][0].get<std::string>();
+  std::string hf_class, model_type;
+  if (const auto classes = config.find("architectures"); classes != config.end() && classes->is_array() &&
+                                                          !classes->empty()) {
+    if (!classes->front().is_string()) fail("{}: 'architectures' must list strings, got {}", source, shortened(classes->dump()));
+    hf_class = classes->front().get<std::string>();
   }
-  const std::string model_type = config.value("model_type", std::string());
+  if (const auto type = config.find("model_type"); type != config.end()) {
+    if (!type->is_string()) fail("{}: 'model_type' must be a string, got {}", source, shortened(type->dump()));
+    model_type = type->get<std::string>();
+  }
   for (const auto& a : architectures()) {
     if (hf_class == a.hf_class || (hf_class.empty() && model_type == a.model_type)) {
       const Keys keys(config, source, a.hf_class);
       ModelSpec spec = arch_spec(a.arch, keys);
-      validate_model_spec(spec);
+      try {
+        validate_model_spec(spec);
+      } catch (const Error& e) {
+        fail("{}: describes a model this build refuses: {}", source, e.what());
+      }
       return spec;
     }
   }
@@ -275,16 +286,9 @@ ModelSpec spec_from_hf_config(const nlohmann::json& config, const std::string& s
 
 ModelSpec read_hf_config(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "config.json").string();
-  if (std::filesystem::exists(path) && !std::filesystem::is_regular_file(path)) fail("{}: not a regular file", path);
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open (is {} a Hugging Face model directory?)", path, dir);
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", path, e.what());
-  }
-  return spec_from_hf_config(config, path);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail("{}: not found (is {} a Hugging Face model directory?)", path, dir);
+  return spec_from_hf_config(read_json_file(path), path);
 }
 
 void check_hf_spec_matches(const ModelSpec& hf, const ModelSpec& configured, const std::string& source) {

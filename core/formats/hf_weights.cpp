@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/base/strings.h"
+#include "core/base/json.h"
 
 namespace fs = std::filesystem;
 
@@ -47,15 +49,13 @@ torch::ScalarType torch_dtype(DType dtype) {
   }
 }
 
-nlohmann::json read_json(const std::string& path) {
-  if (!fs::is_regular_file(path)) fail("{}: not a regular file", path);
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", path, e.what());
-  }
+nlohmann::json read_json(const std::string& path) { return read_json_file(path); }
+
+// Whether anything is at `path`, a dangling or looping link included (which then fails to open,
+// naming itself), without throwing.
+bool present(const fs::path& path) {
+  std::error_code ec;
+  return fs::exists(fs::symlink_status(path, ec));
 }
 
 }  // namespace
@@ -78,7 +78,7 @@ HfWeightReader::HfWeightReader(const std::string& dir) : dir_(dir) {
     files_.emplace_back(path);
     for (const auto& name : files_.back().names()) where_[name] = files_.size() - 1;
   };
-  if (fs::exists(root / kIndexFile)) {
+  if (present(root / kIndexFile)) {
     const std::string index_path = (root / kIndexFile).string();
     const auto index = read_json(index_path);
     if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
@@ -90,7 +90,7 @@ HfWeightReader::HfWeightReader(const std::string& dir) : dir_(dir) {
       if (!file.is_string() || file.get<std::string>().empty() ||
           fs::path(file.get<std::string>()).filename() != fs::path(file.get<std::string>())) {
         fail("{}: tensor '{}' maps to {}, which is not a file name in the model directory", index_path, name,
-             file.dump());
+             shortened(file.dump()));
       }
       const std::string shard = file.get<std::string>();
       if (!opened.count(shard)) {
@@ -102,9 +102,9 @@ HfWeightReader::HfWeightReader(const std::string& dir) : dir_(dir) {
       }
       where_[name] = opened[shard];
     }
-  } else if (fs::exists(root / kSingleFile)) {
+  } else if (present(root / kSingleFile)) {
     add_file((root / kSingleFile).string());
-  } else if (fs::exists(root / "pytorch_model.bin") || fs::exists(root / "pytorch_model.bin.index.json")) {
+  } else if (present(root / "pytorch_model.bin") || present(root / "pytorch_model.bin.index.json")) {
     fail("{}: has only pytorch_model.bin weights; save them as safetensors first "
          "(transformers: model.save_pretrained(dir, safe_serialization=True))", dir);
   } else {

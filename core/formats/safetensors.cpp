@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/base/json.h"
 #include "core/base/mapped_file.h"
 #include "core/base/strings.h"
 
@@ -209,12 +210,7 @@ void SafetensorsFile::Impl::open() {
 
 void SafetensorsFile::Impl::parse_header(const char* text, size_t length,
                                          const unsigned char* data, size_t data_size) {
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text, text + length);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: header is not valid JSON: {}", path, e.what());
-  }
+  const nlohmann::json header = parse_json(std::string_view(text, length), path + ": header");
   if (!header.is_object()) fail("{}: header is not a JSON object", path);
 
   for (const auto& [name, entry] : header.items()) {
@@ -280,7 +276,7 @@ TensorView SafetensorsFile::Impl::parse_entry(const std::string& name, const nlo
   for (const auto& dim : *shape) {
     if (!dim.is_number_unsigned()) {
       fail("{}: tensor '{}': shape {} has an entry that is not a non-negative integer", path,
-           name, shape->dump());
+           name, shortened(shape->dump()));
     }
     view.shape.push_back(dim.get<int64_t>());
   }

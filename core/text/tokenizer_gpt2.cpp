@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/base/json.h"
 #include "core/base/strings.h"
 #include "core/text/tokenizer.h"
 #include "core/text/utf8.h"
@@ -154,15 +155,7 @@ MergeRule parse_merge_text(const std::string& text, std::string where) {
   return {text.substr(0, space), text.substr(space + 1), std::move(where)};
 }
 
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", path.string(), e.what());
-  }
-}
+nlohmann::json read_json(const fs::path& path) { return read_json_file(path.string()); }
 
 // vocab.bpe / merges.txt: one merge per line after an optional "#version" line.
 std::vector<MergeRule> read_merges_file(const fs::path& path) {
@@ -209,8 +202,10 @@ TokenizerJson read_tokenizer_json(const fs::path& path) {
   const auto json = read_json(path);
   const auto model = json.find("model");
   if (model == json.end() || !model->is_object()) fail("{}: no \"model\" object", path.string());
-  const std::string type = model->value("type", "BPE");
-  if (type != "BPE") fail("{}: model.type is \"{}\"; the gpt2 tokenizer needs a BPE model", path.string(), type);
+  const auto type = model->find("type");
+  if (type != model->end() && *type != "BPE") {
+    fail("{}: model.type is {}; the gpt2 tokenizer needs a BPE model", path.string(), shortened(type->dump()));
+  }
   const auto vocab = model->find("vocab");
   const auto merges = model->find("merges");
   if (vocab == model->end() || !vocab->is_object()) fail("{}: model.vocab is not an object", path.string());
@@ -221,10 +216,13 @@ TokenizerJson read_tokenizer_json(const fs::path& path) {
 
   TokenizerJson result{*vocab, {}};
   if (const auto added = json.find("added_tokens"); added != json.end() && added->is_array()) {
-    for (const auto& token : *added) {
-      if (token.contains("content") && token.contains("id") && !result.vocab.contains(token["content"])) {
-        result.vocab[token["content"].get<std::string>()] = token["id"];
+    for (size_t i = 0; i < added->size(); ++i) {
+      const auto& token = (*added)[i];
+      if (!token.is_object() || !token.contains("content") || !token.contains("id")) continue;
+      if (!token["content"].is_string()) {
+        fail("{}: added_tokens[{}].content must be a string, got {}", path.string(), i, shortened(token["content"].dump()));
       }
+      if (!result.vocab.contains(token["content"])) result.vocab[token["content"].get<std::string>()] = token["id"];
     }
   }
   result.merges.reserve(merges->size());
@@ -237,7 +235,7 @@ TokenizerJson read_tokenizer_json(const fs::path& path) {
                !merge[0].get<std::string>().empty() && !merge[1].get<std::string>().empty()) {
       result.merges.push_back({merge[0].get<std::string>(), merge[1].get<std::string>(), std::move(where)});
     } else {
-      fail("{}: expected \"a b\" or [\"a\", \"b\"], got {}", where, merge.dump());
+      fail("{}: expected \"a b\" or [\"a\", \"b\"], got {}", where, shortened(merge.dump()));
     }
   }
   return result;
@@ -302,7 +300,7 @@ class Gpt2Tokenizer final : public Tokenizer {
       // Ids must be 0..n-1, each once, so that every id decodes.
       if (!id_json.is_number_unsigned() || id_json.get<uint64_t>() >= json.size()) {
         fail("{}: token \"{}\" has id {}; ids must be the integers 0..{}", source, token,
-             id_json.dump(), json.size() - 1);
+             shortened(id_json.dump()), json.size() - 1);
       }
       const auto id = id_json.get<uint32_t>();
       if (id_taken[id]) fail("{}: id {} is used by more than one token", source, id);

@@ -84,6 +84,11 @@ class SentencePieceTokenizer final : public Tokenizer {
 
  private:
   static std::string read_model_file(const fs::path& path) {
+    std::error_code ec;
+    // A pipe would block for ever.
+    if (fs::exists(path, ec) && !fs::is_regular_file(path, ec)) {
+      fail("cannot load SentencePiece model {}: not a regular file", path.string());
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) fail("cannot load SentencePiece model {}: {}", path.string(), std::strerror(errno));
     std::ostringstream bytes;
@@ -100,9 +105,10 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 fs::path find_model(const std::string& path_or_dir) {
   const fs::path path(path_or_dir);
-  if (!fs::is_directory(path)) return path;  // a missing file is reported by the loader
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return path;  // a missing file is reported by the loader
   for (const char* name : kModelNames) {
-    if (fs::is_regular_file(path / name)) return path / name;
+    if (fs::is_regular_file(path / name, ec)) return path / name;
   }
   fail("no SentencePiece model in {}: looked for {} and {}", path_or_dir, kModelNames[0],
        kModelNames[1]);

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "core/base/error.h"
+#include "core/base/strings.h"
 #include "core/checkpoint/checkpoint_store.h"
 
 namespace cr {
@@ -108,7 +109,7 @@ OpenedCheckpoint open_train_checkpoint(const std::string& dir) {
     fail("checkpoint {}: manifest.json has no step / samples_consumed: not a training checkpoint", dir);
   }
   if (manifest.contains("kind") && manifest["kind"] != kKind) {
-    fail("checkpoint {}: manifest.json says kind {}, not a training checkpoint", dir, manifest["kind"].dump());
+    fail("checkpoint {}: manifest.json says kind {}, not a training checkpoint", dir, shortened(manifest["kind"].dump()));
   }
   try {
     auto& state = opened.state;
