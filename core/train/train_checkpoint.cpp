@@ -2,8 +2,8 @@
 
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <filesystem>
+#include <random>
 
 #include <torch/torch.h>
 
