@@ -259,6 +259,12 @@ TEST_CASE("corrupt safetensors files are reported with the file name", "[safeten
     write_bytes(path, std::string("\xff\x00\x00\x00\x00\x00\x00\x00{}", 10));
     CHECK_THAT(open_error(), Contains(path) && Contains("header length 255 exceeds"));
   }
+  SECTION("header length over the format's 100 MB limit, even in a file that long") {
+    std::string bytes("\x01\xe1\xf5\x05\x00\x00\x00\x00", 8);  // 100,000,001
+    write_bytes(path, bytes);
+    fs::resize_file(path, 100'000'010);  // sparse
+    CHECK_THAT(open_error(), Contains(path) && Contains("header length 100000001 is over the format's limit"));
+  }
   SECTION("invalid JSON") {
     write_raw_safetensors(path, R"({"w": {"dtype": "F32",)", "");
     CHECK_THAT(open_error(), Contains(path) && Contains("not valid JSON"));

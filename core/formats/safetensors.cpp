@@ -198,6 +198,12 @@ void SafetensorsFile::Impl::open() {
   const unsigned char* bytes = file->data();
   uint64_t header_length = 0;
   for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | bytes[i];
+  // The reference implementation's cap: a JSON header of names and offsets is never larger.
+  constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+  if (header_length > kMaxHeaderBytes) {
+    fail("{}: header length {} is over the format's limit of {} bytes (not a safetensors file?)", path, header_length,
+         kMaxHeaderBytes);
+  }
   if (header_length > file_size - 8) {
     fail("{}: header length {} exceeds the {} bytes after it (truncated, or not a "
          "safetensors file)",
