@@ -11,6 +11,8 @@ const char* op_name(Op op) {
     case Op::LoadMicroBatch: return "load";
     case Op::Forward: return "forward";
     case Op::Backward: return "backward";
+    case Op::BackwardInput: return "backward-input";
+    case Op::BackwardWeight: return "backward-weight";
     case Op::SendActivation: return "send-activation";
     case Op::RecvActivation: return "recv-activation";
     case Op::SendGradient: return "send-gradient";
@@ -27,6 +29,7 @@ std::string describe(const std::vector<Instruction>& program) {
     if (!text.empty()) text += ", ";
     text += op_name(instruction.op);
     if (instruction.micro_batch >= 0) text += fmt::format(" {}", instruction.micro_batch);
+    if (instruction.chunk != 0) text += fmt::format(".{}", instruction.chunk);
   }
   return text;
 }
@@ -47,7 +50,7 @@ std::vector<Instruction> no_pipeline_schedule(int64_t micro_batches) {
 size_t reducing_backward(const std::vector<Instruction>& program) {
   size_t last = program.size();
   for (size_t i = 0; i < program.size(); ++i) {
-    if (program[i].op == Op::Backward) last = i;
+    if (program[i].op == Op::Backward || program[i].op == Op::BackwardWeight) last = i;
     if (program[i].op == Op::ReduceGradients) {
       if (last == program.size()) break;
       return last;
