@@ -12,6 +12,7 @@
 #include "core/train/pipeline_schedule.h"
 #include "core/train/schedule.h"
 #include "core/train/schedule_timeline.h"
+#include "core/train/stage_partition.h"
 
 using namespace cr;
 
@@ -306,4 +307,27 @@ TEST_CASE("docs/pipeline-schedules.md is generated from the schedules", "[schedu
   std::ifstream in(path, std::ios::binary);
   const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (written != markdown) FAIL("docs/pipeline-schedules.md is out of date; run with CR_UPDATE_DOCS=1");
+}
+
+TEST_CASE("pipeline stages get contiguous blocks balanced by cost, the LM head counted on the last", "[schedule][pipeline]") {
+  CHECK(balanced_stage_blocks(12, 4, 0.0, 0.0) == std::vector<int64_t>{3, 3, 3, 3});
+  CHECK(balanced_stage_blocks(10, 4, 0.0, 0.0) == std::vector<int64_t>{2, 2, 3, 3});
+  // GPT-2's head costs about 4.5 blocks: the last stage keeps one block, the others share the rest.
+  CHECK(balanced_stage_blocks(12, 4, 0.0, 4.46) == std::vector<int64_t>{3, 4, 4, 1});
+  CHECK(balanced_stage_blocks(12, 4, 1.0, 2.0) == std::vector<int64_t>{3, 3, 4, 2});  // costs 4, 3, 4, 4
+  CHECK(balanced_stage_blocks(4, 4, 0.0, 10.0) == std::vector<int64_t>{1, 1, 1, 1});
+  CHECK(balanced_stage_blocks(7, 1, 0.5, 3.0) == std::vector<int64_t>{7});
+  CHECK_THROWS_WITH(balanced_stage_blocks(3, 4, 0.0, 0.0),
+                    "3 transformer blocks cannot fill 4 pipeline stages (each stage needs one)");
+  for (int64_t blocks : {4, 7, 13, 48}) {
+    for (int64_t stages : {2, 3, 4}) {
+      const auto counts = balanced_stage_blocks(blocks, stages, 0.3, 2.7);
+      int64_t total = 0;
+      for (const int64_t c : counts) {
+        CHECK(c >= 1);
+        total += c;
+      }
+      CHECK(total == blocks);
+    }
+  }
 }

@@ -1,8 +1,14 @@
 #include "core/plan/plan.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/train/mesh_layout.h"
+#include "core/train/pipeline_schedule.h"
+#include "core/train/schedule_timeline.h"
+#include "core/train/stage_partition.h"
 #include "core/train/runtime.h"
 #include "memory/zero_parameters.h"
 #include "models/causal_lm.h"
@@ -32,18 +38,9 @@ std::vector<FlatEntry> rank_parameters(const ModelSpec& spec, const Config& conf
 
 }  // namespace
 
-MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel) {
-  const auto entries = rank_parameters(spec, config);
+ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
   const double t = static_cast<double>(config.parallel.tensor);
-  const auto bucket_bytes = static_cast<int64_t>(config.parallel.bucket_mb * 1024 * 1024);
-  // Rank 0 holds the largest shard.
-  const ShardLayout layout(make_buckets(entries, bucket_bytes), 0, data_parallel);
-  const torch::ScalarType dtype = compute_dtype(config.precision);
-  MemoryEstimate m;
-  static_cast<StateBytes&>(m) = ZeroParameters::predict(entries, layout, dtype, static_cast<int>(config.zero.stage),
-                                                        config.zero.overlap_communication,
-                                                        config.precision.master_weights);
-  const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
+  const double compute_bytes = static_cast<double>(c10::elementSize(compute_dtype(config.precision)));
   // Tensors a block keeps for backward, in elements: LayerNorm inputs/outputs (4), q/k/v (3),
   // attention output (1), residual (1), MLP input/hidden/activation (1 + 4 + 4 with d_ff = 4d),
   // plus the attention probabilities and scores (2 per head and position pair). Tensor
@@ -59,10 +56,26 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   // ring_attn keeps no scores (backward recomputes them block by block).
   const double p = sequence_ranks(config);
   const double scores = config.parallel.sequence.mode == "ring_attn" ? 0.0 : 2.0 * b * spec.n_head * s * s / t;
-  const double per_layer = (b * s * (whole + split / t) + scores) / p;
-  // The fused LM head keeps the hidden-state gradient (and the weight gradient, below).
-  const double head = 3.0 * b * s * d / p;
-  m.activations = static_cast<int64_t>((per_layer * spec.n_layer + head) * compute_bytes);
+  ActivationBytes bytes;
+  bytes.per_block = (b * s * (whole + split / t) + scores) / p * compute_bytes;
+  // The fused LM head keeps the hidden-state gradient (and the weight gradient, in transients).
+  bytes.head = 3.0 * b * s * d / p * compute_bytes;
+  return bytes;
+}
+
+MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel) {
+  const auto entries = rank_parameters(spec, config);
+  const auto bucket_bytes = static_cast<int64_t>(config.parallel.bucket_mb * 1024 * 1024);
+  // Rank 0 holds the largest shard.
+  const ShardLayout layout(make_buckets(entries, bucket_bytes), 0, data_parallel);
+  const torch::ScalarType dtype = compute_dtype(config.precision);
+  MemoryEstimate m;
+  static_cast<StateBytes&>(m) = ZeroParameters::predict(entries, layout, dtype, static_cast<int>(config.zero.stage),
+                                                        config.zero.overlap_communication,
+                                                        config.precision.master_weights);
+  const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
+  const ActivationBytes activation = activation_bytes(spec, config);
+  m.activations = static_cast<int64_t>(activation.per_block * static_cast<double>(spec.n_layer) + activation.head);
   // The output embedding's gradient, vocab x d, is the largest short-lived tensor. The fused
   // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
   // casts that to the compute dtype). With tied embeddings autograd holds that gradient until
@@ -71,7 +84,7 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   const int64_t embedding = vocab_rows * embedding_dim(spec);
   // The head works through the logits a chunk of rows at a time: the chunk's logits (compute
   // dtype), fp32 log-probabilities and, below fp32, their gradient cast back.
-  const int64_t rows = config.train.micro_batch_size * config.data.seq_len / static_cast<int64_t>(p);
+  const int64_t rows = config.train.micro_batch_size * config.data.seq_len / static_cast<int64_t>(sequence_ranks(config));
   const int64_t chunk = loss_chunk_rows(rows, spec.vocab_size, !resolve_device(config.runtime).is_cpu()) *
                         vocab_rows * (compute_bytes + 4 + (dtype == torch::kFloat ? 0 : compute_bytes));
   const int64_t head_moment = embedding * (8 + (dtype == torch::kFloat ? 0 : compute_bytes)) + chunk;
@@ -132,6 +145,52 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
   return traffic;
 }
 
+// The LM head's compute per token against a block's, from the model's FLOP count.
+double head_cost_in_blocks(const ModelSpec& spec, int64_t seq_len) {
+  ModelSpec one_less = spec;
+  one_less.n_layer = spec.n_layer - 1;
+  const double block = flops_per_token(spec, seq_len) - flops_per_token(one_less, seq_len);
+  const double rest = flops_per_token(spec, seq_len) - block * static_cast<double>(spec.n_layer);
+  return block > 0 ? rest / block : 0.0;
+}
+
+std::string pipeline_section(const ModelSpec& spec, const Config& config, const MeshShape& shape,
+                             int64_t micro_batches) {
+  const int64_t P = shape.pipeline, M = micro_batches;
+  const double head_blocks = head_cost_in_blocks(spec, config.data.seq_len);
+  const std::vector<int64_t> blocks = balanced_stage_blocks(spec.n_layer, P, 0.0, head_blocks);
+  const ActivationBytes activation = activation_bytes(spec, config);
+  std::string out = fmt::format(
+      "pipeline: {} stages x {} micro-batches per step; blocks per stage {} (the embedding on the first stage, the LM "
+      "head on the last, costing {:.2f} blocks); training with stages is not in this build yet\n",
+      P, M, fmt::join(blocks, ", "), head_blocks);
+  out += "  schedule           bubble   activations held at the peak, per stage (micro-batches: bytes)\n";
+  for (const auto kind : {PipelineScheduleKind::GPipe, PipelineScheduleKind::OneFOneB, PipelineScheduleKind::Interleaved,
+                          PipelineScheduleKind::ZeroBubble}) {
+    const bool interleaved = kind == PipelineScheduleKind::Interleaved;
+    const int64_t V = interleaved ? 2 : 1;
+    const bool runs = !interleaved || (M % P == 0 && *std::min_element(blocks.begin(), blocks.end()) >= V);
+    if (!runs) continue;
+    std::vector<std::vector<Instruction>> programs;
+    for (int64_t s = 0; s < P; ++s) programs.push_back(pipeline_schedule(kind, {P, s, M, V}));
+    ComputeCosts costs;  // a chunk does 1/V of its stage's work
+    costs.forward /= static_cast<double>(V);
+    costs.backward /= static_cast<double>(V);
+    const PipelineTimeline timeline = simulate_pipeline(programs, V, costs);
+    std::vector<std::string> stages;
+    for (int64_t s = 0; s < P; ++s) {
+      const auto& stage = timeline.stages[static_cast<size_t>(s)];
+      const double held = static_cast<double>(stage.peak_in_flight) / static_cast<double>(V);
+      const double bytes = held * (activation.per_block * static_cast<double>(blocks[static_cast<size_t>(s)]) +
+                                   (s == P - 1 ? activation.head : 0.0));
+      stages.push_back(fmt::format("{:g}: {}", held, human_bytes(bytes)));
+    }
+    const std::string name = interleaved ? fmt::format("interleaved (V={})", V) : pipeline_schedule_name(kind);
+    out += fmt::format("  {:<18} {:<8.3f} {}\n", name, timeline.bubble_ratio(), fmt::join(stages, " | "));
+  }
+  return out;
+}
+
 std::string plan_report(const Config& config, int world_size) {
   const ModelSpec spec = model_spec_from_config(config.model);
   const ProcessMesh mesh = mesh_for(config.parallel, spec, world_size);
@@ -163,6 +222,12 @@ std::string plan_report(const Config& config, int world_size) {
                      flops * tokens_per_step * config.train.steps);
   out += mesh.describe();
   if (out.back() != '\n') out += '\n';
+  if (mesh.shape().pipeline > 1) {
+    // Every stage of a data rank runs all of its micro-batches.
+    const int64_t data_ranks = mesh.shape().data;
+    out += pipeline_section(spec, config, mesh.shape(),
+                            std::max<int64_t>(1, global_batch / (config.train.micro_batch_size * data_ranks)));
+  }
   const int data = mesh.shape().data * mesh.shape().sequence;
   if (data > 1) {
     // Ring collectives: each rank sends (N-1)/N of the buffer per reduce-scatter or all-gather.

@@ -25,6 +25,13 @@ struct MemoryEstimate : StateBytes {
   int64_t total() const { return StateBytes::total() + activations + transients + process; }
 };
 
+// Activations one micro-batch keeps for backward: per transformer block, and the LM head's.
+struct ActivationBytes {
+  double per_block = 0;
+  double head = 0;
+};
+ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config);
+
 // data_parallel: ranks that share the ZeRO-sharded state (zero.stage >= 1). With
 // parallel.tensor > 1, tensor rank 0's slices (it holds the most vocabulary rows).
 MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int data_parallel = 1);
