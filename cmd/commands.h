@@ -44,5 +44,6 @@ int run_train_command(const ConfigOptions& options, const LaunchEnvironment& lau
 int run_plan_command(const ConfigOptions& options, int world_size);
 int run_prepare_command(const PrepareCommandOptions& options);
 int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch);
+int run_presets_command();  // the model zoo, one line per preset
 
 }  // namespace cr

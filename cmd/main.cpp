@@ -2,6 +2,7 @@
 // codes (0 done, 1 error, 2 usage, 130 stopped by a signal).
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   CLI::App app{"colossal-run: train large transformer models from a YAML config"};
   app.set_version_flag("--version", std::string("colossal-run ") + kVersion);
   app.require_subcommand(0, 1);
+  // --help shows each option's default.
+  app.option_defaults()->always_capture_default();
 
   cr::ConfigOptions train_options;
   int nprocs = 1;
@@ -133,13 +136,21 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   export_command->add_option("--max-shard-size", export_options.max_shard_size, "e.g. 5GB, 500MiB");
 
+  auto* presets = app.add_subcommand("presets", "list the model zoo's presets with their sizes");
+  auto* help = app.add_subcommand("help", "show this help (`colossal-run COMMAND --help` for a command's options)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
+  if (*help) {
+    std::printf("%s", app.get_formatter()->make_help(&app, "colossal-run", CLI::AppFormatMode::Normal).c_str());
+    return 0;
+  }
   try {
+    if (*presets) return cr::run_presets_command();
     if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
     if (*export_command) return cr::run_export_command(export_options);

@@ -447,6 +447,10 @@ TEST_CASE("a pattern matching nothing is an error", "[split]") {
   DataConfig config = tokens_config({dir.file("t.bin")}, 4, 0.0);
   config.val = {pattern};
   CHECK_THROWS_WITH(open_data(config, 1000, 0), "data.val: no file matches '" + pattern + "'");
+  // The config accepts an empty data.train (plan and generate read no data); opening it says what is missing.
+  CHECK_THROWS_WITH(open_data(tokens_config({}, 4, 0.0), 1000, 0),
+                    "data.train is empty: data.format tokens reads files (paths or globs; data.format synthetic needs "
+                    "none)");
 }
 
 TEST_CASE("synthetic data is deterministic and inside the vocabulary", "[synthetic]") {

@@ -237,6 +237,11 @@ TEST_CASE("learning-rate schedule: warmup, cosine to min_lr, linear, constant", 
   CHECK(learning_rate(s, 1.0, 35, 110) == Approx(0.775));
   s.kind = "constant";
   CHECK(learning_rate(s, 1.0, 100, 110) == Approx(1.0));
+  // A warm-up longer than the run is said, not silently left short of the peak.
+  CHECK(schedule_warning(s, 110).empty());
+  CHECK(schedule_warning(s, 10).empty());
+  CHECK(schedule_warning(s, 8) ==
+        "lr_schedule.warmup_steps 10 exceeds train.steps 8: the learning rate never reaches optimizer.lr");
 }
 
 TEST_CASE("the zoo's linear layer keeps the weight parameter, not its storage, for backward", "[models][zero]") {

@@ -231,12 +231,6 @@ const std::vector<ConfigRule>& config_rules() {
              "train.global_batch_size ({}) must be a multiple of train.micro_batch_size ({})",
              t.global_batch_size, t.micro_batch_size);
        }},
-      {"data.train is required unless data.format is synthetic.",
-       [](const Config& c) -> std::string {
-         if (!c.data.train.empty() || c.data.format == "synthetic") return "";
-         return fmt::format("data.train is empty; it is required when data.format is {}",
-                            c.data.format);
-       }},
       {"data.tokenizer gpt2 or sentencepiece needs data.tokenizer_dir when data.format is text.",
        [](const Config& c) -> std::string {
          const DataConfig& d = c.data;

@@ -290,7 +290,11 @@ struct OpenedStreams {
 
 OpenedStreams open_streams(const Tokenizer* tokenizer, const std::vector<std::string>& entries,
                            const std::string& key) {
-  if (entries.empty()) fail("{}: no files given", key);
+  // Only the commands that read data need it: `plan` and `generate` run without.
+  if (entries.empty()) {
+    fail("{} is empty: data.format {} reads files (paths or globs; data.format synthetic needs none)", key,
+         tokenizer ? "text" : "tokens");
+  }
   const std::vector<std::string> paths = expand_paths(entries, key);
   OpenedStreams opened;
   opened.files = static_cast<int64_t>(paths.size());

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/train/lr_schedule.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/pipeline_schedule.h"
 #include "core/train/schedule_timeline.h"
@@ -207,6 +208,9 @@ std::string plan_report(const Config& config, int world_size) {
   std::string out;
   out += fmt::format("config: {}\n", config.source);
   if (const std::string note = derived_dimensions_note(config.model); !note.empty()) out += "note: " + note + "\n";
+  if (const std::string warning = schedule_warning(config.lr_schedule, config.train.steps); !warning.empty()) {
+    out += "warning: " + warning + "\n";
+  }
   out += fmt::format("model: {} ({}) | {} layers, {} heads, d_model {}, d_ff {}, vocab {}, max_seq_len {}\n",
                      spec.arch, config.model.preset.value_or("explicit dimensions"), spec.n_layer, spec.n_head,
                      spec.d_model, spec.d_ff, spec.vocab_size, spec.max_seq_len);

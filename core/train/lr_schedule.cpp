@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 namespace cr {
 
 double learning_rate(const LrScheduleConfig& schedule, double base_lr, int64_t step, int64_t total_steps) {
@@ -15,6 +17,12 @@ double learning_rate(const LrScheduleConfig& schedule, double base_lr, int64_t s
   const double progress = std::clamp(static_cast<double>(step - schedule.warmup_steps) / span, 0.0, 1.0);
   const double shape = schedule.kind == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
   return schedule.min_lr + (base_lr - schedule.min_lr) * shape;
+}
+
+std::string schedule_warning(const LrScheduleConfig& schedule, int64_t total_steps) {
+  if (schedule.warmup_steps <= total_steps) return "";
+  return fmt::format("lr_schedule.warmup_steps {} exceeds train.steps {}: the learning rate never reaches optimizer.lr",
+                     schedule.warmup_steps, total_steps);
 }
 
 }  // namespace cr

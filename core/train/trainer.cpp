@@ -162,6 +162,9 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   const auto started = Clock::now();
   spec_ = model_spec_from_config(config_.model);
   if (const std::string note = derived_dimensions_note(config_.model); !note.empty()) print0("note: {}", note);
+  if (const std::string warning = schedule_warning(config_.lr_schedule, config_.train.steps); !warning.empty()) {
+    warn0_line(warning);
+  }
   const ProcessMesh& mesh = context_.mesh();
   if (mesh.shape().pipeline > 1) {
     fail("parallel.pipeline {}: this build trains data, tensor and sequence parallel layouts; `plan` shows pipeline layouts",
