@@ -19,8 +19,11 @@ int run_train_command(const ConfigOptions& options, const LaunchEnvironment& lau
   const TrainSummary summary = job.train(config);
   if (summary.interrupted) return 130;
   if (!summary.losses.empty()) {
+    const RunTotals& totals = summary.totals;
     std::string line = fmt::format("done: {} steps, final loss {:.4f}", summary.losses.size(), summary.losses.back());
     if (!summary.val_losses.empty()) line += fmt::format(", val_loss {:.4f}", summary.val_losses.back().second);
+    if (totals.best_val_loss) line += fmt::format(" (best {:.4f})", *totals.best_val_loss);
+    line += fmt::format(", {:.1f} s wall, {:.0f} tokens/s mean", totals.wall_s, totals.mean_tokens_per_s);
     if (summary.last_checkpoint) line += ", checkpoint " + *summary.last_checkpoint;
     print0_line(line);
   } else {

@@ -28,4 +28,6 @@ common=(--config "$source_dir/configs/shakespeare_gpt2.yaml" --set train.micro_b
 "$exe" train "${common[@]}" --set train.steps=3 | tee second.log
 grep -q "resumed from runs/shakespeare_gpt2/checkpoints/step_00000002 at step 2" second.log
 grep -q "val_loss" second.log
-[[ $(wc -l < runs/shakespeare_gpt2/metrics.jsonl) -eq 5 ]]  # 3 steps + an evaluation at the end of each run
+# 3 steps, and for each of the two runs an evaluation at its end and its summary
+[[ $(wc -l < runs/shakespeare_gpt2/metrics.jsonl) -eq 7 ]]
+[[ $(grep -c '"kind":"summary"' runs/shakespeare_gpt2/metrics.jsonl) -eq 2 ]]

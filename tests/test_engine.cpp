@@ -2,6 +2,7 @@
 // ZeRO strategy's checkpoint part, metrics continuation on resume, the single-process context.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -127,29 +128,44 @@ TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
   test::TempDir dir;
   const auto path = dir.file("metrics.jsonl");
   {
-    MetricsFile first(path, 0);
+    MetricsFile first(path, 0, "0123456789abcdef");
     for (int64_t step = 1; step <= 6; ++step) {
       StepMetrics m;
       m.step = step;
+      m.tokens_seen = step * 64;
       first.write_step(m);
     }
     first.write_eval(4, 2.5);
   }
   { std::ofstream(path, std::ios::app) << "{\"kind\": \"train\", \"st"; }  // a killed writer's torn line
   {
-    MetricsFile resumed(path, 4);  // the checkpoint was at step 4; steps 5-6 run again
+    MetricsFile resumed(path, 4, "0123456789abcdef");  // the checkpoint was at step 4; steps 5-6 run again
     StepMetrics m;
     m.step = 5;
+    m.tokens_seen = 320;
     resumed.write_step(m);
+    RunTotals totals;
+    totals.first_step = 4;
+    totals.last_step = 5;
+    totals.final_loss = 2.25;
+    totals.best_val_loss = 2.5;
+    resumed.write_summary(totals);
   }
   std::ifstream in(path);
   std::vector<std::pair<std::string, int64_t>> records;
+  std::vector<nlohmann::json> parsed;
   for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    records.emplace_back(j["kind"], j["step"]);
+    parsed.push_back(nlohmann::json::parse(line));
+    records.emplace_back(parsed.back()["kind"], parsed.back()["step"]);
+    CHECK(parsed.back()["run"] == "0123456789abcdef");  // every record names its run
   }
-  CHECK(records == std::vector<std::pair<std::string, int64_t>>{
-                       {"train", 1}, {"train", 2}, {"train", 3}, {"train", 4}, {"eval", 4}, {"train", 5}});
+  CHECK(records == std::vector<std::pair<std::string, int64_t>>{{"train", 1}, {"train", 2},  {"train", 3},
+                                                                {"train", 4}, {"eval", 4},   {"train", 5},
+                                                                {"summary", 5}});
+  CHECK(parsed[3]["tokens"] == 256);
+  CHECK(parsed[4]["perplexity"].get<double>() == Approx(std::exp(2.5)));
+  CHECK(parsed[6]["best_val_loss"] == 2.5);
+  CHECK(parsed[6]["final_loss"] == 2.25);
 }
 
 TEST_CASE("the single-process context has every axis of size 1 and no communicators", "[engine]") {

@@ -48,6 +48,16 @@ runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
   return load_config_text(text, "test", overrides);
 }
 
+// The loss of `step`'s train record in a metrics file.
+double summary_record_loss(const fs::path& metrics, int64_t step) {
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record["kind"] == "train" && record["step"] == step) return record["loss"].get<double>();
+  }
+  return -1.0;
+}
+
 }  // namespace
 
 TEST_CASE("resume from a checkpoint reproduces the uninterrupted losses bit for bit", "[train]") {
@@ -65,13 +75,20 @@ TEST_CASE("resume from a checkpoint reproduces the uninterrupted losses bit for 
     CHECK(first_half.losses[i] == full.losses[i]);
     CHECK(resumed.losses[i] == full.losses[4 + i]);  // exact, not approximate
   }
-  // metrics.jsonl continues across the restart: one record per step.
+  // metrics.jsonl continues across the restart: one train record per step, and each run's summary.
   std::ifstream metrics(dir / "split" / "metrics.jsonl");
-  int lines = 0;
-  for (std::string line; std::getline(metrics, line); ++lines) {
-    CHECK(nlohmann::json::parse(line)["step"].get<int>() == lines + 1);
+  int steps = 0;
+  std::vector<int64_t> summaries;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record["kind"] == "summary") {
+      summaries.push_back(record["step"]);
+    } else {
+      CHECK(record["step"].get<int>() == ++steps);
+    }
   }
-  CHECK(lines == 8);
+  CHECK(steps == 8);
+  CHECK(summaries == std::vector<int64_t>{4, 8});
   fs::remove_all(dir);
 }
 
@@ -129,7 +146,7 @@ TEST_CASE("a fresh start never overwrites or prunes an earlier run", "[train][re
   std::ifstream metrics(dir / "metrics.jsonl");
   int lines = 0;
   for (std::string line; std::getline(metrics, line);) ++lines;
-  CHECK(lines == 4);
+  CHECK(lines == 5);  // 4 steps and the run's summary, untouched
 
   // Checkpoints carry their run's name, which a resumed run keeps, so that pruning keeps to its own run.
   const auto resumed = run_training(tiny_config(dir, {"train.steps=6", "checkpoint.every=2", "checkpoint.keep=2"}));
@@ -172,9 +189,26 @@ TEST_CASE("the run directory holds the resolved config, metrics and pruned check
   std::string line;
   std::getline(metrics, line);
   const auto record = nlohmann::json::parse(line);
-  for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s", "flops_per_s", "mfu", "peak_host_bytes"}) {
+  for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s", "flops_per_s", "mfu", "peak_host_bytes", "run",
+                          "tokens"}) {
     CHECK(record.contains(key));
   }
+  CHECK(record["tokens"] == 4 * 32);  // global batch 4 x seq_len 32 after step 1
+  std::string last;
+  while (std::getline(metrics, line)) last = line;
+  const auto totals = nlohmann::json::parse(last);
+  CHECK(totals["kind"] == "summary");
+  CHECK(totals["run"] == record["run"]);
+  CHECK(totals["final_loss"] == summary_record_loss(dir / "metrics.jsonl", 8));
+  CHECK(totals["final_loss"] == summary.losses.back());
+  // train.log: what rank 0 printed, time-stamped.
+  std::ifstream log(dir / "train.log");
+  std::string first_log;
+  std::getline(log, first_log);
+  CHECK_THAT(first_log, Catch::Matches(R"(\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] run [0-9a-f]{16} in .* starting fresh at step 0)"));
+  bool logged_last_step = false;
+  for (std::string entry; std::getline(log, entry);) logged_last_step |= entry.find("] step 8/8 | loss") != std::string::npos;
+  CHECK(logged_last_step);
   fs::remove_all(dir);
 }
 

@@ -14,6 +14,9 @@ int log_rank();
 int log_world_size();
 // Sends rank-0 information lines to stderr, leaving stdout to machine-readable output.
 void set_info_to_stderr(bool to_stderr);
+// Also appends every line this process prints through these helpers to `path`, each with its
+// local time ("[2026-11-29 21:40:01] "); "" stops. The run directory's train.log.
+void set_log_file(const std::string& path);
 
 void print0_line(const std::string& line);  // stdout, rank 0 only
 void warn0_line(const std::string& line);   // stderr, rank 0 only, prefixed "warning: "

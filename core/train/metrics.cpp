@@ -1,5 +1,6 @@
 #include "core/train/metrics.h"
 
+#include <cmath>
 #include <fstream>
 
 #include <unistd.h>
@@ -24,7 +25,7 @@ std::string format_step_line(const StepMetrics& m) {
   return line;
 }
 
-MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step) {
+MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step, std::string run) : run_(std::move(run)) {
   if (log_rank() != 0) return;
   if (resumed_step > 0) {
     // Kept: records up to the checkpoint's step; a torn last line of a killed run goes too.
@@ -56,7 +57,7 @@ void MetricsFile::write_line(const std::string& line) {
 }
 
 void MetricsFile::write_step(const StepMetrics& m) {
-  nlohmann::json j = {{"kind", "train"},          {"step", m.step},
+  nlohmann::json j = {{"kind", "train"},          {"step", m.step}, {"run", run_}, {"tokens", m.tokens_seen},
                       {"loss", m.loss},           {"lr", m.lr},
                       {"grad_norm", m.grad_norm}, {"step_time_s", m.step_time_s},
                       {"tokens_per_s", m.tokens_per_s}, {"flops_per_s", m.flops_per_s},
@@ -79,7 +80,25 @@ void MetricsFile::write_step(const StepMetrics& m) {
 }
 
 void MetricsFile::write_eval(int64_t step, double val_loss) {
-  write_line(nlohmann::json{{"kind", "eval"}, {"step", step}, {"val_loss", val_loss}}.dump());
+  write_line(nlohmann::json{{"kind", "eval"},
+                            {"step", step},
+                            {"run", run_},
+                            {"val_loss", val_loss},
+                            {"perplexity", std::exp(val_loss)}}
+                 .dump());
+}
+
+void MetricsFile::write_summary(const RunTotals& totals) {
+  nlohmann::json j = {{"kind", "summary"},
+                      {"step", totals.last_step},
+                      {"run", run_},
+                      {"first_step", totals.first_step},
+                      {"wall_s", totals.wall_s},
+                      {"mean_tokens_per_s", totals.mean_tokens_per_s},
+                      {"final_loss", totals.final_loss},
+                      {"best_val_loss", nullptr}};
+  if (totals.best_val_loss) j["best_val_loss"] = *totals.best_val_loss;
+  write_line(j.dump());
 }
 
 ProgressReporter::ProgressReporter(int64_t first_step, int64_t total_steps, int64_t log_every, bool bar_allowed)

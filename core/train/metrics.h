@@ -14,6 +14,7 @@ namespace cr {
 struct StepMetrics {
   int64_t step = 0;  // 1-based number of optimizer steps done
   int64_t total_steps = 0;
+  int64_t tokens_seen = 0;  // training tokens consumed by the end of this step, over all ranks
   double loss = 0;
   double lr = 0;
   double grad_norm = 0;  // before clipping
@@ -33,23 +34,35 @@ struct StepMetrics {
 
 std::string format_step_line(const StepMetrics& m);
 
-// Appends one JSON object per line to <run_dir>/metrics.jsonl (rank 0 only).
+// What a run did, for its last record and line.
+struct RunTotals {
+  int64_t first_step = 0, last_step = 0;
+  double wall_s = 0;             // from start-up to the last step
+  double mean_tokens_per_s = 0;  // over the steps run, step time only
+  double final_loss = 0;
+  std::optional<double> best_val_loss;
+};
+
+// Appends one JSON object per line to <run_dir>/metrics.jsonl (rank 0 only), each naming the run
+// (the id its checkpoints carry): "train" per step, "eval" per evaluation, "summary" at the end.
 class MetricsFile {
  public:
   // resumed_step > 0: a run resumed from that step's checkpoint continues the file, first
   // dropping the records of later steps (written after that checkpoint by the interrupted run),
   // so that every step appears once. 0: a new file.
-  MetricsFile(const std::string& path, int64_t resumed_step);
+  MetricsFile(const std::string& path, int64_t resumed_step, std::string run);
   ~MetricsFile();
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
 
   void write_step(const StepMetrics& m);
-  void write_eval(int64_t step, double val_loss);
+  void write_eval(int64_t step, double val_loss);  // with the perplexity, exp(val_loss)
+  void write_summary(const RunTotals& totals);
 
  private:
   void write_line(const std::string& line);
   std::FILE* file_ = nullptr;
+  std::string run_;
 };
 
 // Prints a log line every `log_every` steps; on a terminal also redraws a progress bar.

@@ -127,6 +127,7 @@ class Trainer {
   double evaluate();
   double mean_over_replicas(double value);
   int max_over_ranks(int value);
+  RunTotals run_totals() const;
   torch::Tensor batch_tensor(const std::vector<int64_t>& values) const;
   void save(int64_t steps_done);
 
@@ -151,6 +152,7 @@ class Trainer {
   TrainSummary summary_;
   int64_t start_step_ = 0;
   std::string run_;  // names this run's checkpoints, so that pruning keeps to them
+  Clock::time_point started_ = Clock::now();
 };
 
 Trainer::Trainer(const Config& config, const ParallelContext& context)
@@ -159,12 +161,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
       replicas_(context.host_group(Axis::DataSequence)),
       device_(resolve_device(config.runtime)),
       dtype_(compute_dtype(config.precision)) {
-  const auto started = Clock::now();
   spec_ = model_spec_from_config(config_.model);
-  if (const std::string note = derived_dimensions_note(config_.model); !note.empty()) print0("note: {}", note);
-  if (const std::string warning = schedule_warning(config_.lr_schedule, config_.train.steps); !warning.empty()) {
-    warn0_line(warning);
-  }
   const ProcessMesh& mesh = context_.mesh();
   if (mesh.shape().pipeline > 1) {
     fail("parallel.pipeline {}: this build trains data, tensor and sequence parallel layouts; `plan` shows pipeline layouts",
@@ -201,6 +198,15 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     }
   }
   if (run_.empty()) run_ = new_run_id();
+  if (context_.world_rank() == 0) {
+    set_log_file((std::filesystem::path(config_.runtime.run_dir) / "train.log").string());
+    print0("run {} in {}, {} at step {}", run_, config_.runtime.run_dir,
+           resume_dir ? "resuming from " + *resume_dir : std::string("starting fresh"), start_step_);
+  }
+  if (const std::string note = derived_dimensions_note(config_.model); !note.empty()) print0("note: {}", note);
+  if (const std::string warning = schedule_warning(config_.lr_schedule, config_.train.steps); !warning.empty()) {
+    warn0_line(warning);
+  }
   // What is trained must agree; how each process runs (runtime.*: its run directory, threads,
   // progress bar) may differ between ranks.
   Config trained = config_;
@@ -267,7 +273,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   const PeakFlops peak = mfu_peak_flops(config_.train.peak_flops, dtype_, device_);
   summary_.peak_flops = peak.flops;
   summary_.peak_flops_source = peak.source;
-  summary_.startup_s = seconds_since(started);
+  summary_.startup_s = seconds_since(started_);
   summary_.startup_peak_host_bytes = peak_rss_bytes();
   reset_peak_rss();  // the steps' peak, reported per step, is measured apart from start-up's
   print0("data: {}", data_.description);
@@ -416,6 +422,22 @@ double Trainer::mean_over_replicas(double value) {
   return t.item<double>();
 }
 
+RunTotals Trainer::run_totals() const {
+  RunTotals totals;
+  totals.first_step = summary_.first_step;
+  totals.last_step = summary_.steps.back().step;
+  totals.wall_s = seconds_since(started_);
+  double step_time = 0.0;
+  for (const StepMetrics& m : summary_.steps) step_time += m.step_time_s;
+  const double tokens = static_cast<double>(summary_.steps.size() * global_batch_ * config_.data.seq_len);
+  totals.mean_tokens_per_s = step_time > 0 ? tokens / step_time : 0.0;
+  totals.final_loss = summary_.steps.back().loss;
+  for (const auto& [step, loss] : summary_.val_losses) {
+    if (!totals.best_val_loss || loss < *totals.best_val_loss) totals.best_val_loss = loss;
+  }
+  return totals;
+}
+
 int Trainer::max_over_ranks(int value) {
   Communicator* control = context_.control();
   if (!control) return value;
@@ -439,7 +461,7 @@ void Trainer::save(int64_t steps_done) {
 
 TrainSummary Trainer::run() {
   const auto& train = config_.train;
-  MetricsFile metrics((std::filesystem::path(config_.runtime.run_dir) / "metrics.jsonl").string(), start_step_);
+  MetricsFile metrics((std::filesystem::path(config_.runtime.run_dir) / "metrics.jsonl").string(), start_step_, run_);
   ProgressReporter progress(start_step_, train.steps, train.log_every, config_.runtime.progress_bar);
   if (!val_sampler_ && train.eval_every > 0) warn0("no validation data (data.val empty, data.val_fraction 0): evaluation is off");
   StopSignalScope stop_scope;
@@ -452,6 +474,10 @@ TrainSummary Trainer::run() {
     throw;
   }
   progress.finish();
+  if (!summary_.steps.empty()) {
+    summary_.totals = run_totals();
+    metrics.write_summary(summary_.totals);
+  }
   auto weights = strategy_->full_weights().to(torch::kCPU).contiguous();
   summary_.parameters_crc32 = crc32(weights.data_ptr<float>(), weights.numel() * sizeof(float));
   return summary_;
@@ -466,6 +492,7 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     StepMetrics m;
     m.step = step + 1;
     m.total_steps = train.steps;
+    m.tokens_seen = m.step * global_batch_ * config_.data.seq_len;
     strategy_->begin_step(/*training=*/true);
     run_schedule(step, m);
     strategy_->end_step();

@@ -38,6 +38,7 @@ struct TrainSummary {
   double checkpoint_load_s = 0;         // reading this rank's slices when resuming
   double startup_s = 0;                 // construction: model, data, weights, strategy
   int64_t startup_peak_host_bytes = 0;  // peak RSS when construction ended
+  RunTotals totals;                     // of the steps run here (none: totals.last_step 0)
 };
 
 // Runs training as configured on this rank of `context` (every rank calls it with the same
