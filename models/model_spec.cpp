@@ -175,6 +175,27 @@ int64_t matmul_parameter_count(const ModelSpec& spec) {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> model_identity(const ModelSpec& spec) {
+  const auto text = [](auto value) { return fmt::format("{}", value); };
+  return {{"arch", spec.arch},
+          {"n_layer", text(spec.n_layer)},
+          {"n_head", text(spec.n_head)},
+          {"n_kv_head", text(spec.n_kv_head)},
+          {"d_model", text(spec.d_model)},
+          {"d_ff", text(spec.d_ff)},
+          {"vocab_size", text(spec.vocab_size)},
+          {"max_seq_len", text(spec.max_seq_len)},
+          {"word_embed_proj_dim", text(embedding_dim(spec))},
+          {"tied_embeddings", text(spec.tied_embeddings)},
+          {"bias", text(spec.bias)},
+          {"layer_norm_before", text(spec.layer_norm_before)},
+          {"norm", spec.norm},
+          {"norm_eps", text(spec.norm_eps)},
+          {"activation", spec.activation},
+          {"position", spec.position},
+          {"rope_theta", text(spec.rope_theta)}};
+}
+
 double flops_per_token(const ModelSpec& spec, int64_t seq_len) {
   return 6.0 * static_cast<double>(matmul_parameter_count(spec)) +
          12.0 * static_cast<double>(spec.n_layer * spec.d_model * seq_len);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cr {
@@ -37,6 +38,11 @@ ModelSpec arch_defaults(const std::string& arch);
 
 // Width of the token embeddings and of the output embedding.
 int64_t embedding_dim(const ModelSpec& spec);
+
+// Every field that decides a parameter's shape or the function the model computes, by name, as
+// text, in a fixed order: what two models must share to be the same model. Dropout, a training
+// choice, is not one.
+std::vector<std::pair<std::string, std::string>> model_identity(const ModelSpec& spec);
 
 struct ModelPreset {
   std::string name;

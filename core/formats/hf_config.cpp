@@ -292,36 +292,17 @@ ModelSpec read_hf_config(const std::string& dir) {
 }
 
 void check_hf_spec_matches(const ModelSpec& hf, const ModelSpec& configured, const std::string& source) {
-  auto text = [](auto value) { return fmt::format("{}", value); };
-  // Everything that decides a parameter's shape or the function the model computes; dropout
-  // is a training choice and may differ.
-  const std::pair<const char*, std::pair<std::string, std::string>> fields[] = {
-      {"arch", {hf.arch, configured.arch}},
-      {"n_layer", {text(hf.n_layer), text(configured.n_layer)}},
-      {"n_head", {text(hf.n_head), text(configured.n_head)}},
-      {"n_kv_head", {text(hf.n_kv_head), text(configured.n_kv_head)}},
-      {"d_model", {text(hf.d_model), text(configured.d_model)}},
-      {"d_ff", {text(hf.d_ff), text(configured.d_ff)}},
-      {"vocab_size", {text(hf.vocab_size), text(configured.vocab_size)}},
-      {"max_seq_len", {text(hf.max_seq_len), text(configured.max_seq_len)}},
-      {"word_embed_proj_dim", {text(embedding_dim(hf)), text(embedding_dim(configured))}},
-      {"tied_embeddings", {text(hf.tied_embeddings), text(configured.tied_embeddings)}},
-      {"bias", {text(hf.bias), text(configured.bias)}},
-      {"layer_norm_before", {text(hf.layer_norm_before), text(configured.layer_norm_before)}},
-      {"norm", {hf.norm, configured.norm}},
-      {"norm_eps", {text(hf.norm_eps), text(configured.norm_eps)}},
-      {"activation", {hf.activation, configured.activation}},
-      {"rope_theta", {text(hf.rope_theta), text(configured.rope_theta)}},
-  };
+  const auto theirs = model_identity(hf), ours = model_identity(configured);
   // The dimensions a config may set one by one; the others come with the preset.
   const std::string settable = " n_layer n_head n_kv_head d_model d_ff vocab_size max_seq_len ";
-  for (const auto& [key, values] : fields) {
-    if (values.first == values.second) continue;
-    const std::string fix = settable.find(std::string(" ") + key + " ") != std::string::npos
-                                ? fmt::format("set model.{}: {}", key, values.first)
-                                : fmt::format("choose a model.preset with {} {}", key, values.first);
-    fail("{}: the Hugging Face model has {} {} but the configured model has {}; {}", source, key, values.first,
-         values.second, fix);
+  for (size_t i = 0; i < theirs.size(); ++i) {
+    const auto& [key, value] = theirs[i];
+    if (value == ours[i].second) continue;
+    const std::string fix = settable.find(" " + key + " ") != std::string::npos
+                                ? fmt::format("set model.{}: {}", key, value)
+                                : fmt::format("choose a model.preset with {} {}", key, value);
+    fail("{}: the Hugging Face model has {} {} but the configured model has {}; {}", source, key, value,
+         ours[i].second, fix);
   }
 }
 

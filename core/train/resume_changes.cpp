@@ -18,33 +18,12 @@ bool invocation_key(const std::string& path) {
   return starts_with(path, "runtime.") || starts_with(path, "checkpoint.") || path == "model.init_from";
 }
 
-// Every dimension and architectural choice of a model, by name; dropout is a training setting.
-std::vector<std::pair<std::string, std::string>> model_fields(const ModelSpec& spec) {
-  return {{"arch", spec.arch},
-          {"n_layer", std::to_string(spec.n_layer)},
-          {"n_head", std::to_string(spec.n_head)},
-          {"n_kv_head", std::to_string(spec.n_kv_head)},
-          {"d_model", std::to_string(spec.d_model)},
-          {"d_ff", std::to_string(spec.d_ff)},
-          {"vocab_size", std::to_string(spec.vocab_size)},
-          {"max_seq_len", std::to_string(spec.max_seq_len)},
-          {"norm", spec.norm},
-          {"norm_eps", fmt::format("{}", spec.norm_eps)},
-          {"activation", spec.activation},
-          {"position", spec.position},
-          {"rope_theta", fmt::format("{}", spec.rope_theta)},
-          {"tied_embeddings", spec.tied_embeddings ? "true" : "false"},
-          {"bias", spec.bias ? "true" : "false"},
-          {"word_embed_proj_dim", std::to_string(spec.word_embed_proj_dim)},
-          {"layer_norm_before", spec.layer_norm_before ? "true" : "false"}};
-}
-
 }  // namespace
 
 std::vector<std::string> resume_config_changes(const Config& recorded, const Config& current,
                                                const std::string& checkpoint_dir) {
-  const auto before = model_fields(model_spec_from_config(recorded.model));
-  const auto after = model_fields(model_spec_from_config(current.model));
+  const auto before = model_identity(model_spec_from_config(recorded.model));
+  const auto after = model_identity(model_spec_from_config(current.model));
   std::vector<std::string> model_differences;
   for (size_t i = 0; i < before.size(); ++i) {
     if (before[i].second != after[i].second) {
