@@ -47,7 +47,6 @@ std::vector<std::string> MpirunMessages::close_box() {
       R"(process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+) \(([^)]*)\))");
   std::smatch match;
   if (std::regex_search(joined, match, killed)) {
-    killed_rank_ = std::stoi(match[1]);
     return {fmt::format("error: rank {} (on {}) was killed by signal {} ({}), so the job stopped; a rank killed "
                         "without a message of its own was often ended by the kernel's out-of-memory killer "
                         "(see `dmesg`) or by the batch system",

@@ -5,7 +5,6 @@
 // everything else passes unchanged.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,15 +17,11 @@ class MpirunMessages {
   // At the end of input: what an unclosed box held.
   std::vector<std::string> finish();
 
-  // The rank that mpirun reported killed by a signal, if any.
-  std::optional<int> killed_rank() const { return killed_rank_; }
-
  private:
   std::vector<std::string> close_box();
 
   bool in_box_ = false;
   std::vector<std::string> box_;
-  std::optional<int> killed_rank_;
 };
 
 }  // namespace cr

@@ -22,6 +22,12 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
   // The distance costs |word| x |candidate|: a megabyte word is compared by its start.
   constexpr size_t kCompared = 256;

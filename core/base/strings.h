@@ -6,6 +6,9 @@
 
 namespace cr {
 
+bool starts_with(const std::string& text, const std::string& prefix);
+bool ends_with(const std::string& text, const std::string& suffix);
+
 // Levenshtein edit distance between two strings.
 size_t edit_distance(const std::string& a, const std::string& b);
 

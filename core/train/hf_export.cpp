@@ -10,6 +10,7 @@
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/config/config.h"
 #include "core/base/error.h"
+#include "core/base/strings.h"
 #include "core/formats/hf_config.h"
 #include "core/train/model_factory.h"
 #include "core/train/train_checkpoint.h"
@@ -39,9 +40,7 @@ void write_json(const std::string& path, const nlohmann::json& value) {
 }
 
 bool is_weights_file(const std::string& name) {
-  const bool shard = name.rfind("model", 0) == 0 && name.size() > 12 &&
-                     name.compare(name.size() - 12, 12, ".safetensors") == 0;
-  return shard || name == "model.safetensors.index.json";
+  return (starts_with(name, "model") && ends_with(name, ".safetensors")) || name == "model.safetensors.index.json";
 }
 
 void remove_earlier_weights(const fs::path& out_dir) {

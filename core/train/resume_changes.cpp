@@ -7,12 +7,11 @@
 
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/base/strings.h"
 #include "core/train/model_factory.h"
 
 namespace cr {
 namespace {
-
-bool starts_with(const std::string& text, const char* prefix) { return text.rfind(prefix, 0) == 0; }
 
 bool invocation_key(const std::string& path) {
   return starts_with(path, "runtime.") || starts_with(path, "checkpoint.") || path == "model.init_from";
