@@ -36,9 +36,13 @@ std::vector<BucketRange> make_buckets(const std::vector<FlatEntry>& entries, int
   return buckets;
 }
 
-ModuleParameters module_parameters(torch::nn::Module& module, const torch::nn::ModuleList& blocks) {
-  auto named = module.named_parameters(/*recurse=*/true);
-  CR_CHECK(!named.is_empty(), "module has no parameters");
+ModuleParameters module_parameters(torch::nn::Module& module, const torch::nn::ModuleList& blocks,
+                                   const std::function<bool(const torch::Tensor&)>& keep) {
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    if (!keep || keep(item.value())) named.emplace_back(item.key(), item.value());
+  }
+  CR_CHECK(!named.empty(), "module has no parameters");
   std::map<const void*, int64_t> block_of;  // by tensor identity: the model's own structure
   if (!blocks.is_empty()) {
     const auto children = blocks->children();  // the blocks, in order
@@ -47,16 +51,16 @@ ModuleParameters module_parameters(torch::nn::Module& module, const torch::nn::M
     }
   }
   std::vector<ParameterShape> registered;
-  for (const auto& item : named) {
-    const auto found = block_of.find(item.value().unsafeGetTensorImpl());
-    registered.push_back({item.key(), item.value().sizes().vec(), found == block_of.end() ? -1 : found->second});
+  for (const auto& [name, tensor] : named) {
+    const auto found = block_of.find(tensor.unsafeGetTensorImpl());
+    registered.push_back({name, tensor.sizes().vec(), found == block_of.end() ? -1 : found->second});
   }
   ModuleParameters params;
   params.entries = flat_layout(registered);
   // Split parameters (tensor parallelism) say where they sit in the whole tensor.
   const auto slices = parameter_slices(module);
   for (auto& entry : params.entries) entry.slice = slices.at(entry.name);
-  for (auto it = named.end(); it != named.begin();) params.tensors.push_back((--it)->value());
+  for (auto it = named.rbegin(); it != named.rend(); ++it) params.tensors.push_back(it->second);
   for (const auto& entry : params.entries) params.numel += entry.numel;
   return params;
 }

@@ -9,6 +9,8 @@
 // from a WeightSource (weight_source.h).
 #pragma once
 
+#include <functional>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -65,9 +67,11 @@ struct ModuleParameters {
 };
 
 // `blocks`: the model's transformer blocks (CausalLMImpl::blocks()), whose parameters form the
-// layers of the layout; without them every parameter is outside any layer.
+// layers of the layout; without them every parameter is outside any layer. `keep`: the
+// parameters to include (a pipeline stage's); empty: all.
 ModuleParameters module_parameters(torch::nn::Module& module,
-                                   const torch::nn::ModuleList& blocks = torch::nn::ModuleList(nullptr));
+                                   const torch::nn::ModuleList& blocks = torch::nn::ModuleList(nullptr),
+                                   const std::function<bool(const torch::Tensor&)>& keep = {});
 
 class WeightSource;
 

@@ -70,6 +70,12 @@ class ParameterStrategy {
   // The whole fp32 weights, on every rank (final CRC, tests).
   virtual torch::Tensor full_weights() = 0;
 
+  // The fp32 gradient of parameter `name` accumulated on this rank during the step, before
+  // reduction: a view that may be added to before the step's reducing backward (pipeline stages
+  // summing a tied embedding's two uses). cr::Error for an unknown name, or where the strategy
+  // keeps no whole local gradient (ZeRO 2-3).
+  virtual torch::Tensor local_gradient(const std::string& name) = 0;
+
   // Test hook for the fp16 loss scaler: makes this rank's reduced gradients non-finite.
   virtual void poison_gradients() = 0;
 };

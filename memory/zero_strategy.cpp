@@ -145,6 +145,17 @@ void ZeroStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_steps)
   optimizer_->set_step_count(optimizer_steps);
 }
 
+torch::Tensor ZeroStrategy::local_gradient(const std::string& name) {
+  if (params_->stage() >= 2) {
+    fail("ZeRO stage {} reduces gradients as backward produces them: no whole local gradient of {} exists",
+         params_->stage(), name);
+  }
+  for (const auto& entry : params_->entries()) {
+    if (entry.name == name) return params_->gradient_sums().narrow(0, entry.offset, entry.numel).view(entry.shape);
+  }
+  fail("no parameter named {} on this rank", name);
+}
+
 void ZeroStrategy::poison_gradients() { params_->gradient(0).fill_(std::numeric_limits<float>::infinity()); }
 
 }  // namespace cr

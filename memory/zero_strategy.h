@@ -52,6 +52,7 @@ class ZeroStrategy final : public ParameterStrategy {
   CheckpointPart checkpoint_part() override;
   void load_checkpoint(SliceReader& reader, int64_t optimizer_steps) override;
   torch::Tensor full_weights() override { return params_->full_master(); }
+  torch::Tensor local_gradient(const std::string& name) override;
   void poison_gradients() override;
 
   const ZeroParameters& parameters() const { return *params_; }

@@ -34,6 +34,15 @@ torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {
                                tp_);
 }
 
+std::vector<torch::Tensor> CausalLMImpl::head_parameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& module : final_modules()) {
+    for (const auto& p : module->parameters()) out.push_back(p);
+  }
+  out.push_back(output_embedding_weight());
+  return out;
+}
+
 torch::Tensor CausalLMImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
   return head_loss(run_blocks(embed(tokens), 0, spec_.n_layer), targets);
 }

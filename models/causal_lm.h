@@ -36,6 +36,11 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Tensor head_loss(const torch::Tensor& x, const torch::Tensor& targets);
   torch::Tensor head_logits(const torch::Tensor& x);
 
+  // Pipeline stages: the parameters the LM head uses (final_hidden's and the output embedding),
+  // and the output embedding's weight, which is also the input's when tied_embeddings.
+  std::vector<torch::Tensor> head_parameters();
+  torch::Tensor output_embedding_weight() { return output_embedding()->weight; }
+
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
   torch::Tensor logits(const torch::Tensor& tokens);  // (B, T, vocab)
   // Incremental decoding: logits for `tokens` (B, T_new), which follow the cache's tokens;
@@ -47,6 +52,8 @@ class CausalLMImpl : public torch::nn::Module {
   // embedding, (vocab, embedding_dim), this rank's rows of it.
   virtual torch::Tensor final_hidden(const torch::Tensor& x) = 0;
   virtual VocabParallelEmbedding output_embedding() = 0;
+  // The modules final_hidden runs.
+  virtual std::vector<std::shared_ptr<torch::nn::Module>> final_modules() = 0;
 
   ModelSpec spec_;
   TensorParallel tp_;

@@ -27,6 +27,7 @@ class GPT2Impl : public CausalLMImpl {
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override { return ln_f(x); }
   VocabParallelEmbedding output_embedding() override { return wte; }
+  std::vector<std::shared_ptr<torch::nn::Module>> final_modules() override { return {ln_f.ptr()}; }
 
  private:
   std::vector<TransformerBlock> blocks_;

@@ -57,6 +57,7 @@ class LlamaImpl : public CausalLMImpl {
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override { return norm(x); }
   VocabParallelEmbedding output_embedding() override { return lm_head ? lm_head : embed_tokens; }
+  std::vector<std::shared_ptr<torch::nn::Module>> final_modules() override { return {norm.ptr()}; }
 
  private:
   std::vector<LlamaDecoderLayer> blocks_;

@@ -74,4 +74,11 @@ torch::Tensor OPTImpl::final_hidden(const torch::Tensor& x) {
   return decoder->project_out ? decoder->project_out(h) : h;
 }
 
+std::vector<std::shared_ptr<torch::nn::Module>> OPTImpl::final_modules() {
+  std::vector<std::shared_ptr<torch::nn::Module>> out;
+  if (decoder->final_layer_norm) out.push_back(decoder->final_layer_norm.ptr());
+  if (decoder->project_out) out.push_back(decoder->project_out.ptr());
+  return out;
+}
+
 }  // namespace cr

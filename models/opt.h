@@ -59,6 +59,7 @@ class OPTImpl : public CausalLMImpl {
  protected:
   torch::Tensor final_hidden(const torch::Tensor& x) override;
   VocabParallelEmbedding output_embedding() override { return decoder->embed_tokens; }
+  std::vector<std::shared_ptr<torch::nn::Module>> final_modules() override;
 };
 TORCH_MODULE(OPT);
 

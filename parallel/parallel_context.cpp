@@ -14,6 +14,7 @@ std::vector<std::string> mesh_axes_of(Axis axis) {
     case Axis::Pipeline: return {"pipeline"};
     case Axis::Sequence: return {"sequence"};
     case Axis::DataSequence: return {"data", "sequence"};
+    case Axis::PipelineTensor: return {"pipeline", "tensor"};
   }
   fail("unknown parallel axis {}", static_cast<int>(axis));
 }
@@ -34,13 +35,17 @@ ParallelContext::ParallelContext(const ProcessMesh& mesh, Communicator* world, i
   // Every rank splits every axis in the same order (splits are collective over the world).
   for (const Axis axis : kAllAxes) {
     const auto index = static_cast<size_t>(axis);
-    if (axis == Axis::DataSequence && size(Axis::Sequence) == 1) {
-      host_[index] = host_[static_cast<size_t>(Axis::Data)];
-      device_[index] = device_[static_cast<size_t>(Axis::Data)];
+    // A two-axis group whose second axis has one rank is the first axis's group.
+    const Axis alias = axis == Axis::DataSequence && size(Axis::Sequence) == 1     ? Axis::Data
+                       : axis == Axis::PipelineTensor && size(Axis::Pipeline) == 1 ? Axis::Tensor
+                                                                                   : axis;
+    if (alias != axis) {
+      host_[index] = host_[static_cast<size_t>(alias)];
+      device_[index] = device_[static_cast<size_t>(alias)];
       continue;
     }
     const auto axes = mesh_axes_of(axis);
-    const std::string name = fmt::format("{}", fmt::join(axes, "_"));  // "data", ..., "data_sequence"
+    const std::string name = fmt::format("{}", fmt::join(axes, "_"));  // "data", ..., "pipeline_tensor"
     auto host = world->split(mesh_.color(world_rank_, axes), mesh_.key(world_rank_, axes), name);
     if (host->size() == 1) continue;
     host_[index] = device_[index] = host.get();

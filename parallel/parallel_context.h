@@ -8,6 +8,8 @@
 //   sequence        ranks splitting the same sequences (sequence parallelism with its own axis)
 //   data_sequence   data x sequence: the ranks that hold the same parameters, over which ZeRO
 //                   shards and gradients are averaged (= data when sequence is 1)
+//   pipeline_tensor pipeline x tensor: the ranks holding the other parts of the model, over which
+//                   the gradient norm is summed (= tensor when pipeline is 1)
 //
 // Each group has a host communicator (MPI, CPU tensors) and, on GPUs, a device twin (NCCL,
 // CUDA tensors) for the axes with more than one rank; data x sequence is the data group itself
@@ -25,8 +27,9 @@
 
 namespace cr {
 
-enum class Axis { Data, Tensor, Pipeline, Sequence, DataSequence };
-constexpr Axis kAllAxes[] = {Axis::Data, Axis::Tensor, Axis::Pipeline, Axis::Sequence, Axis::DataSequence};
+enum class Axis { Data, Tensor, Pipeline, Sequence, DataSequence, PipelineTensor };
+constexpr Axis kAllAxes[] = {Axis::Data,     Axis::Tensor,       Axis::Pipeline,
+                             Axis::Sequence, Axis::DataSequence, Axis::PipelineTensor};
 
 std::vector<std::string> mesh_axes_of(Axis axis);  // the mesh axes it spans: {"data", "sequence"}, ...
 std::string axis_name(Axis axis);                  // "data", ..., "data x sequence"
@@ -57,7 +60,7 @@ class ParallelContext {
   Communicator* control() const { return world_; }
 
  private:
-  static constexpr size_t kAxes = 5;
+  static constexpr size_t kAxes = 6;
 
   ProcessMesh mesh_;
   Communicator* world_ = nullptr;

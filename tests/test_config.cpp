@@ -412,6 +412,32 @@ TEST_CASE("cross-key rules name both keys") {
   }
 }
 
+TEST_CASE("parallel.pipeline takes a bare size or a mapping, checked against its schedule", "[config][pipeline]") {
+  CHECK(load(kMinimal + "parallel:\n  pipeline: 4\n").parallel.pipeline.size == 4);
+  CHECK(load(kMinimal, {"parallel.pipeline=2"}).parallel.pipeline.size == 2);
+  const Config c = load(kMinimal + "parallel:\n  pipeline: {size: 2, schedule: interleaved, chunks: 3, microbatches: 8, "
+                                   "layers_per_stage: [1, 2, 1, 2, 1, 2]}\n");
+  CHECK(c.parallel.pipeline.schedule == "interleaved");
+  CHECK(c.parallel.pipeline.chunks == 3);
+  CHECK(c.parallel.pipeline.microbatches == 8);
+  CHECK(c.parallel.pipeline.layers_per_stage == std::vector<int64_t>{1, 2, 1, 2, 1, 2});
+  CHECK(load(kMinimal, {"parallel.pipeline.layers_per_stage=null"}).parallel.pipeline.layers_per_stage.empty());
+
+  CHECK_THROWS_WITH(load(kMinimal + "parallel:\n  pipeline: two\n"),
+                    "test.yaml:4:13: parallel.pipeline: expected an integer, got 'two'");
+  CHECK_THROWS_WITH(load(kMinimal, {"parallel.pipeline.schedule=pipedream"}),
+                    "--set parallel.pipeline.schedule: 'pipedream' is not one of gpipe, 1f1b, interleaved, zero_bubble");
+  CHECK_THROWS_WITH(load(kMinimal, {"parallel.pipeline.layers_per_stage=[2, 0]"}),
+                    "--set parallel.pipeline.layers_per_stage[1]: must be >= 1, got 0");
+  CHECK_THROWS_WITH(load(kMinimal, {"parallel.pipeline.chunks=2"}),
+                    "test.yaml: parallel.pipeline.chunks 2 needs parallel.pipeline.schedule interleaved (it is 1f1b)");
+  CHECK_THROWS_WITH(load(kMinimal, {"parallel.pipeline.schedule=interleaved"}),
+                    "test.yaml: parallel.pipeline.schedule interleaved needs parallel.pipeline.chunks >= 2, got 1");
+  CHECK_THROWS_WITH(load(kMinimal, {"parallel.pipeline.size=2", "parallel.pipeline.layers_per_stage=[1, 2, 3]"}),
+                    "test.yaml: parallel.pipeline.layers_per_stage has 3 entries; parallel.pipeline.size 2 x chunks 1 "
+                    "needs 2");
+}
+
 TEST_CASE("validate_config checks a config built in code") {
   Config config;
   config.source = "built";
@@ -517,7 +543,8 @@ TEST_CASE("the dump lists every key in schema order and loads back to an equal c
   custom.runtime.run_dir = "123";
   custom.runtime.device = "cuda";
   custom.runtime.progress_bar = false;
-  REQUIRE(differing_keys(custom, Config{}).size() >= 30);
+  custom.parallel.pipeline = {3, "interleaved", 6, {1, 1, 1, 2, 2, 2}, 2};
+  REQUIRE(differing_keys(custom, Config{}).size() >= 35);
   const Config reloaded = load(cr::dump_config(custom));
   CHECK(differing_keys(reloaded, custom).empty());
   CHECK(cr::dump_config(reloaded) == cr::dump_config(custom));
@@ -535,7 +562,7 @@ TEST_CASE("the schema tables are consistent") {
   std::vector<std::string> sections;
   for (const cr::ConfigSection& section : cr::config_sections()) sections.push_back(section.name);
   CHECK(section_order == sections);  // contiguous, in section order, none empty
-  CHECK(paths.size() == 65);         // every field of the structs in config.h
+  CHECK(paths.size() == 69);         // every field of the structs in config.h
 }
 
 TEST_CASE("docs/config.md is generated from the schema") {

@@ -5,11 +5,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "core/base/error.h"
 #include "core/train/pipeline_schedule.h"
+#include "core/train/pipeline_stage.h"
 #include "core/train/schedule.h"
 #include "core/train/schedule_timeline.h"
 #include "core/train/stage_partition.h"
@@ -330,4 +332,44 @@ TEST_CASE("pipeline stages get contiguous blocks balanced by cost, the LM head c
       CHECK(total == blocks);
     }
   }
+}
+
+TEST_CASE("each stage's chunks: its runs of blocks, which embeds and heads, and the stages it talks to",
+          "[schedule][pipeline]") {
+  // Two stages, two chunks: virtual stages 0..3 hold blocks [0,1) [1,3) [3,4) [4,6).
+  const std::vector<int64_t> blocks = {1, 2, 1, 2};
+  const auto first = stage_chunks(blocks, 2, 0);
+  REQUIRE(first.size() == 2);
+  CHECK((first[0].first_block == 0 && first[0].last_block == 1 && first[0].embeds && !first[0].heads));
+  CHECK((first[0].previous == -1 && first[0].next == 1 && first[0].position == 0));
+  // Chunk 1 of stage 0 follows the last stage's chunk 0: the activations wrap around.
+  CHECK((first[1].first_block == 3 && first[1].last_block == 4 && first[1].previous == 1 && first[1].next == 1));
+  const auto last = stage_chunks(blocks, 2, 1);
+  CHECK((last[0].first_block == 1 && last[0].last_block == 3 && last[0].previous == 0 && last[0].next == 0));
+  CHECK((last[1].first_block == 4 && last[1].last_block == 6 && last[1].heads && last[1].next == -1));
+  CHECK(last[1].position == 3);
+
+  // Without a pipeline one chunk does everything.
+  const StageLayout whole = stage_layout({12}, 1, 0);
+  REQUIRE(whole.chunks.size() == 1);
+  CHECK((whole.chunks[0].embeds && whole.chunks[0].heads && whole.chunks[0].last_block == 12));
+  CHECK((whole.stages == 1 && whole.virtual_stages == 1));
+
+  CHECK_THROWS_WITH(stage_chunks({2, 2, 2}, 2, 0), Catch::Contains("cannot hold 3 virtual stages"));
+  CHECK_THROWS_WITH(stage_chunks({2, 0}, 2, 1), Catch::Contains("virtual pipeline stage 1 has no block"));
+}
+
+TEST_CASE("pipeline message tags tell every message of a step apart", "[schedule][pipeline]") {
+  // 4 stages x 2 chunks, 64 micro-batches: activations and gradients over each of 7 boundaries.
+  std::set<int> tags;
+  for (int64_t m = 0; m < 64; ++m) {
+    for (int64_t from = 0; from < 7; ++from) {
+      for (const bool gradient : {false, true}) {
+        const int tag = pipeline_tag(m, from, 8, gradient);
+        CHECK((tag >= 0 && tag < 32760));
+        tags.insert(tag);
+      }
+    }
+  }
+  CHECK(tags.size() == 64u * 7u * 2u);
 }

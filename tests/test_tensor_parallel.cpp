@@ -28,25 +28,14 @@
 #include "models/tensor_parallel.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_context.h"
-#include "tests/run_config.h"
+#include "tests/layout_training.h"
 #include "tests/shared_data.h"
 
 using namespace cr;
+using namespace cr::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-Communicator* g_world = nullptr;
-
-// Tiny models whose heads, key/value heads and MLP split over 4 ranks; LLaMA keeps 2 key/value
-// heads, so at 4 ranks each is copied to two of them.
-ModelSpec tiny_spec(const std::string& arch) {
-  ModelSpec spec = find_model_preset(arch + "-tiny").spec;
-  spec.n_head = 4;
-  if (arch != "llama") spec.n_kv_head = 4;
-  spec.vocab_size = 509;  // not divisible by 2 or 4: the vocabulary splits unevenly
-  return spec;
-}
 
 // The part of `whole` that a slice describes, in the slice's local shape.
 torch::Tensor slice_of(const torch::Tensor& whole, const ParameterSlice& slice) {
@@ -136,61 +125,6 @@ TEST_CASE("the vocab-parallel loss equals the unsplit fused loss, gradients incl
   loss.backward();
   CHECK(max_difference(local_weight.grad(), weight.grad().narrow(0, begin, end - begin)) < 1e-6);
   CHECK(max_difference(local_hidden.grad(), hidden.grad()) < 1e-6);
-}
-
-fs::path rank_dir(const std::string& name) {
-  return fs::temp_directory_path() / ("cr-test-tp-" + name + "-" + std::to_string(getppid()) + "-" +
-                                      std::to_string(g_world->rank()));
-}
-
-fs::path shared_dir(const std::string& name) {
-  return fs::temp_directory_path() / ("cr-test-tp-" + name + "-" + std::to_string(getppid()));
-}
-
-Config tp_config(const std::string& arch, const fs::path& run_dir, std::vector<std::string> overrides) {
-  const ModelSpec spec = tiny_spec(arch);
-  std::string yaml = R"(
-model: {preset: ARCH-tiny, n_head: 4, n_kv_head: KV, vocab_size: 509}
-data: {format: synthetic, seq_len: 32}
-train: {micro_batch_size: 1, global_batch_size: 8, steps: 6, log_every: 100, eval_every: 3, eval_batches: 4,
-        seed: 17, clip_grad_norm: 0.3}
-optimizer: {lr: 3.0e-3}
-lr_schedule: {warmup_steps: 2, min_lr: 1.0e-4}
-checkpoint: {every: 0, save_final: false}
-runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
-)";
-  yaml.replace(yaml.find("ARCH"), 4, arch);
-  yaml.replace(yaml.find("KV"), 2, std::to_string(spec.n_kv_head));
-  return test::run_config(yaml, run_dir, std::move(overrides), "tp-test");
-}
-
-// Losses within `tolerance` and gradient norms within `tolerance` relative, from `first_step` on.
-void check_losses(const TrainSummary& parallel, const TrainSummary& reference, int64_t first_step = 0,
-                  double tolerance = 1e-5) {
-  REQUIRE(parallel.losses.size() + first_step == reference.losses.size());
-  for (size_t i = 0; i < parallel.losses.size(); ++i) {
-    const auto& ref = reference.steps[i + first_step];
-    INFO("step " << ref.step);
-    CHECK(std::abs(parallel.losses[i] - reference.losses[i + first_step]) < tolerance);
-    CHECK(std::abs(parallel.steps[i].grad_norm - ref.grad_norm) <= tolerance * ref.grad_norm);
-  }
-}
-
-// 10 steps with clipping (the norm is above 0.3 throughout) and gradient accumulation.
-void check_training(const std::string& arch, const std::vector<std::string>& layout) {
-  INFO(arch << " with " << fmt::format("{}", fmt::join(layout, " ")));
-  const auto dir = rank_dir("train");
-  std::vector<std::string> overrides = layout;
-  overrides.push_back("train.steps=10");
-  const auto reference = run_training(tp_config(arch, dir / "single", {"train.steps=10"}), nullptr);
-  const auto parallel = run_training(tp_config(arch, dir / "tp", overrides), g_world);
-  check_losses(parallel, reference);
-  for (const auto& step : reference.steps) CHECK(step.grad_norm > 0.3);  // clipping is active
-  REQUIRE(parallel.val_losses.size() == reference.val_losses.size());
-  for (size_t i = 0; i < reference.val_losses.size(); ++i) {
-    CHECK(std::abs(parallel.val_losses[i].second - reference.val_losses[i].second) < 1e-5);
-  }
-  fs::remove_all(dir);
 }
 
 TEST_CASE("tensor-parallel training equals the single-process run: GPT-2, OPT, LLaMA (GQA)", "[tp][train]") {

@@ -33,6 +33,14 @@ const ConfigKey* find_key(const std::string& path) {
   return nullptr;
 }
 
+// The key a bare value at `path` stands for (parallel.pipeline: 4), if any.
+const ConfigKey* shorthand_key(const std::string& path) {
+  for (const auto& [parent, key] : config_shorthands()) {
+    if (parent == path) return find_key(key);
+  }
+  return nullptr;
+}
+
 // Keys nested one level deeper (parallel.sequence.mode) are written as a mapping under their parent.
 bool has_keys_under(const std::string& path) {
   for (const ConfigKey& key : config_keys()) {
@@ -269,6 +277,14 @@ class ValueReader {
     read_items(node, out);
   }
 
+  // null: the empty list.
+  void read(const YAML::Node& node, std::vector<int64_t>& out) const {
+    out.clear();
+    if (node.IsNull()) return;
+    if (!node.IsSequence()) expected(node, "a list of integers");
+    read_items(node, out);
+  }
+
   void read(const YAML::Node& node, std::vector<double>& out) const {
     if (!node.IsSequence()) expected(node, "a list of numbers");
     out.clear();
@@ -352,6 +368,7 @@ void apply_section(const std::string& section, const YAML::Node& body, const Ori
       apply_section(path, entry.second, origin, config);
       continue;
     }
+    if (!key) key = shorthand_key(path);
     if (!key) throw ConfigError(origin.prefix(key_mark) + unknown_key_message(path));
     assign(*key, entry.second, ValueReader(origin, path, key_mark), config);
   }
@@ -397,6 +414,7 @@ void apply_override(const std::string& assignment, Config& config) {
         fmt::format("--set '{}': expected key.path=value, e.g. train.steps=100", shortened(assignment)));
   }
   const ConfigKey* key = find_key(path);
+  if (!key) key = shorthand_key(path);
   if (!key) throw ConfigError(fmt::format("--set {}: {}", shortened(path), unknown_key_message(path)));
   const std::string text = assignment.substr(equals + 1);
   YAML::Node value;

@@ -79,10 +79,18 @@ struct SequenceParallelConfig {
   int64_t axis_size() const { return own_axis() ? size : 1; }  // the mesh's sequence axis
 };
 
+struct PipelineConfig {
+  int64_t size = 1;                       // stages
+  std::string schedule = "1f1b";          // gpipe | 1f1b | interleaved | zero_bubble
+  int64_t microbatches = 0;               // per step and data rank; 0: the gradient accumulation steps
+  std::vector<int64_t> layers_per_stage;  // blocks of each (virtual) stage; empty: balanced by cost
+  int64_t chunks = 1;                     // interleaved: model chunks per stage (V)
+};
+
 struct ParallelConfig {
   int64_t data = 0;          // data-parallel ranks; 0: what tensor x pipeline leave of the job
   int64_t tensor = 1;        // tensor-parallel ranks (Megatron-style 1D)
-  int64_t pipeline = 1;      // pipeline stages (layouts are planned; training runs 1)
+  PipelineConfig pipeline;
   SequenceParallelConfig sequence;
   std::string order = "data,pipeline,sequence,tensor";  // mesh axes, outermost first
   double bucket_mb = 25.0;   // gradient all-reduce bucket size
@@ -153,7 +161,7 @@ using ConfigField =
                  ConfigFieldAccess<std::string>, ConfigFieldAccess<std::optional<std::string>>,
                  ConfigFieldAccess<std::optional<int64_t>>,
                  ConfigFieldAccess<std::vector<std::string>>,
-                 ConfigFieldAccess<std::vector<double>>>;
+                 ConfigFieldAccess<std::vector<double>>, ConfigFieldAccess<std::vector<int64_t>>>;
 
 // What a key accepts beyond its type. No string, list item included, may be empty: null, or an
 // empty list, is how a key says "none".
@@ -185,6 +193,9 @@ struct ConfigRule {
 // In dump and docs order; the keys of a section are contiguous and in section order.
 const std::vector<ConfigSection>& config_sections();
 const std::vector<ConfigKey>& config_keys();
+// Nested keys whose parent also takes a bare value, as short for one of them:
+// `parallel.pipeline: 4` means `parallel.pipeline.size: 4`. {parent path, key path}.
+const std::vector<std::pair<std::string, std::string>>& config_shorthands();
 const std::vector<ConfigRule>& config_rules();
 
 }  // namespace cr

@@ -184,8 +184,27 @@ const std::vector<ConfigKey>& config_keys() {
        "all_to_all, ring_attn: ranks splitting each sequence (ZeRO and gradient averaging run over data x "
        "sequence); split_gather uses the tensor group and leaves it 1",
        between(1, kMaxRanks)},
-      {CR_FIELD(parallel, pipeline),
-       "pipeline stages; `plan` lays out and checks any size, training runs 1", between(1, kMaxRanks)},
+      {CR_FIELD(parallel, pipeline.size),
+       "pipeline stages, each holding a contiguous run of blocks (the embedding on the first, the LM head on the "
+       "last); `parallel.pipeline: N` is short for this key (docs/parallelism.md)",
+       between(1, kMaxRanks)},
+      {CR_FIELD(parallel, pipeline.schedule),
+       "order of the micro-batches' forward and backward passes on each stage: gpipe (all forwards, then all "
+       "backwards: M micro-batches' activations held), 1f1b (at most P held), interleaved (1f1b over `chunks` "
+       "model chunks per stage: a V times smaller bubble, more messages), zero_bubble (planned: `plan` shows it)",
+       one_of({"gpipe", "1f1b", "interleaved", "zero_bubble"})},
+      {CR_FIELD(parallel, pipeline.microbatches),
+       "micro-batches per step on each data rank (M); 0: the gradient accumulation steps. With "
+       "train.global_batch_size 0 the global batch is micro_batch_size x M x data ranks",
+       between(0, kMaxRanks)},
+      {CR_FIELD(parallel, pipeline.layers_per_stage),
+       "transformer blocks of each stage (interleaved: of each virtual stage, every stage's first chunk, then every "
+       "stage's second, ...), "
+       "summing to model.n_layer; empty: balanced by compute, the LM head counted",
+       at_least(1)},
+      {CR_FIELD(parallel, pipeline.chunks),
+       "interleaved: model chunks per stage (V >= 2; micro-batches a multiple of the stages); 1 otherwise",
+       between(1, kMaxRanks)},
       {CR_FIELD(parallel, order), "mesh axes from outermost to innermost (dp, pp, sp, tp accepted); axes that talk in every layer (sequence, tensor) innermost"},
       {CR_FIELD(parallel, bucket_mb),
        "size of each gradient reduction bucket in MiB of fp32 (buckets never span two layers)",
@@ -220,6 +239,13 @@ const std::vector<ConfigKey>& config_keys() {
 }
 
 #undef CR_FIELD
+
+const std::vector<std::pair<std::string, std::string>>& config_shorthands() {
+  static const std::vector<std::pair<std::string, std::string>> shorthands = {
+      {"parallel.pipeline", "parallel.pipeline.size"},
+  };
+  return shorthands;
+}
 
 const std::vector<ConfigRule>& config_rules() {
   static const std::vector<ConfigRule> rules = {
@@ -267,6 +293,28 @@ const std::vector<ConfigRule>& config_rules() {
          }
          if (missing.empty()) return "";
          return fmt::format("model.preset is null, so {} must be set", fmt::join(missing, ", "));
+       }},
+      {"parallel.pipeline.chunks is 2 or more with the interleaved schedule and 1 with the others.",
+       [](const Config& c) -> std::string {
+         const PipelineConfig& p = c.parallel.pipeline;
+         if (p.schedule == "interleaved" && p.chunks < 2) {
+           return fmt::format("parallel.pipeline.schedule interleaved needs parallel.pipeline.chunks >= 2, got {}",
+                              p.chunks);
+         }
+         if (p.schedule != "interleaved" && p.chunks != 1) {
+           return fmt::format("parallel.pipeline.chunks {} needs parallel.pipeline.schedule interleaved (it is {})",
+                              p.chunks, p.schedule);
+         }
+         return "";
+       }},
+      {"parallel.pipeline.layers_per_stage, when given, has one entry per stage (per stage and chunk: interleaved).",
+       [](const Config& c) -> std::string {
+         const PipelineConfig& p = c.parallel.pipeline;
+         const auto expected = static_cast<size_t>(p.size * p.chunks);
+         if (p.layers_per_stage.empty() || p.layers_per_stage.size() == expected) return "";
+         return fmt::format("parallel.pipeline.layers_per_stage has {} entries; parallel.pipeline.size {} x chunks {} "
+                            "needs {}",
+                            p.layers_per_stage.size(), p.size, p.chunks, expected);
        }},
   };
   return rules;

@@ -9,7 +9,6 @@
 #include "core/train/mesh_layout.h"
 #include "core/train/pipeline_schedule.h"
 #include "core/train/schedule_timeline.h"
-#include "core/train/stage_partition.h"
 #include "core/train/runtime.h"
 #include "memory/zero_parameters.h"
 #include "models/causal_lm.h"
@@ -146,32 +145,36 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
   return traffic;
 }
 
-// The LM head's compute per token against a block's, from the model's FLOP count.
-double head_cost_in_blocks(const ModelSpec& spec, int64_t seq_len) {
-  ModelSpec one_less = spec;
-  one_less.n_layer = spec.n_layer - 1;
-  const double block = flops_per_token(spec, seq_len) - flops_per_token(one_less, seq_len);
-  const double rest = flops_per_token(spec, seq_len) - block * static_cast<double>(spec.n_layer);
-  return block > 0 ? rest / block : 0.0;
+// The configured pipeline with `chunks` chunks per stage: its layers_per_stage when they are
+// for that many chunks, else balanced ones. Blocks summed per stage.
+std::vector<int64_t> blocks_per_stage(const Config& config, const ModelSpec& spec, int64_t chunks) {
+  Config layout = config;
+  PipelineConfig& pipeline = layout.parallel.pipeline;
+  if (pipeline.chunks != chunks) pipeline.layers_per_stage.clear();
+  pipeline.chunks = chunks;
+  const std::vector<int64_t> virtual_blocks = pipeline_stage_blocks(layout, spec);
+  std::vector<int64_t> blocks(static_cast<size_t>(pipeline.size), 0);
+  for (size_t k = 0; k < virtual_blocks.size(); ++k) blocks[k % blocks.size()] += virtual_blocks[k];
+  return blocks;
 }
 
 std::string pipeline_section(const ModelSpec& spec, const Config& config, const MeshShape& shape,
                              int64_t micro_batches) {
   const int64_t P = shape.pipeline, M = micro_batches;
-  const double head_blocks = head_cost_in_blocks(spec, config.data.seq_len);
-  const std::vector<int64_t> blocks = balanced_stage_blocks(spec.n_layer, P, 0.0, head_blocks);
+  const PipelineScheduleKind configured = parse_pipeline_schedule(config.parallel.pipeline.schedule);
+  const std::vector<int64_t> blocks = blocks_per_stage(config, spec, 1);
   const ActivationBytes activation = activation_bytes(spec, config);
   std::string out = fmt::format(
       "pipeline: {} stages x {} micro-batches per step; blocks per stage {} (the embedding on the first stage, the LM "
-      "head on the last, costing {:.2f} blocks); training with stages is not in this build yet\n",
-      P, M, fmt::join(blocks, ", "), head_blocks);
+      "head on the last, costing {:.2f} blocks); training runs {} (*)\n",
+      P, M, fmt::join(blocks, ", "), head_cost_in_blocks(spec, config.data.seq_len), config.parallel.pipeline.schedule);
   out += "  schedule           bubble   activations held at the peak, per stage (micro-batches: bytes)\n";
   for (const auto kind : {PipelineScheduleKind::GPipe, PipelineScheduleKind::OneFOneB, PipelineScheduleKind::Interleaved,
                           PipelineScheduleKind::ZeroBubble}) {
     const bool interleaved = kind == PipelineScheduleKind::Interleaved;
-    const int64_t V = interleaved ? 2 : 1;
-    const bool runs = !interleaved || (M % P == 0 && *std::min_element(blocks.begin(), blocks.end()) >= V);
-    if (!runs) continue;
+    const int64_t V = !interleaved ? 1 : configured == kind ? config.parallel.pipeline.chunks : 2;
+    if (interleaved && (M % P != 0 || spec.n_layer < P * V)) continue;
+    const std::vector<int64_t> held_blocks = interleaved ? blocks_per_stage(config, spec, V) : blocks;
     std::vector<std::vector<Instruction>> programs;
     for (int64_t s = 0; s < P; ++s) programs.push_back(pipeline_schedule(kind, {P, s, M, V}));
     ComputeCosts costs;  // a chunk does 1/V of its stage's work
@@ -182,11 +185,12 @@ std::string pipeline_section(const ModelSpec& spec, const Config& config, const 
     for (int64_t s = 0; s < P; ++s) {
       const auto& stage = timeline.stages[static_cast<size_t>(s)];
       const double held = static_cast<double>(stage.peak_in_flight) / static_cast<double>(V);
-      const double bytes = held * (activation.per_block * static_cast<double>(blocks[static_cast<size_t>(s)]) +
+      const double bytes = held * (activation.per_block * static_cast<double>(held_blocks[static_cast<size_t>(s)]) +
                                    (s == P - 1 ? activation.head : 0.0));
       stages.push_back(fmt::format("{:g}: {}", held, human_bytes(bytes)));
     }
-    const std::string name = interleaved ? fmt::format("interleaved (V={})", V) : pipeline_schedule_name(kind);
+    std::string name = interleaved ? fmt::format("interleaved (V={})", V) : pipeline_schedule_name(kind);
+    if (kind == configured) name += " *";
     out += fmt::format("  {:<18} {:<8.3f} {}\n", name, timeline.bubble_ratio(), fmt::join(stages, " | "));
   }
   return out;
@@ -196,8 +200,8 @@ std::string plan_report(const Config& config, int world_size) {
   const ModelSpec spec = model_spec_from_config(config.model);
   const ProcessMesh mesh = mesh_for(config.parallel, spec, world_size);
   const int64_t n = parameter_count(spec);
-  const int64_t global_batch =
-      config.train.global_batch_size > 0 ? config.train.global_batch_size : config.train.micro_batch_size;
+  const BatchLayout batch = batch_layout(config.train, config.parallel.pipeline, mesh.shape().data);
+  const int64_t global_batch = batch.global;
   const int64_t tokens_per_step = global_batch * config.data.seq_len;
   const double flops = flops_per_token(spec, config.data.seq_len);
   // ZeRO shards over data x sequence: the ranks holding the same parameters.
@@ -228,9 +232,7 @@ std::string plan_report(const Config& config, int world_size) {
   if (out.back() != '\n') out += '\n';
   if (mesh.shape().pipeline > 1) {
     // Every stage of a data rank runs all of its micro-batches.
-    const int64_t data_ranks = mesh.shape().data;
-    out += pipeline_section(spec, config, mesh.shape(),
-                            std::max<int64_t>(1, global_batch / (config.train.micro_batch_size * data_ranks)));
+    out += pipeline_section(spec, config, mesh.shape(), batch.accumulation);
   }
   const int data = mesh.shape().data * mesh.shape().sequence;
   if (data > 1) {

@@ -4,6 +4,8 @@
 
 #include "core/base/error.h"
 #include "core/train/model_factory.h"
+#include "core/train/pipeline_schedule.h"
+#include "core/train/stage_partition.h"
 #include "models/tensor_parallel.h"
 
 namespace cr {
@@ -27,7 +29,7 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
     fail("parallel.sequence.size {} applies to modes all_to_all and ring_attn; mode {} {}", parallel.sequence.size,
          parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
   }
-  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline), static_cast<int>(parallel.tensor),
+  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline.size), static_cast<int>(parallel.tensor),
                                        static_cast<int>(parallel.sequence.axis_size()), world_size);
   shape.order = parse_mesh_order(parallel.order);
   check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
@@ -39,17 +41,70 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
   return ProcessMesh(shape, world_size);
 }
 
-BatchLayout batch_layout(const TrainConfig& train, int data_parallel) {
+BatchLayout batch_layout(const TrainConfig& train, const PipelineConfig& pipeline, int data_parallel) {
   const int64_t micro = train.micro_batch_size;
+  const int64_t micro_batches = pipeline.microbatches > 0 ? pipeline.microbatches : 1;
   BatchLayout layout;
-  layout.global = train.global_batch_size > 0 ? train.global_batch_size : micro * data_parallel;
+  layout.global = train.global_batch_size > 0 ? train.global_batch_size : micro * micro_batches * data_parallel;
   if (layout.global % (micro * data_parallel) != 0) {
     fail("train.global_batch_size {} is not a multiple of train.micro_batch_size {} x {} data-parallel ranks",
          layout.global, micro, data_parallel);
   }
   layout.per_rank = layout.global / data_parallel;
   layout.accumulation = layout.per_rank / micro;
+  if (pipeline.microbatches > 0 && layout.accumulation != pipeline.microbatches) {
+    fail("parallel.pipeline.microbatches {} disagrees with train.global_batch_size {} = micro_batch_size {} x {} "
+         "data-parallel ranks x {} micro-batches (set one of them, or make them agree)",
+         pipeline.microbatches, layout.global, micro, data_parallel, layout.accumulation);
+  }
   return layout;
+}
+
+double head_cost_in_blocks(const ModelSpec& spec, int64_t seq_len) {
+  ModelSpec one_less = spec;
+  one_less.n_layer = spec.n_layer - 1;
+  const double block = flops_per_token(spec, seq_len) - flops_per_token(one_less, seq_len);
+  const double rest = flops_per_token(spec, seq_len) - block * static_cast<double>(spec.n_layer);
+  return block > 0 ? rest / block : 0.0;
+}
+
+std::vector<int64_t> pipeline_stage_blocks(const Config& config, const ModelSpec& spec) {
+  const PipelineConfig& pipeline = config.parallel.pipeline;
+  const int64_t stages = pipeline.size * pipeline.chunks;
+  if (pipeline.layers_per_stage.empty()) {
+    if (spec.n_layer < stages) {
+      fail("parallel.pipeline: {} stages x {} chunks need at least {} blocks, but model.n_layer is {}", pipeline.size,
+           pipeline.chunks, stages, spec.n_layer);
+    }
+    return balanced_stage_blocks(spec.n_layer, stages, 0.0, head_cost_in_blocks(spec, config.data.seq_len));
+  }
+  int64_t total = 0;
+  for (const int64_t blocks : pipeline.layers_per_stage) total += blocks;
+  if (total != spec.n_layer) {
+    fail("parallel.pipeline.layers_per_stage sums to {} blocks, but model.n_layer is {}", total, spec.n_layer);
+  }
+  return pipeline.layers_per_stage;
+}
+
+StageLayout stage_layout_for(const Config& config, const ModelSpec& spec, int64_t stages, int64_t stage) {
+  if (stages == 1) return stage_layout({spec.n_layer}, 1, 0);
+  if (config.zero.stage > 1) {
+    fail("zero.stage {} with parallel.pipeline.size {}: pipeline stages keep whole gradients over their "
+         "micro-batches, which ZeRO 2 and 3 shard away; use zero.stage 0 or 1 (as Colossal-AI requires)",
+         config.zero.stage, stages);
+  }
+  return stage_layout(pipeline_stage_blocks(config, spec), stages, stage);
+}
+
+std::vector<Instruction> step_program(const Config& config, const StageLayout& layout, int64_t stage,
+                                      int64_t micro_batches) {
+  if (layout.stages == 1) return no_pipeline_schedule(micro_batches);
+  const PipelineScheduleKind kind = parse_pipeline_schedule(config.parallel.pipeline.schedule);
+  if (kind == PipelineScheduleKind::ZeroBubble) {
+    fail("parallel.pipeline.schedule zero_bubble: training runs gpipe, 1f1b and interleaved; `plan` shows "
+         "zero_bubble's timeline");
+  }
+  return pipeline_schedule(kind, {layout.stages, stage, micro_batches, layout.virtual_stages / layout.stages});
 }
 
 void check_sequence_split(const Config& config, int tensor) {
@@ -72,7 +127,8 @@ void check_sequence_split(const Config& config, int tensor) {
 
 void check_job_layout(const Config& config, int world_size) {
   const ProcessMesh mesh = mesh_for(config.parallel, model_spec_from_config(config.model), world_size);
-  batch_layout(config.train, mesh.shape().data);
+  batch_layout(config.train, config.parallel.pipeline, mesh.shape().data);
+  stage_layout_for(config, model_spec_from_config(config.model), mesh.shape().pipeline, 0);
   check_sequence_split(config, mesh.shape().tensor);
 }
 

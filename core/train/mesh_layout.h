@@ -2,6 +2,8 @@
 #pragma once
 
 #include "core/config/config.h"
+#include "core/train/pipeline_stage.h"
+#include "core/train/schedule.h"
 #include "models/model_spec.h"
 #include "parallel/process_mesh.h"
 
@@ -18,9 +20,28 @@ struct BatchLayout {
   int64_t accumulation = 0;  // micro-batches per rank per step
 };
 
-// train.global_batch_size split over `data_parallel` ranks; throws cr::Error naming the numbers
-// when it does not split into whole micro-batches.
-BatchLayout batch_layout(const TrainConfig& train, int data_parallel);
+// train.global_batch_size split over `data_parallel` ranks, or with global_batch_size 0, the
+// micro-batch times parallel.pipeline.microbatches (when set) per data rank; throws cr::Error
+// naming the numbers when it does not split into whole micro-batches or disagrees with the
+// pipeline's micro-batches.
+BatchLayout batch_layout(const TrainConfig& train, const PipelineConfig& pipeline, int data_parallel);
+
+// The LM head's compute per token (its loss included) against one block's.
+double head_cost_in_blocks(const ModelSpec& spec, int64_t seq_len);
+
+// Blocks of each virtual pipeline stage, stage s's chunk c at c * stages + s:
+// parallel.pipeline.layers_per_stage, or balanced by compute with the LM head counted on the
+// last. cr::Error when the list does not sum to model.n_layer or a stage would have no block.
+std::vector<int64_t> pipeline_stage_blocks(const Config& config, const ModelSpec& spec);
+
+// Pipeline stage `stage`'s part of the model: every block, embedding and head without a pipeline.
+StageLayout stage_layout_for(const Config& config, const ModelSpec& spec, int64_t stages, int64_t stage);
+
+// The instructions of one training step on a rank of `layout` at stage `stage`: the configured
+// pipeline schedule, or gradient accumulation without a pipeline. cr::Error for a schedule that
+// training does not run.
+std::vector<Instruction> step_program(const Config& config, const StageLayout& layout, int64_t stage,
+                                      int64_t micro_batches);
 
 // Throws cr::Error when sequence parallelism cannot split data.seq_len over its ranks (`tensor`
 // for split_gather, parallel.sequence.size for all_to_all, twice that for ring_attn).

@@ -24,7 +24,9 @@
 #include "core/train/resume_changes.h"
 #include "core/train/run_directory.h"
 #include "core/train/runtime.h"
+#include "core/train/pipeline_schedule.h"
 #include "core/train/schedule.h"
+#include "core/train/stage_executor.h"
 #include "core/train/train_checkpoint.h"
 #include "memory/flat_parameters.h"
 #include "memory/loss_scaler.h"
@@ -121,7 +123,6 @@ class Trainer {
  private:
   void run_steps(MetricsFile& metrics, ProgressReporter& progress);
   void run_schedule(int64_t step, StepMetrics& m);
-  torch::Tensor forward_loss(const torch::Tensor& inputs, const torch::Tensor& targets);
   // Clips, unscales and applies the step's gradients, unless they overflowed; fills m.
   void apply_gradients(int64_t step, StepMetrics& m);
   double evaluate();
@@ -142,12 +143,14 @@ class Trainer {
   int64_t global_batch_ = 0;
   int64_t rank_batch_ = 0;  // this rank's share of the global batch
   int64_t accumulation_ = 0;
+  StageLayout stage_;                 // this rank's part of the model
   std::vector<Instruction> program_;  // one step, from the schedule generator
   size_t reducing_backward_ = 0;      // program_'s backward that completes the gradients
   DataSplits data_;
   std::optional<BatchSampler> train_sampler_, val_sampler_;
   CausalLM model_;
   std::unique_ptr<ParameterStrategy> strategy_;
+  std::unique_ptr<StageExecutor> executor_;
   std::optional<DynamicLossScaler> loss_scaler_;  // fp16
   TrainSummary summary_;
   int64_t start_step_ = 0;
@@ -163,10 +166,6 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
       dtype_(compute_dtype(config.precision)) {
   spec_ = model_spec_from_config(config_.model);
   const ProcessMesh& mesh = context_.mesh();
-  if (mesh.shape().pipeline > 1) {
-    fail("parallel.pipeline {}: this build trains data, tensor and sequence parallel layouts; `plan` shows pipeline layouts",
-         mesh.shape().pipeline);
-  }
   // Sequence ranks (all_to_all, ring_attn) share their data rank's batch; gradients and losses are averaged
   // over data x sequence (replicas_, the strategy's group).
   dp_rank_ = context_.rank(Axis::Data);
@@ -178,11 +177,12 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   }
   check_sequence_split(config_, mesh.shape().tensor);
   const int64_t micro = config_.train.micro_batch_size;
-  const BatchLayout batch = batch_layout(config_.train, dp_size_);
+  const BatchLayout batch = batch_layout(config_.train, config_.parallel.pipeline, dp_size_);
   global_batch_ = batch.global;
   rank_batch_ = batch.per_rank;
   accumulation_ = batch.accumulation;
-  program_ = no_pipeline_schedule(accumulation_);
+  stage_ = stage_layout_for(config_, spec_, mesh.shape().pipeline, context_.rank(Axis::Pipeline));
+  program_ = step_program(config_, stage_, context_.rank(Axis::Pipeline), accumulation_);
   reducing_backward_ = reducing_backward(program_);
 
   const auto resume_dir = checkpoint_to_resume(config_.checkpoint, checkpoint_root(config_));
@@ -227,7 +227,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   model_ = build_model_skeleton(spec_, tp);
   summary_.data_parallel_size = dp_size_;
   {
-    const ModuleParameters params = module_parameters(*model_, model_->blocks());
+    const ModuleParameters params = module_parameters(*model_, model_->blocks(), owned_by_stage(*model_, stage_));
     std::unique_ptr<WeightSource> source;
     if (!resumed && config_.model.init_from) {
       source = open_init_weights(*config_.model.init_from, params.entries, spec_);
@@ -245,8 +245,11 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     options.optimizer = config_.optimizer;
     strategy_ = std::make_unique<ZeroStrategy>(params, source.get(), spec_.n_layer, options,
                                                context_.device_group(Axis::DataSequence),
-                                               context_.host_group(Axis::Tensor));
+                                               context_.host_group(Axis::PipelineTensor));
   }
+  executor_ = std::make_unique<StageExecutor>(*model_, *strategy_, stage_, context_.device_group(Axis::Pipeline),
+                                              context_.host_group(Axis::Pipeline), device_, dtype_, accumulation_,
+                                              micro, config_.data.seq_len);
   if (resumed) {
     const auto& position = resumed->state.position;
     if (position.samples_consumed != start_step_ * global_batch_) {
@@ -290,6 +293,14 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     print0("sequence parallel all_to_all {}: {} tokens per rank, attention on {} of {} heads", tp.sequence_size,
            config_.data.seq_len / tp.sequence_size, spec_.n_head / tp.size / tp.sequence_size, spec_.n_head);
   }
+  if (stage_.stages > 1) {
+    const PipelineConfig& pipeline = config_.parallel.pipeline;
+    std::vector<std::string> blocks;
+    for (const StageChunk& chunk : stage_.chunks) blocks.push_back(fmt::format("{}-{}", chunk.first_block, chunk.last_block - 1));
+    print0("pipeline {} stages, {}{} over {} micro-batches: rank 0 runs blocks {}, {} parameters", stage_.stages,
+           pipeline.schedule, stage_.virtual_stages > stage_.stages ? fmt::format(" (V={})", pipeline.chunks) : "",
+           accumulation_, fmt::join(blocks, ", "), with_thousands(strategy_->numel()));
+  }
   if (tp.ring_attention()) {
     print0("sequence parallel ring_attn {}: {} tokens per rank (two zigzag parts), key/value blocks around the ring",
            tp.sequence_size, config_.data.seq_len / tp.sequence_size);
@@ -306,47 +317,50 @@ void Trainer::run_schedule(int64_t step, StepMetrics& m) {
   const int64_t rows = config_.train.micro_batch_size;
   const int64_t first_sample = step * global_batch_ + dp_rank_ * rank_batch_;
   const bool sync = config_.train.time_breakdown;
-  // The step's micro-batches once loaded, and their losses (on the device until the step ends).
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> micro_batches(static_cast<size_t>(accumulation_));
-  std::vector<torch::Tensor> losses(static_cast<size_t>(accumulation_));
   std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
+  executor_->begin_step();
   for (size_t i = 0; i < program_.size(); ++i) {
     const Instruction& instruction = program_[i];
-    const auto mb = static_cast<size_t>(instruction.micro_batch);
     switch (instruction.op) {
-      case Op::LoadMicroBatch: {
+      case Op::LoadMicroBatch:
         train_sampler_->fill(first_sample + instruction.micro_batch * rows, rows, inputs.data(), targets.data());
-        micro_batches[mb] = {batch_tensor(inputs), batch_tensor(targets)};
+        executor_->set_batch(instruction.micro_batch, batch_tensor(inputs), batch_tensor(targets));
         break;
-      }
       case Op::Forward: {
         PhaseTimer timer(m.forward_s, device_, sync);
-        // Dropout masks depend only on (seed, step, rank, micro-batch): resumed runs draw the same.
-        torch::manual_seed(static_cast<uint64_t>(config_.train.seed) * 1000003u +
-                           (step * dp_size_ + dp_rank_) * accumulation_ + instruction.micro_batch);
-        losses[mb] = forward_loss(micro_batches[mb].first, micro_batches[mb].second);
-        micro_batches[mb] = {};
+        // Dropout masks depend only on (seed, step, rank, micro-batch, block): resumed runs and
+        // other stage splits draw the same.
+        executor_->forward(instruction, static_cast<uint64_t>(config_.train.seed) * 1000003u +
+                                            (step * dp_size_ + dp_rank_) * accumulation_ + instruction.micro_batch);
         break;
       }
       case Op::Backward: {
         PhaseTimer timer(m.backward_s, device_, sync);
         const double scale = loss_scaler_ ? loss_scaler_->scale() : 1.0;
-        strategy_->begin_backward(i == reducing_backward_);
-        (losses[mb] * (scale / static_cast<double>(accumulation_))).backward();
-        strategy_->end_backward();
-        losses[mb] = losses[mb].detach();
+        executor_->backward(instruction, i == reducing_backward_, scale / static_cast<double>(accumulation_));
+        break;
+      }
+      case Op::SendActivation: executor_->send_activation(instruction); break;
+      case Op::RecvActivation: {
+        PhaseTimer timer(m.communication_s, device_, sync);
+        executor_->recv_activation(instruction);
+        break;
+      }
+      case Op::SendGradient: executor_->send_gradient(instruction); break;
+      case Op::RecvGradient: {
+        PhaseTimer timer(m.communication_s, device_, sync);
+        executor_->recv_gradient(instruction);
         break;
       }
       case Op::ReduceGradients: {
         PhaseTimer timer(m.communication_s, device_, sync);
+        executor_->wait_for_sends();
         strategy_->reduce_gradients();
         break;
       }
       case Op::OptimizerStep: {
         // The losses meet the host once per step, not once per micro-batch.
-        double loss_sum = 0.0;
-        for (const auto& loss : losses) loss_sum += loss.item<double>();
-        m.loss = mean_over_replicas(loss_sum / static_cast<double>(accumulation_));
+        m.loss = mean_over_replicas(executor_->mean_loss());
         if (!std::isfinite(m.loss) && !loss_scaler_) {
           fail("loss is {} at step {}: training diverged (lower optimizer.lr?)", m.loss, m.step);
         }
@@ -354,21 +368,12 @@ void Trainer::run_schedule(int64_t step, StepMetrics& m) {
         apply_gradients(step, m);
         break;
       }
-      default:
-        fail("the schedule's instruction '{}' needs a pipeline stage, which this build does not run",
+      case Op::BackwardInput:
+      case Op::BackwardWeight:
+        fail("the schedule's instruction '{}' splits backward (zero_bubble), which training does not run yet",
              op_name(instruction.op));
     }
   }
-}
-
-torch::Tensor Trainer::forward_loss(const torch::Tensor& inputs, const torch::Tensor& targets) {
-  // CausalLM::loss, block by block, so that the strategy can act around each block.
-  auto x = model_->embed(inputs);
-  for (int64_t block = 0; block < spec_.n_layer; ++block) {
-    strategy_->before_block(block);
-    x = strategy_->after_block(block, model_->run_blocks(x, block, block + 1));
-  }
-  return model_->head_loss(x, targets);
 }
 
 void Trainer::apply_gradients(int64_t step, StepMetrics& m) {
@@ -397,6 +402,7 @@ double Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   model_->eval();
   strategy_->begin_step(/*training=*/false);
+  executor_->begin_evaluation();
   const int64_t rows = config_.train.micro_batch_size;
   std::vector<int64_t> inputs(rows * config_.data.seq_len), targets(inputs.size());
   torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
@@ -407,12 +413,12 @@ double Trainer::evaluate() {
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t batch = round * dp_size_ + dp_rank_;
     val_sampler_->fill(std::min(batch, batches - 1) * rows, rows, inputs.data(), targets.data());
-    const auto loss = forward_loss(batch_tensor(inputs), batch_tensor(targets));
-    if (batch < batches) sum += loss.to(torch::kDouble);
+    const auto loss = executor_->forward_only(batch_tensor(inputs), batch_tensor(targets));
+    if (batch < batches && loss.defined()) sum += loss.to(torch::kDouble);
   }
   strategy_->end_step();
   model_->train();
-  return mean_over_replicas(sum.item<double>() * dp_size_) / static_cast<double>(batches);
+  return mean_over_replicas(executor_->from_last_stage(sum.item<double>()) * dp_size_) / static_cast<double>(batches);
 }
 
 double Trainer::mean_over_replicas(double value) {

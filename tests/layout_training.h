@@ -1,0 +1,97 @@
+// Training layouts against the single-process run, for the multi-rank tests (tensor, sequence and
+// pipeline parallelism) run under mpirun: tiny models, a config with clipping, accumulation and
+// evaluation, and the comparison of losses, gradient norms and validation losses.
+#pragma once
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/train/trainer.h"
+#include "models/model_spec.h"
+#include "parallel/communicator.h"
+#include "tests/run_config.h"
+
+namespace cr::test {
+
+inline Communicator* g_world = nullptr;  // set by the test's main
+
+// Tiny models whose heads, key/value heads and MLP split over 4 ranks; LLaMA keeps 2 key/value
+// heads, so at 4 ranks each is copied to two of them.
+inline ModelSpec tiny_spec(const std::string& arch) {
+  ModelSpec spec = find_model_preset(arch + "-tiny").spec;
+  spec.n_head = 4;
+  if (arch != "llama") spec.n_kv_head = 4;
+  spec.vocab_size = 509;  // not divisible by 2 or 4: the vocabulary splits unevenly
+  return spec;
+}
+
+// This rank's scratch directory, and one all ranks of the job share.
+inline std::filesystem::path rank_dir(const std::string& name) {
+  return std::filesystem::temp_directory_path() /
+         ("cr-test-layout-" + name + "-" + std::to_string(getppid()) + "-" + std::to_string(g_world->rank()));
+}
+
+inline std::filesystem::path shared_dir(const std::string& name) {
+  return std::filesystem::temp_directory_path() / ("cr-test-layout-" + name + "-" + std::to_string(getppid()));
+}
+
+inline Config tp_config(const std::string& arch, const std::filesystem::path& run_dir,
+                        std::vector<std::string> overrides) {
+  const ModelSpec spec = tiny_spec(arch);
+  std::string yaml = R"(
+model: {preset: ARCH-tiny, n_head: 4, n_kv_head: KV, vocab_size: 509}
+data: {format: synthetic, seq_len: 32}
+train: {micro_batch_size: 1, global_batch_size: 8, steps: 6, log_every: 100, eval_every: 3, eval_batches: 4,
+        seed: 17, clip_grad_norm: 0.3}
+optimizer: {lr: 3.0e-3}
+lr_schedule: {warmup_steps: 2, min_lr: 1.0e-4}
+checkpoint: {every: 0, save_final: false}
+runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
+)";
+  yaml.replace(yaml.find("ARCH"), 4, arch);
+  yaml.replace(yaml.find("KV"), 2, std::to_string(spec.n_kv_head));
+  return run_config(yaml, run_dir, std::move(overrides), "layout-test");
+}
+
+// Losses within `tolerance` and gradient norms within `tolerance` relative, from `first_step` on.
+inline void check_losses(const TrainSummary& parallel, const TrainSummary& reference, int64_t first_step = 0,
+                         double tolerance = 1e-5) {
+  REQUIRE(parallel.losses.size() + first_step == reference.losses.size());
+  for (size_t i = 0; i < parallel.losses.size(); ++i) {
+    const auto& ref = reference.steps[i + first_step];
+    INFO("step " << ref.step);
+    CHECK(std::abs(parallel.losses[i] - reference.losses[i + first_step]) < tolerance);
+    CHECK(std::abs(parallel.steps[i].grad_norm - ref.grad_norm) <= tolerance * ref.grad_norm);
+  }
+}
+
+// 10 steps with clipping (the norm is above 0.3 throughout) and gradient accumulation; `model`:
+// overrides both runs share (model.n_layer for deep pipelines).
+inline void check_training(const std::string& arch, const std::vector<std::string>& layout,
+                           const std::vector<std::string>& model = {}) {
+  INFO(arch << " with " << fmt::format("{} {}", fmt::join(layout, " "), fmt::join(model, " ")));
+  const auto dir = rank_dir("train");
+  std::vector<std::string> common = model;
+  common.push_back("train.steps=10");
+  std::vector<std::string> overrides = common;
+  overrides.insert(overrides.end(), layout.begin(), layout.end());
+  const auto reference = run_training(tp_config(arch, dir / "single", common), nullptr);
+  const auto parallel = run_training(tp_config(arch, dir / "layout", overrides), g_world);
+  check_losses(parallel, reference);
+  for (const auto& step : reference.steps) CHECK(step.grad_norm > 0.3);  // clipping is active
+  REQUIRE(parallel.val_losses.size() == reference.val_losses.size());
+  for (size_t i = 0; i < reference.val_losses.size(); ++i) {
+    CHECK(std::abs(parallel.val_losses[i].second - reference.val_losses[i].second) < 1e-5);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace cr::test
