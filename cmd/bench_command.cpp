@@ -12,11 +12,19 @@
 #include "core/config/config.h"
 #include "core/base/log.h"
 #include "core/plan/plan.h"
+#include "core/train/model_factory.h"
+#include "core/train/pipeline_stage.h"
 #include "core/train/runtime.h"
 #include "core/train/trainer.h"
 #include "models/model_spec.h"
 
 namespace cr {
+namespace {
+
+double value_of(double value) { return value; }
+double value_of(const std::optional<double>& value) { return value.value_or(0.0); }
+
+}  // namespace
 
 int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch) {
   set_info_to_stderr(true);
@@ -24,6 +32,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   Config config;
   config.source = "bench";
   config.model.preset = options.preset;
+  if (options.layers > 0) config.model.n_layer = options.layers;
   config.data.format = "synthetic";
   config.data.seq_len = options.seq_len;
   config.data.val_fraction = 0.0;
@@ -37,6 +46,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.zero.stage = options.zero_stage;
   config.parallel.tensor = options.tensor;
   config.parallel.sequence.mode = options.sequence;
+  config.parallel.pipeline = {options.pipeline, options.schedule, options.microbatches, {}, options.chunks};
   config.checkpoint.resume = "none";
   config.checkpoint.save_final = false;
   config.runtime.device = options.device;
@@ -53,18 +63,18 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   std::filesystem::remove_all(run_dir);
 
   // Medians over the measured steps, of the step time and of each phase of it.
-  auto median_of = [&](double StepMetrics::*field) {
+  auto median_of = [&](auto StepMetrics::*field) {
     std::vector<double> values;
-    for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) values.push_back(summary.steps[i].*field);
+    for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) values.push_back(value_of(summary.steps[i].*field));
     std::sort(values.begin(), values.end());
     return values[values.size() / 2];
   };
   const double median = median_of(&StepMetrics::step_time_s);
   const size_t measured_steps = summary.steps.size() - options.warmup_steps;
-  const ModelSpec spec = find_model_preset(options.preset).spec;
+  const ModelSpec spec = model_spec_from_config(config.model);
   const int ranks = static_cast<int>(summary.data_parallel_size);
-  const int world = ranks * static_cast<int>(options.tensor);
-  const double tokens = static_cast<double>(options.micro_batch_size * ranks * options.seq_len);
+  const int world = ranks * static_cast<int>(options.tensor * options.pipeline);
+  const double tokens = static_cast<double>(options.micro_batch_size * options.microbatches * ranks * options.seq_len);
   const double flops = flops_per_token(spec, options.seq_len) * tokens / median;
   const auto& last = summary.steps.back();
   // Rank 0 holds the largest shard; plan predicts that rank.
@@ -89,7 +99,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"parameters", summary.parameters},
       {"seq_len", options.seq_len},
       {"micro_batch_size", options.micro_batch_size},
-      {"global_batch_size", options.micro_batch_size * ranks},
+      {"global_batch_size", options.micro_batch_size * options.microbatches * ranks},
       {"gradient_bytes", summary.parameters * 4},
       {"zero_stage", options.zero_stage},
       {"gradient_bytes_sent_per_rank", summary.gradients.bytes_sent_per_step},
@@ -121,6 +131,19 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"state_over_plan", static_cast<double>(last.state.total()) / static_cast<double>(planned.StateBytes::total())},
       {"final_loss", summary.losses.back()},
   };
+  if (options.pipeline > 1) {
+    // At the artificial stage costs when set (the model's own are then negligible), else 1 and 2.
+    ComputeCosts costs;
+    if (const auto artificial = artificial_stage_cost()) {
+      costs = {artificial->forward_s, artificial->backward_s, artificial->backward_s / 2, artificial->backward_s / 2};
+    }
+    result["pipeline"] = {{"stages", options.pipeline},
+                          {"schedule", options.schedule},
+                          {"micro_batches", options.microbatches},
+                          {"chunks", options.chunks},
+                          {"measured_bubble", median_of(&StepMetrics::pipeline_bubble)},
+                          {"planned_bubble", planned_bubble(config.parallel.pipeline, options.microbatches, costs)}};
+  }
   std::printf("%s\n", result.dump().c_str());
   std::fflush(stdout);
   return 0;

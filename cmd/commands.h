@@ -26,11 +26,16 @@ struct PrepareCommandOptions {
 
 struct BenchOptions {
   std::string preset = "gpt2-bench";
+  int64_t layers = 0;  // 0: the preset's
   std::string dtype = "fp32";
   std::string device = "auto";
   int64_t zero_stage = 0;
   int64_t tensor = 1;                 // tensor-parallel ranks; the rest of the job is data parallel
   std::string sequence = "none";      // parallel.sequence.mode
+  int64_t pipeline = 1;               // pipeline stages
+  std::string schedule = "1f1b";
+  int64_t microbatches = 1;           // per step and data rank
+  int64_t chunks = 1;                 // interleaved
   int64_t seq_len = 256;
   int64_t micro_batch_size = 8;
   int64_t warmup_steps = 2;

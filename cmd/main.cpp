@@ -92,6 +92,13 @@ int main(int argc, char** argv) {
   bench->add_option("--tensor", bench_options.tensor, "tensor-parallel ranks")->check(CLI::PositiveNumber);
   bench->add_option("--sequence", bench_options.sequence, "sequence parallelism: none or split_gather")
       ->check(CLI::IsMember({"none", "split_gather"}));
+  bench->add_option("--layers", bench_options.layers, "transformer blocks (0: the preset's)")->check(CLI::NonNegativeNumber);
+  bench->add_option("--pipeline", bench_options.pipeline, "pipeline stages")->check(CLI::PositiveNumber);
+  bench->add_option("--schedule", bench_options.schedule, "pipeline schedule: gpipe, 1f1b, interleaved or zero_bubble")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zero_bubble"}));
+  bench->add_option("--microbatches", bench_options.microbatches, "micro-batches per step (pipelines)")
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--chunks", bench_options.chunks, "model chunks per stage (interleaved)")->check(CLI::PositiveNumber);
   bench->add_option("--device", bench_options.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   bench->add_option("--seq-len", bench_options.seq_len, "sequence length")->check(CLI::PositiveNumber);
   bench->add_option("--micro-batch", bench_options.micro_batch_size, "micro-batch size")->check(CLI::PositiveNumber);

@@ -6,6 +6,8 @@
 namespace cr {
 namespace {
 
+thread_local DeferredWeightGradients* g_deferred = nullptr;
+
 // dL/dx and dL/dW (and dL/db) from the output gradient, as torch::nn::Linear's autograd forms them.
 torch::autograd::variable_list linear_backward(torch::autograd::AutogradContext* ctx, const torch::Tensor& grad_out,
                                                bool has_bias) {
@@ -15,7 +17,13 @@ torch::autograd::variable_list linear_backward(torch::autograd::AutogradContext*
   const auto grad = grad_out.reshape({-1, weight.size(0)});
   torch::autograd::variable_list grads(has_bias ? 3 : 2);
   if (ctx->needs_input_grad(0)) grads[0] = grad.mm(weight).view(x.sizes());
-  if (ctx->needs_input_grad(1)) grads[1] = grad.t().mm(x.reshape({-1, weight.size(1)}));
+  if (ctx->needs_input_grad(1)) {
+    if (g_deferred) {
+      g_deferred->record(weight, x.reshape({-1, weight.size(1)}), grad);
+    } else {
+      grads[1] = grad.t().mm(x.reshape({-1, weight.size(1)}));
+    }
+  }
   if (has_bias && ctx->needs_input_grad(2)) grads[2] = grad.sum(0);
   return grads;
 }
@@ -47,6 +55,25 @@ class UnbiasedLinearFunction : public torch::autograd::Function<UnbiasedLinearFu
 };
 
 }  // namespace
+
+void DeferredWeightGradients::record(torch::Tensor weight, torch::Tensor input, torch::Tensor output_gradient) {
+  items_.push_back({std::move(weight), std::move(input), std::move(output_gradient)});
+}
+
+void DeferredWeightGradients::run() {
+  // Layer by layer, so that one weight gradient at a time exists outside its accumulator.
+  for (Item& item : items_) {
+    torch::autograd::backward({item.weight}, {item.output_gradient.t().mm(item.input)});
+    item = Item{};
+  }
+  items_.clear();
+}
+
+WeightGradientDeferral::WeightGradientDeferral(DeferredWeightGradients& into) : outer_(g_deferred) {
+  g_deferred = &into;
+}
+
+WeightGradientDeferral::~WeightGradientDeferral() { g_deferred = outer_; }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   MatmulCounter::count(x.numel() / x.size(-1), weight.size(1), weight.size(0));

@@ -11,6 +11,38 @@
 
 namespace cr {
 
+// Zero-bubble pipelines split a backward into the part that gives the input's gradient, which the
+// previous stage waits for, and the weights' gradients, computed later in what would be idle time.
+// While a WeightGradientDeferral is alive on the thread, linear layers' backward computes the
+// input's (and the bias's) gradient only and records the weight's matmul here; run() does those
+// matmuls and hands each weight its gradient through autograd, so that accumulation and its hooks
+// (gradient reduction) happen as in an ordinary backward.
+class DeferredWeightGradients {
+ public:
+  void record(torch::Tensor weight, torch::Tensor input, torch::Tensor output_gradient);
+  void run();  // and forget them
+  bool empty() const { return items_.empty(); }
+
+ private:
+  struct Item {
+    torch::Tensor weight;           // the layer's weight input: the parameter or its cast
+    torch::Tensor input;            // (rows, in_features)
+    torch::Tensor output_gradient;  // (rows, out_features)
+  };
+  std::vector<Item> items_;
+};
+
+class WeightGradientDeferral {
+ public:
+  explicit WeightGradientDeferral(DeferredWeightGradients& into);
+  ~WeightGradientDeferral();
+  WeightGradientDeferral(const WeightGradientDeferral&) = delete;
+  WeightGradientDeferral& operator=(const WeightGradientDeferral&) = delete;
+
+ private:
+  DeferredWeightGradients* outer_;
+};
+
 // y = x W^T + b with the weight saved by reference.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
 

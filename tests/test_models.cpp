@@ -8,6 +8,7 @@
 #include "memory/flat_parameters.h"
 #include "memory/weight_source.h"
 #include "memory/zero_parameters.h"
+#include "models/causal_lm.h"
 #include "models/gpt2.h"
 #include "models/linear.h"
 #include "models/lm_loss.h"
@@ -271,4 +272,54 @@ TEST_CASE("the zoo's linear layer keeps the weight parameter, not its storage, f
   CHECK(torch::allclose(x.grad(), torch::ones({3, 4}).mm(weight)));
   CHECK(torch::allclose(layer->weight.grad(), torch::ones({4, 3}).mm(x.detach())));
   CHECK(torch::allclose(layer->bias.grad(), torch::full({4}, 3.0)));
+}
+
+TEST_CASE("a backward split into the input's gradient and deferred weight gradients equals one backward",
+          "[models][pipeline]") {
+  // Zero-bubble's B and W: after B the input has its gradient and the linear layers' weights have
+  // none; W gives every weight the gradient one backward gives it.
+  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
+  auto model = build_model(spec, /*seed=*/3);
+  torch::manual_seed(1);
+  const auto tokens = torch::randint(0, spec.vocab_size, {2, 16}, torch::kLong);
+  const auto targets = torch::randint(0, spec.vocab_size, {2, 16}, torch::kLong);
+  auto run = [&](torch::Tensor& input) {
+    input = model->embed(tokens).detach().requires_grad_();
+    return model->head_loss(model->run_blocks(input, 0, spec.n_layer), targets);
+  };
+  torch::Tensor input;
+  run(input).backward();
+  const torch::Tensor input_gradient = input.grad().clone();
+  std::map<std::string, torch::Tensor> expected;
+  for (auto& item : model->named_parameters()) {
+    // The position embedding is before the detached input: no gradient either way.
+    if (item.value().grad().defined()) expected[item.key()] = item.value().grad().clone();
+    item.value().mutable_grad() = torch::Tensor();
+  }
+  REQUIRE(expected.size() == model->parameters().size() - 1);
+
+  DeferredWeightGradients deferred;
+  {
+    WeightGradientDeferral deferral(deferred);
+    run(input).backward();
+  }
+  CHECK(torch::equal(input.grad(), input_gradient));
+  REQUIRE_FALSE(deferred.empty());
+  int64_t waiting = 0;
+  for (const auto& block : model->blocks()->children()) {
+    for (const auto& item : block->named_parameters()) {
+      const bool matrix = item.value().dim() == 2;  // the linear layers' weights
+      CHECK(item.value().grad().defined() != matrix);
+      waiting += matrix;
+    }
+  }
+  CHECK(waiting == 4 * spec.n_layer);  // c_attn, c_proj, c_fc, mlp.c_proj
+  deferred.run();
+  CHECK(deferred.empty());
+  for (const auto& [name, gradient] : expected) {
+    INFO(name);
+    const torch::Tensor& parameter = model->named_parameters()[name];
+    REQUIRE(parameter.grad().defined());
+    CHECK(torch::allclose(parameter.grad(), gradient, 0.0, 1e-7));
+  }
 }

@@ -191,7 +191,8 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(parallel, pipeline.schedule),
        "order of the micro-batches' forward and backward passes on each stage: gpipe (all forwards, then all "
        "backwards: M micro-batches' activations held), 1f1b (at most P held), interleaved (1f1b over `chunks` "
-       "model chunks per stage: a V times smaller bubble, more messages), zero_bubble (planned: `plan` shows it)",
+       "model chunks per stage: a V times smaller bubble, more messages), zero_bubble (ZB-H1: each backward split "
+       "into the input's gradient, sent at once, and the weights', deferred into the bubbles; 1f1b's memory)",
        one_of({"gpipe", "1f1b", "interleaved", "zero_bubble"})},
       {CR_FIELD(parallel, pipeline.microbatches),
        "micro-batches per step on each data rank (M); 0: the gradient accumulation steps. With "

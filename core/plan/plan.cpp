@@ -158,6 +158,24 @@ std::vector<int64_t> blocks_per_stage(const Config& config, const ModelSpec& spe
   return blocks;
 }
 
+PipelineTimeline pipeline_timeline(PipelineScheduleKind kind, int64_t stages, int64_t micro_batches, int64_t chunks,
+                                   const ComputeCosts& costs) {
+  std::vector<std::vector<Instruction>> programs;
+  for (int64_t s = 0; s < stages; ++s) programs.push_back(pipeline_schedule(kind, {stages, s, micro_batches, chunks}));
+  ComputeCosts chunk_costs = costs;  // a chunk does 1/V of its stage's work
+  for (double* cost : {&chunk_costs.forward, &chunk_costs.backward, &chunk_costs.backward_input,
+                       &chunk_costs.backward_weight}) {
+    *cost /= static_cast<double>(chunks);
+  }
+  return simulate_pipeline(programs, chunks, chunk_costs);
+}
+
+double planned_bubble(const PipelineConfig& pipeline, int64_t micro_batches, const ComputeCosts& costs) {
+  return pipeline_timeline(parse_pipeline_schedule(pipeline.schedule), pipeline.size, micro_batches, pipeline.chunks,
+                           costs)
+      .bubble_ratio();
+}
+
 std::string pipeline_section(const ModelSpec& spec, const Config& config, const MeshShape& shape,
                              int64_t micro_batches) {
   const int64_t P = shape.pipeline, M = micro_batches;
@@ -175,12 +193,7 @@ std::string pipeline_section(const ModelSpec& spec, const Config& config, const 
     const int64_t V = !interleaved ? 1 : configured == kind ? config.parallel.pipeline.chunks : 2;
     if (interleaved && (M % P != 0 || spec.n_layer < P * V)) continue;
     const std::vector<int64_t> held_blocks = interleaved ? blocks_per_stage(config, spec, V) : blocks;
-    std::vector<std::vector<Instruction>> programs;
-    for (int64_t s = 0; s < P; ++s) programs.push_back(pipeline_schedule(kind, {P, s, M, V}));
-    ComputeCosts costs;  // a chunk does 1/V of its stage's work
-    costs.forward /= static_cast<double>(V);
-    costs.backward /= static_cast<double>(V);
-    const PipelineTimeline timeline = simulate_pipeline(programs, V, costs);
+    const PipelineTimeline timeline = pipeline_timeline(kind, P, M, V);
     std::vector<std::string> stages;
     for (int64_t s = 0; s < P; ++s) {
       const auto& stage = timeline.stages[static_cast<size_t>(s)];

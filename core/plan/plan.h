@@ -6,6 +6,8 @@
 #include <string>
 
 #include "core/config/config.h"
+#include "core/train/pipeline_schedule.h"
+#include "core/train/schedule_timeline.h"
 #include "core/train/metrics.h"
 #include "models/model_spec.h"
 
@@ -56,6 +58,15 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
 
 // The full human-readable plan for a job of `world_size` ranks: model, counts, FLOPs, the
 // process mesh and its groups, memory per rank, the resolved config.
+// A pipeline step of `kind` on the model clock (schedule_timeline.h): `stages` x `micro_batches`,
+// `chunks` per stage each doing 1/chunks of a stage's work at `costs`.
+PipelineTimeline pipeline_timeline(PipelineScheduleKind kind, int64_t stages, int64_t micro_batches, int64_t chunks,
+                                   const ComputeCosts& costs = {});
+
+// The pipeline's bubble (idle over compute time summed over the stages) over `micro_batches`
+// per step at `costs`.
+double planned_bubble(const PipelineConfig& pipeline, int64_t micro_batches, const ComputeCosts& costs = {});
+
 std::string plan_report(const Config& config, int world_size = 1);
 
 }  // namespace cr

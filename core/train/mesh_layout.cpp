@@ -100,10 +100,6 @@ std::vector<Instruction> step_program(const Config& config, const StageLayout& l
                                       int64_t micro_batches) {
   if (layout.stages == 1) return no_pipeline_schedule(micro_batches);
   const PipelineScheduleKind kind = parse_pipeline_schedule(config.parallel.pipeline.schedule);
-  if (kind == PipelineScheduleKind::ZeroBubble) {
-    fail("parallel.pipeline.schedule zero_bubble: training runs gpipe, 1f1b and interleaved; `plan` shows "
-         "zero_bubble's timeline");
-  }
   return pipeline_schedule(kind, {layout.stages, stage, micro_batches, layout.virtual_stages / layout.stages});
 }
 

@@ -38,8 +38,7 @@ std::vector<int64_t> pipeline_stage_blocks(const Config& config, const ModelSpec
 StageLayout stage_layout_for(const Config& config, const ModelSpec& spec, int64_t stages, int64_t stage);
 
 // The instructions of one training step on a rank of `layout` at stage `stage`: the configured
-// pipeline schedule, or gradient accumulation without a pipeline. cr::Error for a schedule that
-// training does not run.
+// pipeline schedule, or gradient accumulation without a pipeline.
 std::vector<Instruction> step_program(const Config& config, const StageLayout& layout, int64_t stage,
                                       int64_t micro_batches);
 

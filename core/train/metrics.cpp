@@ -22,6 +22,7 @@ std::string format_step_line(const StepMetrics& m) {
   if (m.peak_device_bytes > 0) line += " | peak device " + human_bytes(static_cast<double>(m.peak_device_bytes));
   if (m.loss_scale > 0) line += fmt::format(" | loss scale {:g}", m.loss_scale);
   if (m.skipped) line += " | skipped: gradient overflow";
+  if (m.pipeline_bubble) line += fmt::format(" | bubble {:.3f}", *m.pipeline_bubble);
   return line;
 }
 
@@ -76,6 +77,7 @@ void MetricsFile::write_step(const StepMetrics& m) {
     j["loss_scale"] = m.loss_scale;
     j["skipped"] = m.skipped;
   }
+  if (m.pipeline_bubble) j["pipeline_bubble"] = *m.pipeline_bubble;
   write_line(j.dump());
 }
 

@@ -29,6 +29,8 @@ struct StepMetrics {
   double forward_s = 0, backward_s = 0, communication_s = 0, optimizer_s = 0, other_s = 0;
   double loss_scale = 0;  // fp16: the loss scale this step ran with; 0 otherwise
   bool skipped = false;   // fp16: gradients overflowed, no update
+  // Pipelines: idle over compute time summed over the stages, measured (StageExecutor).
+  std::optional<double> pipeline_bubble;
   StateBytes state;       // this rank's training state
 };
 

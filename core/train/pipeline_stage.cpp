@@ -1,5 +1,8 @@
 #include "core/train/pipeline_stage.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "core/base/error.h"
 
 namespace cr {
@@ -39,6 +42,18 @@ StageLayout stage_layout(const std::vector<int64_t>& virtual_blocks, int64_t sta
 
 int pipeline_tag(int64_t micro_batch, int64_t from, int64_t virtual_stages, bool gradient) {
   return static_cast<int>(((micro_batch * virtual_stages + from) * 2 + (gradient ? 1 : 0)) % 32760);
+}
+
+std::optional<ArtificialStageCost> artificial_stage_cost() {
+  const char* text = std::getenv("COLOSSAL_RUN_STAGE_COST_MS");
+  if (!text) return std::nullopt;
+  double forward_ms = 0, backward_ms = 0;
+  char rest = 0;
+  if (std::sscanf(text, "%lf,%lf%c", &forward_ms, &backward_ms, &rest) != 2 || !(forward_ms >= 0) ||
+      !(backward_ms >= 0)) {
+    fail("COLOSSAL_RUN_STAGE_COST_MS='{}': expected F,B (milliseconds per forward and per backward)", text);
+  }
+  return ArtificialStageCost{forward_ms / 1e3, backward_ms / 1e3};
 }
 
 }  // namespace cr

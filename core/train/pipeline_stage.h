@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace cr {
@@ -38,5 +39,13 @@ StageLayout stage_layout(const std::vector<int64_t>& virtual_blocks, int64_t sta
 // 16380 / virtual stages micro-batches, below 32760 (every MPI allows 32767; the tags above are
 // the tied embedding's).
 int pipeline_tag(int64_t micro_batch, int64_t from, int64_t virtual_stages, bool gradient);
+
+// Benchmark hook: COLOSSAL_RUN_STAGE_COST_MS="F,B" makes every forward of a stage take F ms more
+// and every backward B ms (split evenly over its chunks; zero-bubble's input and weight parts
+// half each), so that stages of equal artificial cost show a schedule's bubble. Seconds; none when unset; cr::Error when malformed.
+struct ArtificialStageCost {
+  double forward_s = 0, backward_s = 0;
+};
+std::optional<ArtificialStageCost> artificial_stage_cost();
 
 }  // namespace cr

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <thread>
 
 #include <fmt/ranges.h>
 
@@ -75,6 +76,12 @@ StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, S
   for (size_t c = 0; c < layout_.chunks.size(); ++c) {
     if (layout_.chunks[c].heads) head_chunk_ = static_cast<int>(c);
   }
+  if (const auto cost = artificial_stage_cost()) {
+    // A stage's cost, shared by its chunks.
+    const auto chunks = static_cast<double>(layout_.chunks.size());
+    extra_forward_s_ = cost->forward_s / chunks;
+    extra_backward_s_ = cost->backward_s / chunks;
+  }
   if (!lends_across_stages(model, layout_)) return;
   tied_weight_ = model.output_embedding_weight();
   for (const auto& item : model.named_parameters()) {
@@ -95,10 +102,11 @@ const StageChunk& StageExecutor::chunk(const Instruction& instruction) const {
   return layout_.chunks.at(static_cast<size_t>(instruction.chunk));
 }
 
-StageExecutor::Slot& StageExecutor::slot(const Instruction& instruction) {
-  return slots_.at(static_cast<size_t>(instruction.micro_batch) * layout_.chunks.size() +
-                   static_cast<size_t>(instruction.chunk));
+size_t StageExecutor::slot_index(const Instruction& instruction) const {
+  return static_cast<size_t>(instruction.micro_batch) * layout_.chunks.size() + static_cast<size_t>(instruction.chunk);
 }
+
+StageExecutor::Slot& StageExecutor::slot(const Instruction& instruction) { return slots_.at(slot_index(instruction)); }
 
 void StageExecutor::lend_embedding() {
   torch::NoGradGuard no_grad;
@@ -106,8 +114,21 @@ void StageExecutor::lend_embedding() {
   if (borrows_embedding_) pipeline_->recv(tied_weight_.detach(), 0, kTiedWeightTag);
 }
 
+template <typename Work>
+void StageExecutor::compute(double extra_s, bool backward, Work work) {
+  const auto start = std::chrono::steady_clock::now();
+  if (extra_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(extra_s));
+  work();
+  const auto end = std::chrono::steady_clock::now();
+  busy_s_ += std::chrono::duration<double>(end - start).count();
+  if (backward) flushed_s_ = std::chrono::duration<double>(end - step_start_).count();
+}
+
 void StageExecutor::begin_step() {
+  step_start_ = std::chrono::steady_clock::now();
+  busy_s_ = flushed_s_ = 0;
   slots_.assign(static_cast<size_t>(micro_batches_) * layout_.chunks.size(), Slot{});
+  deferred_.assign(slots_.size(), DeferredWeightGradients{});
   batches_.assign(static_cast<size_t>(micro_batches_), {});
   losses_.assign(static_cast<size_t>(micro_batches_), {});
   head_backwards_ = 0;
@@ -135,34 +156,43 @@ void StageExecutor::forward(const Instruction& instruction, uint64_t seed) {
   Slot& s = slot(instruction);
   const auto& [inputs, targets] = batches_.at(static_cast<size_t>(instruction.micro_batch));
   const std::optional<uint64_t> dropout_seed = dropout_ ? std::optional<uint64_t>(seed) : std::nullopt;
-  torch::Tensor x;
-  if (part.embeds) {
-    if (dropout_seed) torch::manual_seed(*dropout_seed);
-    x = model_.embed(inputs);
-  } else {
-    x = s.input;
-  }
-  x = run_chunk(part, x, dropout_seed);
-  s.output = part.heads ? model_.head_loss(x, targets) : x;
+  compute(extra_forward_s_, false, [&] {
+    torch::Tensor x;
+    if (part.embeds) {
+      if (dropout_seed) torch::manual_seed(*dropout_seed);
+      x = model_.embed(inputs);
+    } else {
+      x = s.input;
+    }
+    x = run_chunk(part, x, dropout_seed);
+    s.output = part.heads ? model_.head_loss(x, targets) : x;
+  });
+}
+
+void StageExecutor::take_tied_gradient() {
+  // The last stage's share of the tied embedding's gradient joins this stage's before the
+  // reduction over the data-parallel replicas starts.
+  auto returned = torch::empty(tied_weight_.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(device_));
+  pipeline_->recv(returned, static_cast<int>(layout_.stages - 1), kTiedGradientTag);
+  strategy_.local_gradient(tied_name_).add_(returned);
 }
 
 void StageExecutor::backward(const Instruction& instruction, bool reduces, double loss_multiplier) {
   const StageChunk& part = chunk(instruction);
   Slot& s = slot(instruction);
-  if (lends_embedding_ && reduces) {
-    // The last stage's share of the tied embedding's gradient joins this stage's before the
-    // reduction over the data-parallel replicas starts.
-    auto returned = torch::empty(tied_weight_.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(device_));
-    pipeline_->recv(returned, static_cast<int>(layout_.stages - 1), kTiedGradientTag);
-    strategy_.local_gradient(tied_name_).add_(returned);
-  }
+  if (lends_embedding_ && reduces) take_tied_gradient();
+  const bool split = instruction.op == Op::BackwardInput;
   strategy_.begin_backward(reduces);
-  if (part.heads) {
-    (s.output * loss_multiplier).backward();
-    losses_.at(static_cast<size_t>(instruction.micro_batch)) = s.output.detach();
-  } else {
-    s.output.backward(s.output_gradient);
-  }
+  compute(split ? extra_backward_s_ / 2 : extra_backward_s_, true, [&] {
+    std::optional<WeightGradientDeferral> deferral;
+    if (split) deferral.emplace(deferred_.at(slot_index(instruction)));
+    if (part.heads) {
+      (s.output * loss_multiplier).backward();
+      losses_.at(static_cast<size_t>(instruction.micro_batch)) = s.output.detach();
+    } else {
+      s.output.backward(s.output_gradient);
+    }
+  });
   strategy_.end_backward();
   if (!part.embeds) s.input_gradient = s.input.grad();
   s.input = s.output = s.output_gradient = torch::Tensor();
@@ -171,6 +201,13 @@ void StageExecutor::backward(const Instruction& instruction, bool reduces, doubl
     tied_weight_.mutable_grad() = torch::Tensor();
     if (++head_backwards_ == micro_batches_) send(tied_gradient_, 0, kTiedGradientTag);
   }
+}
+
+void StageExecutor::backward_weights(const Instruction& instruction, bool reduces) {
+  if (lends_embedding_ && reduces) take_tied_gradient();
+  strategy_.begin_backward(reduces);
+  compute(extra_backward_s_ / 2, true, [&] { deferred_.at(slot_index(instruction)).run(); });
+  strategy_.end_backward();
 }
 
 torch::Tensor StageExecutor::empty_activation() const {
@@ -235,6 +272,18 @@ double StageExecutor::from_last_stage(double value) {
   auto t = torch::tensor({value}, torch::kDouble);
   pipeline_host_->broadcast(t, static_cast<int>(layout_.stages - 1));
   return t.item<double>();
+}
+
+double StageExecutor::measured_bubble() {
+  if (!pipeline_host_) return 0.0;
+  const auto stages = static_cast<int64_t>(pipeline_host_->size());
+  auto mine = torch::tensor({busy_s_, flushed_s_}, torch::kDouble);
+  auto all = torch::empty({2 * stages}, torch::kDouble);
+  pipeline_host_->all_gather(mine, all);
+  const auto times = all.view({stages, 2});
+  const double busy = times.select(1, 0).sum().item<double>();
+  const double span = times.select(1, 1).max().item<double>();
+  return busy > 0 ? (static_cast<double>(stages) * span - busy) / busy : 0.0;
 }
 
 torch::Tensor StageExecutor::forward_only(const torch::Tensor& inputs, const torch::Tensor& targets) {

@@ -13,6 +13,7 @@
 // copies' gradients. docs/parallelism.md.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -24,6 +25,7 @@
 #include "core/train/pipeline_stage.h"
 #include "core/train/schedule.h"
 #include "models/causal_lm.h"
+#include "models/linear.h"
 
 namespace cr {
 
@@ -57,9 +59,11 @@ class StageExecutor {
   // `seed` fixes the micro-batch's dropout masks, drawn block by block so that any split of the
   // blocks into stages draws the same ones.
   void forward(const Instruction& instruction, uint64_t seed);
-  // `reduces`: the step's last backward on this rank. The loss is multiplied by `loss_multiplier`
-  // (loss scale / micro-batches) before its backward.
+  // Backward, or under zero_bubble its input part (BackwardInput), whose weight gradients
+  // backward_weights() computes later. `reduces`: the step's last backward on this rank. The loss
+  // is multiplied by `loss_multiplier` (loss scale / micro-batches) before its backward.
   void backward(const Instruction& instruction, bool reduces, double loss_multiplier);
+  void backward_weights(const Instruction& instruction, bool reduces);
   void send_activation(const Instruction& instruction);
   void recv_activation(const Instruction& instruction);
   void send_gradient(const Instruction& instruction);
@@ -77,6 +81,11 @@ class StageExecutor {
   // `value` from the last stage, on every stage.
   double from_last_stage(double value);
 
+  // The step's measured bubble, on every stage: idle over compute time summed over the stages,
+  // each stage's span running from the step's start to the last stage's last backward, as
+  // schedule_timeline.h's bubble_ratio() predicts it. Collective over the pipeline group.
+  double measured_bubble();
+
  private:
   // One (micro-batch, chunk)'s tensors during a step.
   struct Slot {
@@ -85,9 +94,14 @@ class StageExecutor {
     torch::Tensor output_gradient;  // received from the next stage
     torch::Tensor input_gradient;   // to send to the previous stage
   };
+  size_t slot_index(const Instruction& instruction) const;
   Slot& slot(const Instruction& instruction);
   const StageChunk& chunk(const Instruction& instruction) const;
   void lend_embedding();
+  // Compute of `extra_s` artificial seconds plus `work`, counted as busy.
+  template <typename Work>
+  void compute(double extra_s, bool backward, Work work);
+  void take_tied_gradient();
   torch::Tensor run_chunk(const StageChunk& chunk, torch::Tensor x, std::optional<uint64_t> seed);
   torch::Tensor empty_activation() const;
   void send(torch::Tensor tensor, int peer, int tag);
@@ -105,6 +119,7 @@ class StageExecutor {
   std::vector<int64_t> activation_shape_;
   int head_chunk_ = -1;  // index of the chunk that heads, -1: none here
   std::vector<Slot> slots_;  // by micro-batch x chunks + chunk
+  std::vector<DeferredWeightGradients> deferred_;  // zero_bubble, as slots_
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;  // (inputs, targets) by micro-batch
   std::vector<torch::Tensor> losses_;                             // by micro-batch, the last stage's
   std::vector<std::unique_ptr<CommWork>> sends_;
@@ -115,6 +130,11 @@ class StageExecutor {
   torch::Tensor tied_weight_;    // the model's output embedding weight
   torch::Tensor tied_gradient_;  // fp32, the last stage's
   int64_t head_backwards_ = 0;
+  // This step's compute time, and when its last backward ended, since begin_step().
+  std::chrono::steady_clock::time_point step_start_;
+  double busy_s_ = 0, flushed_s_ = 0;
+  // artificial_stage_cost()'s, in seconds.
+  double extra_forward_s_ = 0, extra_backward_s_ = 0;
 };
 
 }  // namespace cr

@@ -334,10 +334,16 @@ void Trainer::run_schedule(int64_t step, StepMetrics& m) {
                                             (step * dp_size_ + dp_rank_) * accumulation_ + instruction.micro_batch);
         break;
       }
-      case Op::Backward: {
+      case Op::Backward:
+      case Op::BackwardInput: {
         PhaseTimer timer(m.backward_s, device_, sync);
         const double scale = loss_scaler_ ? loss_scaler_->scale() : 1.0;
         executor_->backward(instruction, i == reducing_backward_, scale / static_cast<double>(accumulation_));
+        break;
+      }
+      case Op::BackwardWeight: {
+        PhaseTimer timer(m.backward_s, device_, sync);
+        executor_->backward_weights(instruction, i == reducing_backward_);
         break;
       }
       case Op::SendActivation: executor_->send_activation(instruction); break;
@@ -364,14 +370,11 @@ void Trainer::run_schedule(int64_t step, StepMetrics& m) {
         if (!std::isfinite(m.loss) && !loss_scaler_) {
           fail("loss is {} at step {}: training diverged (lower optimizer.lr?)", m.loss, m.step);
         }
+        if (stage_.stages > 1) m.pipeline_bubble = executor_->measured_bubble();
         PhaseTimer timer(m.optimizer_s, device_, sync);
         apply_gradients(step, m);
         break;
       }
-      case Op::BackwardInput:
-      case Op::BackwardWeight:
-        fail("the schedule's instruction '{}' splits backward (zero_bubble), which training does not run yet",
-             op_name(instruction.op));
     }
   }
 }
