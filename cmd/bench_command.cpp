@@ -47,6 +47,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.parallel.tensor = options.tensor;
   config.parallel.sequence.mode = options.sequence;
   config.parallel.pipeline = {options.pipeline, options.schedule, options.microbatches, {}, options.chunks};
+  config.train.activation_checkpointing = options.activation_checkpointing;
   config.checkpoint.resume = "none";
   config.checkpoint.save_final = false;
   config.runtime.device = options.device;
@@ -130,6 +131,9 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"planned_state_bytes", bytes_json(planned)},
       {"state_over_plan", static_cast<double>(last.state.total()) / static_cast<double>(planned.StateBytes::total())},
       {"final_loss", summary.losses.back()},
+      {"activation_checkpointing", options.activation_checkpointing},
+      // What the steps added to the host memory at start: activations and what lives only during a step.
+      {"step_host_bytes", last.peak_host_bytes - summary.steps_start_host_bytes},
   };
   if (options.pipeline > 1) {
     // At the artificial stage costs when set (the model's own are then negligible), else 1 and 2.
@@ -142,7 +146,12 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
                           {"micro_batches", options.microbatches},
                           {"chunks", options.chunks},
                           {"measured_bubble", median_of(&StepMetrics::pipeline_bubble)},
-                          {"planned_bubble", planned_bubble(config.parallel.pipeline, options.microbatches, costs)}};
+                          {"planned_bubble", planned_bubble(config.parallel.pipeline, options.microbatches, costs)},
+                          {"planned_stage0_activation_bytes",
+                           stage_activations(spec, config, parse_pipeline_schedule(options.schedule),
+                                             options.microbatches, options.chunks)
+                               .front()
+                               .bytes}};
   }
   std::printf("%s\n", result.dump().c_str());
   std::fflush(stdout);

@@ -36,6 +36,7 @@ struct BenchOptions {
   std::string schedule = "1f1b";
   int64_t microbatches = 1;           // per step and data rank
   int64_t chunks = 1;                 // interleaved
+  std::string activation_checkpointing = "none";
   int64_t seq_len = 256;
   int64_t micro_batch_size = 8;
   int64_t warmup_steps = 2;

@@ -94,6 +94,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "split_gather"}));
   bench->add_option("--layers", bench_options.layers, "transformer blocks (0: the preset's)")->check(CLI::NonNegativeNumber);
   bench->add_option("--pipeline", bench_options.pipeline, "pipeline stages")->check(CLI::PositiveNumber);
+  bench->add_option("--activation-checkpointing", bench_options.activation_checkpointing, "none, full or selective")
+      ->check(CLI::IsMember({"none", "full", "selective"}));
   bench->add_option("--schedule", bench_options.schedule, "pipeline schedule: gpipe, 1f1b, interleaved or zero_bubble")
       ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zero_bubble"}));
   bench->add_option("--microbatches", bench_options.microbatches, "micro-batches per step (pipelines)")

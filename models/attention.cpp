@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/base/error.h"
+#include "models/activation_checkpoint.h"
 #include "models/flop_counter.h"
 #include "models/ring_attention.h"
 #include "models/rotary.h"
@@ -45,6 +46,10 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   if (cache) {
     auto all = cache->append(layer, k, v);
     y = causal_attention(q, all.first, all.second, dropout);
+  } else if (SelectiveRecompute::active()) {
+    y = recompute_in_backward(
+        [dropout](const std::vector<torch::Tensor>& in) { return causal_attention(in[0], in[1], in[2], dropout); },
+        {q, k, v}, dropout > 0);
   } else {
     y = causal_attention(q, k, v, dropout);
   }

@@ -8,7 +8,9 @@
 #include "memory/flat_parameters.h"
 #include "memory/weight_source.h"
 #include "memory/zero_parameters.h"
+#include "models/activation_checkpoint.h"
 #include "models/causal_lm.h"
+#include "models/flop_counter.h"
 #include "models/gpt2.h"
 #include "models/linear.h"
 #include "models/lm_loss.h"
@@ -322,4 +324,42 @@ TEST_CASE("a backward split into the input's gradient and deferred weight gradie
     REQUIRE(parameter.grad().defined());
     CHECK(torch::allclose(parameter.grad(), gradient, 0.0, 1e-7));
   }
+}
+
+TEST_CASE("recomputed parts run again in backward: full reruns each block, selective attention's core only",
+          "[models][recompute]") {
+  // MatmulCounter counts forward matmuls, so a rerun in backward shows as more of them.
+  const ModelSpec spec = find_model_preset("gpt2-tiny").spec;
+  auto model = build_model(spec, /*seed=*/3);
+  const int64_t B = 2, T = 16;
+  torch::manual_seed(1);
+  const auto tokens = torch::randint(0, spec.vocab_size, {B, T}, torch::kLong);
+  const auto targets = torch::randint(0, spec.vocab_size, {B, T}, torch::kLong);
+  auto counted = [&](const std::function<torch::Tensor()>& loss) {
+    MatmulCounter counter;
+    loss().backward();
+    return counter.multiply_accumulates();
+  };
+  const int64_t kept = counted([&] { return model->loss(tokens, targets); });
+  int64_t blocks = 0;
+  {
+    torch::NoGradGuard no_grad;
+    MatmulCounter counter;
+    model->run_blocks(model->embed(tokens), 0, spec.n_layer);
+    blocks = counter.multiply_accumulates();
+  }
+  const int64_t full = counted([&] {
+    auto x = model->embed(tokens);
+    for (int64_t b = 0; b < spec.n_layer; ++b) {
+      x = recompute_in_backward([&, b](const std::vector<torch::Tensor>& in) { return model->run_blocks(in[0], b, b + 1); },
+                                {x}, false);
+    }
+    return model->head_loss(x, targets);
+  });
+  const int64_t selective = counted([&] {
+    SelectiveRecompute recompute;
+    return model->loss(tokens, targets);
+  });
+  CHECK(full == kept + blocks);
+  CHECK(selective == kept + 2 * B * T * T * spec.d_model * spec.n_layer);  // q k^T and probs v, every head
 }

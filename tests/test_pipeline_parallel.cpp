@@ -50,6 +50,14 @@ TEST_CASE("a given stage partition and micro-batch count train like one process"
                  {"train.micro_batch_size=2"});
 }
 
+TEST_CASE("activation checkpointing works inside pipeline stages", "[pp]") {
+  const std::string stages = "parallel.pipeline=" + size_of_world();
+  const std::vector<std::string> deep = {"model.n_layer=" + std::to_string(2 * g_world->size())};
+  check_training("gpt2", {stages, "train.activation_checkpointing=full"}, deep);
+  check_training("llama", {stages, "parallel.pipeline.schedule=zero_bubble", "train.activation_checkpointing=selective"},
+                 deep);
+}
+
 TEST_CASE("pipelines compose with data and tensor parallelism", "[pp][composed]") {
   if (g_world->size() == 4) {
     check_training("gpt2", {"parallel.pipeline=2", "parallel.data=2", "zero.stage=1"});

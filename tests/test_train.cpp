@@ -92,6 +92,24 @@ TEST_CASE("resume from a checkpoint reproduces the uninterrupted losses bit for 
   fs::remove_all(dir);
 }
 
+TEST_CASE("activation checkpointing, full or selective, trains bit for bit like keeping activations", "[train]") {
+  // Dropout on: the recomputation must draw the masks the first run drew.
+  const auto dir = fresh_dir("recompute");
+  const auto kept = run_training(tiny_config(dir / "none", {"train.steps=4", "checkpoint.save_final=false"}));
+  for (const char* mode : {"full", "selective"}) {
+    INFO(mode);
+    const auto recomputed = run_training(tiny_config(
+        dir / mode, {"train.steps=4", "checkpoint.save_final=false", std::string("train.activation_checkpointing=") + mode}));
+    REQUIRE(recomputed.losses.size() == kept.losses.size());
+    for (size_t i = 0; i < kept.losses.size(); ++i) {
+      CHECK(recomputed.losses[i] == kept.losses[i]);
+      CHECK(recomputed.steps[i].grad_norm == kept.steps[i].grad_norm);
+    }
+    CHECK(recomputed.parameters_crc32 == kept.parameters_crc32);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a corrupted or truncated checkpoint is refused with the file named", "[train]") {
   const auto dir = fresh_dir("corrupt");
   run_training(tiny_config(dir, {"train.steps=4", "checkpoint.every=2"}));

@@ -41,6 +41,7 @@ struct TrainConfig {
   int64_t eval_batches = 20;
   double peak_flops = 0.0;      // FLOP/s for MFU; 0: datasheet peak of a known GPU, else a measured GEMM
   bool time_breakdown = false;  // GPUs: wait for each phase's kernels so its time is exact
+  std::string activation_checkpointing = "none";  // none | full | selective
 };
 
 struct OptimizerConfig {

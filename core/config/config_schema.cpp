@@ -134,6 +134,11 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(train, time_breakdown),
        "on GPUs, wait for each phase's kernels (forward, backward, communication, optimizer) so the per-step "
        "breakdown is exact, at the cost of overlap; CPUs always measure it exactly"},
+      {CR_FIELD(train, activation_checkpointing),
+       "none; full: keep only each block's input and recompute the block in backward (about a third more "
+       "compute, activations of one block at a time); selective: recompute only attention's scores, softmax "
+       "and dropout, whose memory grows with seq_len squared (Megatron's selective recompute)",
+       one_of({"none", "full", "selective"})},
 
       {CR_FIELD(optimizer, name),
        "adamw: decoupled weight decay; adam: weight_decay added to the gradient (L2)",

@@ -10,6 +10,7 @@
 #include "core/train/pipeline_schedule.h"
 #include "core/train/schedule_timeline.h"
 #include "core/train/runtime.h"
+#include "core/train/stage_executor.h"
 #include "memory/zero_parameters.h"
 #include "models/causal_lm.h"
 #include "models/lm_loss.h"
@@ -28,12 +29,22 @@ bool sequence_parallel(const Config& config) { return config.parallel.sequence.m
 double sequence_ranks(const Config& config) { return static_cast<double>(config.parallel.sequence.axis_size()); }
 
 // Tensor rank 0's parameters: its slices and the whole ones, as the trainer lays them out.
+// Rank 0's: tensor rank 0's slices of the first pipeline stage.
 std::vector<FlatEntry> rank_parameters(const ModelSpec& spec, const Config& config) {
   const int tensor = static_cast<int>(config.parallel.tensor);
-  if (tensor == 1) return flat_layout(parameter_shapes(spec));
+  const int64_t stages = config.parallel.pipeline.size;
+  if (tensor == 1 && stages == 1) return flat_layout(parameter_shapes(spec));
   // A skeleton's parameters have one element of storage each: nothing model-sized is allocated.
   auto skeleton = build_model_skeleton(spec, tensor_parallel_layout(0, tensor, spec, sequence_parallel(config)));
-  return module_parameters(*skeleton, skeleton->blocks()).entries;
+  const StageLayout first_stage = stage_layout_for(config, spec, stages, 0);
+  return module_parameters(*skeleton, skeleton->blocks(), owned_by_stage(*skeleton, first_stage)).entries;
+}
+
+// Micro-batches per step on each data rank: parallel.pipeline.microbatches, or what the global
+// batch gives (at least one: `plan` shows layouts whose batch does not split yet).
+int64_t planned_micro_batches(const Config& config, int64_t data_ranks) {
+  if (config.parallel.pipeline.microbatches > 0) return config.parallel.pipeline.microbatches;
+  return std::max<int64_t>(1, config.train.global_batch_size / (config.train.micro_batch_size * data_ranks));
 }
 
 }  // namespace
@@ -55,9 +66,29 @@ ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
   // all_to_all ranks hold 1/P of the tokens outside attention and 1/P of the heads inside it;
   // ring_attn keeps no scores (backward recomputes them block by block).
   const double p = sequence_ranks(config);
-  const double scores = config.parallel.sequence.mode == "ring_attn" ? 0.0 : 2.0 * b * spec.n_head * s * s / t;
+  const double score_elements =
+      config.parallel.sequence.mode == "ring_attn" ? 0.0 : 2.0 * b * spec.n_head * s * s / t;
+  const double block_elements = b * s * (whole + split / t) + score_elements;
   ActivationBytes bytes;
-  bytes.per_block = (b * s * (whole + split / t) + scores) / p * compute_bytes;
+  bytes.per_block = block_elements / p * compute_bytes;
+  // Selective recompute keeps no scores; its rerun holds one layer's scores and probabilities
+  // and their gradients. Full recompute keeps each block's input; its rerun holds one block's
+  // activations and the scores' gradients.
+  const std::string& recompute = config.train.activation_checkpointing;
+  if (recompute == "selective") {
+    bytes.per_block = (block_elements - score_elements) / p * compute_bytes;
+    bytes.recomputed_block = 2.0 * score_elements / p * compute_bytes;
+  } else if (recompute == "full") {
+    bytes.per_block = b * s * d / (sequence_parallel(config) ? t : 1.0) / p * compute_bytes;
+    bytes.recomputed_block = (block_elements + score_elements) / p * compute_bytes;
+  }
+  // Zero-bubble's deferred weight gradients keep, per block, the linear layers' inputs (attention,
+  // its output projection, the MLP's two; q, k, v and a gated MLP's two share theirs) and their
+  // output gradients.
+  const double kv = static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head));
+  const double mlp_outputs = spec.activation == "silu" ? 2.0 * ff : ff;
+  bytes.deferred_weight_gradients =
+      b * s * ((3.0 * d + ff) + (2.0 * d + 2.0 * kv + mlp_outputs + d)) / t / p * compute_bytes;
   // The fused LM head keeps the hidden-state gradient (and the weight gradient, in transients).
   bytes.head = 3.0 * b * s * d / p * compute_bytes;
   return bytes;
@@ -75,7 +106,18 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
                                                         config.precision.master_weights);
   const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
   const ActivationBytes activation = activation_bytes(spec, config);
-  m.activations = static_cast<int64_t>(activation.per_block * static_cast<double>(spec.n_layer) + activation.head);
+  m.activations = static_cast<int64_t>(activation.per_block * static_cast<double>(spec.n_layer) + activation.head +
+                                       activation.recomputed_block);
+  const PipelineConfig& pipeline = config.parallel.pipeline;
+  if (pipeline.size > 1) {
+    // The first stage's, under the configured schedule.
+    const int64_t data_ranks = std::max<int64_t>(1, data_parallel / config.parallel.sequence.axis_size());
+    m.activations = static_cast<int64_t>(
+        stage_activations(spec, config, parse_pipeline_schedule(pipeline.schedule),
+                          planned_micro_batches(config, data_ranks), pipeline.chunks)
+            .front()
+            .bytes);
+  }
   // The output embedding's gradient, vocab x d, is the largest short-lived tensor. The fused
   // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
   // casts that to the compute dtype). With tied embeddings autograd holds that gradient until
@@ -176,12 +218,34 @@ double planned_bubble(const PipelineConfig& pipeline, int64_t micro_batches, con
       .bubble_ratio();
 }
 
+std::vector<StageActivations> stage_activations(const ModelSpec& spec, const Config& config,
+                                                PipelineScheduleKind kind, int64_t micro_batches, int64_t chunks) {
+  const int64_t P = config.parallel.pipeline.size;
+  const std::vector<int64_t> blocks = blocks_per_stage(config, spec, chunks);
+  const ActivationBytes activation = activation_bytes(spec, config);
+  const PipelineTimeline timeline = pipeline_timeline(kind, P, micro_batches, chunks);
+  std::vector<StageActivations> out;
+  for (int64_t s = 0; s < P; ++s) {
+    StageActivations stage;
+    // Chunks of micro-batches held, as whole micro-batches of the stage's blocks.
+    stage.micro_batches =
+        static_cast<double>(timeline.stages[static_cast<size_t>(s)].peak_in_flight) / static_cast<double>(chunks);
+    const auto& timed = timeline.stages[static_cast<size_t>(s)];
+    const double stage_blocks = static_cast<double>(blocks[static_cast<size_t>(s)]);
+    stage.bytes = stage.micro_batches * (activation.per_block * stage_blocks + (s == P - 1 ? activation.head : 0.0)) +
+                  static_cast<double>(timed.peak_pending_weights) / static_cast<double>(chunks) *
+                      activation.deferred_weight_gradients * stage_blocks +
+                  activation.recomputed_block;
+    out.push_back(stage);
+  }
+  return out;
+}
+
 std::string pipeline_section(const ModelSpec& spec, const Config& config, const MeshShape& shape,
                              int64_t micro_batches) {
   const int64_t P = shape.pipeline, M = micro_batches;
   const PipelineScheduleKind configured = parse_pipeline_schedule(config.parallel.pipeline.schedule);
   const std::vector<int64_t> blocks = blocks_per_stage(config, spec, 1);
-  const ActivationBytes activation = activation_bytes(spec, config);
   std::string out = fmt::format(
       "pipeline: {} stages x {} micro-batches per step; blocks per stage {} (the embedding on the first stage, the LM "
       "head on the last, costing {:.2f} blocks); training runs {} (*)\n",
@@ -192,15 +256,11 @@ std::string pipeline_section(const ModelSpec& spec, const Config& config, const 
     const bool interleaved = kind == PipelineScheduleKind::Interleaved;
     const int64_t V = !interleaved ? 1 : configured == kind ? config.parallel.pipeline.chunks : 2;
     if (interleaved && (M % P != 0 || spec.n_layer < P * V)) continue;
-    const std::vector<int64_t> held_blocks = interleaved ? blocks_per_stage(config, spec, V) : blocks;
     const PipelineTimeline timeline = pipeline_timeline(kind, P, M, V);
+    const std::vector<StageActivations> held = stage_activations(spec, config, kind, M, V);
     std::vector<std::string> stages;
-    for (int64_t s = 0; s < P; ++s) {
-      const auto& stage = timeline.stages[static_cast<size_t>(s)];
-      const double held = static_cast<double>(stage.peak_in_flight) / static_cast<double>(V);
-      const double bytes = held * (activation.per_block * static_cast<double>(held_blocks[static_cast<size_t>(s)]) +
-                                   (s == P - 1 ? activation.head : 0.0));
-      stages.push_back(fmt::format("{:g}: {}", held, human_bytes(bytes)));
+    for (const StageActivations& stage : held) {
+      stages.push_back(fmt::format("{:g}: {}", stage.micro_batches, human_bytes(stage.bytes)));
     }
     std::string name = interleaved ? fmt::format("interleaved (V={})", V) : pipeline_schedule_name(kind);
     if (kind == configured) name += " *";
@@ -213,8 +273,11 @@ std::string plan_report(const Config& config, int world_size) {
   const ModelSpec spec = model_spec_from_config(config.model);
   const ProcessMesh mesh = mesh_for(config.parallel, spec, world_size);
   const int64_t n = parameter_count(spec);
-  const BatchLayout batch = batch_layout(config.train, config.parallel.pipeline, mesh.shape().data);
-  const int64_t global_batch = batch.global;
+  // A batch that does not split over the layout is not an error here: `plan` explores layouts.
+  const int64_t global_batch =
+      config.train.global_batch_size > 0
+          ? config.train.global_batch_size
+          : config.train.micro_batch_size * std::max<int64_t>(1, config.parallel.pipeline.microbatches) * mesh.shape().data;
   const int64_t tokens_per_step = global_batch * config.data.seq_len;
   const double flops = flops_per_token(spec, config.data.seq_len);
   // ZeRO shards over data x sequence: the ranks holding the same parameters.
@@ -231,10 +294,12 @@ std::string plan_report(const Config& config, int world_size) {
   out += fmt::format("model: {} ({}) | {} layers, {} heads, d_model {}, d_ff {}, vocab {}, max_seq_len {}\n",
                      spec.arch, config.model.preset.value_or("explicit dimensions"), spec.n_layer, spec.n_head,
                      spec.d_model, spec.d_ff, spec.vocab_size, spec.max_seq_len);
-  int64_t rank_numel = 0;  // tensor rank 0's
+  int64_t rank_numel = 0;  // rank 0's
   for (const auto& entry : rank_parameters(spec, config)) rank_numel += entry.numel;
   out += fmt::format("parameters: {}{}\n", with_thousands(n),
-                     mesh.shape().tensor > 1 ? fmt::format(" ({} on tensor rank 0)", with_thousands(rank_numel)) : "");
+                     mesh.shape().tensor > 1 || mesh.shape().pipeline > 1
+                         ? fmt::format(" ({} on rank 0)", with_thousands(rank_numel))
+                         : "");
   out += fmt::format("FLOPs per token (forward + backward, seq_len {}): {:.4g}\n", config.data.seq_len, flops);
   out += fmt::format("batch: global {} sequences = {} micro-batches of {} | {} tokens per step\n", global_batch,
                      global_batch / config.train.micro_batch_size, config.train.micro_batch_size,
@@ -245,7 +310,7 @@ std::string plan_report(const Config& config, int world_size) {
   if (out.back() != '\n') out += '\n';
   if (mesh.shape().pipeline > 1) {
     // Every stage of a data rank runs all of its micro-batches.
-    out += pipeline_section(spec, config, mesh.shape(), batch.accumulation);
+    out += pipeline_section(spec, config, mesh.shape(), planned_micro_batches(config, mesh.shape().data));
   }
   const int data = mesh.shape().data * mesh.shape().sequence;
   if (data > 1) {

@@ -29,8 +29,10 @@ struct MemoryEstimate : StateBytes {
 
 // Activations one micro-batch keeps for backward: per transformer block, and the LM head's.
 struct ActivationBytes {
-  double per_block = 0;
+  double per_block = 0;         // kept per micro-batch in flight
   double head = 0;
+  double recomputed_block = 0;  // recompute: what a rerun holds while its backward runs
+  double deferred_weight_gradients = 0;  // zero-bubble: per block and micro-batch whose weight gradients wait
 };
 ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config);
 
@@ -62,6 +64,15 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
 // `chunks` per stage each doing 1/chunks of a stage's work at `costs`.
 PipelineTimeline pipeline_timeline(PipelineScheduleKind kind, int64_t stages, int64_t micro_batches, int64_t chunks,
                                    const ComputeCosts& costs = {});
+
+// Activation memory of each stage at its peak under `kind` (config.parallel.pipeline's size and
+// partition, `chunks` per stage): the micro-batches it holds at once and their bytes.
+struct StageActivations {
+  double micro_batches = 0;
+  double bytes = 0;
+};
+std::vector<StageActivations> stage_activations(const ModelSpec& spec, const Config& config,
+                                                PipelineScheduleKind kind, int64_t micro_batches, int64_t chunks);
 
 // The pipeline's bubble (idle over compute time summed over the stages) over `micro_batches`
 // per step at `costs`.

@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "memory/parameter_strategy.h"
+#include "models/activation_checkpoint.h"
 #include "models/mixed_precision.h"
 #include "parallel/communicator.h"
 
@@ -56,7 +57,8 @@ std::function<bool(const torch::Tensor&)> owned_by_stage(CausalLMImpl& model, co
 
 StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, StageLayout layout,
                              Communicator* pipeline, Communicator* pipeline_host, torch::Device device,
-                             torch::ScalarType compute_dtype, int64_t micro_batches, int64_t rows, int64_t seq_len)
+                             torch::ScalarType compute_dtype, int64_t micro_batches, int64_t rows, int64_t seq_len,
+                             const std::string& checkpointing)
     : model_(model),
       strategy_(strategy),
       layout_(std::move(layout)),
@@ -65,6 +67,8 @@ StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, S
       device_(device),
       activation_dtype_(activation_dtype(compute_dtype, device)),
       dropout_(model.spec().dropout > 0),
+      recompute_blocks_(checkpointing == "full"),
+      recompute_attention_(checkpointing == "selective"),
       micro_batches_(micro_batches) {
   CR_CHECK(layout_.stages == 1 || (pipeline_ && pipeline_host_), "a pipeline of {} stages needs its group",
            layout_.stages);
@@ -146,7 +150,14 @@ torch::Tensor StageExecutor::run_chunk(const StageChunk& chunk, torch::Tensor x,
   for (int64_t block = chunk.first_block; block < chunk.last_block; ++block) {
     strategy_.before_block(block);
     if (seed) torch::manual_seed(*seed * 1000003u + static_cast<uint64_t>(block) + 1);
-    x = strategy_.after_block(block, model_.run_blocks(x, block, block + 1));
+    if (recompute_blocks_ && torch::GradMode::is_enabled()) {
+      x = recompute_in_backward(
+          [this, block](const std::vector<torch::Tensor>& in) { return model_.run_blocks(in[0], block, block + 1); },
+          {x}, dropout_);
+    } else {
+      x = model_.run_blocks(x, block, block + 1);
+    }
+    x = strategy_.after_block(block, x);
   }
   return x;
 }
@@ -157,6 +168,8 @@ void StageExecutor::forward(const Instruction& instruction, uint64_t seed) {
   const auto& [inputs, targets] = batches_.at(static_cast<size_t>(instruction.micro_batch));
   const std::optional<uint64_t> dropout_seed = dropout_ ? std::optional<uint64_t>(seed) : std::nullopt;
   compute(extra_forward_s_, false, [&] {
+    std::optional<SelectiveRecompute> selective;
+    if (recompute_attention_) selective.emplace();
     torch::Tensor x;
     if (part.embeds) {
       if (dropout_seed) torch::manual_seed(*dropout_seed);

@@ -41,10 +41,10 @@ class StageExecutor {
  public:
   // `strategy` owns the parameters owned_by_stage(); `pipeline` and `pipeline_host`: the pipeline
   // group on the training device and on the host (null without a pipeline). `micro_batches`: per
-  // step; `rows`, `seq_len`: a micro-batch's.
+  // step's; `rows`, `seq_len`: a micro-batch's. `checkpointing`: train.activation_checkpointing.
   StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, StageLayout layout, Communicator* pipeline,
                 Communicator* pipeline_host, torch::Device device, torch::ScalarType compute_dtype,
-                int64_t micro_batches, int64_t rows, int64_t seq_len);
+                int64_t micro_batches, int64_t rows, int64_t seq_len, const std::string& checkpointing);
   ~StageExecutor();
   StageExecutor(const StageExecutor&) = delete;
   StageExecutor& operator=(const StageExecutor&) = delete;
@@ -115,6 +115,7 @@ class StageExecutor {
   torch::Device device_;
   torch::ScalarType activation_dtype_;
   bool dropout_;
+  bool recompute_blocks_, recompute_attention_;  // activation checkpointing full, selective
   int64_t micro_batches_;
   std::vector<int64_t> activation_shape_;
   int head_chunk_ = -1;  // index of the chunk that heads, -1: none here

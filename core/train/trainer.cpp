@@ -249,7 +249,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   }
   executor_ = std::make_unique<StageExecutor>(*model_, *strategy_, stage_, context_.device_group(Axis::Pipeline),
                                               context_.host_group(Axis::Pipeline), device_, dtype_, accumulation_,
-                                              micro, config_.data.seq_len);
+                                              micro, config_.data.seq_len, config_.train.activation_checkpointing);
   if (resumed) {
     const auto& position = resumed->state.position;
     if (position.samples_consumed != start_step_ * global_batch_) {
@@ -279,6 +279,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   summary_.startup_s = seconds_since(started_);
   summary_.startup_peak_host_bytes = peak_rss_bytes();
   reset_peak_rss();  // the steps' peak, reported per step, is measured apart from start-up's
+  summary_.steps_start_host_bytes = peak_rss_bytes();
   print0("data: {}", data_.description);
   print0("model {} ({} parameters, {}) | {} ranks x {} threads on {} | global batch {} = {} ranks x {} x {} "
          "micro-batches | peak {:.1f} GFLOP/s per rank",

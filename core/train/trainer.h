@@ -38,6 +38,7 @@ struct TrainSummary {
   double checkpoint_load_s = 0;         // reading this rank's slices when resuming
   double startup_s = 0;                 // construction: model, data, weights, strategy
   int64_t startup_peak_host_bytes = 0;  // peak RSS when construction ended
+  int64_t steps_start_host_bytes = 0;   // RSS when the steps began: what their peaks add to it is theirs
   RunTotals totals;                     // of the steps run here (none: totals.last_step 0)
 };
 
