@@ -22,14 +22,15 @@
 #include "models/causal_lm.h"
 #include "parallel/parallel_context.h"
 #include "parallel/mpi_communicator.h"
+#include "tests/layout_training.h"
+#include "tests/mpi_session.h"
 #include "tests/run_config.h"
 
 using namespace cr;
+using namespace cr::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-Communicator* g_world = nullptr;
 
 // The same tiny GPT-2 for every layout; the global batch of 8 splits over 1, 2 or 4 ranks.
 Config dp_config(const fs::path& run_dir, std::vector<std::string> overrides) {
@@ -44,11 +45,6 @@ checkpoint: {every: 0, save_final: false}
 runtime: {threads: 1, progress_bar: false, run_dir: RUN_DIR}
 )";
   return test::run_config(yaml, run_dir, std::move(overrides), "dp-test");
-}
-
-fs::path rank_dir(const std::string& name) {
-  return fs::temp_directory_path() / ("cr-test-dp-" + name + "-" + std::to_string(getppid()) + "-" +
-                                      std::to_string(g_world->rank()));
 }
 
 // Same value on every rank?
@@ -475,12 +471,4 @@ TEST_CASE("ranks that would resume from different checkpoints stop, naming the r
   CHECK_THROWS_WITH(check_ranks_agree(g_world, other_config), Catch::Contains("rank 1 has a different config"));
 }
 
-int main(int argc, char** argv) {
-  auto world = mpi_world(60.0);
-  g_world = world.get();
-  set_log_rank(world->rank(), world->size());
-  const int result = Catch::Session().run(argc, argv);
-  world.reset();
-  mpi_finalize();
-  return result;
-}
+int main(int argc, char** argv) { return cr::test::run_mpi_session(argc, argv, cr::test::g_world); }

@@ -7,12 +7,11 @@
 
 #include <filesystem>
 
-#include "core/base/log.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
 #include "core/train/trainer.h"
-#include "parallel/mpi_communicator.h"
 #include "tests/layout_training.h"
+#include "tests/mpi_session.h"
 
 using namespace cr;
 using namespace cr::test;
@@ -138,12 +137,4 @@ TEST_CASE("layouts a pipeline cannot run fail before starting, naming the keys",
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  auto world = mpi_world(60.0);
-  g_world = world.get();
-  set_log_rank(world->rank(), world->size());
-  const int result = Catch::Session().run(argc, argv);
-  world.reset();
-  mpi_finalize();
-  return result;
-}
+int main(int argc, char** argv) { return cr::test::run_mpi_session(argc, argv, cr::test::g_world); }

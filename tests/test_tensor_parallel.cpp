@@ -29,6 +29,7 @@
 #include "parallel/mpi_communicator.h"
 #include "parallel/parallel_context.h"
 #include "tests/layout_training.h"
+#include "tests/mpi_session.h"
 #include "tests/shared_data.h"
 
 using namespace cr;
@@ -366,12 +367,4 @@ TEST_CASE("the tensor-parallel example config trains on tinyshakespeare", "[tp][
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  auto world = mpi_world(60.0);
-  g_world = world.get();
-  set_log_rank(world->rank(), world->size());
-  const int result = Catch::Session().run(argc, argv);
-  world.reset();
-  mpi_finalize();
-  return result;
-}
+int main(int argc, char** argv) { return cr::test::run_mpi_session(argc, argv, cr::test::g_world); }
