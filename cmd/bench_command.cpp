@@ -12,6 +12,7 @@
 #include "core/config/config.h"
 #include "core/base/log.h"
 #include "core/plan/plan.h"
+#include "core/train/host_tensor_bytes.h"
 #include "core/train/model_factory.h"
 #include "core/train/pipeline_stage.h"
 #include "core/train/runtime.h"
@@ -58,6 +59,8 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   const auto run_dir = std::filesystem::temp_directory_path() / ("colossal-run-bench-" + std::to_string(getpid()));
   config.runtime.run_dir = run_dir.string();
 
+  // Before any tensor of the run exists, so that every one is counted.
+  HostTensorBytes::Scope tensor_bytes;
   JobMembership job(launch, config);
   const TrainSummary summary = job.train(config);
   if (log_rank() != 0) return 0;
@@ -69,6 +72,13 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
     for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) values.push_back(value_of(summary.steps[i].*field));
     std::sort(values.begin(), values.end());
     return values[values.size() / 2];
+  };
+  auto max_of = [&](std::optional<int64_t> StepMetrics::*field) {
+    int64_t most = 0;
+    for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) {
+      most = std::max(most, (summary.steps[i].*field).value_or(0));
+    }
+    return most;
   };
   const double median = median_of(&StepMetrics::step_time_s);
   const size_t measured_steps = summary.steps.size() - options.warmup_steps;
@@ -134,6 +144,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"activation_checkpointing", options.activation_checkpointing},
       // What the steps added to the host memory at start: activations and what lives only during a step.
       {"step_host_bytes", last.peak_host_bytes - summary.steps_start_host_bytes},
+      {"step_tensor_bytes", max_of(&StepMetrics::step_tensor_bytes)},
   };
   if (options.pipeline > 1) {
     // At the artificial stage costs when set (the model's own are then negligible), else 1 and 2.

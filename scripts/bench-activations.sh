@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Activation memory on this machine against `plan`: what the training steps add to the host memory
-# they start from (peak RSS minus RSS at the first step), for activation checkpointing none /
+# Activation memory on this machine against `plan`: the CPU tensor bytes a training step adds, at
+# its peak, to those alive when it starts (counted by LibTorch's allocator; the resident set size's
+# growth is given too), for activation checkpointing none /
 # selective / full on one process, and for the first stage of a 4-stage pipeline under gpipe,
 # 1f1b and zero_bubble (8 micro-batches); with the step time as a ratio to the first line of its
 # group in the same run. One JSON line per run.
@@ -14,8 +15,9 @@ import json, sys
 r = json.loads(sys.argv[1]); ref = json.loads(sys.argv[2]); p = r.get("pipeline")
 planned = (p["planned_stage0_activation_bytes"] if p else r["planned_activation_bytes"]) + r["planned_transient_bytes"]
 print(json.dumps({"benchmark": "activations", "activation_checkpointing": r["activation_checkpointing"],
-                  "pipeline": p["schedule"] if p else None, "step_host_bytes": r["step_host_bytes"],
-                  "planned_bytes": planned, "measured_over_planned": r["step_host_bytes"] / planned,
+                  "pipeline": p["schedule"] if p else None, "step_tensor_bytes": r["step_tensor_bytes"],
+                  "step_host_bytes": r["step_host_bytes"], "planned_bytes": planned,
+                  "measured_over_planned": r["step_tensor_bytes"] / planned,
                   "step_time_s": r["step_time_s"], "step_time_over_first": r["step_time_s"] / ref["step_time_s"]}))
 PY
 }

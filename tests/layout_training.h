@@ -1,11 +1,13 @@
-// Training layouts against the single-process run, for the multi-rank tests (tensor, sequence and
-// pipeline parallelism) run under mpirun: tiny models, a config with clipping, accumulation and
-// evaluation, and the comparison of losses, gradient norms and validation losses.
+// Training layouts against the single-process run, for the multi-rank tests (data, tensor,
+// sequence and pipeline parallelism) run under mpirun: tiny models, a config with clipping,
+// accumulation and evaluation, the comparison of losses, gradient norms and validation losses,
+// and Hugging Face directories written and compared.
 #pragma once
 
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,7 +16,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/formats/safetensors.h"
+#include "core/train/hf_export.h"
 #include "core/train/trainer.h"
+#include "models/causal_lm.h"
 #include "models/model_spec.h"
 #include "parallel/communicator.h"
 #include "tests/run_config.h"
@@ -92,6 +97,34 @@ inline void check_training(const std::string& arch, const std::vector<std::strin
     CHECK(std::abs(parallel.val_losses[i].second - reference.val_losses[i].second) < 1e-5);
   }
   std::filesystem::remove_all(dir);
+}
+
+// The whole model of `spec` initialised from `seed`, written as a Hugging Face directory.
+inline void write_initial_hf_model(const ModelSpec& spec, uint64_t seed, const std::filesystem::path& dir) {
+  auto whole = build_model(spec, seed);
+  std::vector<TensorView> views;
+  std::vector<torch::Tensor> keep;
+  for (const auto& item : whole->named_parameters()) {
+    keep.push_back(item.value().detach().contiguous());
+    views.push_back({item.key(), DType::F32, keep.back().sizes().vec(), keep.back().data_ptr<float>(),
+                     static_cast<size_t>(keep.back().numel()) * sizeof(float)});
+  }
+  write_hf_model(dir.string(), spec, views, DType::F32);
+}
+
+// The two directories' model.safetensors hold the same tensors, bit for bit.
+inline void check_same_safetensors(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const SafetensorsFile before((a / "model.safetensors").string());
+  const SafetensorsFile after((b / "model.safetensors").string());
+  CHECK(before.names() == after.names());
+  for (const auto& name : before.names()) {
+    INFO(name);
+    const auto& x = before.get(name);
+    const auto& y = after.get(name);
+    REQUIRE(x.shape == y.shape);
+    REQUIRE(x.nbytes == y.nbytes);
+    CHECK(std::memcmp(x.data, y.data, x.nbytes) == 0);
+  }
 }
 
 }  // namespace cr::test

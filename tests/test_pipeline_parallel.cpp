@@ -1,15 +1,24 @@
 // Pipeline parallelism against the single-process run of the same model, seed and global batch,
-// under mpirun with 2, 4 and 8 ranks: every schedule that trains, stage partitions given and
+// under mpirun with 2, 4 and 8 ranks: every schedule, stage partitions given and
 // balanced, tied and untied embeddings, pipelines combined with data and tensor parallelism,
-// 16-bit precision, and checkpoints resumed at other pipeline sizes.
+// 16-bit precision, checkpoints resumed at other pipeline sizes, and Hugging Face weights loaded
+// stage by stage and exported from a pipeline checkpoint.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <filesystem>
 
+#include "core/train/hf_export.h"
+#include "core/train/hf_import.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
+#include "core/train/stage_executor.h"
+#include "core/train/train_checkpoint.h"
 #include "core/train/trainer.h"
+#include "memory/flat_parameters.h"
+#include "memory/zero_strategy.h"
+#include "models/causal_lm.h"
+#include "parallel/parallel_context.h"
 #include "tests/layout_training.h"
 #include "tests/mpi_session.h"
 
@@ -117,6 +126,47 @@ TEST_CASE("pipeline checkpoints resume at another pipeline size", "[pp][checkpoi
   g_world->barrier();
   if (g_world->rank() == 0) fs::remove_all(shared);
   fs::remove_all(mine);
+}
+
+TEST_CASE("Hugging Face weights load stage by stage and a pipeline checkpoint exports bit for bit", "[pp][hf]") {
+  const auto shared = shared_dir("pp-hf");
+  const int stages = g_world->size();
+  for (const char* arch : {"gpt2", "llama"}) {  // tied and untied output embeddings
+    INFO(arch);
+    const Config config = tp_config(arch, shared / arch / "run",
+                                    {"parallel.pipeline=" + size_of_world(), "model.n_layer=" + std::to_string(2 * stages)});
+    const ModelSpec spec = model_spec_from_config(config.model);
+    const auto original = shared / arch / "original";
+    if (g_world->rank() == 0) write_initial_hf_model(spec, /*seed=*/43, original);
+    g_world->barrier();
+
+    MeshShape shape;
+    shape.pipeline = stages;
+    const ParallelContext context(ProcessMesh(shape, stages), g_world);
+    const StageLayout stage = stage_layout_for(config, spec, stages, context.rank(Axis::Pipeline));
+    auto skeleton = build_model_skeleton(spec);
+    const ModuleParameters params = module_parameters(*skeleton, skeleton->blocks(), owned_by_stage(*skeleton, stage));
+    const auto source = open_init_weights(original.string(), params.entries, spec);
+    ZeroStrategy strategy(params, source.get(), spec.n_layer, ZeroOptions{}, nullptr,
+                          context.host_group(Axis::PipelineTensor));
+    // Each stage holds its part only; together every parameter once (a tied embedding too).
+    auto held = torch::tensor({strategy.numel()}, torch::kLong);
+    g_world->all_reduce(held, ReduceOp::Sum);
+    CHECK(held.item<int64_t>() == parameter_count(spec));
+    CHECK(strategy.numel() < parameter_count(spec));
+    const std::string checkpoint =
+        save_train_checkpoint((shared / arch / "ckpt").string(), config, TrainState{{0, 0}, 0, std::nullopt},
+                              strategy.checkpoint_part(), parameter_count(spec), 1, context);
+    if (g_world->rank() == 0) {
+      HfExportOptions options;
+      options.checkpoint = checkpoint;
+      options.out_dir = (shared / arch / "exported").string();
+      export_hf_checkpoint(options);
+      check_same_safetensors(original, shared / arch / "exported");
+    }
+    g_world->barrier();
+  }
+  if (g_world->rank() == 0) fs::remove_all(shared);
 }
 
 TEST_CASE("layouts a pipeline cannot run fail before starting, naming the keys", "[pp]") {

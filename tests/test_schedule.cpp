@@ -57,15 +57,6 @@ std::vector<std::vector<Instruction>> all_stages(Kind kind, int64_t P, int64_t M
   return programs;
 }
 
-// The instructions of `program` with op `op`, as "m.c" texts in order.
-std::vector<Instruction> only(const std::vector<Instruction>& program, Op op) {
-  std::vector<Instruction> out;
-  for (const auto& in : program) {
-    if (in.op == op) out.push_back(in);
-  }
-  return out;
-}
-
 // Forwards before the first backward (of either kind).
 int64_t forwards_before_backward(const std::vector<Instruction>& program) {
   int64_t count = 0;

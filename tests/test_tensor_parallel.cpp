@@ -263,17 +263,7 @@ TEST_CASE("Hugging Face weights load into tensor-parallel slices and export back
     INFO(arch);
     const ModelSpec spec = tiny_spec(arch);
     const auto original = shared / arch / "original";
-    if (g_world->rank() == 0) {
-      auto whole = build_model(spec, /*seed=*/41);
-      std::vector<TensorView> views;
-      std::vector<torch::Tensor> keep;
-      for (const auto& item : whole->named_parameters()) {
-        keep.push_back(item.value().detach().contiguous());
-        views.push_back({item.key(), DType::F32, keep.back().sizes().vec(), keep.back().data_ptr<float>(),
-                         static_cast<size_t>(keep.back().numel()) * sizeof(float)});
-      }
-      write_hf_model(original.string(), spec, views, DType::F32);
-    }
+    if (g_world->rank() == 0) write_initial_hf_model(spec, /*seed=*/41, original);
     g_world->barrier();
 
     MeshShape shape;
@@ -294,17 +284,7 @@ TEST_CASE("Hugging Face weights load into tensor-parallel slices and export back
       options.checkpoint = checkpoint;
       options.out_dir = (shared / arch / "exported").string();
       export_hf_checkpoint(options);
-      const SafetensorsFile before((original / "model.safetensors").string());
-      const SafetensorsFile after((shared / arch / "exported" / "model.safetensors").string());
-      CHECK(before.names() == after.names());
-      for (const auto& name : before.names()) {
-        INFO(name);
-        const auto& a = before.get(name);
-        const auto& b = after.get(name);
-        REQUIRE(a.shape == b.shape);
-        CHECK(a.nbytes == b.nbytes);
-        CHECK(std::memcmp(a.data, b.data, a.nbytes) == 0);
-      }
+      check_same_safetensors(original, shared / arch / "exported");
     }
     g_world->barrier();
   }

@@ -52,28 +52,32 @@ int64_t planned_micro_batches(const Config& config, int64_t data_ranks) {
 ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
   const double t = static_cast<double>(config.parallel.tensor);
   const double compute_bytes = static_cast<double>(c10::elementSize(compute_dtype(config.precision)));
-  // Tensors a block keeps for backward, in elements: LayerNorm inputs/outputs (4), q/k/v (3),
-  // attention output (1), residual (1), MLP input/hidden/activation (1 + 4 + 4 with d_ff = 4d),
-  // plus the attention probabilities and scores (2 per head and position pair). Tensor
-  // parallelism divides the per-head and per-unit ones by T; split_gather also the norms' and
-  // the residual's, while the two gathered layer inputs stay whole.
+  // Tensors a block keeps for backward, in elements per token (counted with the CPU allocator's
+  // exact bytes: scripts/bench-activations.sh): the two norms' inputs and outputs (4 d); q, k
+  // and v copied into heads and the attention output (2 d + 2 kv); the MLP's hidden tensors
+  // (2 d_ff, a gated MLP 4); and the attention probabilities (one per head and position pair).
+  // Tensor parallelism divides the per-head and per-unit ones by T; split_gather also the norms',
+  // while the two gathered inputs of the column-parallel layers stay whole.
   const double b = static_cast<double>(config.train.micro_batch_size);
   const double s = static_cast<double>(config.data.seq_len);
   const double d = static_cast<double>(spec.d_model);
   const double ff = static_cast<double>(spec.d_ff);
-  const double split = 4.0 * d + 2.0 * ff;  // q, k, v, attention output, MLP hidden and activation
-  const double whole = sequence_parallel(config) ? 5.0 * d / t + 2.0 * d : 6.0 * d;
+  const double kv = static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head));
+  const bool gated = spec.activation == "silu";
+  const double split = 2.0 * d + 2.0 * kv + (gated ? 4.0 : 2.0) * ff;
+  const double whole = sequence_parallel(config) ? 4.0 * d / t + 2.0 * d : 4.0 * d;
   // all_to_all ranks hold 1/P of the tokens outside attention and 1/P of the heads inside it;
-  // ring_attn keeps no scores (backward recomputes them block by block).
+  // ring_attn keeps no probabilities (backward recomputes them block by block).
   const double p = sequence_ranks(config);
-  const double score_elements =
-      config.parallel.sequence.mode == "ring_attn" ? 0.0 : 2.0 * b * spec.n_head * s * s / t;
+  const double score_elements = config.parallel.sequence.mode == "ring_attn" ? 0.0 : b * spec.n_head * s * s / t;
   const double block_elements = b * s * (whole + split / t) + score_elements;
   ActivationBytes bytes;
   bytes.per_block = block_elements / p * compute_bytes;
-  // Selective recompute keeps no scores; its rerun holds one layer's scores and probabilities
-  // and their gradients. Full recompute keeps each block's input; its rerun holds one block's
-  // activations and the scores' gradients.
+  // Backward holds one layer's probabilities' gradient beyond them.
+  bytes.recomputed_block = score_elements / p * compute_bytes;
+  // Selective recompute keeps no probabilities; its rerun holds a layer's probabilities and their
+  // gradient. Full recompute keeps each block's input; its rerun holds one block's activations
+  // and the probabilities' gradient.
   const std::string& recompute = config.train.activation_checkpointing;
   if (recompute == "selective") {
     bytes.per_block = (block_elements - score_elements) / p * compute_bytes;
@@ -85,8 +89,7 @@ ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
   // Zero-bubble's deferred weight gradients keep, per block, the linear layers' inputs (attention,
   // its output projection, the MLP's two; q, k, v and a gated MLP's two share theirs) and their
   // output gradients.
-  const double kv = static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head));
-  const double mlp_outputs = spec.activation == "silu" ? 2.0 * ff : ff;
+  const double mlp_outputs = gated ? 2.0 * ff : ff;
   bytes.deferred_weight_gradients =
       b * s * ((3.0 * d + ff) + (2.0 * d + 2.0 * kv + mlp_outputs + d)) / t / p * compute_bytes;
   // The fused LM head keeps the hidden-state gradient (and the weight gradient, in transients).

@@ -31,7 +31,7 @@ struct MemoryEstimate : StateBytes {
 struct ActivationBytes {
   double per_block = 0;         // kept per micro-batch in flight
   double head = 0;
-  double recomputed_block = 0;  // recompute: what a rerun holds while its backward runs
+  double recomputed_block = 0;  // once per rank: backward's extra (with recompute, the rerun's) at its peak
   double deferred_weight_gradients = 0;  // zero-bubble: per block and micro-batch whose weight gradients wait
 };
 ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config);

@@ -31,6 +31,9 @@ struct StepMetrics {
   bool skipped = false;   // fp16: gradients overflowed, no update
   // Pipelines: idle over compute time summed over the stages, measured (StageExecutor).
   std::optional<double> pipeline_bubble;
+  // Benchmarks (HostTensorBytes installed): CPU tensor bytes the step added, at its peak, to those
+  // alive when it started: activations and what lives only during a step.
+  std::optional<int64_t> step_tensor_bytes;
   StateBytes state;       // this rank's training state
 };
 

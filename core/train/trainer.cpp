@@ -17,6 +17,7 @@
 #include "core/base/strings.h"
 #include "core/data/dataset.h"
 #include "core/train/hf_import.h"
+#include "core/train/host_tensor_bytes.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
@@ -24,7 +25,6 @@
 #include "core/train/resume_changes.h"
 #include "core/train/run_directory.h"
 #include "core/train/runtime.h"
-#include "core/train/pipeline_schedule.h"
 #include "core/train/schedule.h"
 #include "core/train/stage_executor.h"
 #include "core/train/train_checkpoint.h"
@@ -503,9 +503,13 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     m.step = step + 1;
     m.total_steps = train.steps;
     m.tokens_seen = m.step * global_batch_ * config_.data.seq_len;
+    HostTensorBytes* tensors = HostTensorBytes::active();
+    const int64_t tensors_at_start = tensors ? tensors->current() : 0;
+    if (tensors) tensors->reset_peak();
     strategy_->begin_step(/*training=*/true);
     run_schedule(step, m);
     strategy_->end_step();
+    if (tensors) m.step_tensor_bytes = tensors->peak() - tensors_at_start;
     m.step_time_s = seconds_since(start);
     m.other_s = std::max(0.0, m.step_time_s - m.forward_s - m.backward_s - m.communication_s - m.optimizer_s);
     m.tokens_per_s = static_cast<double>(global_batch_ * config_.data.seq_len) / m.step_time_s;
