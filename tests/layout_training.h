@@ -18,8 +18,11 @@
 
 #include "core/formats/safetensors.h"
 #include "core/train/hf_export.h"
+#include "core/train/train_checkpoint.h"
 #include "core/train/trainer.h"
+#include "memory/parameter_strategy.h"
 #include "models/causal_lm.h"
+#include "parallel/parallel_context.h"
 #include "models/model_spec.h"
 #include "parallel/communicator.h"
 #include "tests/run_config.h"
@@ -125,6 +128,25 @@ inline void check_same_safetensors(const std::filesystem::path& a, const std::fi
     REQUIRE(x.nbytes == y.nbytes);
     CHECK(std::memcmp(x.data, y.data, x.nbytes) == 0);
   }
+}
+
+// `strategy`'s part of the weights saved as a checkpoint of `config` in dir/ckpt by every rank,
+// then exported by rank 0 to dir/exported: the same tensors as the Hugging Face directory
+// `original`, bit for bit.
+inline void check_export_round_trip(const Config& config, ParameterStrategy& strategy, const ModelSpec& spec,
+                                    const ParallelContext& context, const std::filesystem::path& dir,
+                                    const std::filesystem::path& original) {
+  const std::string checkpoint =
+      save_train_checkpoint((dir / "ckpt").string(), config, TrainState{{0, 0}, 0, std::nullopt},
+                            strategy.checkpoint_part(), parameter_count(spec), 1, context);
+  if (g_world->rank() == 0) {
+    HfExportOptions options;
+    options.checkpoint = checkpoint;
+    options.out_dir = (dir / "exported").string();
+    export_hf_checkpoint(options);
+    check_same_safetensors(original, dir / "exported");
+  }
+  g_world->barrier();
 }
 
 }  // namespace cr::test

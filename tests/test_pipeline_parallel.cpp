@@ -8,12 +8,10 @@
 
 #include <filesystem>
 
-#include "core/train/hf_export.h"
 #include "core/train/hf_import.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
 #include "core/train/stage_executor.h"
-#include "core/train/train_checkpoint.h"
 #include "core/train/trainer.h"
 #include "memory/flat_parameters.h"
 #include "memory/zero_strategy.h"
@@ -154,17 +152,7 @@ TEST_CASE("Hugging Face weights load stage by stage and a pipeline checkpoint ex
     g_world->all_reduce(held, ReduceOp::Sum);
     CHECK(held.item<int64_t>() == parameter_count(spec));
     CHECK(strategy.numel() < parameter_count(spec));
-    const std::string checkpoint =
-        save_train_checkpoint((shared / arch / "ckpt").string(), config, TrainState{{0, 0}, 0, std::nullopt},
-                              strategy.checkpoint_part(), parameter_count(spec), 1, context);
-    if (g_world->rank() == 0) {
-      HfExportOptions options;
-      options.checkpoint = checkpoint;
-      options.out_dir = (shared / arch / "exported").string();
-      export_hf_checkpoint(options);
-      check_same_safetensors(original, shared / arch / "exported");
-    }
-    g_world->barrier();
+    check_export_round_trip(config, strategy, spec, context, shared / arch, original);
   }
   if (g_world->rank() == 0) fs::remove_all(shared);
 }

@@ -276,17 +276,7 @@ TEST_CASE("Hugging Face weights load into tensor-parallel slices and export back
     ZeroStrategy strategy(params, source.get(), spec.n_layer, ZeroOptions{}, nullptr,
                           context.host_group(Axis::Tensor));
     const Config config = tp_config(arch, shared / arch / "run", {"parallel.tensor=" + std::to_string(tp.size)});
-    const std::string checkpoint =
-        save_train_checkpoint((shared / arch / "ckpt").string(), config, TrainState{{0, 0}, 0, std::nullopt},
-                              strategy.checkpoint_part(), parameter_count(spec), 1, context);
-    if (g_world->rank() == 0) {
-      HfExportOptions options;
-      options.checkpoint = checkpoint;
-      options.out_dir = (shared / arch / "exported").string();
-      export_hf_checkpoint(options);
-      check_same_safetensors(original, shared / arch / "exported");
-    }
-    g_world->barrier();
+    check_export_round_trip(config, strategy, spec, context, shared / arch, original);
   }
   if (g_world->rank() == 0) fs::remove_all(shared);
 }
