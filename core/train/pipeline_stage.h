@@ -42,7 +42,8 @@ int pipeline_tag(int64_t micro_batch, int64_t from, int64_t virtual_stages, bool
 
 // Benchmark hook: COLOSSAL_RUN_STAGE_COST_MS="F,B" makes every forward of a stage take F ms more
 // and every backward B ms (split evenly over its chunks; zero-bubble's input and weight parts
-// half each), so that stages of equal artificial cost show a schedule's bubble. Seconds; none when unset; cr::Error when malformed.
+// half each), so that stages of equal artificial cost show a schedule's bubble. In seconds; none
+// when unset; cr::Error when malformed.
 struct ArtificialStageCost {
   double forward_s = 0, backward_s = 0;
 };
