@@ -152,17 +152,16 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
     if (const auto artificial = artificial_stage_cost()) {
       costs = {artificial->forward_s, artificial->backward_s, artificial->backward_s / 2, artificial->backward_s / 2};
     }
+    const PipelineTimeline planned = pipeline_timeline(parse_pipeline_schedule(options.schedule), options.pipeline,
+                                                       options.microbatches, options.chunks, costs);
     result["pipeline"] = {{"stages", options.pipeline},
                           {"schedule", options.schedule},
                           {"micro_batches", options.microbatches},
                           {"chunks", options.chunks},
                           {"measured_bubble", median_of(&StepMetrics::pipeline_bubble)},
-                          {"planned_bubble", planned_bubble(config.parallel.pipeline, options.microbatches, costs)},
+                          {"planned_bubble", planned.bubble_ratio()},
                           {"planned_stage0_activation_bytes",
-                           stage_activations(spec, config, parse_pipeline_schedule(options.schedule),
-                                             options.microbatches, options.chunks)
-                               .front()
-                               .bytes}};
+                           stage_activations(spec, config, planned, options.chunks).front().bytes}};
   }
   std::printf("%s\n", result.dump().c_str());
   std::fflush(stdout);

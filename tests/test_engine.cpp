@@ -11,6 +11,7 @@
 
 #include "core/checkpoint/checkpoint_store.h"
 #include "core/formats/safetensors.h"
+#include "core/train/host_tensor_bytes.h"
 #include "core/train/metrics.h"
 #include "core/train/runtime.h"
 #include "core/train/train_checkpoint.h"
@@ -166,6 +167,25 @@ TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
   CHECK(parsed[4]["perplexity"].get<double>() == Approx(std::exp(2.5)));
   CHECK(parsed[6]["best_val_loss"] == 2.5);
   CHECK(parsed[6]["final_loss"] == 2.25);
+}
+
+TEST_CASE("host tensor bytes count the CPU tensors made and freed while installed", "[engine]") {
+  CHECK(HostTensorBytes::active() == nullptr);
+  {
+    HostTensorBytes::Scope scope;
+    HostTensorBytes& bytes = scope.bytes();
+    CHECK(HostTensorBytes::active() == &bytes);
+    {
+      const auto kept = torch::empty({1 << 20}, torch::kFloat);  // 4 MiB
+      CHECK(bytes.current() == 4 << 20);
+      bytes.reset_peak();
+      { const auto passing = torch::empty({1 << 18}, torch::kFloat); }  // 1 MiB, freed at once
+      CHECK(bytes.current() == 4 << 20);
+      CHECK(bytes.peak() == 5 << 20);
+    }
+    CHECK(bytes.current() == 0);
+  }
+  CHECK(HostTensorBytes::active() == nullptr);
 }
 
 TEST_CASE("the single-process context has every axis of size 1 and no communicators", "[engine]") {

@@ -109,17 +109,16 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
                                                         config.precision.master_weights);
   const int64_t compute_bytes = static_cast<int64_t>(c10::elementSize(dtype));
   const ActivationBytes activation = activation_bytes(spec, config);
-  m.activations = static_cast<int64_t>(activation.per_block * static_cast<double>(spec.n_layer) + activation.head +
-                                       activation.recomputed_block);
   const PipelineConfig& pipeline = config.parallel.pipeline;
   if (pipeline.size > 1) {
     // The first stage's, under the configured schedule.
     const int64_t data_ranks = std::max<int64_t>(1, data_parallel / config.parallel.sequence.axis_size());
-    m.activations = static_cast<int64_t>(
-        stage_activations(spec, config, parse_pipeline_schedule(pipeline.schedule),
-                          planned_micro_batches(config, data_ranks), pipeline.chunks)
-            .front()
-            .bytes);
+    const PipelineTimeline timeline = pipeline_timeline(parse_pipeline_schedule(pipeline.schedule), pipeline.size,
+                                                        planned_micro_batches(config, data_ranks), pipeline.chunks);
+    m.activations = static_cast<int64_t>(stage_activations(spec, config, timeline, pipeline.chunks).front().bytes);
+  } else {
+    m.activations = static_cast<int64_t>(activation.per_block * static_cast<double>(spec.n_layer) + activation.head +
+                                         activation.recomputed_block);
   }
   // The output embedding's gradient, vocab x d, is the largest short-lived tensor. The fused
   // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
@@ -215,18 +214,11 @@ PipelineTimeline pipeline_timeline(PipelineScheduleKind kind, int64_t stages, in
   return simulate_pipeline(programs, chunks, chunk_costs);
 }
 
-double planned_bubble(const PipelineConfig& pipeline, int64_t micro_batches, const ComputeCosts& costs) {
-  return pipeline_timeline(parse_pipeline_schedule(pipeline.schedule), pipeline.size, micro_batches, pipeline.chunks,
-                           costs)
-      .bubble_ratio();
-}
-
 std::vector<StageActivations> stage_activations(const ModelSpec& spec, const Config& config,
-                                                PipelineScheduleKind kind, int64_t micro_batches, int64_t chunks) {
+                                                const PipelineTimeline& timeline, int64_t chunks) {
   const int64_t P = config.parallel.pipeline.size;
   const std::vector<int64_t> blocks = blocks_per_stage(config, spec, chunks);
   const ActivationBytes activation = activation_bytes(spec, config);
-  const PipelineTimeline timeline = pipeline_timeline(kind, P, micro_batches, chunks);
   std::vector<StageActivations> out;
   for (int64_t s = 0; s < P; ++s) {
     StageActivations stage;
@@ -260,7 +252,7 @@ std::string pipeline_section(const ModelSpec& spec, const Config& config, const 
     const int64_t V = !interleaved ? 1 : configured == kind ? config.parallel.pipeline.chunks : 2;
     if (interleaved && (M % P != 0 || spec.n_layer < P * V)) continue;
     const PipelineTimeline timeline = pipeline_timeline(kind, P, M, V);
-    const std::vector<StageActivations> held = stage_activations(spec, config, kind, M, V);
+    const std::vector<StageActivations> held = stage_activations(spec, config, timeline, V);
     std::vector<std::string> stages;
     for (const StageActivations& stage : held) {
       stages.push_back(fmt::format("{:g}: {}", stage.micro_batches, human_bytes(stage.bytes)));

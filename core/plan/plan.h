@@ -65,18 +65,15 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
 PipelineTimeline pipeline_timeline(PipelineScheduleKind kind, int64_t stages, int64_t micro_batches, int64_t chunks,
                                    const ComputeCosts& costs = {});
 
-// Activation memory of each stage at its peak under `kind` (config.parallel.pipeline's size and
-// partition, `chunks` per stage): the micro-batches it holds at once and their bytes.
+// Activation memory of each stage at its peak in `timeline` (pipeline_timeline() of
+// config.parallel.pipeline's size and partition, `chunks` per stage): the micro-batches it holds
+// at once and their bytes.
 struct StageActivations {
   double micro_batches = 0;
   double bytes = 0;
 };
 std::vector<StageActivations> stage_activations(const ModelSpec& spec, const Config& config,
-                                                PipelineScheduleKind kind, int64_t micro_batches, int64_t chunks);
-
-// The pipeline's bubble (idle over compute time summed over the stages) over `micro_batches`
-// per step at `costs`.
-double planned_bubble(const PipelineConfig& pipeline, int64_t micro_batches, const ComputeCosts& costs = {});
+                                                const PipelineTimeline& timeline, int64_t chunks);
 
 std::string plan_report(const Config& config, int world_size = 1);
 

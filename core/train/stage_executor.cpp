@@ -77,9 +77,6 @@ StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, S
   const TensorParallel& tp = model.tensor_parallel();
   const int64_t split = (tp.sequence_parallel ? tp.size : 1) * tp.sequence_size;
   activation_shape_ = {rows, seq_len / split, model.spec().d_model};
-  for (size_t c = 0; c < layout_.chunks.size(); ++c) {
-    if (layout_.chunks[c].heads) head_chunk_ = static_cast<int>(c);
-  }
   if (const auto cost = artificial_stage_cost()) {
     // A stage's cost, shared by its chunks.
     const auto chunks = static_cast<double>(layout_.chunks.size());

@@ -50,7 +50,7 @@ class StageExecutor {
   StageExecutor& operator=(const StageExecutor&) = delete;
 
   const StageLayout& layout() const { return layout_; }
-  bool holds_loss() const { return head_chunk_ >= 0; }  // the last stage
+  bool holds_loss() const { return layout_.chunks.back().heads; }  // the last stage
 
   // Before the step's first instruction: drops the last step's state, lends the tied embedding.
   void begin_step();
@@ -118,7 +118,6 @@ class StageExecutor {
   bool recompute_blocks_, recompute_attention_;  // activation checkpointing full, selective
   int64_t micro_batches_;
   std::vector<int64_t> activation_shape_;
-  int head_chunk_ = -1;  // index of the chunk that heads, -1: none here
   std::vector<Slot> slots_;  // by micro-batch x chunks + chunk
   std::vector<DeferredWeightGradients> deferred_;  // zero_bubble, as slots_
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;  // (inputs, targets) by micro-batch
