@@ -154,14 +154,23 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
     }
     const PipelineTimeline planned = pipeline_timeline(parse_pipeline_schedule(options.schedule), options.pipeline,
                                                        options.microbatches, options.chunks, costs);
+    std::vector<int64_t> stage_tensor_bytes(static_cast<size_t>(options.pipeline), 0);
+    for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) {
+      const auto& stages = summary.steps[i].stage_tensor_bytes;
+      for (size_t s = 0; s < stages.size(); ++s) stage_tensor_bytes[s] = std::max(stage_tensor_bytes[s], stages[s]);
+    }
+    std::vector<double> planned_stages;
+    for (const StageActivations& stage : stage_activations(spec, config, planned, options.chunks)) {
+      planned_stages.push_back(stage.bytes);
+    }
     result["pipeline"] = {{"stages", options.pipeline},
                           {"schedule", options.schedule},
                           {"micro_batches", options.microbatches},
                           {"chunks", options.chunks},
                           {"measured_bubble", median_of(&StepMetrics::pipeline_bubble)},
                           {"planned_bubble", planned.bubble_ratio()},
-                          {"planned_stage0_activation_bytes",
-                           stage_activations(spec, config, planned, options.chunks).front().bytes}};
+                          {"stage_tensor_bytes", stage_tensor_bytes},
+                          {"planned_stage_activation_bytes", planned_stages}};
   }
   std::printf("%s\n", result.dump().c_str());
   std::fflush(stdout);

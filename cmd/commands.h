@@ -45,11 +45,17 @@ struct BenchOptions {
   double peak_flops = 0;  // 0: measure
 };
 
+struct ReportOptions {
+  std::vector<std::string> run_dirs;
+  std::string output = "report.html";
+};
+
 // Runs in every rank of a job (or alone); `launch` says which rank this is.
 int run_train_command(const ConfigOptions& options, const LaunchEnvironment& launch);
 int run_plan_command(const ConfigOptions& options, int world_size);
 int run_prepare_command(const PrepareCommandOptions& options);
 int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch);
 int run_presets_command();  // the model zoo, one line per preset
+int run_report_command(const ReportOptions& options);
 
 }  // namespace cr

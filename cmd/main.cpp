@@ -145,6 +145,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   export_command->add_option("--max-shard-size", export_options.max_shard_size, "e.g. 5GB, 500MiB");
 
+  cr::ReportOptions report_options;
+  auto* report =
+      app.add_subcommand("report", "draw runs' metrics (loss, learning rate, tokens/s, memory) as one HTML page");
+  report->add_option("run_dirs", report_options.run_dirs, "run directories (runtime.run_dir), overlaid")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  report->add_option("-o,--output", report_options.output, "the page to write")->capture_default_str();
+
   auto* presets = app.add_subcommand("presets", "list the model zoo's presets with their sizes");
   auto* help = app.add_subcommand("help", "show this help (`colossal-run COMMAND --help` for a command's options)");
 
@@ -160,6 +168,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*presets) return cr::run_presets_command();
+    if (*report) return cr::run_report_command(report_options);
     if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
     if (*export_command) return cr::run_export_command(export_options);

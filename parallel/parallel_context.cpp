@@ -21,10 +21,13 @@ std::vector<std::string> mesh_axes_of(Axis axis) {
 
 std::string axis_name(Axis axis) { return fmt::format("{}", fmt::join(mesh_axes_of(axis), " x ")); }
 
-ParallelContext::ParallelContext() : mesh_(MeshShape{}, 1) {}
+ParallelContext::ParallelContext() : mesh_(MeshShape{}, 1), pipeline_links_(std::make_unique<PipelineLinks>()) {}
 
 ParallelContext::ParallelContext(const ProcessMesh& mesh, Communicator* world, int device_index)
-    : mesh_(mesh), world_(world), world_rank_(world ? world->rank() : 0) {
+    : mesh_(mesh),
+      world_(world),
+      world_rank_(world ? world->rank() : 0),
+      pipeline_links_(std::make_unique<PipelineLinks>()) {
   if (!world) {
     CR_CHECK(mesh.world_size() == 1, "a mesh of {} ranks needs a world communicator", mesh.world_size());
     return;
@@ -55,10 +58,14 @@ ParallelContext::ParallelContext(const ProcessMesh& mesh, Communicator* world, i
       device_[index] = owned_.back().get();
     }
   }
+  if (Communicator* pipeline = host_group(Axis::Pipeline)) {
+    pipeline_links_ = std::make_unique<PipelineLinks>(*pipeline, device_index);
+  }
 }
 
 ParallelContext::~ParallelContext() {
   // Newest first: device twins before the host groups they were created from.
+  pipeline_links_.reset();
   while (!owned_.empty()) owned_.pop_back();
 }
 

@@ -15,6 +15,8 @@
 // CUDA tensors) for the axes with more than one rank; data x sequence is the data group itself
 // when sequence has one rank (no second communicator for the same ranks). `control()` is the world's host
 // communicator, for agreement between all ranks (stop requests, checkpoint rendezvous).
+// Pipelines' point-to-point messages travel on `pipeline_links()`, copies of the pipeline group
+// (pipeline_links.h).
 #pragma once
 
 #include <array>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/pipeline_links.h"
 #include "parallel/process_mesh.h"
 
 namespace cr {
@@ -58,6 +61,8 @@ class ParallelContext {
   Communicator* device_group(Axis axis) const;
   // Every rank of the job, host side; null for a single process.
   Communicator* control() const { return world_; }
+  // The communicators of the pipeline's point-to-point messages (none without a pipeline).
+  const PipelineLinks& pipeline_links() const { return *pipeline_links_; }
 
  private:
   static constexpr size_t kAxes = 6;
@@ -67,6 +72,7 @@ class ParallelContext {
   int world_rank_ = 0;
   std::array<Communicator*, kAxes> host_{}, device_{};  // by Axis; null for an axis of one rank
   std::vector<std::unique_ptr<Communicator>> owned_;    // device twins after their host groups
+  std::unique_ptr<PipelineLinks> pipeline_links_;       // destroyed before the groups
 };
 
 }  // namespace cr

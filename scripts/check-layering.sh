@@ -24,8 +24,9 @@ declare -A allowed=(
   [core/train]="$engine"
   [core/infer]="$engine"
   [core/plan]="$engine"
-  [cmd]="core/infer core/plan $engine"
-  [tests]="cmd core/infer core/plan $engine"
+  [core/report]="core/base"
+  [cmd]="core/infer core/plan core/report $engine"
+  [tests]="cmd core/infer core/plan core/report $engine"
 )
 
 folder_of() {  # the rule's folder for a path: core/<sub> inside core, else the top folder

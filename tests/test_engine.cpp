@@ -129,7 +129,7 @@ TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
   test::TempDir dir;
   const auto path = dir.file("metrics.jsonl");
   {
-    MetricsFile first(path, 0, "0123456789abcdef");
+    MetricsFile first(path, 0, "0123456789abcdef", false);
     for (int64_t step = 1; step <= 6; ++step) {
       StepMetrics m;
       m.step = step;
@@ -140,7 +140,7 @@ TEST_CASE("a resumed run's metrics.jsonl keeps each step once", "[engine]") {
   }
   { std::ofstream(path, std::ios::app) << "{\"kind\": \"train\", \"st"; }  // a killed writer's torn line
   {
-    MetricsFile resumed(path, 4, "0123456789abcdef");  // the checkpoint was at step 4; steps 5-6 run again
+    MetricsFile resumed(path, 4, "0123456789abcdef", false);  // the checkpoint was at step 4; steps 5-6 run again
     StepMetrics m;
     m.step = 5;
     m.tokens_seen = 320;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/base/error.h"
+#include "parallel/pipeline_ring.h"
 #include "parallel/process_mesh.h"
 
 using Catch::Matchers::Contains;
@@ -183,4 +184,31 @@ TEST_CASE("data x sequence groups join the ranks that hold the same parameters",
   CHECK(mesh.groups(std::vector<std::string>{"data"}) == mesh.groups("data"));
   for (int rank = 0; rank < 16; ++rank) CHECK(mesh.key(rank, {"tensor"}) == mesh.coordinate(rank, "tensor"));
   CHECK_THAT(mesh.describe(), Contains("data x sequence groups: [0,2,8,10] [1,3,9,11] [4,6,12,14] [5,7,13,15]"));
+}
+
+TEST_CASE("pipeline ring: each stage's incoming and outgoing edges have different colours", "[mesh][pipeline]") {
+  using cr::PipelineDirection;
+  for (int stages = 2; stages <= 9; ++stages) {
+    INFO("stages " << stages);
+    CHECK(cr::pipeline_link_colours(stages) == (stages % 2 == 0 ? 2 : 3));
+    for (int s = 0; s < stages; ++s) {
+      INFO("stage " << s);
+      const int next = cr::pipeline_neighbour(s, PipelineDirection::Next, stages);
+      const int previous = cr::pipeline_neighbour(s, PipelineDirection::Previous, stages);
+      CHECK(next == (s + 1) % stages);
+      CHECK(previous == (s + stages - 1) % stages);
+      for (const auto direction : {PipelineDirection::Next, PipelineDirection::Previous}) {
+        const int out = cr::pipeline_link_colour(s, direction, stages);
+        // What this stage receives in the same direction comes from its other neighbour.
+        const int sender = direction == PipelineDirection::Next ? previous : next;
+        const int in = cr::pipeline_link_colour(sender, direction, stages);
+        CHECK(out >= 0);
+        CHECK(out < cr::pipeline_link_colours(stages));
+        CHECK(out != in);
+      }
+      // One edge, crossed either way: one colour.
+      CHECK(cr::pipeline_link_colour(s, PipelineDirection::Next, stages) ==
+            cr::pipeline_link_colour(next, PipelineDirection::Previous, stages));
+    }
+  }
 }

@@ -1,6 +1,7 @@
 // Schedules as data: the instruction lists a rank executes for one step.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -363,4 +364,37 @@ TEST_CASE("pipeline message tags tell every message of a step apart", "[schedule
     }
   }
   CHECK(tags.size() == 64u * 7u * 2u);
+}
+
+TEST_CASE("device messages: one communicator per ring edge lets every schedule finish; one for all does not",
+          "[schedule][pipeline]") {
+  for (const auto kind : {Kind::GPipe, Kind::OneFOneB, Kind::ZeroBubble, Kind::Interleaved}) {
+    for (int64_t P : {2, 3, 4, 5, 8}) {
+      for (int64_t M : {1, 2, 4, 8, 10, 16}) {
+        for (int64_t V : {1, 2, 3}) {
+          if ((kind == Kind::Interleaved) != (V > 1) || (kind == Kind::Interleaved && M % P != 0)) continue;
+          INFO(pipeline_schedule_name(kind) << " P " << P << " M " << M << " V " << V);
+          CHECK_NOTHROW(check_device_messages(all_stages(kind, P, M, V), /*per_link=*/true));
+        }
+      }
+    }
+  }
+  // On one NCCL communicator, 1F1B's stage 0 queues micro-batch 1's activation while stage 1 queues
+  // micro-batch 0's gradient, each ahead of the receive the other waits for.
+  CHECK_THROWS_WITH(check_device_messages(all_stages(Kind::OneFOneB, 2, 2), /*per_link=*/false),
+                    Catch::Contains("stage 0 sending activation 1 of virtual stage 0; "
+                                    "stage 1 sending gradient 0 of virtual stage 1"));
+  CHECK_THROWS_WITH(check_device_messages(all_stages(Kind::Interleaved, 2, 2, 2), /*per_link=*/false),
+                    Catch::Contains("wait on each other for ever"));
+  CHECK_NOTHROW(check_device_messages(all_stages(Kind::GPipe, 4, 8), /*per_link=*/false));
+  // A link's sends in another order than its receives (NCCL has no tags to sort them) are caught.
+  auto programs = all_stages(Kind::GPipe, 2, 2);
+  auto& first = programs[0];
+  const auto send = [&](int64_t m) {
+    return std::find_if(first.begin(), first.end(),
+                        [&](const Instruction& in) { return in.op == Op::SendActivation && in.micro_batch == m; });
+  };
+  std::iter_swap(send(0), send(1));
+  CHECK_THROWS_WITH(check_device_messages(programs, /*per_link=*/true),
+                    Catch::Contains("stage 0 sending activation 1"));
 }

@@ -107,6 +107,13 @@ TEST_CASE("crc32 matches the standard check value", "[crc32]") {
   CHECK(cr::crc32(check + 4, 5, cr::crc32(check, 4)) == 0xCBF43926u);
 }
 
+TEST_CASE("crc32c matches the standard check values", "[crc32]") {
+  CHECK(cr::crc32c("123456789", 9) == 0xE3069283u);  // RFC 3720's check value
+  const std::string zeros(32, '\0');
+  CHECK(cr::crc32c(zeros.data(), zeros.size()) == 0x8A9136AAu);  // RFC 3720 B.4
+  CHECK(cr::crc32c(nullptr, 0) == 0u);
+}
+
 TEST_CASE("crc32 matches a bitwise reference for many lengths and alignments", "[crc32]") {
   const auto bytes = random_bytes((1 << 20) + 64, 7);
   std::vector<size_t> lengths;

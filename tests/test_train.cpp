@@ -18,6 +18,7 @@
 #include "core/train/trainer.h"
 #include "models/mixed_precision.h"
 #include "tests/shared_data.h"
+#include "tests/tfevents_reader.h"
 
 using namespace cr;
 namespace fs = std::filesystem;
@@ -227,6 +228,44 @@ TEST_CASE("the run directory holds the resolved config, metrics and pruned check
   bool logged_last_step = false;
   for (std::string entry; std::getline(log, entry);) logged_last_step |= entry.find("] step 8/8 | loss") != std::string::npos;
   CHECK(logged_last_step);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("runtime.tensorboard writes every step's and evaluation's metrics as TensorBoard events",
+          "[train][tensorboard]") {
+  const auto dir = fresh_dir("tensorboard");
+  run_training(tiny_config(dir, {"runtime.tensorboard=true", "train.eval_every=4", "train.eval_batches=1"}));
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir / "tensorboard")) files.push_back(entry.path());
+  REQUIRE(files.size() == 1);
+  const auto events = test::read_tfevents(files.front());
+  REQUIRE(events.size() == 1 + 8 + 2);  // the file version, 8 steps, 2 evaluations
+  CHECK(events.front().file_version == "brain.Event:2");
+  // Each value is metrics.jsonl's, as a float.
+  std::map<std::pair<int64_t, std::string>, double> logged;
+  std::ifstream metrics(dir / "metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record["kind"] == "train") {
+      logged[{record["step"].get<int64_t>(), "train/loss"}] = record["loss"].get<double>();
+      logged[{record["step"].get<int64_t>(), "train/lr"}] = record["lr"].get<double>();
+    } else if (record["kind"] == "eval") {
+      logged[{record["step"].get<int64_t>(), "eval/val_loss"}] = record["val_loss"].get<double>();
+    }
+  }
+  REQUIRE(logged.size() == 8 * 2 + 2);
+  size_t compared = 0;
+  for (size_t i = 1; i < events.size(); ++i) {
+    for (const auto& [tag, value] : events[i].scalars) {
+      const auto found = logged.find({events[i].step, tag});
+      if (found == logged.end()) continue;
+      CHECK(value == static_cast<float>(found->second));
+      ++compared;
+    }
+  }
+  CHECK(compared == logged.size());
+  CHECK(events[1].scalars.count("memory/peak_host_gib") == 1);
+  CHECK(events[1].scalars.count("memory/peak_device_gib") == 0);  // none on a CPU
   fs::remove_all(dir);
 }
 

@@ -20,4 +20,8 @@ uint32_t crc32_portable(const void* data, size_t n, uint32_t crc = 0);
 // CRC of a whole file, read in large chunks; cr::Error naming the file if it cannot be read.
 uint32_t crc32_file(const std::string& path);
 
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as TensorBoard's record files use it;
+// byte-table driven (their records are small).
+uint32_t crc32c(const void* data, size_t n);
+
 }  // namespace cr

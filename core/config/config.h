@@ -115,6 +115,7 @@ struct RuntimeConfig {
   std::string device = "auto";  // auto | cpu | cuda
   int64_t threads = 0;          // 0: this rank's share of the cores
   bool progress_bar = true;     // only drawn when stdout is a terminal
+  bool tensorboard = false;     // also write <run_dir>/tensorboard/ event files
   double collective_timeout_s = 300.0;  // a collective not done by then aborts the job
 };
 

@@ -237,6 +237,8 @@ const std::vector<ConfigKey>& config_keys() {
        one_of({"auto", "cpu", "cuda"})},
       {CR_FIELD(runtime, threads), "CPU threads; 0: this rank's share of the cores", between(0, kMaxThreads)},
       {CR_FIELD(runtime, progress_bar), "draw a progress bar when stdout is a terminal"},
+      {CR_FIELD(runtime, tensorboard),
+       "also write the metrics as TensorBoard event files under <run_dir>/tensorboard (`tensorboard --logdir`)"},
       {CR_FIELD(runtime, collective_timeout_s),
        "seconds a collective may wait for other ranks before the job is aborted",
        above_up_to(0, kMaxTimeoutSeconds)},

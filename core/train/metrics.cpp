@@ -1,6 +1,7 @@
 #include "core/train/metrics.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include <unistd.h>
@@ -12,6 +13,11 @@
 #include "core/base/strings.h"
 
 namespace cr {
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+}  // namespace
 
 std::string format_step_line(const StepMetrics& m) {
   std::string line = fmt::format(
@@ -26,7 +32,8 @@ std::string format_step_line(const StepMetrics& m) {
   return line;
 }
 
-MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step, std::string run) : run_(std::move(run)) {
+MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step, std::string run, bool tensorboard)
+    : run_(std::move(run)) {
   if (log_rank() != 0) return;
   if (resumed_step > 0) {
     // Kept: records up to the checkpoint's step; a torn last line of a killed run goes too.
@@ -44,6 +51,10 @@ MetricsFile::MetricsFile(const std::string& path, int64_t resumed_step, std::str
   }
   file_ = std::fopen(path.c_str(), resumed_step > 0 ? "a" : "w");
   if (!file_) fail("cannot open metrics file '{}' for writing", path);
+  if (tensorboard) {
+    const auto dir = std::filesystem::path(path).parent_path() / "tensorboard";
+    tensorboard_ = std::make_unique<TfEventsWriter>(dir.string());
+  }
 }
 
 MetricsFile::~MetricsFile() {
@@ -79,6 +90,21 @@ void MetricsFile::write_step(const StepMetrics& m) {
   }
   if (m.pipeline_bubble) j["pipeline_bubble"] = *m.pipeline_bubble;
   write_line(j.dump());
+  if (!tensorboard_) return;
+  std::vector<std::pair<std::string, float>> scalars = {
+      {"train/loss", m.loss},
+      {"train/lr", m.lr},
+      {"train/grad_norm", m.grad_norm},
+      {"train/tokens_per_s", m.tokens_per_s},
+      {"train/mfu", m.mfu},
+      {"train/step_time_s", m.step_time_s},
+      {"memory/peak_host_gib", static_cast<double>(m.peak_host_bytes) / kGiB}};
+  if (m.peak_device_bytes > 0) {
+    scalars.emplace_back("memory/peak_device_gib", static_cast<double>(m.peak_device_bytes) / kGiB);
+  }
+  if (m.loss_scale > 0) scalars.emplace_back("train/loss_scale", m.loss_scale);
+  if (m.pipeline_bubble) scalars.emplace_back("train/pipeline_bubble", *m.pipeline_bubble);
+  tensorboard_->write_scalars(m.step, scalars);
 }
 
 void MetricsFile::write_eval(int64_t step, double val_loss) {
@@ -88,6 +114,9 @@ void MetricsFile::write_eval(int64_t step, double val_loss) {
                             {"val_loss", val_loss},
                             {"perplexity", std::exp(val_loss)}}
                  .dump());
+  if (tensorboard_) {
+    tensorboard_->write_scalars(step, {{"eval/val_loss", val_loss}, {"eval/perplexity", std::exp(val_loss)}});
+  }
 }
 
 void MetricsFile::write_summary(const RunTotals& totals) {

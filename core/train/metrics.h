@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "core/formats/tfevents.h"
 #include "memory/state_bytes.h"
 
 namespace cr {
@@ -34,6 +37,8 @@ struct StepMetrics {
   // Benchmarks (HostTensorBytes installed): CPU tensor bytes the step added, at its peak, to those
   // alive when it started: activations and what lives only during a step.
   std::optional<int64_t> step_tensor_bytes;
+  // Pipelines, with HostTensorBytes: each stage's step_tensor_bytes (of this rank's pipeline).
+  std::vector<int64_t> stage_tensor_bytes;
   StateBytes state;       // this rank's training state
 };
 
@@ -55,7 +60,9 @@ class MetricsFile {
   // resumed_step > 0: a run resumed from that step's checkpoint continues the file, first
   // dropping the records of later steps (written after that checkpoint by the interrupted run),
   // so that every step appears once. 0: a new file.
-  MetricsFile(const std::string& path, int64_t resumed_step, std::string run);
+  // `tensorboard`: also TensorBoard event files in a tensorboard/ folder beside it (a new file
+  // per invocation).
+  MetricsFile(const std::string& path, int64_t resumed_step, std::string run, bool tensorboard);
   ~MetricsFile();
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
@@ -68,6 +75,7 @@ class MetricsFile {
   void write_line(const std::string& line);
   std::FILE* file_ = nullptr;
   std::string run_;
+  std::unique_ptr<TfEventsWriter> tensorboard_;
 };
 
 // Prints a log line every `log_every` steps; on a terminal also redraws a progress bar.

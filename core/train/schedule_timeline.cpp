@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <set>
 #include <tuple>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/base/error.h"
+#include "parallel/pipeline_ring.h"
 
 namespace cr {
 namespace {
@@ -119,6 +122,73 @@ PipelineTimeline simulate_pipeline(const std::vector<std::vector<Instruction>>& 
     fail("{} message(s) sent but never received", sent.size() - received.size());
   }
   return timeline;
+}
+
+void check_device_messages(const std::vector<std::vector<Instruction>>& programs, bool per_link) {
+  const auto P = static_cast<int64_t>(programs.size());
+  const int stages = static_cast<int>(P);
+  struct Posted {
+    MessageKey key;
+    bool sends;  // else this end receives it
+    int peer;
+  };
+  // Per stage, what waits on each communicator, in issue order.
+  const size_t channels = per_link ? 2 * static_cast<size_t>(pipeline_link_colours(stages)) : 1;
+  std::vector<std::vector<std::deque<Posted>>> queues(programs.size(), std::vector<std::deque<Posted>>(channels));
+  std::vector<size_t> next(programs.size(), 0);
+  std::set<std::pair<int64_t, MessageKey>> delivered;  // (receiving stage, message)
+  const auto channel_of = [&](bool activation, int sender) -> size_t {
+    if (!per_link) return 0;
+    const auto direction = activation ? PipelineDirection::Next : PipelineDirection::Previous;
+    return static_cast<size_t>((activation ? 0 : pipeline_link_colours(stages)) +
+                               pipeline_link_colour(sender, direction, stages));
+  };
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (int64_t s = 0; s < P; ++s) {
+      const auto& program = programs[static_cast<size_t>(s)];
+      for (auto& at = next[static_cast<size_t>(s)]; at < program.size(); ++at) {
+        const Instruction& in = program[at];
+        const bool receive = in.op == Op::RecvActivation || in.op == Op::RecvGradient;
+        if (!receive && in.op != Op::SendActivation && in.op != Op::SendGradient) continue;
+        const bool activation = in.op == Op::RecvActivation || in.op == Op::SendActivation;
+        const int64_t here = in.chunk * P + s;
+        const MessageKey key{activation, in.micro_batch, !receive ? here : activation ? here - 1 : here + 1};
+        if (receive && delivered.count({s, key})) continue;  // posted earlier, arrived since
+        const int sender = static_cast<int>(std::get<2>(key) % P);
+        const auto direction = activation ? PipelineDirection::Next : PipelineDirection::Previous;
+        auto& queue = queues[static_cast<size_t>(s)][channel_of(activation, sender)];
+        const bool posted = std::any_of(queue.begin(), queue.end(), [&](const Posted& p) { return p.key == key; });
+        if (!posted) queue.push_back({key, !receive, receive ? sender : pipeline_neighbour(sender, direction, stages)});
+        moved = moved || !posted;
+        if (receive) break;  // the stage waits for it
+      }
+    }
+    // A send and its receive complete together when both lead their communicator's queues.
+    for (int64_t s = 0; s < P; ++s) {
+      for (size_t c = 0; c < channels; ++c) {
+        auto& queue = queues[static_cast<size_t>(s)][c];
+        if (queue.empty() || !queue.front().sends) continue;
+        auto& peer = queues[static_cast<size_t>(queue.front().peer)][c];
+        if (peer.empty() || peer.front().sends || peer.front().key != queue.front().key) continue;
+        delivered.insert({queue.front().peer, queue.front().key});
+        queue.pop_front();
+        peer.pop_front();
+        moved = true;
+      }
+    }
+  }
+  std::vector<std::string> blocked;
+  for (int64_t s = 0; s < P; ++s) {
+    for (const auto& queue : queues[static_cast<size_t>(s)]) {
+      if (queue.empty()) continue;
+      const auto& [activation, micro_batch, from] = queue.front().key;
+      blocked.push_back(fmt::format("stage {} {} {} {} of virtual stage {}", s,
+                                    queue.front().sends ? "sending" : "receiving",
+                                    activation ? "activation" : "gradient", micro_batch, from));
+    }
+  }
+  if (!blocked.empty()) fail("the stages wait on each other for ever: {}", fmt::join(blocked, "; "));
 }
 
 std::string render_timeline(const PipelineTimeline& timeline) {

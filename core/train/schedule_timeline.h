@@ -54,4 +54,11 @@ std::string render_timeline(const PipelineTimeline& timeline);
 PipelineTimeline simulate_pipeline(const std::vector<std::vector<Instruction>>& programs, int64_t chunks,
                                    const ComputeCosts& costs = {});
 
+// Runs the stages' messages as NCCL does (parallel/pipeline_links.h): each communicator carries
+// a stage's sends and receives in the order the stage issues them, a send completes only when its
+// receive runs, and a stage waits at each receive. `per_link`: each message on its direction's
+// and edge's communicator (PipelineLinks); else all on one. cr::Error naming each stage's blocked
+// message when the stages wait on each other for ever.
+void check_device_messages(const std::vector<std::vector<Instruction>>& programs, bool per_link);
+
 }  // namespace cr

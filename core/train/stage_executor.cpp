@@ -56,13 +56,13 @@ std::function<bool(const torch::Tensor&)> owned_by_stage(CausalLMImpl& model, co
 }
 
 StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, StageLayout layout,
-                             Communicator* pipeline, Communicator* pipeline_host, torch::Device device,
+                             const PipelineLinks& links, Communicator* pipeline_host, torch::Device device,
                              torch::ScalarType compute_dtype, int64_t micro_batches, int64_t rows, int64_t seq_len,
                              const std::string& checkpointing)
     : model_(model),
       strategy_(strategy),
       layout_(std::move(layout)),
-      pipeline_(pipeline),
+      links_(links),
       pipeline_host_(pipeline_host),
       device_(device),
       activation_dtype_(activation_dtype(compute_dtype, device)),
@@ -70,7 +70,7 @@ StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, S
       recompute_blocks_(checkpointing == "full"),
       recompute_attention_(checkpointing == "selective"),
       micro_batches_(micro_batches) {
-  CR_CHECK(layout_.stages == 1 || (pipeline_ && pipeline_host_), "a pipeline of {} stages needs its group",
+  CR_CHECK(layout_.stages == 1 || pipeline_host_, "a pipeline of {} stages needs its group",
            layout_.stages);
   // Between blocks a rank holds its part of the sequence: split_gather splits it over the tensor
   // group, all_to_all and ring_attn over the sequence group.
@@ -111,8 +111,9 @@ StageExecutor::Slot& StageExecutor::slot(const Instruction& instruction) { retur
 
 void StageExecutor::lend_embedding() {
   torch::NoGradGuard no_grad;
-  if (lends_embedding_) send(tied_weight_.detach(), static_cast<int>(layout_.stages - 1), kTiedWeightTag);
-  if (borrows_embedding_) pipeline_->recv(tied_weight_.detach(), 0, kTiedWeightTag);
+  const auto last = static_cast<int>(layout_.stages - 1);
+  if (lends_embedding_) send(tied_weight_.detach(), PipelineDirection::Previous, last, kTiedWeightTag);
+  if (borrows_embedding_) recv(tied_weight_.detach(), PipelineDirection::Previous, 0, kTiedWeightTag);
 }
 
 template <typename Work>
@@ -183,7 +184,7 @@ void StageExecutor::take_tied_gradient() {
   // The last stage's share of the tied embedding's gradient joins this stage's before the
   // reduction over the data-parallel replicas starts.
   auto returned = torch::empty(tied_weight_.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(device_));
-  pipeline_->recv(returned, static_cast<int>(layout_.stages - 1), kTiedGradientTag);
+  recv(returned, PipelineDirection::Next, static_cast<int>(layout_.stages - 1), kTiedGradientTag);
   strategy_.local_gradient(tied_name_).add_(returned);
 }
 
@@ -209,7 +210,7 @@ void StageExecutor::backward(const Instruction& instruction, bool reduces, doubl
   if (part.heads && borrows_embedding_) {
     tied_gradient_.add_(tied_weight_.grad());
     tied_weight_.mutable_grad() = torch::Tensor();
-    if (++head_backwards_ == micro_batches_) send(tied_gradient_, 0, kTiedGradientTag);
+    if (++head_backwards_ == micro_batches_) send(tied_gradient_, PipelineDirection::Next, 0, kTiedGradientTag);
   }
 }
 
@@ -224,11 +225,20 @@ torch::Tensor StageExecutor::empty_activation() const {
   return torch::empty(activation_shape_, torch::TensorOptions().dtype(activation_dtype_).device(device_));
 }
 
-void StageExecutor::send(torch::Tensor tensor, int peer, int tag) {
+void StageExecutor::send(torch::Tensor tensor, PipelineDirection direction, int peer, int tag) {
+  const int stage = pipeline_host_->rank();
+  CR_CHECK(peer == pipeline_neighbour(stage, direction, static_cast<int>(layout_.stages)),
+           "stage {} sends to stage {}, not its neighbour", stage, peer);
   // Completed sends are dropped as new ones start, so at most a schedule's in-flight count waits.
   sends_.erase(std::remove_if(sends_.begin(), sends_.end(), [](const auto& work) { return work->test(); }),
                sends_.end());
-  sends_.push_back(pipeline_->send_async(std::move(tensor), peer, tag));
+  sends_.push_back(links_.from(stage, direction).send_async(std::move(tensor), peer, tag));
+}
+
+void StageExecutor::recv(torch::Tensor tensor, PipelineDirection direction, int peer, int tag) {
+  CR_CHECK(pipeline_neighbour(peer, direction, static_cast<int>(layout_.stages)) == pipeline_host_->rank(),
+           "stage {} receives from stage {}, not its neighbour", pipeline_host_->rank(), peer);
+  links_.from(peer, direction).recv(std::move(tensor), peer, tag);
 }
 
 void StageExecutor::send_activation(const Instruction& instruction) {
@@ -237,22 +247,23 @@ void StageExecutor::send_activation(const Instruction& instruction) {
   CR_CHECK(output.sizes().vec() == activation_shape_ && output.scalar_type() == activation_dtype_,
            "stage activation {} {} differs from the layout's {} {}", output.sizes(), c10::toString(output.scalar_type()),
            fmt::join(activation_shape_, ", "), c10::toString(activation_dtype_));
-  send(output, part.next, pipeline_tag(instruction.micro_batch, part.position, layout_.virtual_stages, false));
+  send(output, PipelineDirection::Next, part.next,
+       pipeline_tag(instruction.micro_batch, part.position, layout_.virtual_stages, false));
 }
 
 void StageExecutor::recv_activation(const Instruction& instruction) {
   const StageChunk& part = chunk(instruction);
   Slot& s = slot(instruction);
   s.input = empty_activation();
-  pipeline_->recv(s.input, part.previous,
-                  pipeline_tag(instruction.micro_batch, part.position - 1, layout_.virtual_stages, false));
+  recv(s.input, PipelineDirection::Next, part.previous,
+       pipeline_tag(instruction.micro_batch, part.position - 1, layout_.virtual_stages, false));
   s.input.requires_grad_(true);
 }
 
 void StageExecutor::send_gradient(const Instruction& instruction) {
   const StageChunk& part = chunk(instruction);
   Slot& s = slot(instruction);
-  send(std::move(s.input_gradient), part.previous,
+  send(std::move(s.input_gradient), PipelineDirection::Previous, part.previous,
        pipeline_tag(instruction.micro_batch, part.position - 1, layout_.virtual_stages, true));
 }
 
@@ -260,8 +271,8 @@ void StageExecutor::recv_gradient(const Instruction& instruction) {
   const StageChunk& part = chunk(instruction);
   Slot& s = slot(instruction);
   s.output_gradient = empty_activation();
-  pipeline_->recv(s.output_gradient, part.next,
-                  pipeline_tag(instruction.micro_batch, part.position, layout_.virtual_stages, true));
+  recv(s.output_gradient, PipelineDirection::Previous, part.next,
+       pipeline_tag(instruction.micro_batch, part.position, layout_.virtual_stages, true));
 }
 
 void StageExecutor::wait_for_sends() {
@@ -286,14 +297,23 @@ double StageExecutor::from_last_stage(double value) {
 
 double StageExecutor::measured_bubble() {
   if (!pipeline_host_) return 0.0;
-  const auto stages = static_cast<int64_t>(pipeline_host_->size());
-  auto mine = torch::tensor({busy_s_, flushed_s_}, torch::kDouble);
-  auto all = torch::empty({2 * stages}, torch::kDouble);
+  const std::vector<double> times = from_every_stage({busy_s_, flushed_s_});
+  double busy = 0, span = 0;
+  for (size_t i = 0; i < times.size(); i += 2) {
+    busy += times[i];
+    span = std::max(span, times[i + 1]);
+  }
+  const auto stages = static_cast<double>(times.size() / 2);
+  return busy > 0 ? (stages * span - busy) / busy : 0.0;
+}
+
+std::vector<double> StageExecutor::from_every_stage(std::vector<double> values) {
+  if (!pipeline_host_) return values;
+  const auto n = static_cast<int64_t>(values.size());
+  auto mine = torch::tensor(values, torch::kDouble);
+  auto all = torch::empty({n * pipeline_host_->size()}, torch::kDouble);
   pipeline_host_->all_gather(mine, all);
-  const auto times = all.view({stages, 2});
-  const double busy = times.select(1, 0).sum().item<double>();
-  const double span = times.select(1, 1).max().item<double>();
-  return busy > 0 ? (static_cast<double>(stages) * span - busy) / busy : 0.0;
+  return {all.data_ptr<double>(), all.data_ptr<double>() + all.numel()};
 }
 
 torch::Tensor StageExecutor::forward_only(const torch::Tensor& inputs, const torch::Tensor& targets) {
@@ -304,13 +324,14 @@ torch::Tensor StageExecutor::forward_only(const torch::Tensor& inputs, const tor
       x = model_.embed(inputs);
     } else {
       x = empty_activation();
-      pipeline_->recv(x, part.previous, pipeline_tag(0, part.position - 1, layout_.virtual_stages, false));
+      recv(x, PipelineDirection::Next, part.previous,
+           pipeline_tag(0, part.position - 1, layout_.virtual_stages, false));
     }
     x = run_chunk(part, x, std::nullopt);
     if (part.heads) {
       loss = model_.head_loss(x, targets);
     } else {
-      send(x, part.next, pipeline_tag(0, part.position, layout_.virtual_stages, false));
+      send(x, PipelineDirection::Next, part.next, pipeline_tag(0, part.position, layout_.virtual_stages, false));
     }
   }
   wait_for_sends();

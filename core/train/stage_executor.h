@@ -4,7 +4,8 @@
 // embeds starts from the tokens, the others from the activation received; the chunk that heads
 // ends in the loss. Backward starts from the loss or from the gradient received. Sends are
 // non-blocking (finished at the end of the step), receives block; shapes follow from the layout,
-// so no message carries metadata.
+// so no message carries metadata. Messages travel on the pipeline links of their direction
+// (parallel/pipeline_links.h), in the order the schedule issues them.
 //
 // A tied input / output embedding (GPT-2, OPT) lives on the first stage, which owns and updates
 // it, and is lent to the last stage for its LM head: the first stage sends the weights at the
@@ -26,6 +27,7 @@
 #include "core/train/schedule.h"
 #include "models/causal_lm.h"
 #include "models/linear.h"
+#include "parallel/pipeline_links.h"
 
 namespace cr {
 
@@ -39,10 +41,10 @@ std::function<bool(const torch::Tensor&)> owned_by_stage(CausalLMImpl& model, co
 
 class StageExecutor {
  public:
-  // `strategy` owns the parameters owned_by_stage(); `pipeline` and `pipeline_host`: the pipeline
-  // group on the training device and on the host (null without a pipeline). `micro_batches`: per
-  // step's; `rows`, `seq_len`: a micro-batch's. `checkpointing`: train.activation_checkpointing.
-  StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, StageLayout layout, Communicator* pipeline,
+  // `strategy` owns the parameters owned_by_stage(); `links`: the pipeline's message links;
+  // `pipeline_host`: the pipeline group on the host (null without a pipeline). `micro_batches`:
+  // per step's; `rows`, `seq_len`: a micro-batch's. `checkpointing`: train.activation_checkpointing.
+  StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, StageLayout layout, const PipelineLinks& links,
                 Communicator* pipeline_host, torch::Device device, torch::ScalarType compute_dtype,
                 int64_t micro_batches, int64_t rows, int64_t seq_len, const std::string& checkpointing);
   ~StageExecutor();
@@ -85,6 +87,8 @@ class StageExecutor {
   // each stage's span running from the step's start to the last stage's last backward, as
   // schedule_timeline.h's bubble_ratio() predicts it. Collective over the pipeline group.
   double measured_bubble();
+  // `values` of every stage, in stage order. Collective over the pipeline group.
+  std::vector<double> from_every_stage(std::vector<double> values);
 
  private:
   // One (micro-batch, chunk)'s tensors during a step.
@@ -104,13 +108,15 @@ class StageExecutor {
   void take_tied_gradient();
   torch::Tensor run_chunk(const StageChunk& chunk, torch::Tensor x, std::optional<uint64_t> seed);
   torch::Tensor empty_activation() const;
-  void send(torch::Tensor tensor, int peer, int tag);
+  // To or from the neighbouring stage `peer`, in `direction` (of the message).
+  void send(torch::Tensor tensor, PipelineDirection direction, int peer, int tag);
+  void recv(torch::Tensor tensor, PipelineDirection direction, int peer, int tag);
   void return_tied_gradient();
 
   CausalLMImpl& model_;
   ParameterStrategy& strategy_;
   StageLayout layout_;
-  Communicator* pipeline_;
+  const PipelineLinks& links_;
   Communicator* pipeline_host_;
   torch::Device device_;
   torch::ScalarType activation_dtype_;

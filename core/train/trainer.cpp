@@ -247,7 +247,7 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
                                                context_.device_group(Axis::DataSequence),
                                                context_.host_group(Axis::PipelineTensor));
   }
-  executor_ = std::make_unique<StageExecutor>(*model_, *strategy_, stage_, context_.device_group(Axis::Pipeline),
+  executor_ = std::make_unique<StageExecutor>(*model_, *strategy_, stage_, context_.pipeline_links(),
                                               context_.host_group(Axis::Pipeline), device_, dtype_, accumulation_,
                                               micro, config_.data.seq_len, config_.train.activation_checkpointing);
   if (resumed) {
@@ -471,7 +471,8 @@ void Trainer::save(int64_t steps_done) {
 
 TrainSummary Trainer::run() {
   const auto& train = config_.train;
-  MetricsFile metrics((std::filesystem::path(config_.runtime.run_dir) / "metrics.jsonl").string(), start_step_, run_);
+  MetricsFile metrics((std::filesystem::path(config_.runtime.run_dir) / "metrics.jsonl").string(), start_step_, run_,
+                      config_.runtime.tensorboard);
   ProgressReporter progress(start_step_, train.steps, train.log_every, config_.runtime.progress_bar);
   if (!val_sampler_ && train.eval_every > 0) warn0("no validation data (data.val empty, data.val_fraction 0): evaluation is off");
   StopSignalScope stop_scope;
@@ -509,7 +510,14 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     strategy_->begin_step(/*training=*/true);
     run_schedule(step, m);
     strategy_->end_step();
-    if (tensors) m.step_tensor_bytes = tensors->peak() - tensors_at_start;
+    if (tensors) {
+      m.step_tensor_bytes = tensors->peak() - tensors_at_start;
+      if (stage_.stages > 1) {
+        for (const double bytes : executor_->from_every_stage({static_cast<double>(*m.step_tensor_bytes)})) {
+          m.stage_tensor_bytes.push_back(static_cast<int64_t>(bytes));
+        }
+      }
+    }
     m.step_time_s = seconds_since(start);
     m.other_s = std::max(0.0, m.step_time_s - m.forward_s - m.backward_s - m.communication_s - m.optimizer_s);
     m.tokens_per_s = static_cast<double>(global_batch_ * config_.data.seq_len) / m.step_time_s;
