@@ -45,6 +45,11 @@ struct BenchOptions {
   double peak_flops = 0;  // 0: measure
 };
 
+struct ConvertConfigOptions {
+  std::string input;
+  std::string output;  // "": stdout
+};
+
 struct ReportOptions {
   std::vector<std::string> run_dirs;
   std::string output = "report.html";
@@ -57,5 +62,6 @@ int run_prepare_command(const PrepareCommandOptions& options);
 int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch);
 int run_presets_command();  // the model zoo, one line per preset
 int run_report_command(const ReportOptions& options);
+int run_convert_config_command(const ConvertConfigOptions& options);
 
 }  // namespace cr

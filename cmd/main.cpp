@@ -153,6 +153,14 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   report->add_option("-o,--output", report_options.output, "the page to write")->capture_default_str();
 
+  cr::ConvertConfigOptions convert_options;
+  auto* convert = app.add_subcommand(
+      "convert-config", "translate a DeepSpeed JSON or Colossal-AI legacy config into ours (docs/colossal-ai.md)");
+  convert->add_option("file", convert_options.input, "a DeepSpeed .json or Colossal-AI .py config")
+      ->required()
+      ->check(CLI::ExistingFile);
+  convert->add_option("-o,--output", convert_options.output, "where to write the YAML (default: stdout)");
+
   auto* presets = app.add_subcommand("presets", "list the model zoo's presets with their sizes");
   auto* help = app.add_subcommand("help", "show this help (`colossal-run COMMAND --help` for a command's options)");
 
@@ -169,6 +177,7 @@ int main(int argc, char** argv) {
   try {
     if (*presets) return cr::run_presets_command();
     if (*report) return cr::run_report_command(report_options);
+    if (*convert) return cr::run_convert_config_command(convert_options);
     if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
     if (*prepare) return cr::run_prepare_command(prepare_options);
     if (*export_command) return cr::run_export_command(export_options);

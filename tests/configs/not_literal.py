@@ -1,0 +1,2 @@
+parallel = dict(pipeline=2)
+print(parallel)
