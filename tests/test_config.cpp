@@ -711,7 +711,8 @@ clip_grad_norm = 1.0
   CHECK(config.zero.stage == 3);
   CHECK(config.train.clip_grad_norm == 1.0);
   const std::string unmapped = fmt::format("{}", fmt::join(converted.unmapped, "\n"));
-  CHECK_THAT(unmapped, Catch::Contains("parallel.tensor: mode '2.5d': 2D / 2.5D / 3D tensor parallelism is not available"));
+  CHECK_THAT(unmapped,
+             Catch::Contains("parallel.tensor: mode '2.5d': 2D / 2.5D / 3D tensor parallelism is not available"));
   CHECK_THAT(unmapped, Catch::Contains("NUM_EPOCHS: training runs train.steps"));
   CHECK_THAT(unmapped, Catch::Contains("zero.model_config.reuse_fp16_shard"));
   CHECK_THAT(unmapped, Catch::Contains("zero.optimizer_config.gpu_margin_mem_ratio"));
@@ -719,11 +720,13 @@ clip_grad_norm = 1.0
   CHECK(converted.unmapped.size() == 5);
   // A 1D layout maps one to one; CPU placement does not.
   const cr::ConvertedConfig one_d = cr::convert_colossalai_config(
-      "parallel = dict(tensor=dict(size=2, mode='1d'))\nzero = dict(model_config=dict(tensor_placement_policy='cpu'))\n",
+      "parallel = dict(tensor=dict(size=2, mode='1d'))\n"
+      "zero = dict(model_config=dict(tensor_placement_policy='cpu'))\n",
       "config.py");
   CHECK(cr::load_config_text(one_d.yaml, "converted").parallel.tensor == 2);
   CHECK(one_d.unmapped == std::vector<std::string>{
                               "zero.model_config.tensor_placement_policy: 'cpu': placing parameters on the CPU is not "
                               "available yet ('cuda' is the default)"});
-  CHECK_THROWS_WITH(cr::convert_config_file("/nonexistent/ds.json"), Catch::Contains("/nonexistent/ds.json: cannot read"));
+  CHECK_THROWS_WITH(cr::convert_config_file("/nonexistent/ds.json"),
+                    Catch::Contains("/nonexistent/ds.json: cannot read"));
 }

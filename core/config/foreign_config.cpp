@@ -115,7 +115,9 @@ void deepspeed_optimizer(const Json& section, Translation& t) {
   // DeepSpeed's Adam decouples weight decay unless adam_w_mode is false.
   const bool decoupled = lower == "adamw" || params.value("adam_w_mode", true);
   t.set("optimizer.name", decoupled ? "adamw" : "adam");
-  if (lower == "adam" && decoupled) t.note("optimizer.type Adam -> optimizer.name adamw: DeepSpeed's adam_w_mode (default true)");
+  if (lower == "adam" && decoupled) {
+    t.note("optimizer.type Adam -> optimizer.name adamw: DeepSpeed's adam_w_mode (default true)");
+  }
   for (const auto& [from, to] : std::vector<std::pair<const char*, const char*>>{
            {"lr", "optimizer.lr"}, {"betas", "optimizer.betas"}, {"eps", "optimizer.eps"},
            {"weight_decay", "optimizer.weight_decay"}}) {
@@ -130,7 +132,8 @@ void deepspeed_scheduler(const Json& section, Translation& t) {
   const std::string type = section.value("type", "");
   const Json params = section.value("params", Json::object());
   if (type != "WarmupLR" && type != "WarmupDecayLR" && type != "WarmupCosineLR") {
-    t.unmapped("scheduler.type", fmt::format("'{}': warm-up then constant, linear or cosine decay are available", type));
+    t.unmapped("scheduler.type",
+               fmt::format("'{}': warm-up then constant, linear or cosine decay are available", type));
     return;
   }
   t.set("lr_schedule.kind", type == "WarmupLR" ? "constant" : type == "WarmupDecayLR" ? "linear" : "cosine");
@@ -310,14 +313,19 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
       const std::string placement = model.value("tensor_placement_policy", "cuda");
       if (placement != "cuda") {
         t.unmapped("zero.model_config.tensor_placement_policy",
-                   fmt::format("'{}': placing parameters on the CPU is not available yet ('cuda' is the default)", placement));
+                   fmt::format("'{}': placing parameters on the CPU is not available yet ('cuda' is the default)",
+                               placement));
       }
-      if (model.contains("shard_strategy")) t.note("zero.model_config.shard_strategy: ZeRO-3 shards evenly over the data ranks");
+      if (model.contains("shard_strategy")) {
+        t.note("zero.model_config.shard_strategy: ZeRO-3 shards evenly over the data ranks");
+      }
       t.rest_unmapped(model, "zero.model_config.", {"tensor_placement_policy", "shard_strategy"}, "no equivalent");
       if (optimizer.contains("initial_scale")) t.set("precision.initial_scale", optimizer["initial_scale"]);
       t.rest_unmapped(optimizer, "zero.optimizer_config.", {"initial_scale"},
                       "Gemini's memory tuning is not available yet");
-      if (value.is_object()) t.rest_unmapped(value, "zero.", {"level", "model_config", "optimizer_config"}, "no equivalent");
+      if (value.is_object()) {
+        t.rest_unmapped(value, "zero.", {"level", "model_config", "optimizer_config"}, "no equivalent");
+      }
     } else if (key == "gradient_accumulation") {
       t.unmapped(key, kAccumulationWhy);
     } else if (key == "clip_grad_norm") {

@@ -62,8 +62,10 @@ class Parser {
       const char c = text_[at_];
       if (c == '#') {
         while (at_ < text_.size() && text_[at_] != '\n') ++at_;
-      } else if (c == ' ' || c == '\t' || c == '\r' || (c == '\\' && at_ + 1 < text_.size() && text_[at_ + 1] == '\n')) {
-        at_ += c == '\\' ? 2 : 1;
+      } else if (c == ' ' || c == '\t' || c == '\r') {
+        ++at_;
+      } else if (c == '\\' && at_ + 1 < text_.size() && text_[at_ + 1] == '\n') {
+        at_ += 2;  // a continued line
       } else if (c == '\n' && (newlines || depth_ > 0)) {
         ++at_;
       } else {
