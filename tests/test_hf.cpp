@@ -17,6 +17,8 @@
 #include "core/train/hf_import.h"
 #include "core/formats/hf_weights.h"
 #include "core/formats/safetensors.h"
+#include "core/infer/inference_model.h"
+#include "core/train/model_factory.h"
 #include "core/train/train_checkpoint.h"
 #include "core/train/trainer.h"
 #include "memory/flat_parameters.h"
@@ -540,4 +542,55 @@ TEST_CASE("model.init_from trains from an exported Hugging Face directory as fro
 
   CHECK_THROWS_WITH(run_training(config_for("c", {"model.init_from=" + tmp.file("hf"), "model.n_layer=3"})),
                     Catch::Contains("has n_layer 2 but the configured model has 3"));
+}
+
+TEST_CASE("model.init_from alone takes the model from config.json, as from_pretrained does", "[hf]") {
+  TempDir tmp;
+  // The tiny architectures, and a LLaMA whose config.json, written by hand, has a non-default
+  // norm eps and rope theta (no preset has them).
+  auto specs = tiny_specs();
+  ModelSpec llama = find_model_preset("llama-tiny").spec;
+  llama.norm_eps = 1e-6;
+  llama.rope_theta = 500000.0;
+  specs.emplace_back("llama-tiny, eps 1e-6, theta 5e5, hand-written config.json", llama);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& [label, spec] = specs[i];
+    INFO(label);
+    const std::string dir = tmp.file("hf-" + std::to_string(i));
+    TinyModel source(spec, 21);
+    torch::Tensor host;
+    write_hf_model(dir, spec, source.views(host), DType::F32);
+    if (spec.rope_theta == 500000.0) {
+      std::ofstream(fs::path(dir) / "config.json") << fmt::format(
+          R"({{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": {}, )"
+          R"("intermediate_size": {}, "num_attention_heads": {}, "num_key_value_heads": {}, "num_hidden_layers": {}, )"
+          R"("vocab_size": {}, "max_position_embeddings": {}, "rms_norm_eps": 1e-06, "rope_theta": 500000.0, )"
+          R"("hidden_act": "silu", "tie_word_embeddings": false, "attention_bias": false, "torch_dtype": "float32"}})",
+          spec.d_model, spec.d_ff, spec.n_head, spec.n_kv_head, spec.n_layer, spec.vocab_size, spec.max_seq_len);
+    }
+    const Config config = load_config_text("model: {init_from: " + dir + "}\nruntime: {run_dir: " +
+                                               tmp.file("run-" + std::to_string(i)) +
+                                               ", device: cpu, threads: 1}\n",
+                                           "test");
+    CHECK_FALSE(config.model.preset);
+    CHECK(model_identity(model_spec_from_config(config.model)) == model_identity(spec));
+    // Evaluation loads it: the same logits, bit for bit.
+    InferenceModel loaded = load_inference_model(config, ParallelContext());
+    torch::NoGradGuard no_grad;
+    const auto tokens = torch::arange(0, 24, torch::kLong).mul(37).remainder(512).view({2, 12});
+    CHECK(bitwise_equal(loaded.model->logits(tokens), source.logits()));
+  }
+  const std::string dir = tmp.file("hf-" + std::to_string(specs.size() - 1));
+  // A rotary model may take another max_seq_len; dimensions its weights fix may not, all named at once.
+  const auto longer = load_config_text("model: {init_from: " + dir + ", max_seq_len: 512}\n", "test");
+  CHECK(model_spec_from_config(longer.model).max_seq_len == 512);
+  CHECK_THAT(derived_dimensions_note(longer.model), Catch::Contains("model.max_seq_len 512 replaces"));
+  const auto conflicting = load_config_text("model: {init_from: " + dir + ", n_layer: 3, d_model: 64}\n", "test");
+  CHECK_THROWS_WITH(model_spec_from_config(conflicting.model),
+                    Catch::Contains("config.json: the config sets n_layer 3 (2), d_model 64 (32)"));
+  // A named preset is checked against config.json instead, every difference in one message.
+  const auto preset = load_config_text("model: {preset: gpt2-tiny, init_from: " + dir + "}\n", "test");
+  CHECK_THROWS_WITH(load_inference_model(preset, ParallelContext()),
+                    Catch::Contains("has arch llama but the configured model has gpt2; choose a model.preset") &&
+                        Catch::Contains("has norm rmsnorm but the configured model has layernorm"));
 }

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -614,12 +615,41 @@ void validate_config(const Config& config) {
   }
 }
 
+namespace {
+
+// Whether the document has a model.preset key (null or not). By iteration: indexing a const
+// node by a missing key gives an invalid node that throws when asked anything.
+bool names_model_preset(const YAML::Node& root) {
+  if (!root.IsMap()) return false;
+  for (const auto& section : root) {
+    if (section.first.Scalar() != "model" || !section.second.IsMap()) continue;
+    for (const auto& key : section.second) {
+      if (key.first.Scalar() == "preset") return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 Config load_config_text(const std::string& yaml, const std::string& source_name,
                         const std::vector<std::string>& overrides) {
   Config config;
   config.source = source_name;
-  apply_document(parse_yaml(yaml, source_name), Origin{source_name, yaml}, config);
+  const YAML::Node root = parse_yaml(yaml, source_name);
+  apply_document(root, Origin{source_name, yaml}, config);
   for (const std::string& assignment : overrides) apply_override(assignment, config);
+  // A Hugging Face directory in model.init_from is the model (its config.json) unless a preset
+  // is named, as from_pretrained takes it.
+  const bool preset_named =
+      names_model_preset(root) ||
+      std::any_of(overrides.begin(), overrides.end(),
+                  [](const std::string& assignment) { return trim(assignment).rfind("model.preset", 0) == 0; });
+  std::error_code error;
+  if (!preset_named && config.model.init_from &&
+      std::filesystem::exists(std::filesystem::path(*config.model.init_from) / "config.json", error)) {
+    config.model.preset.reset();
+  }
   validate_config(config);
   return config;
 }

@@ -86,8 +86,9 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(model, arch), "model architecture; null: the preset's (gpt2 without a preset); if given, must match it",
        one_of({"gpt2", "opt", "llama"})},
       {CR_FIELD(model, preset),
-       "model zoo preset (gpt2, gpt2-mini, opt-125m, opt-mini, llama2-7b, llama-mini, ...); null: give every "
-       "dimension below"},
+       "model zoo preset (gpt2, gpt2-mini, opt-125m, opt-mini, llama2-7b, llama-mini, ...); left out with a "
+       "Hugging Face directory in model.init_from: that model, from its config.json; null: that model, else "
+       "every dimension below"},
       {CR_FIELD(model, n_layer), "transformer blocks; null: from the preset", between(1, kMaxLayers)},
       {CR_FIELD(model, n_head), "attention heads per block; null: from the preset", between(1, kMaxHeads)},
       {CR_FIELD(model, n_kv_head),
@@ -285,10 +286,10 @@ const std::vector<ConfigRule>& config_rules() {
          return fmt::format("lr_schedule.min_lr ({}) must be <= optimizer.lr ({})",
                             c.lr_schedule.min_lr, c.optimizer.lr);
        }},
-      {"model.preset null needs model.n_layer, n_head, d_model, vocab_size and max_seq_len.",
+      {"model.preset null needs model.n_layer, n_head, d_model, vocab_size and max_seq_len, or model.init_from.",
        [](const Config& c) -> std::string {
          const ModelConfig& m = c.model;
-         if (m.preset) return "";
+         if (m.preset || m.init_from) return "";
          std::vector<std::string> missing;
          const std::pair<const char*, const std::optional<int64_t>&> dims[] = {
              {"model.n_layer", m.n_layer},

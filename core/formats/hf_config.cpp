@@ -295,15 +295,18 @@ void check_hf_spec_matches(const ModelSpec& hf, const ModelSpec& configured, con
   const auto theirs = model_identity(hf), ours = model_identity(configured);
   // The dimensions a config may set one by one; the others come with the preset.
   const std::string settable = " n_layer n_head n_kv_head d_model d_ff vocab_size max_seq_len ";
+  std::vector<std::string> differences;
   for (size_t i = 0; i < theirs.size(); ++i) {
     const auto& [key, value] = theirs[i];
     if (value == ours[i].second) continue;
     const std::string fix = settable.find(" " + key + " ") != std::string::npos
                                 ? fmt::format("set model.{}: {}", key, value)
                                 : fmt::format("choose a model.preset with {} {}", key, value);
-    fail("{}: the Hugging Face model has {} {} but the configured model has {}; {}", source, key, value,
-         ours[i].second, fix);
+    differences.push_back(fmt::format("the Hugging Face model has {} {} but the configured model has {}; {}", key,
+                                      value, ours[i].second, fix));
   }
+  // All at once, so that one run shows every fix (or leave model.preset out: the model is config.json's).
+  if (!differences.empty()) fail("{}: {}", source, fmt::join(differences, "; "));
 }
 
 nlohmann::json hf_special_token_ids(const ModelSpec& spec) {

@@ -286,9 +286,10 @@ std::string plan_report(const Config& config, int world_size) {
   if (const std::string warning = schedule_warning(config.lr_schedule, config.train.steps); !warning.empty()) {
     out += "warning: " + warning + "\n";
   }
-  out += fmt::format("model: {} ({}) | {} layers, {} heads, d_model {}, d_ff {}, vocab {}, max_seq_len {}\n",
-                     spec.arch, config.model.preset.value_or("explicit dimensions"), spec.n_layer, spec.n_head,
-                     spec.d_model, spec.d_ff, spec.vocab_size, spec.max_seq_len);
+  const std::string origin = config.model.preset.value_or(
+      config.model.init_from ? *config.model.init_from + "/config.json" : "explicit dimensions");
+  out += fmt::format("model: {} ({}) | {} layers, {} heads, d_model {}, d_ff {}, vocab {}, max_seq_len {}\n", spec.arch,
+                     origin, spec.n_layer, spec.n_head, spec.d_model, spec.d_ff, spec.vocab_size, spec.max_seq_len);
   int64_t rank_numel = 0;  // rank 0's
   for (const auto& entry : rank_parameters(spec, config)) rank_numel += entry.numel;
   out += fmt::format("parameters: {}{}\n", with_thousands(n),
