@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cmd/launch.h"
+#include "core/plan/plan.h"
 
 namespace cr {
 
@@ -57,7 +58,7 @@ struct ReportOptions {
 
 // Runs in every rank of a job (or alone); `launch` says which rank this is.
 int run_train_command(const ConfigOptions& options, const LaunchEnvironment& launch);
-int run_plan_command(const ConfigOptions& options, int world_size);
+int run_plan_command(const ConfigOptions& options, const PlanOptions& plan);
 int run_prepare_command(const PrepareCommandOptions& options);
 int run_bench_command(const BenchOptions& options, const LaunchEnvironment& launch);
 int run_presets_command();  // the model zoo, one line per preset

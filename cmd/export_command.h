@@ -18,7 +18,4 @@ struct ExportOptions {
 
 int run_export_command(const ExportOptions& options);
 
-// "5GB" -> 5e9, "2GiB" -> 2^31, "1000" -> 1000; cr::Error naming the option otherwise.
-int64_t parse_byte_size(const std::string& text, const std::string& option);
-
 }  // namespace cr

@@ -17,6 +17,7 @@
 #include "core/base/crash_report.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/base/strings.h"
 #include "core/infer/inference_model.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/runtime.h"
@@ -65,10 +66,16 @@ int main(int argc, char** argv) {
   add_launch_options(train);
 
   cr::ConfigOptions plan_options;
-  int plan_ranks = 1;
+  cr::PlanOptions plan_report_options;
   auto* plan = app.add_subcommand("plan", "validate a config and print parameters, FLOPs, the mesh and memory per rank");
   add_config_options(plan, plan_options);
-  plan->add_option("--nprocs", plan_ranks, "ranks of the job to plan for")->check(CLI::PositiveNumber);
+  plan->add_option("--nprocs", plan_report_options.world_size, "ranks of the job to plan for")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  std::string plan_device_memory;  // parsed with the other errors' handling below
+  plan->add_option("--device-memory", plan_device_memory,
+                   "memory per rank (e.g. 80GB, 24GiB): whether the predicted peak fits, and what would");
+  plan->add_flag("--verbose", plan_report_options.verbose, "also print the resolved config, every key");
 
   cr::PrepareCommandOptions prepare_options;
   auto* prepare = app.add_subcommand("prepare", "tokenize text files into token shards");
@@ -178,7 +185,12 @@ int main(int argc, char** argv) {
     if (*presets) return cr::run_presets_command();
     if (*report) return cr::run_report_command(report_options);
     if (*convert) return cr::run_convert_config_command(convert_options);
-    if (*plan) return cr::run_plan_command(plan_options, plan_ranks);
+    if (*plan) {
+      if (!plan_device_memory.empty()) {
+        plan_report_options.device_memory = cr::parse_byte_size(plan_device_memory, "plan --device-memory");
+      }
+      return cr::run_plan_command(plan_options, plan_report_options);
+    }
     if (*prepare) return cr::run_prepare_command(prepare_options);
     if (*export_command) return cr::run_export_command(export_options);
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());

@@ -32,8 +32,8 @@ int run_train_command(const ConfigOptions& options, const LaunchEnvironment& lau
   return 0;
 }
 
-int run_plan_command(const ConfigOptions& options, int world_size) {
-  print0_line(plan_report(load_command_config(options), world_size));
+int run_plan_command(const ConfigOptions& options, const PlanOptions& plan) {
+  print0_line(plan_report(load_command_config(options), plan));
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // Small string utilities used for user-facing messages.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,8 @@ std::string with_thousands(long long value);
 
 // "1.50 GiB", "12.0 MiB", "512 B"
 std::string human_bytes(double bytes);
+
+// "5GB", "500MiB", "141e9" as bytes (SI and binary units); cr::Error naming `option` otherwise.
+int64_t parse_byte_size(const std::string& text, const std::string& option);
 
 }  // namespace cr

@@ -264,7 +264,38 @@ std::string pipeline_section(const ModelSpec& spec, const Config& config, const 
   return out;
 }
 
-std::string plan_report(const Config& config, int world_size) {
+std::string device_fit_section(const ModelSpec& spec, const Config& config, int data_parallel, int64_t device_bytes) {
+  const auto peak = [&](const Config& variant) { return estimate_memory(spec, variant, data_parallel).total(); };
+  const int64_t planned = peak(config);
+  const auto share = [&](int64_t bytes) {
+    return fmt::format("{} ({:.0f}% of {})", human_bytes(static_cast<double>(bytes)),
+                       100.0 * static_cast<double>(bytes) / static_cast<double>(device_bytes),
+                       human_bytes(static_cast<double>(device_bytes)));
+  };
+  if (planned <= device_bytes) {
+    return fmt::format("fits: the predicted peak per rank is {}\n", share(planned));
+  }
+  std::string out = fmt::format("does not fit: the predicted peak per rank is {}\n", share(planned));
+  Config zero3 = config, recompute = config, both = config;
+  zero3.zero.stage = both.zero.stage = 3;
+  recompute.train.activation_checkpointing = both.train.activation_checkpointing = "full";
+  const bool pipelined = config.parallel.pipeline.size > 1;  // ZeRO 2 and 3 do not run with a pipeline
+  std::vector<std::pair<std::string, const Config*>> options;
+  if (config.zero.stage < 3 && !pipelined && data_parallel > 1) options.emplace_back("zero.stage 3", &zero3);
+  if (config.train.activation_checkpointing != "full") {
+    options.emplace_back("train.activation_checkpointing full", &recompute);
+    if (config.zero.stage < 3 && !pipelined && data_parallel > 1) options.emplace_back("both", &both);
+  }
+  for (const auto& [name, variant] : options) {
+    const int64_t bytes = peak(*variant);
+    out += fmt::format("  with {}: {}{}\n", name, share(bytes), bytes <= device_bytes ? ", fits" : "");
+  }
+  out += "  else: more tensor or pipeline ranks, or a smaller train.micro_batch_size\n";
+  return out;
+}
+
+std::string plan_report(const Config& config, const PlanOptions& options) {
+  const int world_size = options.world_size;
   const ModelSpec spec = model_spec_from_config(config.model);
   const ProcessMesh mesh = mesh_for(config.parallel, spec, world_size);
   const int64_t n = parameter_count(spec);
@@ -345,8 +376,11 @@ std::string plan_report(const Config& config, int world_size) {
   out += row("total (predicted peak)", memory.total());
   out += fmt::format("  training state per parameter: {:.2f} bytes\n",
                      static_cast<double>(memory.StateBytes::total()) / static_cast<double>(n));
-  out += "\nresolved config:\n";
-  out += dump_config(config);
+  if (options.device_memory) out += device_fit_section(spec, config, data, *options.device_memory);
+  if (options.verbose) {
+    out += "\nresolved config:\n";
+    out += dump_config(config);
+  }
   return out;
 }
 

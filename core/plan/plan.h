@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/config/config.h"
@@ -75,6 +76,16 @@ struct StageActivations {
 std::vector<StageActivations> stage_activations(const ModelSpec& spec, const Config& config,
                                                 const PipelineTimeline& timeline, int64_t chunks);
 
-std::string plan_report(const Config& config, int world_size = 1);
+struct PlanOptions {
+  int world_size = 1;
+  std::optional<int64_t> device_memory;  // bytes per rank: whether the predicted peak fits, and what would
+  bool verbose = false;                  // also the resolved config, every key
+};
+
+std::string plan_report(const Config& config, const PlanOptions& options = {});
+
+// Whether `config`'s predicted peak per rank fits in `device_bytes`, with the peaks of the
+// changes that lower it most (ZeRO 3, full activation checkpointing, both) when it does not.
+std::string device_fit_section(const ModelSpec& spec, const Config& config, int data_parallel, int64_t device_bytes);
 
 }  // namespace cr

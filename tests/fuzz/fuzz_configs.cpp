@@ -88,7 +88,7 @@ std::string with_key_value(const std::string& text, const std::string& path, con
 void plan_config(const Config& config) {
   for (const int world : {1, 4}) {
     try {
-      plan_report(config, world);
+      plan_report(config, {world, std::nullopt, true});
       check_job_layout(config, world);
     } catch (const Error& e) {
       throw Error(std::string("plan: ") + e.what());
