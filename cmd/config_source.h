@@ -1,4 +1,5 @@
-// Where a command's config comes from: a file, or the built-in quickstart, plus --set overrides.
+// Where a command's config comes from: a file, or the built-in quickstart, plus --set overrides;
+// token shards' tokenizer record (core/data/shard_tokenizer.h) fills data.tokenizer.
 #pragma once
 
 #include "cmd/commands.h"

@@ -25,6 +25,9 @@ common=(--config "$source_dir/configs/shakespeare_gpt2.yaml" --set train.micro_b
         --set train.eval_batches=2 --set runtime.threads=1 --set train.peak_flops=1.0e9
         --set checkpoint.every=2)
 "$exe" train "${common[@]}" --set train.steps=2 | tee first.log
+# The shards' tokenizer record gives the run its tokenizer, and its config.yaml keeps it.
+grep -q "note: data.tokenizer gpt2 (data.tokenizer_dir " first.log
+grep -q "tokenizer: gpt2" runs/shakespeare_gpt2/config.yaml
 "$exe" train "${common[@]}" --set train.steps=3 | tee second.log
 grep -q "resumed from runs/shakespeare_gpt2/checkpoints/step_00000002 at step 2" second.log
 grep -q "val_loss" second.log

@@ -17,6 +17,7 @@
 #include "core/data/dataset.h"
 #include "core/base/error.h"
 #include "core/data/prepare.h"
+#include "core/data/shard_tokenizer.h"
 #include "core/data/shards.h"
 #include "core/text/tokenizer.h"
 
@@ -608,4 +609,58 @@ TEST_CASE("tinyshakespeare prepares into byte-level shards", "[prepare][shared]"
   const auto window = window_tokens(*splits.train, 0);
   const std::vector<uint32_t> ids(window.begin(), window.end());
   CHECK(tokenizer->decode(ids) == read_bytes(text_path.string()).substr(0, 257));
+}
+
+TEST_CASE("shards carry their tokenizer: a config that names none takes it, one that names another is refused",
+          "[prepare][shared]") {
+  const fs::path text_path = fs::path(CR_SHARED_DATA) / "tinyshakespeare.txt";
+  const fs::path encoder = fs::path(CR_SHARED_DATA) / "gpt2-encoder.json";
+  const fs::path merges = fs::path(CR_SHARED_DATA) / "gpt2-vocab.bpe";
+  if (!cr::test::shared_data_present({text_path, encoder, merges})) return;
+  TempDir dir;
+  // The GPT-2 files under the names prepare's --tokenizer-dir accepts.
+  fs::create_directories(dir.path() / "gpt2");
+  fs::copy_file(encoder, dir.path() / "gpt2" / "encoder.json");
+  fs::copy_file(merges, dir.path() / "gpt2" / "vocab.bpe");
+  const auto tokenizer = make_tokenizer("gpt2", dir.file("gpt2"));
+  std::ifstream in(text_path);
+  const std::string text = std::string(std::istreambuf_iterator<char>(in), {}).substr(0, 20000);
+  write_text(dir.file("doc.txt"), text);
+  PrepareOptions options;
+  options.inputs = {dir.file("doc.txt")};
+  options.output_prefix = dir.file("shards/tiny");
+  options.tokenizer = tokenizer.get();
+  prepare_shards(options);
+  write_shard_tokenizer(options.output_prefix, {"gpt2", dir.file("gpt2"), tokenizer->vocab_size(), ""});
+
+  DataConfig data;
+  data.format = "tokens";
+  data.train = {dir.file("shards/tiny_train_*.bin")};
+  const auto found = find_shard_tokenizer(data.train);
+  REQUIRE(found);
+  CHECK(found->kind == "gpt2");
+  CHECK(found->dir == fs::absolute(dir.file("gpt2")).lexically_normal().string());
+  CHECK(found->vocab_size == 50257);
+  CHECK_THAT(adopt_shard_tokenizer(data), Catch::Contains("data.tokenizer gpt2 (data.tokenizer_dir "));
+  CHECK(data.tokenizer == "gpt2");
+  CHECK(data.tokenizer_dir == found->dir);
+  // The adopted tokenizer reads the shards' ids back into the text.
+  const auto stream = open_shard_stream(dir.file("shards/tiny_train_000000.bin"));
+  std::vector<int64_t> ids(static_cast<size_t>(stream->size()));
+  stream->copy(0, stream->size(), ids.data());
+  const auto adopted = make_tokenizer(data.tokenizer, data.tokenizer_dir);
+  CHECK(adopted->decode(std::vector<uint32_t>(ids.begin(), ids.end())) == text);
+  // Naming the same kind is fine; another kind is refused, naming the record.
+  CHECK(adopt_shard_tokenizer(data).empty());
+  data.tokenizer = "sentencepiece";
+  CHECK_THROWS_WITH(adopt_shard_tokenizer(data),
+                    Catch::Contains("data.tokenizer is sentencepiece but " + found->path +
+                                    " says the shards were made with the gpt2 tokenizer"));
+  // Shards without a record, and text data, are left alone.
+  fs::remove(found->path);
+  DataConfig plain;
+  plain.format = "tokens";
+  plain.train = data.train;
+  CHECK(adopt_shard_tokenizer(plain).empty());
+  CHECK(plain.tokenizer == "byte");
 }

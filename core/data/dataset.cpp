@@ -251,9 +251,6 @@ void BatchSampler::fill(int64_t first_sample, int64_t rows, int64_t* inputs,
   }
 }
 
-namespace {
-
-// Paths as given, with glob patterns expanded (each pattern's matches sorted).
 std::vector<std::string> expand_paths(const std::vector<std::string>& entries,
                                       const std::string& key) {
   std::vector<std::string> paths;
@@ -274,6 +271,9 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& entries,
   }
   return paths;
 }
+
+
+namespace {
 
 std::string describe_files(const std::vector<std::string>& paths) {
   if (paths.size() == 1) return paths[0];

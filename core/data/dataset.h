@@ -82,6 +82,10 @@ struct DataSplits {
 // file and counts when something is missing or too small.
 DataSplits open_data(const DataConfig& config, int64_t vocab_size, uint64_t seed);
 
+// Paths as given, with glob patterns expanded (each pattern's matches sorted); cr::Error naming
+// `key` for a pattern that matches nothing.
+std::vector<std::string> expand_paths(const std::vector<std::string>& entries, const std::string& key);
+
 // The endless sample stream over a corpus. Sample k belongs to epoch k / W at position k % W
 // (W = num_windows). With shuffle, position p of epoch e reads window perm_{seed,e}(p), where
 // perm is a keyed bijection of [0, W) computed in O(1) memory; without, window p. Any batch is
