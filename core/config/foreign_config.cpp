@@ -24,6 +24,11 @@ class Translation {
   explicit Translation(std::string source) : source_(std::move(source)) {}
 
   void set(const std::string& key, const Json& value) {
+    if (value == "auto") {
+      // Hugging Face's Trainer fills DeepSpeed's "auto" values in at run time.
+      unmapped(key, "'auto' in the source: the Hugging Face Trainer fills it in at run time; give the value");
+      return;
+    }
     for (auto& [existing, old] : values_) {
       if (existing == key) {
         old = value;
@@ -208,6 +213,12 @@ ConvertedConfig convert_deepspeed_config(const std::string& text, const std::str
   if (!config.is_object()) fail("{}: not a JSON object (a DeepSpeed config is one)", source_name);
   Translation t(source_name);
   for (const auto& [key, value] : config.items()) {
+    const bool section = key == "optimizer" || key == "scheduler" || key == "fp16" || key == "bf16" ||
+                         key == "bfloat16" || key == "zero_optimization" || key == "activation_checkpointing" ||
+                         key == "tensorboard";
+    if (section && !value.is_object() && !(value.is_boolean() && key == "zero_optimization")) {
+      fail("{}: {} must be an object, got {}", source_name, key, value.dump());
+    }
     if (key == "train_batch_size") {
       t.set("train.global_batch_size", value);
     } else if (key == "train_micro_batch_size_per_gpu") {
