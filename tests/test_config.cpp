@@ -680,7 +680,8 @@ TEST_CASE("convert-config: a DeepSpeed JSON becomes our config, key by key", "[c
                     Catch::Contains("ds.json: optimizer must be an object, got 3"));
   // Hugging Face Trainer configs leave values "auto"; each is named, the rest converts.
   const cr::ConvertedConfig trainer = cr::convert_deepspeed_config(
-      R"({"train_micro_batch_size_per_gpu": "auto", "gradient_clipping": "auto", "bf16": {"enabled": true}})", "ds.json");
+      R"({"train_micro_batch_size_per_gpu": "auto", "gradient_clipping": "auto", "bf16": {"enabled": true}})",
+      "ds.json");
   CHECK(cr::load_config_text(trainer.yaml, "converted").precision.dtype == "bf16");
   CHECK(trainer.unmapped.size() == 2);
   CHECK_THAT(trainer.unmapped.front(), Catch::Contains("train.micro_batch_size: 'auto' in the source"));
