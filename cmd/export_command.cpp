@@ -28,6 +28,9 @@ int run_export_command(const ExportOptions& options) {
   hf.max_shard_bytes = parse_byte_size(options.max_shard_size, "export --max-shard-size");
   const auto result = export_hf_checkpoint(hf);
   for (const auto& file : result.files) print0("wrote {}", file);
+  if (!result.tokenizer_from.empty()) {
+    print0("tokenizer files from the run's data.tokenizer_dir {}", result.tokenizer_from);
+  }
   print0("exported {} ({} parameters, arch {}) to {} as Hugging Face {}", result.checkpoint,
          with_thousands(parameter_count(result.spec)), result.spec.arch, options.out_dir, options.dtype);
   return 0;

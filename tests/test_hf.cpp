@@ -92,6 +92,11 @@ void write_text(const fs::path& path, const std::string& text) {
   out << text;
 }
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 torch::Tensor as_tensor(const TensorView& view, torch::ScalarType type) {
   auto t = torch::empty(view.shape, type);
   std::memcpy(t.data_ptr(), view.data, view.nbytes);
@@ -516,6 +521,23 @@ TEST_CASE("tokenizer files are copied under transformers' names", "[hf]") {
   CHECK(fs::exists(tmp.path() / "out" / "merges.txt"));
   CHECK_FALSE(fs::exists(tmp.path() / "out" / "unrelated.txt"));
   CHECK_THROWS_WITH(copy_tokenizer_files(tmp.file("out/none"), tmp.file("out")), Catch::Contains("no tokenizer files"));
+
+  // Every tokenizer prepare reads: the shared data's GPT-2 names (the OpenAI names win when both
+  // are there), llama2-tokenizer.model, and a SentencePiece model named as the file itself.
+  fs::create_directories(tmp.path() / "shared");
+  write_text(tmp.path() / "shared" / "gpt2-encoder.json", "{\"a\": 0}");
+  write_text(tmp.path() / "shared" / "gpt2-vocab.bpe", "#version: 0.2 shared\n");
+  write_text(tmp.path() / "shared" / "llama2-tokenizer.model", "sentencepiece");
+  fs::create_directories(tmp.path() / "out2");
+  CHECK(copy_tokenizer_files(tmp.file("shared"), tmp.file("out2")).size() == 3);
+  CHECK(read_text(tmp.path() / "out2" / "merges.txt") == "#version: 0.2 shared\n");
+  CHECK(read_text(tmp.path() / "out2" / "tokenizer.model") == "sentencepiece");
+  write_text(tmp.path() / "shared" / "vocab.bpe", "#version: 0.2 openai\n");
+  CHECK(copy_tokenizer_files(tmp.file("shared"), tmp.file("out2")).size() == 3);
+  CHECK(read_text(tmp.path() / "out2" / "merges.txt") == "#version: 0.2 openai\n");
+  fs::create_directories(tmp.path() / "out3");
+  CHECK(copy_tokenizer_files(tmp.file("shared/llama2-tokenizer.model"), tmp.file("out3")) ==
+        std::vector<std::string>{tmp.file("out3/tokenizer.model")});
 }
 
 TEST_CASE("model.init_from trains from an exported Hugging Face directory as from the checkpoint", "[hf]") {
@@ -539,6 +561,19 @@ TEST_CASE("model.init_from trains from an exported Hugging Face directory as fro
   const auto from_hf = run_training(config_for("b", {"model.init_from=" + tmp.file("hf")}));
   CHECK(from_hf.losses == from_checkpoint.losses);
   CHECK(from_hf.parameters_crc32 == from_checkpoint.parameters_crc32);
+
+  // Without --tokenizer-dir, the run's own tokenizer files go along.
+  fs::create_directories(tmp.path() / "tok");
+  write_text(tmp.path() / "tok" / "encoder.json", "{}");
+  write_text(tmp.path() / "tok" / "vocab.bpe", "#version: 0.2\n");
+  const auto with_tokenizer =
+      run_training(config_for("t", {"data.tokenizer=gpt2", "data.tokenizer_dir=" + tmp.file("tok")}));
+  HfExportOptions own;
+  own.checkpoint = *with_tokenizer.last_checkpoint;
+  own.out_dir = tmp.file("hf-own");
+  CHECK(export_hf_checkpoint(own).tokenizer_from == tmp.file("tok"));
+  CHECK(fs::exists(tmp.path() / "hf-own" / "vocab.json"));
+  CHECK(fs::exists(tmp.path() / "hf-own" / "merges.txt"));
 
   CHECK_THROWS_WITH(run_training(config_for("c", {"model.init_from=" + tmp.file("hf"), "model.n_layer=3"})),
                     Catch::Contains("has n_layer 2 but the configured model has 3"));

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <unistd.h>
 
@@ -136,30 +137,40 @@ std::vector<std::string> write_hf_model(const std::string& out_dir, const ModelS
 }
 
 std::vector<std::string> copy_tokenizer_files(const std::string& dir, const std::string& out_dir) {
-  // source name -> name transformers looks for
+  // A SentencePiece model named as the file itself, as prepare and data.tokenizer_dir take it.
+  if (fs::is_regular_file(dir)) {
+    const fs::path target = fs::path(out_dir) / "tokenizer.model";
+    fs::copy_file(dir, target, fs::copy_options::overwrite_existing);
+    return {target.string()};
+  }
+  // source name -> name transformers looks for; for one target the first present source wins
+  // (transformers' own names before OpenAI's and the shared data's copies of the same content).
   const std::pair<const char*, const char*> known[] = {
       {"tokenizer.json", "tokenizer.json"},
       {"tokenizer_config.json", "tokenizer_config.json"},
       {"special_tokens_map.json", "special_tokens_map.json"},
       {"added_tokens.json", "added_tokens.json"},
       {"tokenizer.model", "tokenizer.model"},
+      {"llama2-tokenizer.model", "tokenizer.model"},
       {"vocab.json", "vocab.json"},
       {"merges.txt", "merges.txt"},
       {"encoder.json", "vocab.json"},
       {"vocab.bpe", "merges.txt"},
+      {"gpt2-encoder.json", "vocab.json"},
+      {"gpt2-vocab.bpe", "merges.txt"},
   };
   std::vector<std::string> copied;
+  std::set<std::string> written;
   for (const auto& [from, to] : known) {
     const fs::path source = fs::path(dir) / from, target = fs::path(out_dir) / to;
-    if (!fs::exists(source)) continue;
-    // vocab.json + merges.txt win over OpenAI's copies of the same content.
-    if (std::string(from) != to && fs::exists(fs::path(dir) / to)) continue;
+    if (!fs::exists(source) || !written.insert(to).second) continue;
     fs::copy_file(source, target, fs::copy_options::overwrite_existing);
     copied.push_back(target.string());
   }
   if (copied.empty()) {
-    fail("export: --tokenizer-dir {} has no tokenizer files (tokenizer.json, vocab.json + merges.txt, "
-         "encoder.json + vocab.bpe or tokenizer.model)", dir);
+    fail("export: tokenizer directory {} has no tokenizer files (tokenizer.json, vocab.json + merges.txt, "
+         "encoder.json + vocab.bpe or tokenizer.model)",
+         dir);
   }
   return copied;
 }
@@ -183,8 +194,19 @@ HfExportResult export_hf_checkpoint(const HfExportOptions& options) {
   // Written beside the target and swapped in whole: a failed export leaves an earlier one intact.
   StagedDirectory staged(options.out_dir);
   std::vector<std::string> files = write_hf_model(staged.path(), result.spec, ours, options.dtype, options.max_shard_bytes);
-  if (options.tokenizer_dir) {
-    const auto copied = copy_tokenizer_files(*options.tokenizer_dir, staged.path());
+  // Without --tokenizer-dir, the run's own tokenizer (data.tokenizer_dir, which token shards'
+  // records fill in) when its files are still there.
+  std::optional<std::string> tokenizer_dir = options.tokenizer_dir;
+  if (!tokenizer_dir && config.data.tokenizer != "byte" && config.data.tokenizer_dir) {
+    if (fs::exists(*config.data.tokenizer_dir)) {
+      tokenizer_dir = config.data.tokenizer_dir;
+      result.tokenizer_from = *tokenizer_dir;
+    } else {
+      result.tokenizer_from = *config.data.tokenizer_dir + " (gone: pass --tokenizer-dir)";
+    }
+  }
+  if (tokenizer_dir) {
+    const auto copied = copy_tokenizer_files(*tokenizer_dir, staged.path());
     files.insert(files.end(), copied.begin(), copied.end());
   }
   staged.keep_other_files();
