@@ -364,6 +364,18 @@ TEST_CASE("training on tinyshakespeare drives validation loss well below uniform
   fs::remove_all(dir);
 }
 
+TEST_CASE("LibTorch's errors reach the user without their backtrace, with a hint for known causes", "[runtime]") {
+  const c10::Error out_of_memory({"allocate", "alloc.cpp", 1}, "CUDA out of memory. Tried to allocate 2.00 GiB");
+  CHECK_THAT(describe_exception(out_of_memory),
+             Catch::StartsWith("LibTorch: CUDA out of memory. Tried to allocate 2.00 GiB\nhint: the device ran out of "
+                               "memory: lower train.micro_batch_size"));
+  const c10::Error half({"mm", "mm.cpp", 1}, "\"addmm_impl_cpu_\" not implemented for 'Half'");
+  CHECK_THAT(describe_exception(half), Catch::Contains("hint: this device has no float16 kernel"));
+  const c10::Error other({"f", "f.cpp", 1}, "shape mismatch");
+  CHECK(describe_exception(other) == "LibTorch: shape mismatch");
+  CHECK(describe_exception(std::runtime_error("plain")) == "plain");
+}
+
 TEST_CASE("bad training inputs fail with a message naming the problem", "[train]") {
   const auto dir = fresh_dir("errors");
   CHECK_THROWS_WITH(run_training(tiny_config(dir, {"data.seq_len=200"})),

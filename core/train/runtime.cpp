@@ -126,10 +126,25 @@ PeakFlops mfu_peak_flops(double configured, torch::ScalarType dtype, torch::Devi
 }
 
 std::string describe_exception(const std::exception& e) {
-  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e)) {
-    return std::string("LibTorch: ") + torch_error->what_without_backtrace();
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  if (!torch_error) return e.what();
+  const std::string message = torch_error->what_without_backtrace();
+  // LibTorch's words for the causes users meet, and what to change in the config.
+  const std::pair<const char*, const char*> hints[] = {
+      {"out of memory",
+       "the device ran out of memory: lower train.micro_batch_size, set train.activation_checkpointing, raise "
+       "zero.stage or add tensor / pipeline ranks (`plan --device-memory SIZE` predicts the peak)"},
+      {"not implemented for 'Half'",
+       "this device has no float16 kernel for an operation: use precision.dtype bf16 (or fp32) here"},
+      {"not implemented for 'BFloat16'",
+       "this device has no bfloat16 kernel for an operation: use precision.dtype fp32 here"},
+      {"CUDA error: no kernel image",
+       "this LibTorch was built without kernels for this GPU's architecture: use a LibTorch built for it"},
+  };
+  for (const auto& [cause, hint] : hints) {
+    if (message.find(cause) != std::string::npos) return fmt::format("LibTorch: {}\nhint: {}", message, hint);
   }
-  return e.what();
+  return "LibTorch: " + message;
 }
 
 void fail_job_if_distributed(const std::exception& e) {

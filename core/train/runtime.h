@@ -52,7 +52,8 @@ std::optional<PeakFlops> datasheet_peak_flops(const std::string& device_name);
 // datasheet number describes a CPU.
 PeakFlops mfu_peak_flops(double configured, torch::ScalarType dtype, torch::Device device);
 
-// The message of an exception for the user: LibTorch errors without their C++ backtrace.
+// The message of an exception for the user: LibTorch errors without their C++ backtrace, and
+// with a hint where the cause is a known one (memory, a dtype the device lacks).
 std::string describe_exception(const std::exception& e);
 
 // Prints the error and ends every rank of a multi-rank job at once: the other ranks would
