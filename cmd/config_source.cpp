@@ -6,16 +6,17 @@
 
 namespace cr {
 
-Config load_command_config(const ConfigOptions& options) {
+Config load_command_config(const ConfigOptions& options, bool announce) {
   Config config;
   if (options.config_path) {
     config = load_config_file(*options.config_path, options.overrides);
   } else {
-    print0("no --config given: using the built-in quickstart config (configs/quickstart.yaml)");
+    if (announce) print0("no --config given: using the built-in quickstart config (configs/quickstart.yaml)");
     config = load_config_text(kQuickstartConfig, "built-in configs/quickstart.yaml", options.overrides);
   }
   // Token shards say which tokenizer made them; the run directory's config.yaml then records it.
-  if (const std::string note = adopt_shard_tokenizer(config.data); !note.empty()) print0("note: {}", note);
+  const std::string note = adopt_shard_tokenizer(config.data);
+  if (announce && !note.empty()) print0("note: {}", note);
   return config;
 }
 

@@ -7,6 +7,8 @@
 
 namespace cr {
 
-Config load_command_config(const ConfigOptions& options);
+// `announce`: print where the config came from and what was filled in (false for the check made
+// before relaunching under mpirun, whose rank 0 says it again).
+Config load_command_config(const ConfigOptions& options, bool announce = true);
 
 }  // namespace cr

@@ -196,12 +196,13 @@ int main(int argc, char** argv) {
     const cr::LaunchEnvironment launch = cr::detect_launch_environment(cr::process_environment());
     if (nprocs == 1 && !launch.warning.empty()) cr::warn0_line(launch.warning);
     if (cr::needs_mpirun(launch, nprocs)) {
-      // Validate once here, so that a bad config or layout gives one message rather than one per rank.
+      // Validate once here, so that a bad config or layout gives one message rather than one per
+      // rank; notes wait for rank 0.
       if (*eval || *generate) {
-        cr::check_inference_layout(cr::load_command_config(*eval ? eval_options.config : generate_options.config),
-                                   nprocs);
+        const auto& options = *eval ? eval_options.config : generate_options.config;
+        cr::check_inference_layout(cr::load_command_config(options, /*announce=*/false), nprocs);
       } else if (!*bench) {
-        cr::check_job_layout(cr::load_command_config(train_options), nprocs);
+        cr::check_job_layout(cr::load_command_config(train_options, /*announce=*/false), nprocs);
       }
       setenv(cr::kStdoutIsTerminalVariable, isatty(STDOUT_FILENO) ? "1" : "0", 1);
       return cr::relaunch_under_mpirun(std::vector<std::string>(argv + 1, argv + argc), nprocs,
