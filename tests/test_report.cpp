@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include "core/report/report_page.h"
 #include "core/report/run_metrics.h"
 #include "core/base/crc32.h"
 #include "core/formats/tfevents.h"
+#include "tests/temp_dir.h"
 #include "tests/tfevents_reader.h"
 
 using namespace cr;
@@ -22,9 +22,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("cr-test-report-" + std::to_string(getpid())) / name;
-  fs::remove_all(dir);
+// A fresh directory `name` inside the test's temporary one.
+fs::path fresh_dir(const test::TempDir& tmp, const std::string& name) {
+  const fs::path dir = tmp.path() / name;
   fs::create_directories(dir);
   return dir;
 }
@@ -35,8 +35,8 @@ void write_lines(const fs::path& file, const std::vector<std::string>& lines) {
 }
 
 // A run of `steps` steps: loss falling from `first_loss` by 0.5 a step, an evaluation every 2.
-fs::path write_run(const std::string& name, int steps, double first_loss) {
-  const fs::path dir = fresh_dir(name);
+fs::path write_run(const test::TempDir& tmp, const std::string& name, int steps, double first_loss) {
+  const fs::path dir = fresh_dir(tmp, name);
   std::vector<std::string> lines;
   for (int step = 1; step <= steps; ++step) {
     lines.push_back(R"({"kind":"train","run":"00000000000000ab","step":)" + std::to_string(step) +
@@ -93,7 +93,8 @@ TEST_CASE("axis ticks are 1, 2 or 5 x 10^k inside the range", "[report]") {
 }
 
 TEST_CASE("metrics.jsonl is read back as series against step", "[report]") {
-  const RunMetrics run = read_run_metrics(write_run("short", 4, 3.0));
+  test::TempDir tmp;
+  const RunMetrics run = read_run_metrics(write_run(tmp, "short", 4, 3.0));
   CHECK(run.label == "short");
   CHECK(run.run == "00000000000000ab");
   REQUIRE(run.series.at("loss").size() == 4);
@@ -107,19 +108,20 @@ TEST_CASE("metrics.jsonl is read back as series against step", "[report]") {
   CHECK(run.wall_s == 12.5);
 
   // A killed run's torn last line is dropped; a bad line elsewhere is named.
-  const fs::path torn = write_run("torn", 2, 3.0);
+  const fs::path torn = write_run(tmp, "torn", 2, 3.0);
   { std::ofstream(torn / "metrics.jsonl", std::ios::app) << R"({"kind":"train","st)"; }
   CHECK(read_run_metrics(torn).series.at("loss").size() == 2);
-  const fs::path bad = fresh_dir("bad");
+  const fs::path bad = fresh_dir(tmp, "bad");
   write_lines(bad / "metrics.jsonl",
               {R"({"kind":"train","step":1,"loss":2})", "not json", R"({"kind":"train","step":2})"});
   CHECK_THROWS_WITH(read_run_metrics(bad), Catch::Contains("bad/metrics.jsonl:2: not a metrics record"));
-  CHECK_THROWS_WITH(read_run_metrics(fresh_dir("empty")), Catch::Contains("empty: no metrics.jsonl"));
+  CHECK_THROWS_WITH(read_run_metrics(fresh_dir(tmp, "empty")), Catch::Contains("empty: no metrics.jsonl"));
 }
 
 TEST_CASE("the report page overlays runs on self-contained SVG charts", "[report]") {
-  std::vector<RunMetrics> runs = {read_run_metrics(write_run("long", 10, 6.0)),
-                                  read_run_metrics(write_run("short", 4, 3.0))};
+  test::TempDir tmp;
+  std::vector<RunMetrics> runs = {read_run_metrics(write_run(tmp, "long", 10, 6.0)),
+                                  read_run_metrics(write_run(tmp, "short", 4, 3.0))};
   runs[1].label = "short <b>";  // escaped in the page
   const std::string page = render_report_page(runs);
   CHECK(page.rfind("<!DOCTYPE html>", 0) == 0);
@@ -174,6 +176,7 @@ TEST_CASE("a chart without data says so", "[report]") {
 }
 
 TEST_CASE("TensorBoard events are protocol buffers in CRC-checked records", "[report][tensorboard]") {
+  test::TempDir tmp;
   // Event{wall_time: 1.0, step: 2, summary: {value: [{tag: "a", simple_value: 1.0}]}}, by hand:
   // field 1 fixed64, field 2 varint, field 5 bytes holding Summary field 1 bytes holding
   // Value's field 1 (tag) and field 2 fixed32.
@@ -191,7 +194,7 @@ TEST_CASE("TensorBoard events are protocol buffers in CRC-checked records", "[re
   const uint32_t crc = crc32c("abc", 3);
   CHECK(masked_crc32c("abc", 3) == ((crc >> 15) | (crc << 17)) + 0xa282ead8u);
 
-  const fs::path dir = fresh_dir("tensorboard");
+  const fs::path dir = fresh_dir(tmp, "tensorboard");
   std::string path;
   {
     TfEventsWriter writer(dir.string());
