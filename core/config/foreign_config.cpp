@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <initializer_list>
 #include <fstream>
 #include <sstream>
 
@@ -16,6 +17,17 @@ namespace cr {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+// Source keys and ours, one to one.
+using KeyMap = std::initializer_list<std::pair<const char*, const char*>>;
+
+// Ours for `key` when `keys` maps it one to one; null otherwise.
+const char* one_to_one(const std::string& key, KeyMap keys) {
+  for (const auto& [from, to] : keys) {
+    if (key == from) return to;
+  }
+  return nullptr;
+}
 
 // What a translation produces: our keys with values, in the order set, and what was said about
 // the source's keys.
@@ -36,6 +48,13 @@ class Translation {
       }
     }
     values_.emplace_back(key, value);
+  }
+  // Each (source key, ours) whose source key `object` has, one to one.
+  void set_present(const Json& object, KeyMap keys) {
+    if (!object.is_object()) return;
+    for (const auto& [from, to] : keys) {
+      if (object.contains(from)) set(to, object[from]);
+    }
   }
   void note(const std::string& text) { result_.notes.push_back(text); }
   void unmapped(const std::string& key, const std::string& why) { result_.unmapped.push_back(key + ": " + why); }
@@ -123,11 +142,10 @@ void deepspeed_optimizer(const Json& section, Translation& t) {
   if (lower == "adam" && decoupled) {
     t.note("optimizer.type Adam -> optimizer.name adamw: DeepSpeed's adam_w_mode (default true)");
   }
-  for (const auto& [from, to] : std::vector<std::pair<const char*, const char*>>{
-           {"lr", "optimizer.lr"}, {"betas", "optimizer.betas"}, {"eps", "optimizer.eps"},
-           {"weight_decay", "optimizer.weight_decay"}}) {
-    if (params.contains(from)) t.set(to, params[from]);
-  }
+  t.set_present(params, {{"lr", "optimizer.lr"},
+                         {"betas", "optimizer.betas"},
+                         {"eps", "optimizer.eps"},
+                         {"weight_decay", "optimizer.weight_decay"}});
   t.rest_unmapped(params, "optimizer.params.", {"lr", "betas", "eps", "weight_decay", "adam_w_mode", "torch_adam"},
                   "no equivalent (the fused CPU Adam or LibTorch's is chosen by device)");
   t.rest_unmapped(section, "optimizer.", {"type", "params"}, "no equivalent");
@@ -171,11 +189,9 @@ void deepspeed_fp16(const Json& section, Translation& t) {
     t.set("precision.initial_scale", std::pow(2.0, power));
     t.note("fp16.initial_scale_power p -> precision.initial_scale 2^p");
   }
-  for (const auto& [from, to] : std::vector<std::pair<const char*, const char*>>{
-           {"loss_scale_window", "precision.growth_interval"}, {"hysteresis", "precision.hysteresis"},
-           {"min_loss_scale", "precision.min_scale"}}) {
-    if (section.contains(from)) t.set(to, section[from]);
-  }
+  t.set_present(section, {{"loss_scale_window", "precision.growth_interval"},
+                          {"hysteresis", "precision.hysteresis"},
+                          {"min_loss_scale", "precision.min_scale"}});
   t.rest_unmapped(section, "fp16.",
                   {"enabled", "loss_scale", "initial_scale_power", "loss_scale_window", "hysteresis", "min_loss_scale"},
                   "no equivalent");
@@ -213,28 +229,26 @@ ConvertedConfig convert_deepspeed_config(const std::string& text, const std::str
   if (!config.is_object()) fail("{}: not a JSON object (a DeepSpeed config is one)", source_name);
   Translation t(source_name);
   for (const auto& [key, value] : config.items()) {
+    if (const char* ours = one_to_one(key, {{"train_batch_size", "train.global_batch_size"},
+                                            {"train_micro_batch_size_per_gpu", "train.micro_batch_size"},
+                                            {"gradient_clipping", "train.clip_grad_norm"},
+                                            {"steps_per_print", "train.log_every"},
+                                            {"wall_clock_breakdown", "train.time_breakdown"}})) {
+      t.set(ours, value);
+      continue;
+    }
     const bool section = key == "optimizer" || key == "scheduler" || key == "fp16" || key == "bf16" ||
                          key == "bfloat16" || key == "zero_optimization" || key == "activation_checkpointing" ||
                          key == "tensorboard";
     if (section && !value.is_object() && !(value.is_boolean() && key == "zero_optimization")) {
       fail("{}: {} must be an object, got {}", source_name, key, value.dump());
     }
-    if (key == "train_batch_size") {
-      t.set("train.global_batch_size", value);
-    } else if (key == "train_micro_batch_size_per_gpu") {
-      t.set("train.micro_batch_size", value);
-    } else if (key == "gradient_accumulation_steps") {
+    if (key == "gradient_accumulation_steps") {
       if (config.contains("train_batch_size")) {
         t.note("gradient_accumulation_steps: follows from train.global_batch_size");
       } else {
         t.unmapped(key, kAccumulationWhy);
       }
-    } else if (key == "gradient_clipping") {
-      t.set("train.clip_grad_norm", value);
-    } else if (key == "steps_per_print") {
-      t.set("train.log_every", value);
-    } else if (key == "wall_clock_breakdown") {
-      t.set("train.time_breakdown", value);
     } else if (key == "optimizer") {
       deepspeed_optimizer(value, t);
     } else if (key == "scheduler") {
@@ -277,6 +291,17 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
   const Json config = parse_python_literals(text, source_name);
   Translation t(source_name);
   for (const auto& [key, value] : config.items()) {
+    // The examples' conventional names as well as Colossal-AI's own keys.
+    if (const char* ours = one_to_one(key, {{"clip_grad_norm", "train.clip_grad_norm"},
+                                            {"seed", "train.seed"},
+                                            {"LEARNING_RATE", "optimizer.lr"},
+                                            {"LR", "optimizer.lr"},
+                                            {"WEIGHT_DECAY", "optimizer.weight_decay"},
+                                            {"SEQ_LEN", "data.seq_len"},
+                                            {"SEQ_LENGTH", "data.seq_len"}})) {
+      t.set(ours, value);
+      continue;
+    }
     if (key == "parallel") {
       if (!value.is_object()) fail("{}: parallel must be a dict", source_name);
       if (value.contains("pipeline")) {
@@ -299,13 +324,14 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
       t.rest_unmapped(value, "parallel.", {"pipeline", "tensor", "data"}, "no equivalent");
     } else if (key == "fp16") {
       t.set("precision.dtype", "fp16");
-      for (const auto& [from, to] : std::vector<std::pair<const char*, const char*>>{
-               {"initial_scale", "precision.initial_scale"}, {"init_scale", "precision.initial_scale"},
-               {"growth_factor", "precision.growth_factor"}, {"backoff_factor", "precision.backoff_factor"},
-               {"growth_interval", "precision.growth_interval"}, {"hysteresis", "precision.hysteresis"},
-               {"min_scale", "precision.min_scale"}, {"max_scale", "precision.max_scale"}}) {
-        if (value.is_object() && value.contains(from)) t.set(to, value[from]);
-      }
+      t.set_present(value, {{"initial_scale", "precision.initial_scale"},
+                            {"init_scale", "precision.initial_scale"},
+                            {"growth_factor", "precision.growth_factor"},
+                            {"backoff_factor", "precision.backoff_factor"},
+                            {"growth_interval", "precision.growth_interval"},
+                            {"hysteresis", "precision.hysteresis"},
+                            {"min_scale", "precision.min_scale"},
+                            {"max_scale", "precision.max_scale"}});
       if (value.is_object() && value.contains("mode")) {
         t.note("fp16.mode " + value["mode"].value("$name", value["mode"].dump()) +
                " -> precision.dtype fp16 with dynamic loss scaling and fp32 master weights");
@@ -339,19 +365,9 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
       }
     } else if (key == "gradient_accumulation") {
       t.unmapped(key, kAccumulationWhy);
-    } else if (key == "clip_grad_norm") {
-      t.set("train.clip_grad_norm", value);
-    } else if (key == "seed") {
-      t.set("train.seed", value);
     } else if (key == "BATCH_SIZE") {
       t.set("train.micro_batch_size", value);
       t.note("BATCH_SIZE -> train.micro_batch_size: the examples' per-process batch");
-    } else if (key == "LEARNING_RATE" || key == "LR") {
-      t.set("optimizer.lr", value);
-    } else if (key == "WEIGHT_DECAY") {
-      t.set("optimizer.weight_decay", value);
-    } else if (key == "SEQ_LEN" || key == "SEQ_LENGTH") {
-      t.set("data.seq_len", value);
     } else if (key == "NUM_EPOCHS") {
       t.unmapped(key, "training runs train.steps optimizer steps, not epochs");
     } else {
