@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian package colossal-run needs to build, test and run.
-# Idempotent: packages already present are left as they are.
+# Idempotent: packages already present are left as they are. apt's output goes to a log file
+# ($INSTALL_LOG, default build/install.log), whose end is printed if the installation fails.
+# `--list` prints the packages, one per line, and installs nothing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
@@ -12,19 +15,31 @@ packages=(
   libsentencepiece-dev
   catch2
 )
+if [[ ${1:-} == --list ]]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
-  echo "install-deps: all packages present"
+  echo "install-deps: all ${#packages[@]} packages present"
   exit 0
 fi
 
+log=${INSTALL_LOG:-build/install.log}
+mkdir -p "$(dirname "$log")"
+echo "install-deps: installing ${#missing[@]} packages (${missing[*]}) and what they need; log: $log"
 sudo_cmd=()
 [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "install-deps: installed ${missing[*]}"
+start=$SECONDS
+if ! { "${sudo_cmd[@]}" apt-get update &&
+       "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  tail -n 25 "$log" >&2
+  echo "install-deps: apt-get failed; the lines above end its log, $log" >&2
+  exit 1
+fi
+echo "install-deps: installed in $((SECONDS - start)) s"

@@ -28,11 +28,11 @@ runtime:
   threads: 1
 YAML
 "$exe" train --config tiny.yaml | tee train.log
-grep -q "checkpoint run/checkpoints/step_00000004" train.log
+grep -q "checkpoint $PWD/run/checkpoints/step_00000004" train.log
 
 # The whole of data.train (val is empty): 2,071 bytes give 64 windows of 33, 2,048 target tokens.
 "$exe" eval --config tiny.yaml | tee eval.log
-grep -q "weights run/checkpoints/step_00000004" eval.log
+grep -q "weights $PWD/run/checkpoints/step_00000004" eval.log
 grep -Eq '^\{"loss":[0-9.]+,"perplexity":[0-9.]+,"tokens":2048\}$' eval.log
 "$exe" eval --config tiny.yaml --max-batches 3 | tee eval3.log
 grep -Eq '"tokens":192\}$' eval3.log

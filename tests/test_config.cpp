@@ -10,6 +10,7 @@
 
 #include "core/config/config.h"
 #include "core/base/error.h"
+#include "tests/temp_dir.h"
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
@@ -380,6 +381,35 @@ TEST_CASE("load_config_file reads the file, applies overrides and records the so
   CHECK_THROWS_WITH(cr::load_config_file(path.string()),
                     path.string() + ":2:10: train.steps: expected an integer, got 'ten'");
   std::filesystem::remove(path);
+}
+
+TEST_CASE("relative paths resolve against the config file's directory, --set ones against the working directory") {
+  cr::test::TempDir dir;
+  const std::filesystem::path sub = dir.path() / "configs";
+  std::filesystem::create_directories(sub);
+  const std::string path = (sub / "run.yaml").string();
+  std::ofstream(path) << "model:\n  init_from: ../weights\n"
+                         "data:\n  train: [shards/a_*.bin, /abs/b.bin]\n  tokenizer_dir: ./tok\n"
+                         "checkpoint:\n  resume: auto\nruntime:\n  run_dir: ../runs/x\n";
+  const auto cwd = std::filesystem::current_path();
+  const Config config = cr::load_config_file(path, {"data.val=v.bin", "checkpoint.dir=ck/../ck2"});
+  const auto in_dir = [&](const std::string& name) { return (dir.path() / name).lexically_normal().string(); };
+  CHECK(*config.model.init_from == in_dir("weights"));
+  CHECK(config.data.train == std::vector<std::string>{in_dir("configs/shards/a_*.bin"), "/abs/b.bin"});
+  CHECK(*config.data.tokenizer_dir == in_dir("configs/tok"));
+  CHECK(config.runtime.run_dir == in_dir("runs/x"));
+  CHECK(config.checkpoint.resume == "auto");  // a keyword, not a path
+  CHECK(config.data.val == std::vector<std::string>{(cwd / "v.bin").string()});
+  CHECK(*config.checkpoint.dir == (cwd / "ck2").string());
+  CHECK(cr::load_config_file(path, {"checkpoint.resume=none"}).checkpoint.resume == "none");
+  CHECK(cr::load_config_file(path, {"checkpoint.resume=step_1"}).checkpoint.resume == (cwd / "step_1").string());
+
+  // The resolved dump is absolute: it loads to the same paths from anywhere.
+  const std::string dump = cr::dump_config(config);
+  std::ofstream(dir.file("config.yaml")) << dump;
+  CHECK(cr::dump_config(cr::load_config_file(dir.file("config.yaml"))) == dump);
+  // Text without a directory keeps its paths as written.
+  CHECK(load("data:\n  train: a.bin\n").data.train == std::vector<std::string>{"a.bin"});
 }
 
 TEST_CASE("cross-key rules name both keys") {

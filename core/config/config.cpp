@@ -501,12 +501,14 @@ bool names_model_preset(const YAML::Node& root) {
 }  // namespace
 
 Config load_config_text(const std::string& yaml, const std::string& source_name,
-                        const std::vector<std::string>& overrides) {
+                        const std::vector<std::string>& overrides, const std::optional<std::string>& directory) {
   Config config;
   config.source = source_name;
   const YAML::Node root = parse_yaml(yaml, source_name);
   apply_document(root, Origin{source_name, yaml}, config);
+  if (directory) resolve_config_paths(config, *directory);
   for (const std::string& assignment : overrides) apply_override(assignment, config);
+  if (directory) resolve_config_paths(config, std::filesystem::current_path());
   // A Hugging Face directory in model.init_from is the model (its config.json) unless a preset
   // is named, as from_pretrained takes it.
   const bool preset_named =
@@ -543,7 +545,7 @@ Config load_config_file(const std::string& path, const std::vector<std::string>&
   if (!file.is_open() || file.bad()) {
     throw ConfigError(fmt::format("config file '{}': cannot be read", path));
   }
-  return load_config_text(text, path, overrides);
+  return load_config_text(text, path, overrides, std::filesystem::path(path).parent_path().string());
 }
 
 }  // namespace cr

@@ -136,9 +136,14 @@ struct Config {
 
 // Parses a YAML file, applies `--set key.path=value` overrides, validates. Throws ConfigError
 // with "file:line:column: key.path: what is wrong" (or "--set key.path: ..." for overrides).
+// Relative paths in the file resolve against its directory, those in overrides against the
+// working directory; both become absolute.
 Config load_config_file(const std::string& path, const std::vector<std::string>& overrides = {});
+// As load_config_file for text read from `directory` (the built-in quickstart: configs/); without
+// one, paths stay as written.
 Config load_config_text(const std::string& yaml, const std::string& source_name,
-                        const std::vector<std::string>& overrides = {});
+                        const std::vector<std::string>& overrides = {},
+                        const std::optional<std::string>& directory = std::nullopt);
 
 // The resolved config as YAML: every key, defaults filled in; loads back to an equal Config.
 std::string dump_config(const Config& config);
@@ -172,6 +177,10 @@ struct ConfigValueRule {
   bool min_exclusive = false, max_exclusive = false;
   std::vector<std::string> choices;  // strings: the allowed values; empty: any
   size_t length = 0;                 // lists: the exact number of items; 0: any
+  // Strings are file paths: relative ones resolve against the config file's directory (--set:
+  // the working directory), except these words, which keep their own meaning.
+  bool path = false;
+  std::vector<std::string> path_keywords;
 };
 
 struct ConfigKey {

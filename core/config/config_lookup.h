@@ -2,6 +2,7 @@
 // tables, reading a field through its accessor, and the text of a value rule's bounds.
 #pragma once
 
+#include <filesystem>
 #include <string>
 
 #include "core/config/config.h"
@@ -17,6 +18,9 @@ template <typename T>
 const T& field_value(ConfigFieldAccess<T> access, const Config& config) {
   return access(const_cast<Config&>(config));
 }
+
+// Makes every path key's relative paths absolute under `directory` (config_paths.cpp).
+void resolve_config_paths(Config& config, const std::filesystem::path& directory);
 
 // "in [1, 8]", ">= 0", ...; "" without bounds.
 std::string bounds_text(const ConfigValueRule& rule);

@@ -53,6 +53,13 @@ ConfigValueRule one_of(std::vector<std::string> choices) {
   return rule;
 }
 
+ConfigValueRule a_path(std::vector<std::string> keywords = {}) {
+  ConfigValueRule rule;
+  rule.path = true;
+  rule.path_keywords = std::move(keywords);
+  return rule;
+}
+
 ConfigValueRule with_length(size_t length, ConfigValueRule rule) {
   rule.length = length;
   return rule;
@@ -102,21 +109,22 @@ const std::vector<ConfigKey>& config_keys() {
        between(1, kMaxTokens)},
       {CR_FIELD(model, dropout), "dropout probability", below(0, 1)},
       {CR_FIELD(model, init_from),
-       "checkpoint directory whose weights start the run; null: random initialisation"},
+       "checkpoint directory whose weights start the run; null: random initialisation", a_path()},
 
       {CR_FIELD(data, format),
        "tokens: token shard files; text: text files tokenized at start-up; synthetic: "
        "pseudo-random tokens, no files",
        one_of({"tokens", "text", "synthetic"})},
-      {CR_FIELD(data, train), "training files: paths or globs (one string or a list)"},
-      {CR_FIELD(data, val), "validation files, like train; empty: hold out val_fraction of train"},
+      {CR_FIELD(data, train), "training files: paths or globs (one string or a list)", a_path()},
+      {CR_FIELD(data, val), "validation files, like train; empty: hold out val_fraction of train",
+       a_path()},
       {CR_FIELD(data, val_fraction), "share of train held out for validation when val is empty",
        between(0, 0.5)},
       {CR_FIELD(data, seq_len), "tokens per training sequence", between(1, kMaxTokens)},
       {CR_FIELD(data, tokenizer), "tokenizer for the text format",
        one_of({"byte", "gpt2", "sentencepiece"})},
       {CR_FIELD(data, tokenizer_dir),
-       "directory with the gpt2 tokenizer: encoder.json + vocab.bpe, or vocab.json + merges.txt"},
+       "directory with the gpt2 tokenizer: encoder.json + vocab.bpe, or vocab.json + merges.txt", a_path()},
 
       {CR_FIELD(train, micro_batch_size), "sequences per forward/backward pass", between(1, kMaxSequences)},
       {CR_FIELD(train, global_batch_size),
@@ -225,15 +233,16 @@ const std::vector<ConfigKey>& config_keys() {
        "start gradient reductions during backward and (stage 3) gather the next layer's weights while "
        "the current one computes"},
       {CR_FIELD(checkpoint, dir),
-       "checkpoint directory; null: checkpoints/ inside runtime.run_dir"},
+       "checkpoint directory; null: checkpoints/ inside runtime.run_dir", a_path()},
       {CR_FIELD(checkpoint, every), "steps between checkpoints; 0: only at the end", at_least(0)},
       {CR_FIELD(checkpoint, keep), "newest checkpoints kept; 0: keep all", at_least(0)},
       {CR_FIELD(checkpoint, resume),
        "auto: the newest checkpoint in checkpoint.dir, if any; none: start fresh; anything else: a "
-       "checkpoint directory"},
+       "checkpoint directory",
+       a_path({"auto", "none"})},
       {CR_FIELD(checkpoint, save_final), "save a checkpoint after the last step"},
 
-      {CR_FIELD(runtime, run_dir), "directory the run writes its logs and metrics to"},
+      {CR_FIELD(runtime, run_dir), "directory the run writes its logs and metrics to", a_path()},
       {CR_FIELD(runtime, device), "auto: cuda when available, else cpu",
        one_of({"auto", "cpu", "cuda"})},
       {CR_FIELD(runtime, threads), "CPU threads; 0: this rank's share of the cores", between(0, kMaxThreads)},

@@ -89,7 +89,7 @@ std::string type_text(const ConfigValueRule& rule, const T*) {
     return fmt::format("one of {}", fmt::join(codes, ", "));
   }
   const std::string bounds = bounds_text(rule);
-  const std::string name = type_name(static_cast<const T*>(nullptr));
+  const std::string name = rule.path ? "path" : type_name(static_cast<const T*>(nullptr));
   return bounds.empty() ? name : name + " " + bounds;
 }
 
@@ -101,7 +101,7 @@ std::string type_text(const ConfigValueRule& rule, const std::optional<T>*) {
 template <typename T>
 std::string type_text(const ConfigValueRule& rule, const std::vector<T>*) {
   const std::string bounds = bounds_text(rule);
-  const std::string name = type_name(static_cast<const T*>(nullptr));
+  const std::string name = rule.path ? "path" : type_name(static_cast<const T*>(nullptr));
   const std::string items = rule.length ? fmt::format("list of {} {}s", rule.length, name)
                                         : fmt::format("list of {}s", name);
   return bounds.empty() ? items : fmt::format("{}, each {}", items, bounds);
@@ -137,6 +137,11 @@ Any key can be overridden on the command line with `--set section.key=value`, ap
 the file and checked the same way. The value is read as YAML, for example
 `--set train.steps=500`, `--set optimizer.betas=[0.9,0.99]`, `--set model.preset=null` or
 `--set data.train=shards/train_*.bin`.
+
+A relative path (a key of type path) in a config file is relative to the file's directory, so
+a config runs the same from any working directory; a relative path given with `--set` is
+relative to the working directory, as on any command line. Both are made absolute when the
+config is read: the resolved `config.yaml` in the run directory loads again from anywhere.
 
 An unknown section or key is an error that names the closest valid one, so a misspelt key
 never silently leaves its default in place. Errors give the file, line and column of the
