@@ -14,6 +14,7 @@
 #include "cmd/generate_command.h"
 #include "cmd/job.h"
 #include "cmd/launch.h"
+#include "cmd/serve_command.h"
 #include "core/base/crash_report.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
@@ -139,6 +140,37 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   generate->add_option("--seed", generate_options.seed, "sampling seed");
 
+  cr::ServeCommandOptions serve_options;
+  auto* serve =
+      app.add_subcommand("serve", "serve the trained model over an OpenAI-compatible HTTP API (docs/serving.md)");
+  add_config_options(serve, serve_options.config);
+  serve->add_option_function<std::string>(
+      "--host", [&](const std::string& host) { serve_options.host = host; },
+      "address to listen on (default: serve.host)");
+  serve->add_option_function<int64_t>(
+           "--port", [&](int64_t port) { serve_options.port = port; },
+           "port to listen on; 0: any free one (default: serve.port)")
+      ->check(CLI::Range(0, 65535));
+
+  cr::LoadOptions load_options;
+  auto* bench_serve =
+      app.add_subcommand("bench-serve", "replay requests against a running server; prints one JSON line");
+  bench_serve->add_option("--url", load_options.url, "the server");
+  bench_serve->add_option("--requests", load_options.requests, "requests to send")->check(CLI::PositiveNumber);
+  bench_serve->add_option("--rate", load_options.rate, "requests started per second (Poisson); 0: all at once")
+      ->check(CLI::NonNegativeNumber);
+  bench_serve->add_option("--concurrency", load_options.concurrency, "requests in flight at most")
+      ->check(CLI::PositiveNumber);
+  bench_serve->add_option("--prompt-min", load_options.prompt_min, "shortest prompt (tokens)")
+      ->check(CLI::PositiveNumber);
+  bench_serve->add_option("--prompt-max", load_options.prompt_max, "longest prompt (tokens)")
+      ->check(CLI::PositiveNumber);
+  bench_serve->add_option("--output-min", load_options.output_min, "fewest new tokens")->check(CLI::PositiveNumber);
+  bench_serve->add_option("--output-max", load_options.output_max, "most new tokens")->check(CLI::PositiveNumber);
+  bench_serve->add_option("--vocab", load_options.vocab, "prompt token ids are drawn below this")
+      ->check(CLI::PositiveNumber);
+  bench_serve->add_option("--seed", load_options.seed, "seed of the request mix");
+
   cr::ExportOptions export_options;
   auto* export_command = app.add_subcommand("export", "write a checkpoint as a Hugging Face model directory");
   export_command->add_option("--checkpoint", export_options.checkpoint, "checkpoint directory (or a checkpoint root)")
@@ -185,6 +217,7 @@ int main(int argc, char** argv) {
     if (*presets) return cr::run_presets_command();
     if (*report) return cr::run_report_command(report_options);
     if (*convert) return cr::run_convert_config_command(convert_options);
+    if (*bench_serve) return cr::run_bench_serve_command(load_options);
     if (*plan) {
       if (!plan_device_memory.empty()) {
         plan_report_options.device_memory = cr::parse_byte_size(plan_device_memory, "plan --device-memory");
@@ -211,6 +244,7 @@ int main(int argc, char** argv) {
     if (*bench) return cr::run_bench_command(bench_options, launch);
     if (*eval) return cr::run_eval_command(eval_options, launch);
     if (*generate) return cr::run_generate_command(generate_options, launch);
+    if (*serve) return cr::run_serve_command(serve_options, launch);
     return cr::run_train_command(train_options, launch);
   } catch (const std::exception& e) {
     cr::error_line(cr::describe_exception(e));

@@ -8,7 +8,7 @@
 namespace cr {
 namespace {
 
-constexpr int64_t kBlock = int64_t{1} << 16;
+constexpr int64_t kReductionBlock = int64_t{1} << 16;
 constexpr int kLanes = 8;  // independent accumulators, so the loop is not one long dependency chain
 
 double block_sum_of_squares(const float* x, int64_t n) {
@@ -29,12 +29,12 @@ double block_sum_of_squares(const float* x, int64_t n) {
 }  // namespace
 
 double sum_of_squares(const float* x, int64_t n) {
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int64_t blocks = (n + kReductionBlock - 1) / kReductionBlock;
   std::vector<double> partial(static_cast<size_t>(blocks));
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t begin = b * kBlock;
-    partial[b] = block_sum_of_squares(x + begin, std::min(kBlock, n - begin));
+    const int64_t begin = b * kReductionBlock;
+    partial[b] = block_sum_of_squares(x + begin, std::min(kReductionBlock, n - begin));
   }
   double sum = 0.0;
   for (double value : partial) sum += value;

@@ -44,8 +44,8 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   torch::Tensor y;
   if (cache) {
-    auto all = cache->append(layer, k, v);
-    y = causal_attention(q, all.first, all.second, dropout);
+    CR_CHECK(dropout == 0, "attention over a KV cache runs without dropout");
+    y = cache->attend(layer, q, k, v);
   } else if (SelectiveRecompute::active()) {
     y = recompute_in_backward(
         [dropout](const std::vector<torch::Tensor>& in) { return causal_attention(in[0], in[1], in[2], dropout); },
@@ -105,10 +105,13 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache)
     const auto positions = zigzag_positions(q.size(2) * tp_.sequence_size, tp_.sequence_rank, tp_.sequence_size);
     q = apply_rotary(q, positions.to(q.device()), rope_theta_);
     k = apply_rotary(k, positions.to(k.device()), rope_theta_);
+  } else if (rotary_ && cache) {
+    const auto positions = cache->positions(layer_, q.size(2)).to(q.device());
+    q = apply_rotary(q, positions, rope_theta_);
+    k = apply_rotary(k, positions, rope_theta_);
   } else if (rotary_) {
-    const int64_t first_position = cache ? cache->length(layer_) : 0;
-    q = apply_rotary(q, first_position, rope_theta_);
-    k = apply_rotary(k, first_position, rope_theta_);
+    q = apply_rotary(q, 0, rope_theta_);
+    k = apply_rotary(k, 0, rope_theta_);
   }
   const double dropout = is_training() ? dropout_ : 0.0;
   auto y = output_proj(attend_heads(q, k, v, cache, layer_, dropout, tp_));

@@ -19,8 +19,8 @@ namespace cr {
 // keys up to that position. Scaled by 1/sqrt(D). Returns (B, H, Tq, D).
 torch::Tensor causal_attention(const torch::Tensor& q, torch::Tensor k, torch::Tensor v, double dropout);
 
-// q (B, H, T, D) and this pass's k, v (B, H_kv, T, D): appends k, v to `layer`'s cache when there
-// is one, attends, and merges the heads into (B, T, H * D).
+// q (B, H, T, D) and this pass's k, v (B, H_kv, T, D): attends (through `layer` of the cache when
+// there is one) and merges the heads into (B, T, H * D).
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, KVCache* cache,
                      int64_t layer, double dropout);
 

@@ -52,17 +52,19 @@ torch::Tensor CausalLMImpl::logits(const torch::Tensor& tokens) {
 }
 
 torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& tokens, KVCache& cache) {
-  return head_logits(run_blocks(embed(tokens, cache.length()), 0, spec_.n_layer, &cache));
+  return head_logits(run_blocks(embed(tokens, cache.positions(0, tokens.size(1))), 0, spec_.n_layer, &cache));
 }
 
-void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq_len) {
-  const int64_t end = first_position + length;
+torch::Tensor position_ids(const torch::Tensor& tokens, const torch::Tensor& positions, int64_t max_seq_len) {
+  const int64_t count = tokens.size(1);
+  if (!positions.defined()) {
+    if (count > max_seq_len) fail("sequence length {} exceeds model.max_seq_len {}", count, max_seq_len);
+    return torch::arange(count, tokens.options().dtype(torch::kLong));
+  }
+  CR_CHECK(positions.dim() == 1 && positions.size(0) == count, "{} positions for {} tokens", positions.numel(), count);
+  const int64_t end = count == 0 ? 0 : positions.max().item<int64_t>() + 1;
   if (end > max_seq_len) fail("sequence length {} exceeds model.max_seq_len {}", end, max_seq_len);
-}
-
-torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, int64_t max_seq_len) {
-  check_sequence_fits(first_position, tokens.size(1), max_seq_len);
-  return torch::arange(first_position, first_position + tokens.size(1), tokens.options().dtype(torch::kLong));
+  return positions.to(tokens.device());
 }
 
 namespace {

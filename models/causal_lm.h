@@ -26,10 +26,10 @@ class CausalLMImpl : public torch::nn::Module {
   // that pipeline stages divide between them.
   virtual torch::nn::ModuleList blocks() const = 0;
 
-  // (B, T) int64 tokens at positions first_position, first_position + 1, ... -> (B, T, d_model)
+  // (B, T) int64 tokens at `positions`, (T) int64 (undefined: 0, 1, ...) -> (B, T, d_model)
   // (B, T / tensor size, d_model) under sequence parallelism.
-  virtual torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) = 0;
-  // Blocks [first, last); with a cache, each block appends this pass's keys and values to it.
+  virtual torch::Tensor embed(const torch::Tensor& tokens, const torch::Tensor& positions = {}) = 0;
+  // Blocks [first, last); with a cache, each block's attention runs through it.
   virtual torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) = 0;
   // Mean cross-entropy against (B, T) targets, the head fused with the loss (split over the
   // vocabulary under tensor parallelism).
@@ -43,8 +43,8 @@ class CausalLMImpl : public torch::nn::Module {
 
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
   torch::Tensor logits(const torch::Tensor& tokens);  // (B, T, vocab)
-  // Incremental decoding: logits for `tokens` (B, T_new), which follow the cache's tokens;
-  // appends their keys and values to the cache.
+  // Incremental decoding: logits for `tokens` (B, T_new) at the positions the cache gives them;
+  // their keys and values join the cache.
   torch::Tensor forward_cached(const torch::Tensor& tokens, KVCache& cache);
 
  protected:
@@ -60,11 +60,9 @@ class CausalLMImpl : public torch::nn::Module {
 };
 using CausalLM = std::shared_ptr<CausalLMImpl>;
 
-// Throws cr::Error when positions [first_position, first_position + length) pass max_seq_len.
-void check_sequence_fits(int64_t first_position, int64_t length, int64_t max_seq_len);
-
-// Positions first_position, first_position + 1, ... for the (B, T) tokens, checked to fit.
-torch::Tensor position_ids(const torch::Tensor& tokens, int64_t first_position, int64_t max_seq_len);
+// The (T) positions of the (B, T) tokens: `positions`, or 0, 1, ... when undefined; cr::Error
+// when one passes max_seq_len.
+torch::Tensor position_ids(const torch::Tensor& tokens, const torch::Tensor& positions, int64_t max_seq_len);
 
 // The architecture named by spec.arch with its initial weights for `seed` (parameter_init.h):
 // the whole model, or this rank's slices of it under tensor parallelism.

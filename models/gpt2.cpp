@@ -24,9 +24,9 @@ GPT2Impl::GPT2Impl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMIm
   }
 }
 
-torch::Tensor GPT2Impl::embed(const torch::Tensor& tokens, int64_t first_position) {
-  const auto positions = local_sequence(position_ids(tokens, first_position, spec_.max_seq_len), tp_, 0);
-  auto x = as_activation(wte(tokens) + wpe(positions));
+torch::Tensor GPT2Impl::embed(const torch::Tensor& tokens, const torch::Tensor& positions) {
+  const auto local_positions = local_sequence(position_ids(tokens, positions, spec_.max_seq_len), tp_, 0);
+  auto x = as_activation(wte(tokens) + wpe(local_positions));
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }
 

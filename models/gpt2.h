@@ -15,7 +15,7 @@ class GPT2Impl : public CausalLMImpl {
  public:
   explicit GPT2Impl(const ModelSpec& spec, const TensorParallel& tp = {});
 
-  torch::Tensor embed(const torch::Tensor& tokens, int64_t first_position = 0) override;
+  torch::Tensor embed(const torch::Tensor& tokens, const torch::Tensor& positions = {}) override;
   torch::Tensor run_blocks(torch::Tensor x, int64_t first, int64_t last, KVCache* cache = nullptr) override;
   torch::nn::ModuleList blocks() const override { return h; }
 

@@ -42,9 +42,9 @@ LlamaImpl::LlamaImpl(const ModelSpec& spec, const TensorParallel& tp) : CausalLM
   }
 }
 
-torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
-  // No position embedding: the attention layers rotate by the positions their cache implies.
-  check_sequence_fits(first_position, tokens.size(1), spec_.max_seq_len);
+torch::Tensor LlamaImpl::embed(const torch::Tensor& tokens, const torch::Tensor& positions) {
+  // No position embedding: the attention layers rotate by the positions their cache gives.
+  position_ids(tokens, positions, spec_.max_seq_len);
   auto x = as_activation(embed_tokens(tokens));
   return (is_training() && spec_.dropout > 0) ? torch::dropout(x, spec_.dropout, true) : x;
 }

@@ -56,8 +56,8 @@ OPTImpl::OPTImpl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMImpl
   decoder = register_module("decoder", OPTDecoder(spec, tp));
 }
 
-torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, int64_t first_position) {
-  auto positions = local_sequence(position_ids(tokens, first_position, spec_.max_seq_len) + kPositionOffset, tp_, 0);
+torch::Tensor OPTImpl::embed(const torch::Tensor& tokens, const torch::Tensor& token_positions) {
+  auto positions = local_sequence(position_ids(tokens, token_positions, spec_.max_seq_len) + kPositionOffset, tp_, 0);
   auto x = as_activation(decoder->embed_tokens(tokens));
   if (decoder->project_in) x = decoder->project_in(x);
   x = x + cast_to_activation(decoder->embed_positions(positions), x);

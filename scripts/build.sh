@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-NINJA_STATUS='[%f/%t] ' ninja -C "$build_dir" -j "$jobs" "$@" | awk '
+# Line-buffered: ninja writes its status lines through stdio, which buffers them in a pipe.
+NINJA_STATUS='[%f/%t] ' stdbuf -oL ninja -C "$build_dir" -j "$jobs" "$@" | awk '
   /^\[[0-9]+\/[0-9]+\] / {
     split(substr($1, 2, length($1) - 2), n, "/")
     tenth = int(10 * n[1] / n[2])

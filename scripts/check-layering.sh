@@ -25,8 +25,9 @@ declare -A allowed=(
   [core/infer]="$engine"
   [core/plan]="$engine"
   [core/report]="core/base"
-  [cmd]="core/infer core/plan core/report $engine"
-  [tests]="cmd core/infer core/plan core/report $engine"
+  [core/serve]="core/infer $engine"
+  [cmd]="core/serve core/infer core/plan core/report $engine"
+  [tests]="cmd core/serve core/infer core/plan core/report $engine"
 )
 
 folder_of() {  # the rule's folder for a path: core/<sub> inside core, else the top folder

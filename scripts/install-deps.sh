@@ -14,6 +14,7 @@ packages=(
   libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libsentencepiece-dev
   catch2
+  libcpp-httplib-dev      # the HTTP server of `colossal-run serve`
 )
 if [[ ${1:-} == --list ]]; then
   printf '%s\n' "${packages[@]}"

@@ -63,3 +63,19 @@ grep -q "eval and generate split the model over tensor-parallel ranks only" data
 # Without a checkpoint or model.init_from there is nothing to load.
 if "$exe" eval --config tiny.yaml --set runtime.run_dir=elsewhere 2> missing.err; then exit 1; fi
 grep -q "no weights to load" missing.err
+
+# serve: the trained model over HTTP on a free loopback port, with bench-serve as its client;
+# SIGINT stops it.
+"$exe" serve --config tiny.yaml --port 0 --set serve.kv_cache_memory=1MiB > serve.log 2>&1 &
+server=$!
+for _ in $(seq 1 100); do grep -q "http://127.0.0.1:" serve.log && break; sleep 0.1; done
+url=$(grep -o "http://127.0.0.1:[0-9]*" serve.log)
+"$exe" bench-serve --url "$url" --requests 8 --concurrency 4 --prompt-min 4 --prompt-max 20 --output-min 4 \
+  --output-max 12 | tee bench_serve.log
+grep -Eq '"failed":0,.*"generated_tokens":[1-9]' bench_serve.log
+kill -INT "$server"
+wait "$server"
+grep -q "serve: stopped (SIGINT)" serve.log
+# A server that is not there is named.
+if "$exe" bench-serve --url "$url" --requests 1 2> no_server.err; then exit 1; fi
+grep -q "no server answers at $url/health" no_server.err

@@ -159,7 +159,7 @@ TEST_CASE("decoding with a KV cache equals the full-sequence logits", "[models]"
     auto full = model->logits(tokens);
     INFO(spec.arch << " n_kv_head " << spec.n_kv_head << " layer_norm_before " << spec.layer_norm_before);
 
-    KVCache one_by_one(spec.n_layer);
+    ContiguousKVCache one_by_one(spec.n_layer);
     for (int64_t t = 0; t < 12; ++t) {
       auto step = model->forward_cached(tokens.slice(1, t, t + 1), one_by_one);
       CHECK(torch::allclose(step, full.slice(1, t, t + 1), 1e-5, 1e-5));
@@ -167,7 +167,7 @@ TEST_CASE("decoding with a KV cache equals the full-sequence logits", "[models]"
     CHECK(one_by_one.length() == 12);
 
     // A prompt in one pass, then a chunk: queries after cached keys need the shifted mask.
-    KVCache chunked(spec.n_layer);
+    ContiguousKVCache chunked(spec.n_layer);
     auto prompt = model->forward_cached(tokens.slice(1, 0, 5), chunked);
     auto rest = model->forward_cached(tokens.slice(1, 5, 12), chunked);
     CHECK(torch::allclose(torch::cat({prompt, rest}, 1), full, 1e-5, 1e-5));
@@ -178,7 +178,7 @@ TEST_CASE("a full cache is refused at max_seq_len", "[models]") {
   const ModelSpec spec = find_model_preset("llama-tiny").spec;
   auto model = build_model(spec);
   torch::NoGradGuard no_grad;
-  KVCache cache(spec.n_layer);
+  ContiguousKVCache cache(spec.n_layer);
   model->forward_cached(torch::zeros({1, spec.max_seq_len}, torch::kLong), cache);
   CHECK_THROWS_WITH(model->forward_cached(torch::zeros({1, 1}, torch::kLong), cache),
                     Catch::Contains("exceeds model.max_seq_len 128"));

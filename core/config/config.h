@@ -119,6 +119,17 @@ struct RuntimeConfig {
   double collective_timeout_s = 300.0;  // a collective not done by then aborts the job
 };
 
+struct ServeConfig {
+  int64_t block_size = 16;                     // token slots per KV-cache block
+  std::optional<std::string> kv_cache_memory;  // bytes or a size ("2GiB"); null: memory_utilization
+  double memory_utilization = 0.9;             // share of free device (host) memory for the KV cache
+  int64_t max_batch_size = 32;                 // sequences per model iteration
+  int64_t max_prefill_tokens = 512;            // prompt positions computed per iteration
+  int64_t max_waiting = 256;                   // queued requests; beyond: HTTP 429
+  std::string host = "127.0.0.1";
+  int64_t port = 8000;
+};
+
 struct Config {
   ModelConfig model;
   DataConfig data;
@@ -130,6 +141,7 @@ struct Config {
   ZeroConfig zero;
   CheckpointConfig checkpoint;
   RuntimeConfig runtime;
+  ServeConfig serve;
 
   std::string source;  // where it came from, for messages
 };

@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/base/error.h"
 #include "core/base/size_limits.h"
+#include "core/base/strings.h"
 #include "core/config/config.h"
 
 namespace cr {
@@ -84,6 +86,7 @@ const std::vector<ConfigSection>& config_sections() {
       {"zero", "ZeRO: sharding training state over the data-parallel ranks instead of replicating it."},
       {"checkpoint", "Saving and resuming training state."},
       {"runtime", "Where the run writes its files and what it runs on."},
+      {"serve", "`colossal-run serve`: the paged KV cache, continuous batching and the HTTP server (docs/serving.md)."},
   };
   return sections;
 }
@@ -252,6 +255,24 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(runtime, collective_timeout_s),
        "seconds a collective may wait for other ranks before the job is aborted",
        above_up_to(0, kMaxTimeoutSeconds)},
+
+      {CR_FIELD(serve, block_size), "token slots per KV-cache block", between(1, 4096)},
+      {CR_FIELD(serve, kv_cache_memory),
+       "memory for the KV cache: bytes or a size such as 2GiB; null: memory_utilization of the free memory, at "
+       "most what max_batch_size full-context sequences hold"},
+      {CR_FIELD(serve, memory_utilization),
+       "share of the device's free memory (host memory on CPUs) the KV cache may take when kv_cache_memory is "
+       "null (vLLM's gpu_memory_utilization)",
+       above_up_to(0, 1)},
+      {CR_FIELD(serve, max_batch_size), "sequences in one model iteration", between(1, kMaxSequences)},
+      {CR_FIELD(serve, max_prefill_tokens),
+       "prompt positions computed in one iteration: longer prompts are computed in chunks beside running "
+       "decodes", between(1, kMaxTokens)},
+      {CR_FIELD(serve, max_waiting), "requests queued for a place in the batch; more are refused with HTTP 429",
+       between(1, kMaxSequences)},
+      {CR_FIELD(serve, host), "address the HTTP server listens on (--host overrides)"},
+      {CR_FIELD(serve, port), "port the HTTP server listens on (--port overrides; 0: any free port)",
+       between(0, 65535)},
   };
   return keys;
 }
@@ -267,6 +288,16 @@ const std::vector<std::pair<std::string, std::string>>& config_shorthands() {
 
 const std::vector<ConfigRule>& config_rules() {
   static const std::vector<ConfigRule> rules = {
+      {"serve.kv_cache_memory, when set, is a byte count or a size such as 512MiB.",
+       [](const Config& c) -> std::string {
+         if (!c.serve.kv_cache_memory) return "";
+         try {
+           parse_byte_size(*c.serve.kv_cache_memory, "serve.kv_cache_memory");
+           return "";
+         } catch (const Error& e) {
+           return e.what();
+         }
+       }},
       {"train.global_batch_size, when not 0, is a multiple of train.micro_batch_size.",
        [](const Config& c) -> std::string {
          const TrainConfig& t = c.train;

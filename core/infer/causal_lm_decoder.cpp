@@ -34,7 +34,7 @@ class CausalLmDecoder final : public CachedDecoder {
 
  private:
   CausalLM model_;
-  KVCache cache_;
+  ContiguousKVCache cache_;
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 #ifdef CR_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace cr {
@@ -192,6 +193,23 @@ int64_t peak_device_bytes(torch::Device device) {
   }
 #endif
   return 0;
+}
+
+int64_t free_memory_bytes(torch::Device device) {
+#ifdef CR_TORCH_CUDA
+  if (device.is_cuda()) {
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) fail("cannot read the free memory of {}", device.str());
+    return static_cast<int64_t>(free);
+  }
+#endif
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  fail("cannot read the available host memory: /proc/meminfo has no MemAvailable");
 }
 
 }  // namespace cr

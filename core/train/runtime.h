@@ -72,4 +72,8 @@ void reset_peak_rss();
 // Peak bytes allocated on `device` by LibTorch's allocator; 0 for the CPU.
 int64_t peak_device_bytes(torch::Device device);
 
+// Memory free for new tensors on `device`: the GPU's free memory (cudaMemGetInfo), or on the host
+// what Linux counts as available (MemAvailable). cr::Error when neither can be read.
+int64_t free_memory_bytes(torch::Device device);
+
 }  // namespace cr

@@ -1,0 +1,211 @@
+#include "core/serve/engine_loop.h"
+
+#include <fmt/format.h>
+
+#include "core/base/log.h"
+
+namespace cr {
+
+std::vector<int64_t> RequestStream::wait_beyond(size_t seen, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait_for(lock, timeout, [&] { return tokens_.size() > seen || stop_ || aborted_ || !error_.empty(); });
+  return tokens_;
+}
+
+bool RequestStream::done() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stop_ || aborted_ || !error_.empty();
+}
+
+std::optional<StopReason> RequestStream::stop() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stop_;
+}
+
+std::string RequestStream::error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+void RequestStream::push(int64_t token, std::optional<StopReason> stop) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tokens_.push_back(token);
+    stop_ = stop;
+  }
+  changed_.notify_all();
+}
+
+void RequestStream::fail(const std::string& error) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = error;
+  }
+  changed_.notify_all();
+}
+
+void LatencyHistogram::observe(double seconds) {
+  size_t bucket = 0;
+  while (bucket < std::size(kBounds) && seconds > kBounds[bucket]) ++bucket;
+  ++counts_[bucket];
+  sum_ += seconds;
+  ++total_;
+}
+
+std::string LatencyHistogram::prometheus(const std::string& name, const std::string& help) const {
+  std::string out = fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (size_t bucket = 0; bucket < std::size(kBounds); ++bucket) {
+    cumulative += counts_[bucket];
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, kBounds[bucket], cumulative);
+  }
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, total_, name, sum_, name, total_);
+  return out;
+}
+
+EngineLoop::EngineLoop(ServingEngine& engine, int64_t max_waiting)
+    : engine_(engine), max_waiting_(max_waiting), stats_(engine.stats()), thread_([this] { run(); }) {}
+
+EngineLoop::~EngineLoop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  thread_.join();
+}
+
+std::shared_ptr<RequestStream> EngineLoop::submit(ServingRequest request) {
+  auto stream = std::make_shared<RequestStream>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t free_places = engine_.limits().max_batch_size - stats_.running;
+    if (static_cast<int64_t>(submitted_.size()) + stats_.waiting >= max_waiting_ + free_places) return nullptr;
+    submitted_.push_back({std::move(request), stream, std::chrono::steady_clock::now()});
+  }
+  work_.notify_all();
+  return stream;
+}
+
+void EngineLoop::abort(const std::shared_ptr<RequestStream>& stream) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    aborted_.push_back(stream);
+  }
+  work_.notify_all();
+}
+
+void EngineLoop::apply_queued(std::unique_lock<std::mutex>&) {
+  for (Pending& pending : submitted_) {
+    try {
+      const RequestId id = engine_.submit(std::move(pending.request));
+      active_.push_back({id, Active{pending.stream, pending.submitted, pending.submitted}});
+    } catch (const std::exception& e) {
+      pending.stream->fail(e.what());
+    }
+  }
+  submitted_.clear();
+  for (const auto& stream : aborted_) {
+    for (auto it = active_.begin(); it != active_.end(); ++it) {
+      if (it->second.stream != stream) continue;
+      engine_.abort(it->first);
+      {
+        std::lock_guard<std::mutex> stream_lock(stream->mutex_);
+        stream->aborted_ = true;
+      }
+      stream->changed_.notify_all();
+      active_.erase(it);
+      ++aborted_requests_;
+      break;
+    }
+  }
+  aborted_.clear();
+}
+
+void EngineLoop::run() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    work_.wait(lock, [&] { return stopping_ || !submitted_.empty() || !aborted_.empty() || !engine_.idle(); });
+    if (stopping_) break;
+    apply_queued(lock);
+    stats_ = engine_.stats();
+    lock.unlock();
+    std::vector<RequestUpdate> updates;
+    std::string failure;
+    try {
+      updates = engine_.step();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    lock.lock();
+    if (!failure.empty()) {
+      // A model error ends every request in flight with it; the server goes on.
+      warn0("serve: an iteration failed: {}", failure);
+      for (auto& [id, active] : active_) {
+        engine_.abort(id);
+        active.stream->fail(failure);
+      }
+      active_.clear();
+    }
+    for (const RequestUpdate& update : updates) {
+      auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.first == update.request; });
+      if (it == active_.end()) continue;
+      Active& active = it->second;
+      const double since = std::chrono::duration<double>(now - active.last_token).count();
+      (active.first_token ? time_to_first_token_ : inter_token_latency_).observe(since);
+      active.first_token = false;
+      active.last_token = now;
+      active.stream->push(update.token, update.stop);
+      if (update.stop) {
+        active_.erase(it);
+        ++finished_requests_;
+      }
+    }
+    generated_tokens_ += updates.size();
+    recent_tokens_.emplace_back(now, static_cast<int64_t>(updates.size()));
+    while (!recent_tokens_.empty() && now - recent_tokens_.front().first > std::chrono::seconds(5)) {
+      recent_tokens_.pop_front();
+    }
+    int64_t recent = 0;
+    for (const auto& [when, count] : recent_tokens_) recent += count;
+    tokens_per_second_ = static_cast<double>(recent) / 5.0;
+    stats_ = engine_.stats();
+  }
+  for (auto& [id, active] : active_) active.stream->fail("the server is shutting down");
+}
+
+ServingStats EngineLoop::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+std::string EngineLoop::prometheus_metrics() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string out;
+  const auto gauge = [&](const char* name, const char* help, double value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, value);
+  };
+  const auto counter = [&](const char* name, const char* help, double value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
+  };
+  gauge("colossal_run_requests_waiting", "requests waiting for a place in the batch",
+        static_cast<double>(stats_.waiting + static_cast<int64_t>(submitted_.size())));
+  gauge("colossal_run_requests_running", "requests in the running batch", static_cast<double>(stats_.running));
+  gauge("colossal_run_kv_blocks_used", "KV-cache blocks held by requests", static_cast<double>(stats_.used_blocks));
+  gauge("colossal_run_kv_blocks_total", "KV-cache blocks in the pool", static_cast<double>(stats_.total_blocks));
+  gauge("colossal_run_kv_fragmentation", "share of the used blocks' slots holding no keys and values",
+        stats_.fragmentation);
+  gauge("colossal_run_tokens_per_second", "generated tokens per second over the last 5 seconds", tokens_per_second_);
+  counter("colossal_run_generated_tokens_total", "tokens generated", static_cast<double>(generated_tokens_));
+  counter("colossal_run_requests_finished_total", "requests completed", static_cast<double>(finished_requests_));
+  counter("colossal_run_requests_aborted_total", "requests whose client left", static_cast<double>(aborted_requests_));
+  counter("colossal_run_preemptions_total", "requests preempted for blocks", static_cast<double>(stats_.preemptions));
+  out += time_to_first_token_.prometheus("colossal_run_time_to_first_token_seconds",
+                                         "from arrival to the first generated token");
+  out += inter_token_latency_.prometheus("colossal_run_inter_token_latency_seconds",
+                                         "between consecutive generated tokens of a request");
+  return out;
+}
+
+}  // namespace cr

@@ -1,0 +1,105 @@
+// The serving engine on a thread of its own. HTTP handlers submit requests and read each one's
+// tokens from a RequestStream as iterations produce them; the loop applies submissions and
+// aborts between iterations, so the engine itself is only ever touched by its thread. Also
+// keeps the server's metrics: queue, batch and block counts, tokens per second, time to first
+// token and inter-token latency.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/serve/serving_engine.h"
+
+namespace cr {
+
+// One request's tokens as they come; shared by the loop (writer) and a handler (reader).
+class RequestStream {
+ public:
+  // Waits up to `timeout` for tokens past the first `seen`; returns all tokens so far.
+  std::vector<int64_t> wait_beyond(size_t seen, std::chrono::milliseconds timeout);
+  bool done() const;  // finished, aborted or failed
+  std::optional<StopReason> stop() const;
+  std::string error() const;  // why the engine refused it, if it did
+
+ private:
+  friend class EngineLoop;
+  void push(int64_t token, std::optional<StopReason> stop);
+  void fail(const std::string& error);
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<int64_t> tokens_;
+  std::optional<StopReason> stop_;
+  std::string error_;
+  bool aborted_ = false;
+};
+
+// Latencies as a Prometheus histogram.
+class LatencyHistogram {
+ public:
+  void observe(double seconds);
+  std::string prometheus(const std::string& name, const std::string& help) const;
+
+ private:
+  static constexpr double kBounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  std::vector<uint64_t> counts_ = std::vector<uint64_t>(std::size(kBounds) + 1, 0);
+  double sum_ = 0;
+  uint64_t total_ = 0;
+};
+
+class EngineLoop {
+ public:
+  // Starts the thread. `max_waiting`: requests waiting for a place in the batch (beyond the
+  // places free now) at which submit refuses more.
+  EngineLoop(ServingEngine& engine, int64_t max_waiting);
+  ~EngineLoop();  // stops the thread; unfinished requests end aborted
+  EngineLoop(const EngineLoop&) = delete;
+  EngineLoop& operator=(const EngineLoop&) = delete;
+
+  // The request's stream, or nothing when max_waiting requests are already waiting.
+  std::shared_ptr<RequestStream> submit(ServingRequest request);
+  void abort(const std::shared_ptr<RequestStream>& stream);  // the client left: its blocks are freed
+  std::string prometheus_metrics() const;
+  ServingStats stats() const;
+
+ private:
+  struct Pending {
+    ServingRequest request;
+    std::shared_ptr<RequestStream> stream;
+    std::chrono::steady_clock::time_point submitted;
+  };
+  struct Active {
+    std::shared_ptr<RequestStream> stream;
+    std::chrono::steady_clock::time_point submitted, last_token;
+    bool first_token = true;
+  };
+  void run();
+  void apply_queued(std::unique_lock<std::mutex>& lock);
+
+  ServingEngine& engine_;
+  int64_t max_waiting_;
+  mutable std::mutex mutex_;
+  std::condition_variable work_;
+  std::deque<Pending> submitted_;
+  std::vector<std::shared_ptr<RequestStream>> aborted_;
+  std::vector<std::pair<RequestId, Active>> active_;  // engine thread only
+  bool stopping_ = false;
+  // Metrics, under mutex_.
+  ServingStats stats_;
+  LatencyHistogram time_to_first_token_, inter_token_latency_;
+  uint64_t generated_tokens_ = 0, finished_requests_ = 0, aborted_requests_ = 0;
+  double tokens_per_second_ = 0;  // over the last busy second
+  std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;
+  std::thread thread_;
+};
+
+}  // namespace cr

@@ -1,0 +1,234 @@
+// The HTTP server end to end on a loopback port: concurrent streaming clients, one that leaves
+// mid-stream, the OpenAI error bodies for bad requests, and the metrics.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "core/serve/engine_loop.h"
+#include "core/serve/http_server.h"
+#include "core/serve/serving_engine.h"
+#include "core/text/tokenizer.h"
+#include "models/causal_lm.h"
+#include "models/model_spec.h"
+
+using Catch::Matchers::Contains;
+using nlohmann::json;
+using namespace cr;
+
+namespace {
+
+// A server of gpt2-tiny (random weights, byte tokenizer) on a free loopback port.
+struct TestServer {
+  explicit TestServer(int64_t max_batch_size = 8, int64_t max_waiting = 4)
+      : engine(model, {16, 48, {max_batch_size, 64}}), loop(engine, max_waiting), config([&] {
+          ServeConfig c;
+          c.max_batch_size = max_batch_size;
+          c.max_waiting = max_waiting;
+          return c;
+        }()) {}
+
+  CausalLM model = build_model(find_model_preset("gpt2-tiny").spec, 7);
+  std::unique_ptr<Tokenizer> tokenizer = make_tokenizer("byte", std::nullopt);
+  ServingEngine engine;
+  EngineLoop loop;
+  ServeConfig config;
+  HttpServer server{loop, {"tiny", tokenizer.get(), 128, 512, ChatTemplate::Plain}, config};
+  int port = server.bind("127.0.0.1", 0);
+  std::thread thread{[this] { server.run(); }};
+
+  ~TestServer() {
+    server.stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(std::chrono::seconds(30));
+    return c;
+  }
+  // Polls until the engine holds no request (an abort reaches it between iterations).
+  bool drained() const {
+    for (int i = 0; i < 200; ++i) {
+      const ServingStats stats = loop.stats();
+      if (stats.running == 0 && stats.waiting == 0 && stats.used_blocks == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+};
+
+json completion_body(const std::string& prompt, bool stream, int max_tokens = 40) {
+  return {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", stream}};
+}
+
+struct StreamResult {
+  std::string text, finish_reason;
+  int status = 0;
+  int events = 0;
+  bool done = false;
+};
+
+// Reads a completion stream; leaves (closes the connection) after `leave_after` events if given.
+StreamResult stream_completion(const TestServer& server, const json& body, int leave_after = -1) {
+  StreamResult result;
+  std::string buffer;
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/completions";
+  request.body = body.dump();
+  request.set_header("Content-Type", "application/json");
+  request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    buffer.append(data, size);
+    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
+      const std::string event = buffer.substr(0, end);
+      buffer.erase(0, end + 2);
+      REQUIRE(event.rfind("data: ", 0) == 0);
+      if (event == "data: [DONE]") {
+        result.done = true;
+        continue;
+      }
+      const json chunk = json::parse(event.substr(6));
+      result.text += chunk["choices"][0]["text"].get<std::string>();
+      if (!chunk["choices"][0]["finish_reason"].is_null()) result.finish_reason = chunk["choices"][0]["finish_reason"];
+      if (++result.events == leave_after) return false;
+    }
+    return true;
+  };
+  if (auto response = server.client().send(request)) result.status = response->status;
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("concurrent streams complete while one client leaves mid-stream, and its blocks return") {
+  TestServer server;
+  // The whole completion of each prompt, for reference.
+  std::vector<std::string> prompts, expected;
+  for (int i = 0; i < 5; ++i) {
+    prompts.push_back("client " + std::to_string(i) + " asks");
+    auto response = server.client().Post("/v1/completions", completion_body(prompts.back(), false).dump(),
+                                         "application/json");
+    REQUIRE(response);
+    INFO(response->body);
+    REQUIRE(response->status == 200);
+    const json body = json::parse(response->body);
+    CHECK(body["object"] == "text_completion");
+    CHECK(body["choices"][0]["finish_reason"] == "length");
+    CHECK(body["usage"]["completion_tokens"] == 40);
+    expected.push_back(body["choices"][0]["text"]);
+  }
+  std::vector<StreamResult> results(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const int leave_after = i == 0 ? 3 : -1;
+    clients.emplace_back([&, i, leave_after] {
+      results[i] = stream_completion(server, completion_body(prompts[i], true), leave_after);
+    });
+  }
+  for (auto& client : clients) client.join();
+  CHECK(results[0].events == 3);
+  CHECK_FALSE(results[0].done);
+  for (size_t i = 1; i < prompts.size(); ++i) {
+    INFO("client " << i);
+    CHECK(results[i].status == 200);
+    CHECK(results[i].done);
+    CHECK(results[i].finish_reason == "length");
+    CHECK(results[i].text == expected[i]);  // greedy: streamed pieces join to the whole completion
+  }
+  CHECK(server.drained());
+  auto metrics = server.client().Get("/metrics");
+  REQUIRE(metrics);
+  CHECK_THAT(metrics->body, Contains("colossal_run_requests_aborted_total 1\n"));
+  CHECK_THAT(metrics->body, Contains("colossal_run_kv_blocks_used 0\n"));
+  CHECK_THAT(metrics->body, Contains("colossal_run_time_to_first_token_seconds_count 10\n"));
+}
+
+TEST_CASE("bad requests get OpenAI error bodies with the right status, and the server goes on") {
+  TestServer server;
+  auto client = server.client();
+  const auto post = [&](const std::string& path, const std::string& body) {
+    auto response = client.Post(path, body, "application/json");
+    REQUIRE(response);
+    return std::make_pair(response->status, json::parse(response->body));
+  };
+  auto [status, body] = post("/v1/completions", "{\"prompt\": \"a\",");
+  CHECK(status == 400);
+  CHECK_THAT(body["error"]["message"].get<std::string>(), Contains("not valid JSON"));
+  std::tie(status, body) = post("/v1/completions", R"({"prompt": "a", "max_tokenz": 3})");
+  CHECK(status == 400);
+  CHECK(body["error"]["param"] == "max_tokenz");
+  CHECK(body["error"]["type"] == "invalid_request_error");
+  std::tie(status, body) = post("/v1/completions", json{{"prompt", std::string(200, 'x')}}.dump());
+  CHECK(status == 400);
+  CHECK_THAT(body["error"]["message"].get<std::string>(),
+             Contains("maximum context length is 128 tokens; the prompt has 200"));
+  std::tie(status, body) = post("/v1/completions", R"({"prompt": "abc", "max_tokens": 126})");
+  CHECK(status == 400);
+  CHECK(body["error"]["param"] == "max_tokens");
+  std::tie(status, body) = post("/v1/completions", R"({"prompt": "abc", "temperature": -1})");
+  CHECK(status == 400);
+  CHECK(body["error"]["param"] == "temperature");
+  std::tie(status, body) = post("/v1/completions", R"({"prompt": "abc", "model": "gpt-4"})");
+  CHECK(status == 404);
+  std::tie(status, body) = post("/v1/chat/completions", R"({"messages": [{"role": "robot", "content": "hi"}]})");
+  CHECK(status == 400);
+  CHECK(body["error"]["param"] == "messages[0].role");
+
+  auto missing = client.Get("/v1/nothing");
+  REQUIRE(missing);
+  CHECK(missing->status == 404);
+  CHECK_THAT(json::parse(missing->body)["error"]["message"].get<std::string>(), Contains("no route GET /v1/nothing"));
+  auto wrong_method = client.Get("/v1/completions");
+  REQUIRE(wrong_method);
+  CHECK(wrong_method->status == 405);
+
+  auto models = client.Get("/v1/models");
+  REQUIRE(models);
+  CHECK(json::parse(models->body)["data"][0]["id"] == "tiny");
+  auto health = client.Get("/health");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  // A chat completion with a plain transcript, and n choices with seeds seed, seed + 1.
+  std::tie(status, body) = post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}],
+      "max_tokens": 5, "n": 2, "seed": 3, "temperature": 1.0})");
+  CHECK(status == 200);
+  CHECK(body["object"] == "chat.completion");
+  CHECK(body["choices"].size() == 2);
+  CHECK(body["choices"][0]["message"]["role"] == "assistant");
+  CHECK(body["usage"]["completion_tokens"] == 10);
+  CHECK(server.drained());
+}
+
+TEST_CASE("a request beyond the waiting queue is refused with 429") {
+  TestServer server(/*max_batch_size=*/1, /*max_waiting=*/2);
+  // One long request runs and two wait: the queue is full.
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  const auto submit_and_wait = [&](int64_t running, int64_t waiting) {
+    ServingRequest request;
+    request.prompt = {1, 2, 3};
+    request.max_new_tokens = 120;
+    streams.push_back(server.loop.submit(request));
+    REQUIRE(streams.back());
+    for (int i = 0; i < 2000; ++i) {
+      const ServingStats stats = server.loop.stats();
+      if (stats.running == running && stats.waiting == waiting) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    FAIL("the engine did not take the request");
+  };
+  submit_and_wait(1, 0);
+  submit_and_wait(1, 1);
+  submit_and_wait(1, 2);
+  auto response = server.client().Post("/v1/completions", completion_body("late", false).dump(), "application/json");
+  REQUIRE(response);
+  CHECK(response->status == 429);
+  CHECK(json::parse(response->body)["error"]["type"] == "rate_limit_error");
+  for (const auto& stream : streams) server.loop.abort(stream);
+  CHECK(server.drained());
+}
