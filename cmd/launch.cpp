@@ -278,7 +278,8 @@ volatile sig_atomic_t g_forwarded_signal = 0;
 volatile sig_atomic_t g_stop_request_signal = 0;
 
 constexpr char kStoppingNote[] =
-    "colossal-run: stopping after the current step (ranks save a checkpoint); interrupt again to end at once\n";
+    "colossal-run: stopping after the current step (training saves a checkpoint, a server ends its iteration); "
+    "interrupt again to end at once\n";
 
 extern "C" void forward_stop_signal(int signal) {
   const bool first = g_forwarded_signal == 0;

@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
   auto* serve =
       app.add_subcommand("serve", "serve the trained model over an OpenAI-compatible HTTP API (docs/serving.md)");
   add_config_options(serve, serve_options.config);
+  add_launch_options(serve);
   serve->add_option_function<std::string>(
       "--host", [&](const std::string& host) { serve_options.host = host; },
       "address to listen on (default: serve.host)");
@@ -231,8 +232,8 @@ int main(int argc, char** argv) {
     if (cr::needs_mpirun(launch, nprocs)) {
       // Validate once here, so that a bad config or layout gives one message rather than one per
       // rank; notes wait for rank 0.
-      if (*eval || *generate) {
-        const auto& options = *eval ? eval_options.config : generate_options.config;
+      if (*eval || *generate || *serve) {
+        const auto& options = *eval ? eval_options.config : *generate ? generate_options.config : serve_options.config;
         cr::check_inference_layout(cr::load_command_config(options, /*announce=*/false), nprocs);
       } else if (!*bench) {
         cr::check_job_layout(cr::load_command_config(train_options, /*announce=*/false), nprocs);

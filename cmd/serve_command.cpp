@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "cmd/config_source.h"
@@ -18,6 +19,7 @@
 #include "core/serve/serving_engine.h"
 #include "core/text/tokenizer.h"
 #include "core/train/runtime.h"
+#include "parallel/communicator.h"
 
 namespace cr {
 namespace {
@@ -56,22 +58,22 @@ std::string served_name(const Config& config, const std::string& weights_from) {
 int run_serve_command(const ServeCommandOptions& options, const LaunchEnvironment& launch) {
   announce_launch_rank(launch);
   Config config = inference_layout(load_command_config(options.config));
-  if (config.parallel.tensor > 1) {
-    fail("serve: parallel.tensor is {}; serve runs on one process, so set parallel.tensor=1", config.parallel.tensor);
-  }
-  check_inference_layout(config, 1);
   if (options.host) config.serve.host = *options.host;
   if (options.port) config.serve.port = *options.port;
   JobMembership job(launch, config);
-  configure_threads(config.runtime, 1);
+  configure_threads(config.runtime, ranks_on_this_node());
   const auto tokenizer = make_tokenizer(config.data.tokenizer, config.data.tokenizer_dir);
   return job.run(config, [&](const ParallelContext& context) {
+    Communicator* world = context.control();
+    check_inference_layout(config, world ? world->size() : 1);
     InferenceModel loaded = load_inference_model(config, context);
     if (tokenizer->vocab_size() > loaded.spec.vocab_size) {
       fail("data.tokenizer: the {} tokenizer has {} tokens but the model's vocab_size is {}", tokenizer->name(),
            tokenizer->vocab_size(), loaded.spec.vocab_size);
     }
-    const int64_t kv_heads = loaded.spec.n_kv_head > 0 ? loaded.spec.n_kv_head : loaded.spec.n_head;
+    // This rank's key/value heads: its share under tensor parallelism.
+    const int64_t kv_heads = std::max<int64_t>(
+        1, (loaded.spec.n_kv_head > 0 ? loaded.spec.n_kv_head : loaded.spec.n_head) / config.parallel.tensor);
     const auto dtype = loaded.model->parameters().front().scalar_type();
     const int64_t block_bytes = PagedKVStore::block_bytes(loaded.spec.n_layer, kv_heads,
                                                           loaded.spec.d_model / loaded.spec.n_head,
@@ -79,20 +81,30 @@ int run_serve_command(const ServeCommandOptions& options, const LaunchEnvironmen
     ServingOptions serving;
     serving.block_size = config.serve.block_size;
     serving.num_blocks = kv_cache_blocks(config.serve, loaded, block_bytes);
+    // Every rank schedules alike only with the same pool: rank 0's size.
+    if (world) serving.num_blocks = std::stoll(broadcast_string(*world, std::to_string(serving.num_blocks)));
     serving.limits = {config.serve.max_batch_size, config.serve.max_prefill_tokens};
     ServingEngine engine(loaded.model, serving);
-    EngineLoop loop(engine, config.serve.max_waiting);
+    // SIGUSR1: the --nprocs launcher's stop request, passed on by mpirun to every rank.
+    for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, on_stop_signal);
+    if (world && world->rank() != 0) {
+      // mpirun passes Ctrl-C to every rank; rank 0 alone decides, and its stop command ends this.
+      follow_engine(engine, [world] { return broadcast_string(*world, ""); });
+      return 0;
+    }
+    std::function<void(const std::string&)> replicate;
+    if (world) replicate = [world](const std::string& commands) { broadcast_string(*world, commands); };
+    EngineLoop loop(engine, config.serve.max_waiting, replicate);
     ServedModel served{served_name(config, loaded.weights_from), tokenizer.get(), loaded.spec.max_seq_len,
                        loaded.spec.vocab_size,
                        tokenizer->name() == "sentencepiece" ? ChatTemplate::Llama2 : ChatTemplate::Plain};
     HttpServer server(loop, served, config.serve);
     const int port = server.bind(config.serve.host, static_cast<int>(config.serve.port));
-    print0("serve: {} ({}, weights {}) | KV cache {} blocks of {} tokens, {} | batch {} | http://{}:{}/v1",
-           served.name, loaded.spec.arch, loaded.weights_from, serving.num_blocks, serving.block_size,
-           human_bytes(static_cast<double>(serving.num_blocks * block_bytes)), config.serve.max_batch_size,
-           config.serve.host, port);
-    std::signal(SIGINT, on_stop_signal);
-    std::signal(SIGTERM, on_stop_signal);
+    print0("serve: {} ({}, weights {}) | {} rank(s) | KV cache {} blocks of {} tokens, {} per rank | batch {} | "
+           "http://{}:{}/v1",
+           served.name, loaded.spec.arch, loaded.weights_from, world ? world->size() : 1, serving.num_blocks,
+           serving.block_size, human_bytes(static_cast<double>(serving.num_blocks * block_bytes)),
+           config.serve.max_batch_size, config.serve.host, port);
     std::thread watcher([&] {
       while (stop_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       server.stop();
@@ -101,7 +113,10 @@ int run_serve_command(const ServeCommandOptions& options, const LaunchEnvironmen
     if (stop_signal == 0) stop_signal = -1;  // the server ended on its own: release the watcher
     watcher.join();
     const int signal = stop_signal;
-    print0("serve: stopped ({})", signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "server ended");
+    print0("serve: stopped ({})", signal == SIGINT    ? "SIGINT"
+                                  : signal == SIGTERM ? "SIGTERM"
+                                  : signal == SIGUSR1 ? "a stop request, SIGUSR1"
+                                                      : "server ended");
     return 0;
   });
 }

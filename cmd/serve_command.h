@@ -1,5 +1,6 @@
 // `colossal-run serve`: the config's model behind an OpenAI-compatible HTTP server
-// (core/serve), until SIGINT or SIGTERM; `bench-serve`: load against such a server.
+// (core/serve), until SIGINT or SIGTERM, on one process or split over a tensor-parallel job
+// (rank 0 serves HTTP); `bench-serve`: load against such a server.
 #pragma once
 
 #include <optional>

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 
 #include <fmt/ranges.h>
+#include <torch/torch.h>
 
 #include "core/base/error.h"
 #include "core/base/strings.h"
@@ -151,4 +153,13 @@ bool overlaps(const at::Tensor& a, const at::Tensor& b) {
 }
 
 }  // namespace detail
+std::string broadcast_string(Communicator& group, const std::string& text) {
+  auto length = torch::tensor({static_cast<int64_t>(text.size())}, torch::kLong);
+  group.broadcast(length, 0);
+  auto bytes = torch::zeros({length.item<int64_t>()}, torch::kUInt8);
+  if (group.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
+  group.broadcast(bytes, 0);
+  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+}
+
 }  // namespace cr

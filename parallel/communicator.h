@@ -87,4 +87,7 @@ class Communicator {
   void recv(at::Tensor tensor, int src, int tag) { recv_async(std::move(tensor), src, tag)->wait(); }
 };
 
+// Rank 0's `text` on every rank of `group` (what the others pass is ignored).
+std::string broadcast_string(Communicator& group, const std::string& text);
+
 }  // namespace cr

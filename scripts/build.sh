@@ -7,12 +7,19 @@ cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-# Line-buffered: ninja writes its status lines through stdio, which buffers them in a pipe.
-NINJA_STATUS='[%f/%t] ' stdbuf -oL ninja -C "$build_dir" -j "$jobs" "$@" | awk '
-  /^\[[0-9]+\/[0-9]+\] / {
-    split(substr($1, 2, length($1) - 2), n, "/")
-    tenth = int(10 * n[1] / n[2])
-    if (tenth != last) { last = tenth; printf "build: %3d%% (%d of %d steps)\n", 10 * tenth, n[1], n[2]; fflush() }
-    next
-  }
-  { print; fflush() }'
+# Line-buffered, and read line by line (awk would read the pipe in blocks): progress shows as it happens.
+NINJA_STATUS='[%f/%t] ' stdbuf -oL ninja -C "$build_dir" -j "$jobs" "$@" | {
+  last=-1
+  while IFS= read -r line; do
+    if [[ $line =~ ^\[([0-9]+)/([0-9]+)\]\  ]]; then
+      done_steps=${BASH_REMATCH[1]} all_steps=${BASH_REMATCH[2]}
+      tenth=$((10 * done_steps / all_steps))
+      if ((tenth != last)); then
+        last=$tenth
+        printf 'build: %3d%% (%d of %d steps)\n' $((10 * tenth)) "$done_steps" "$all_steps"
+      fi
+    else
+      printf '%s\n' "$line"
+    fi
+  done
+}

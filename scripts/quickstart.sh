@@ -10,7 +10,7 @@ echo "quickstart [1/3] Debian packages"
 scripts/install-deps.sh
 echo "quickstart [2/3] building colossal-run ($(elapsed) so far)"
 scripts/build.sh colossal-run
-echo "quickstart [3/3] training the built-in quickstart: 300 steps, about 2 minutes on 2 cores ($(elapsed) so far)"
+echo "quickstart [3/3] training the built-in quickstart: 300 steps, about a minute on 2 cores ($(elapsed) so far)"
 "${BUILD_DIR:-build}/colossal-run" train "$@"
 echo "quickstart: done in $(elapsed)"
 (($#)) || echo "quickstart: the run is in runs/quickstart; a page of its curves: build/colossal-run report runs/quickstart"

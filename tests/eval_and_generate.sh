@@ -3,6 +3,7 @@
 # and continue a prompt with the checkpoint the run left.
 # Usage: eval_and_generate.sh COLOSSAL_RUN WORK_DIR
 set -euo pipefail
+shopt -s inherit_errexit  # failures inside $(...) count too
 exe=$1 work=$2
 rm -rf "$work"
 mkdir -p "$work"
@@ -58,24 +59,34 @@ awk -v a="$(loss eval.log)" -v b="$(loss eval_tp.log)" 'BEGIN { d = a - b; if (a
 [[ $("$exe" "${gen[@]}" --temperature 0) == "$("$exe" "${gen[@]}" --temperature 0 "${tp[@]}")" ]]
 # Data-parallel ranks have nothing to split for eval.
 if "$exe" eval --config tiny.yaml --nprocs 2 2> data_parallel.err; then exit 1; fi
-grep -q "eval and generate split the model over tensor-parallel ranks only" data_parallel.err
+grep -q "eval, generate and serve split the model over tensor-parallel ranks only" data_parallel.err
 
 # Without a checkpoint or model.init_from there is nothing to load.
 if "$exe" eval --config tiny.yaml --set runtime.run_dir=elsewhere 2> missing.err; then exit 1; fi
 grep -q "no weights to load" missing.err
 
 # serve: the trained model over HTTP on a free loopback port, with bench-serve as its client;
-# SIGINT stops it.
-"$exe" serve --config tiny.yaml --port 0 --set serve.kv_cache_memory=1MiB > serve.log 2>&1 &
-server=$!
-for _ in $(seq 1 100); do grep -q "http://127.0.0.1:" serve.log && break; sleep 0.1; done
-url=$(grep -o "http://127.0.0.1:[0-9]*" serve.log)
-"$exe" bench-serve --url "$url" --requests 8 --concurrency 4 --prompt-min 4 --prompt-max 20 --output-min 4 \
-  --output-max 12 | tee bench_serve.log
-grep -Eq '"failed":0,.*"generated_tokens":[1-9]' bench_serve.log
-kill -INT "$server"
-wait "$server"
-grep -q "serve: stopped (SIGINT)" serve.log
-# A server that is not there is named.
+# SIGINT stops it. Tensor parallel: two ranks, each holding half of every layer and its heads'
+# keys and values, give one process's greedy completions (bench-serve's digest of them).
+serve_and_bench() {  # NAME [serve options...]: prints the completions' digest
+  local name=$1
+  shift
+  "$exe" serve --config tiny.yaml --port 0 --set serve.kv_cache_memory=1MiB "$@" > "serve_$name.log" 2>&1 &
+  local server=$!
+  for _ in $(seq 1 300); do grep -q "http://127.0.0.1:" "serve_$name.log" && break; sleep 0.1; done
+  local url
+  url=$(grep -o "http://127.0.0.1:[0-9]*" "serve_$name.log")
+  "$exe" bench-serve --url "$url" --requests 8 --concurrency 4 --prompt-min 4 --prompt-max 20 --output-min 4 \
+    --output-max 12 > "bench_$name.log"
+  grep -Eq '"failed":0,.*"generated_tokens":[1-9]' "bench_$name.log"
+  kill -INT "$server"
+  wait "$server"
+  grep -Eq "serve: stopped \((SIGINT|a stop request, SIGUSR1)\)" "serve_$name.log"
+  grep -o '"output_crc32":"[0-9a-f]*"' "bench_$name.log"
+}
+one=$(serve_and_bench one)
+[[ $one == "$(serve_and_bench tp "${tp[@]}")" ]]
+# A server that is not there (any more) is named.
+url=$(grep -o "http://127.0.0.1:[0-9]*" serve_one.log)
 if "$exe" bench-serve --url "$url" --requests 1 2> no_server.err; then exit 1; fi
 grep -q "no server answers at $url/health" no_server.err

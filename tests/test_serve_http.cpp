@@ -13,6 +13,7 @@
 
 #include "core/serve/engine_loop.h"
 #include "core/serve/http_server.h"
+#include "core/serve/load_generator.h"
 #include "core/serve/serving_engine.h"
 #include "core/text/tokenizer.h"
 #include "models/causal_lm.h"
@@ -77,30 +78,17 @@ struct StreamResult {
 // Reads a completion stream; leaves (closes the connection) after `leave_after` events if given.
 StreamResult stream_completion(const TestServer& server, const json& body, int leave_after = -1) {
   StreamResult result;
-  std::string buffer;
-  httplib::Request request;
-  request.method = "POST";
-  request.path = "/v1/completions";
-  request.body = body.dump();
-  request.set_header("Content-Type", "application/json");
-  request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
-    buffer.append(data, size);
-    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
-      const std::string event = buffer.substr(0, end);
-      buffer.erase(0, end + 2);
-      REQUIRE(event.rfind("data: ", 0) == 0);
-      if (event == "data: [DONE]") {
-        result.done = true;
-        continue;
-      }
-      const json chunk = json::parse(event.substr(6));
-      result.text += chunk["choices"][0]["text"].get<std::string>();
-      if (!chunk["choices"][0]["finish_reason"].is_null()) result.finish_reason = chunk["choices"][0]["finish_reason"];
-      if (++result.events == leave_after) return false;
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port);
+  result.status = post_event_stream(url, "/v1/completions", body.dump(), [&](const std::string& data) {
+    if (data == "[DONE]") {
+      result.done = true;
+      return true;
     }
-    return true;
-  };
-  if (auto response = server.client().send(request)) result.status = response->status;
+    const json chunk = json::parse(data);
+    result.text += chunk["choices"][0]["text"].get<std::string>();
+    if (!chunk["choices"][0]["finish_reason"].is_null()) result.finish_reason = chunk["choices"][0]["finish_reason"];
+    return ++result.events != leave_after;
+  });
   return result;
 }
 

@@ -2,8 +2,12 @@
 // lengths in a batch, prefill chunking, preemption or prefix sharing.
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <torch/torch.h>
@@ -11,6 +15,7 @@
 #include "core/base/error.h"
 #include "core/infer/causal_lm_decoder.h"
 #include "core/infer/generation.h"
+#include "core/serve/engine_loop.h"
 #include "core/serve/serving_engine.h"
 #include "models/causal_lm.h"
 #include "models/model_spec.h"
@@ -153,4 +158,47 @@ TEST_CASE("the engine refuses requests it cannot serve and frees an aborted requ
   CHECK(engine.stats().used_blocks == 0);
   CHECK(engine.idle());
   CHECK(engine.step().empty());
+}
+
+TEST_CASE("a follower engine fed rank 0's commands runs the same iterations") {
+  auto model = tiny_model("llama-tiny");
+  SamplingOptions sampling;
+  sampling.temperature = 0.7;
+  auto requests = request_mix(10, sampling);
+  requests[3].stop_tokens = {5, 9};
+  requests[4].vocab_limit = 300;
+  ServingEngine leader(model, {4, 40, {4, 16}});
+  ServingEngine follower(model, {4, 40, {4, 16}});
+  // The commands rank 0's loop would send, through a queue instead of a broadcast.
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<std::string> channel;
+  std::thread follower_thread([&] {
+    follow_engine(follower, [&] {
+      std::unique_lock<std::mutex> lock(mutex);
+      ready.wait(lock, [&] { return !channel.empty(); });
+      std::string commands = channel.front();
+      channel.pop_front();
+      return commands;
+    });
+  });
+  {
+    EngineLoop loop(leader, 64, [&](const std::string& commands) {
+      CHECK(EngineCommands::decode(commands).encode() == commands);
+      std::lock_guard<std::mutex> lock(mutex);
+      channel.push_back(commands);
+      ready.notify_all();
+    });
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const auto& request : requests) streams.push_back(loop.submit(request));
+    loop.abort(streams[7]);
+    for (auto& stream : streams) {
+      while (!stream->done()) stream->wait_beyond(0, std::chrono::milliseconds(50));
+    }
+  }  // the loop's end sends the stop command
+  follower_thread.join();
+  CHECK(follower.idle());
+  CHECK(follower.stats().iterations == leader.stats().iterations);
+  CHECK(follower.stats().preemptions == leader.stats().preemptions);
+  CHECK(follower.stats().used_blocks == 0);
 }

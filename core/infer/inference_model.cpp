@@ -43,8 +43,8 @@ void check_inference_layout(const Config& config, int world_size) {
   const Config layout = inference_layout(config);
   const MeshShape mesh = mesh_for(layout.parallel, model_spec_from_config(layout.model), world_size).shape();
   if (mesh.data > 1 || mesh.pipeline > 1) {
-    fail("eval and generate split the model over tensor-parallel ranks only: {} ranks with parallel.tensor {} leave "
-         "data {} x pipeline {}; run with --nprocs {}",
+    fail("eval, generate and serve split the model over tensor-parallel ranks only: {} ranks with parallel.tensor {} "
+         "leave data {} x pipeline {}; run with --nprocs {}",
          world_size, mesh.tensor, mesh.data, mesh.pipeline, mesh.tensor);
   }
 }

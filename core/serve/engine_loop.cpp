@@ -1,10 +1,69 @@
 #include "core/serve/engine_loop.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "core/base/log.h"
 
 namespace cr {
+
+std::string EngineCommands::encode() const {
+  nlohmann::json submitted = nlohmann::json::array();
+  for (const ServingRequest& r : submissions) {
+    submitted.push_back({{"prompt", r.prompt},
+                         {"max_new_tokens", r.max_new_tokens},
+                         {"temperature", r.sampling.temperature},
+                         {"top_k", r.sampling.top_k},
+                         {"top_p", r.sampling.top_p},
+                         {"seed", r.seed},
+                         {"stop_tokens", r.stop_tokens},
+                         {"vocab_limit", r.vocab_limit ? nlohmann::json(*r.vocab_limit) : nlohmann::json(nullptr)}});
+  }
+  return nlohmann::json{{"submissions", submitted}, {"aborts", aborts}, {"stop", stop}}.dump();
+}
+
+EngineCommands EngineCommands::decode(const std::string& text) {
+  const auto root = nlohmann::json::parse(text);
+  EngineCommands commands;
+  for (const auto& r : root.at("submissions")) {
+    ServingRequest request;
+    request.prompt = r.at("prompt").get<std::vector<int64_t>>();
+    request.max_new_tokens = r.at("max_new_tokens");
+    request.sampling = {r.at("temperature"), r.at("top_k"), r.at("top_p")};
+    request.seed = r.at("seed");
+    request.stop_tokens = r.at("stop_tokens").get<std::vector<int64_t>>();
+    if (!r.at("vocab_limit").is_null()) request.vocab_limit = r.at("vocab_limit").get<int64_t>();
+    commands.submissions.push_back(std::move(request));
+  }
+  commands.aborts = root.at("aborts").get<std::vector<RequestId>>();
+  commands.stop = root.at("stop");
+  return commands;
+}
+
+std::vector<SubmissionResult> apply_commands(ServingEngine& engine, const EngineCommands& commands) {
+  std::vector<SubmissionResult> results;
+  for (const ServingRequest& request : commands.submissions) {
+    try {
+      results.push_back({engine.submit(request), ""});
+    } catch (const std::exception& e) {
+      results.push_back({std::nullopt, e.what()});
+    }
+  }
+  for (RequestId request : commands.aborts) engine.abort(request);
+  return results;
+}
+
+void follow_engine(ServingEngine& engine, const std::function<std::string()>& receive) {
+  // A failed iteration throws here and ends the job, as any rank's error does.
+  while (true) {
+    const EngineCommands commands = EngineCommands::decode(receive());
+    if (commands.stop) return;
+    apply_commands(engine, commands);
+    engine.step();
+  }
+}
 
 std::vector<int64_t> RequestStream::wait_beyond(size_t seen, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -63,8 +122,12 @@ std::string LatencyHistogram::prometheus(const std::string& name, const std::str
   return out;
 }
 
-EngineLoop::EngineLoop(ServingEngine& engine, int64_t max_waiting)
-    : engine_(engine), max_waiting_(max_waiting), stats_(engine.stats()), thread_([this] { run(); }) {}
+EngineLoop::EngineLoop(ServingEngine& engine, int64_t max_waiting, std::function<void(const std::string&)> replicate)
+    : engine_(engine),
+      max_waiting_(max_waiting),
+      replicate_(std::move(replicate)),
+      stats_(engine.stats()),
+      thread_([this] { run(); }) {}
 
 EngineLoop::~EngineLoop() {
   {
@@ -95,39 +158,61 @@ void EngineLoop::abort(const std::shared_ptr<RequestStream>& stream) {
   work_.notify_all();
 }
 
-void EngineLoop::apply_queued(std::unique_lock<std::mutex>&) {
-  for (Pending& pending : submitted_) {
-    try {
-      const RequestId id = engine_.submit(std::move(pending.request));
-      active_.push_back({id, Active{pending.stream, pending.submitted, pending.submitted}});
-    } catch (const std::exception& e) {
-      pending.stream->fail(e.what());
+void EngineLoop::run() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    const auto has_work = [&] { return stopping_ || !submitted_.empty() || !aborted_.empty() || !engine_.idle(); };
+    if (replicate_) {
+      work_.wait_for(lock, std::chrono::seconds(1), has_work);
+    } else {
+      work_.wait(lock, has_work);
     }
-  }
-  submitted_.clear();
-  for (const auto& stream : aborted_) {
-    for (auto it = active_.begin(); it != active_.end(); ++it) {
-      if (it->second.stream != stream) continue;
-      engine_.abort(it->first);
+    EngineCommands commands;
+    commands.stop = stopping_;
+    const auto is_aborted = [&](const std::shared_ptr<RequestStream>& stream) {
+      return std::find(aborted_.begin(), aborted_.end(), stream) != aborted_.end();
+    };
+    std::deque<Pending> pending;
+    for (Pending& p : submitted_) {
+      if (is_aborted(p.stream)) {
+        ++aborted_requests_;  // gone before it started
+      } else {
+        pending.push_back(std::move(p));
+      }
+    }
+    submitted_.clear();
+    for (const Pending& p : pending) commands.submissions.push_back(p.request);
+    for (const auto& stream : aborted_) {
+      auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.second.stream == stream; });
+      if (it != active_.end()) {
+        commands.aborts.push_back(it->first);
+        active_.erase(it);
+        ++aborted_requests_;
+      }
       {
         std::lock_guard<std::mutex> stream_lock(stream->mutex_);
         stream->aborted_ = true;
       }
       stream->changed_.notify_all();
-      active_.erase(it);
-      ++aborted_requests_;
+    }
+    aborted_.clear();
+    commands.aborts.insert(commands.aborts.end(), failed_.begin(), failed_.end());
+    failed_.clear();
+    lock.unlock();
+    if (replicate_) replicate_(commands.encode());
+    if (commands.stop) {
+      lock.lock();
       break;
     }
-  }
-  aborted_.clear();
-}
-
-void EngineLoop::run() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (true) {
-    work_.wait(lock, [&] { return stopping_ || !submitted_.empty() || !aborted_.empty() || !engine_.idle(); });
-    if (stopping_) break;
-    apply_queued(lock);
+    const auto results = apply_commands(engine_, commands);
+    lock.lock();
+    for (size_t i = 0; i < pending.size(); ++i) {
+      if (results[i].id) {
+        active_.push_back({*results[i].id, Active{pending[i].stream, pending[i].submitted, pending[i].submitted}});
+      } else {
+        pending[i].stream->fail(results[i].error);
+      }
+    }
     stats_ = engine_.stats();
     lock.unlock();
     std::vector<RequestUpdate> updates;
@@ -140,10 +225,11 @@ void EngineLoop::run() {
     const auto now = std::chrono::steady_clock::now();
     lock.lock();
     if (!failure.empty()) {
-      // A model error ends every request in flight with it; the server goes on.
+      // A model error ends every request in flight with it (the engine drops them with the next
+      // round's commands, on every rank); the server goes on.
       warn0("serve: an iteration failed: {}", failure);
       for (auto& [id, active] : active_) {
-        engine_.abort(id);
+        failed_.push_back(id);
         active.stream->fail(failure);
       }
       active_.clear();
@@ -173,6 +259,7 @@ void EngineLoop::run() {
     stats_ = engine_.stats();
   }
   for (auto& [id, active] : active_) active.stream->fail("the server is shutting down");
+  for (const Pending& p : submitted_) p.stream->fail("the server is shutting down");
 }
 
 ServingStats EngineLoop::stats() const {

@@ -2,7 +2,9 @@
 // tokens from a RequestStream as iterations produce them; the loop applies submissions and
 // aborts between iterations, so the engine itself is only ever touched by its thread. Also
 // keeps the server's metrics: queue, batch and block counts, tokens per second, time to first
-// token and inter-token latency.
+// token and inter-token latency. A tensor-parallel server runs one engine per rank: rank 0's
+// loop sends each round's submissions and aborts to the others (follow_engine), so that every
+// rank runs the same iterations over its slice of the model.
 #pragma once
 
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,6 +23,26 @@
 #include "core/serve/serving_engine.h"
 
 namespace cr {
+
+// One round's changes to the engine's requests, as rank 0 sends them to the other ranks.
+struct EngineCommands {
+  std::vector<ServingRequest> submissions;
+  std::vector<RequestId> aborts;
+  bool stop = false;  // the server is shutting down
+
+  std::string encode() const;
+  static EngineCommands decode(const std::string& text);
+};
+
+// Submits, then aborts, in order; for each submission its id, or the reason the engine refused it.
+struct SubmissionResult {
+  std::optional<RequestId> id;
+  std::string error;
+};
+std::vector<SubmissionResult> apply_commands(ServingEngine& engine, const EngineCommands& commands);
+
+// The other ranks' loop: rank 0's commands from `receive`, then one engine iteration, until stop.
+void follow_engine(ServingEngine& engine, const std::function<std::string()>& receive);
 
 // One request's tokens as they come; shared by the loop (writer) and a handler (reader).
 class RequestStream {
@@ -59,8 +82,11 @@ class LatencyHistogram {
 class EngineLoop {
  public:
   // Starts the thread. `max_waiting`: requests waiting for a place in the batch (beyond the
-  // places free now) at which submit refuses more.
-  EngineLoop(ServingEngine& engine, int64_t max_waiting);
+  // places free now) at which submit refuses more. `replicate`, on rank 0 of a tensor-parallel
+  // server: sends each round's encoded commands to the other ranks (at least once a second,
+  // so that they never wait long enough for the collective timeout).
+  EngineLoop(ServingEngine& engine, int64_t max_waiting,
+             std::function<void(const std::string&)> replicate = nullptr);
   ~EngineLoop();  // stops the thread; unfinished requests end aborted
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
@@ -83,15 +109,16 @@ class EngineLoop {
     bool first_token = true;
   };
   void run();
-  void apply_queued(std::unique_lock<std::mutex>& lock);
 
   ServingEngine& engine_;
   int64_t max_waiting_;
+  std::function<void(const std::string&)> replicate_;
   mutable std::mutex mutex_;
   std::condition_variable work_;
   std::deque<Pending> submitted_;
   std::vector<std::shared_ptr<RequestStream>> aborted_;
   std::vector<std::pair<RequestId, Active>> active_;  // engine thread only
+  std::vector<RequestId> failed_;                     // to drop from the engine next round
   bool stopping_ = false;
   // Metrics, under mutex_.
   ServingStats stats_;

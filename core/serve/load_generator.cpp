@@ -7,11 +7,13 @@
 #include <mutex>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include "core/base/crc32.h"
 #include "core/base/error.h"
 
 namespace cr {
@@ -23,50 +25,40 @@ using nlohmann::json;
 struct Outcome {
   bool ok = false;
   int64_t pieces = 0;  // streamed pieces of text: a token or more each
+  std::string text;
   double ttft = 0, total = 0;
   std::vector<double> gaps;  // between consecutive tokens
 };
 
 // One streamed completion of `prompt` with `max_tokens` new tokens.
 Outcome stream_one(const std::string& url, const std::vector<int64_t>& prompt, int64_t max_tokens) {
-  httplib::Client client(url);
-  client.set_read_timeout(std::chrono::minutes(10));
   const json body = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"stream", true}};
   Outcome outcome;
   const auto start = Clock::now();
   auto last = start;
-  std::string buffer;
-  httplib::Request request;
-  request.method = "POST";
-  request.path = "/v1/completions";
-  request.body = body.dump();
-  request.set_header("Content-Type", "application/json");
-  request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
-    buffer.append(data, size);
-    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
-      const std::string event = buffer.substr(0, end);
-      buffer.erase(0, end + 2);
-      if (event == "data: [DONE]") {
-        outcome.ok = true;
-        continue;
-      }
-      const json chunk = json::parse(event.substr(6), nullptr, false);
-      if (chunk.is_discarded() || !chunk.contains("choices")) return false;  // an error event
-      if (chunk["choices"][0]["text"].get<std::string>().empty()) continue;
-      const auto now = Clock::now();
-      // A piece of text is one token or more (held-back bytes of a character come together).
-      if (outcome.pieces == 0) {
-        outcome.ttft = std::chrono::duration<double>(now - start).count();
-      } else {
-        outcome.gaps.push_back(std::chrono::duration<double>(now - last).count());
-      }
-      last = now;
-      ++outcome.pieces;
+  bool done = false;
+  const int status = post_event_stream(url, "/v1/completions", body.dump(), [&](const std::string& data) {
+    if (data == "[DONE]") {
+      done = true;
+      return true;
     }
+    const json chunk = json::parse(data, nullptr, false);
+    if (chunk.is_discarded() || !chunk.contains("choices")) return false;  // an error event
+    const std::string piece = chunk["choices"][0]["text"];
+    if (piece.empty()) return true;
+    outcome.text += piece;
+    const auto now = Clock::now();
+    // A piece of text is one token or more (held-back bytes of a character come together).
+    if (outcome.pieces == 0) {
+      outcome.ttft = std::chrono::duration<double>(now - start).count();
+    } else {
+      outcome.gaps.push_back(std::chrono::duration<double>(now - last).count());
+    }
+    last = now;
+    ++outcome.pieces;
     return true;
-  };
-  const auto result = client.send(request);
-  outcome.ok = outcome.ok && result && result->status == 200;
+  });
+  outcome.ok = done && status == 200;
   outcome.total = std::chrono::duration<double>(Clock::now() - start).count();
   return outcome;
 }
@@ -81,6 +73,31 @@ double metric(const std::string& text, const std::string& name) {
 }
 
 }  // namespace
+
+int post_event_stream(const std::string& url, const std::string& path, const std::string& body,
+                      const std::function<bool(const std::string& data)>& on_event) {
+  httplib::Client client(url);
+  client.set_read_timeout(std::chrono::minutes(10));
+  httplib::Request request;
+  request.method = "POST";
+  request.path = path;
+  request.body = body;
+  request.set_header("Content-Type", "application/json");
+  std::string buffer;
+  request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    buffer.append(data, size);
+    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
+      const std::string event = buffer.substr(0, end);
+      buffer.erase(0, end + 2);
+      constexpr std::string_view kData = "data: ";
+      if (event.compare(0, kData.size(), kData) != 0) continue;  // comments and other fields
+      if (!on_event(event.substr(kData.size()))) return false;
+    }
+    return true;
+  };
+  const auto result = client.send(request);
+  return result ? result->status : 0;
+}
 
 double percentile(std::vector<double> values, double q) {
   if (values.empty()) return 0;
@@ -175,6 +192,10 @@ json run_load(const LoadOptions& options) {
   const auto generated = generated_before >= 0 && generated_after >= 0
                              ? static_cast<int64_t>(generated_after - generated_before)
                              : pieces;
+  // Greedy completions are a function of the model and the prompts: equal digests, equal outputs
+  // (one server against another, a tensor-parallel one against one process).
+  uint32_t digest = 0;
+  for (const Outcome& outcome : outcomes) digest = crc32(outcome.text.data(), outcome.text.size(), digest);
   double mean_fragmentation = 0, peak_blocks = 0;
   for (size_t i = 0; i < used_blocks.size(); ++i) {
     mean_fragmentation += fragmentation[i] / static_cast<double>(used_blocks.size());
@@ -193,7 +214,8 @@ json run_load(const LoadOptions& options) {
           {"itl_s", {{"p50", percentile(itl, 0.5)}, {"p99", percentile(itl, 0.99)}}},
           {"latency_s", {{"p50", percentile(latency, 0.5)}, {"p99", percentile(latency, 0.99)}}},
           {"kv_blocks_used_peak", peak_blocks},
-          {"kv_fragmentation_mean", mean_fragmentation}};
+          {"kv_fragmentation_mean", mean_fragmentation},
+          {"output_crc32", fmt::format("{:08x}", digest)}};
 }
 
 }  // namespace cr

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,12 @@ struct LoadOptions {
   int64_t vocab = 256;       // prompt ids are drawn below this
   uint64_t seed = 0;
 };
+
+// POSTs `body` (JSON) to `url` + `path` and calls on_event with each server-sent event's data
+// ("[DONE]" included) as it arrives; false from on_event closes the connection. Returns the
+// HTTP status, 0 when no response came.
+int post_event_stream(const std::string& url, const std::string& path, const std::string& body,
+                      const std::function<bool(const std::string& data)>& on_event);
 
 // Percentile q in [0, 1] of `values` (nearest rank); 0 for none.
 double percentile(std::vector<double> values, double q);

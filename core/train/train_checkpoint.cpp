@@ -1,7 +1,6 @@
 #include "core/train/train_checkpoint.h"
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -17,16 +16,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kKind = "colossal-run training state";
-
-// Rank 0's string, on every rank of `group`.
-std::string broadcast_string(Communicator& group, const std::string& text) {
-  auto length = torch::tensor({static_cast<int64_t>(text.size())}, torch::kLong);
-  group.broadcast(length, 0);
-  auto bytes = torch::zeros({length.item<int64_t>()}, torch::kUInt8);
-  if (group.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
-  group.broadcast(bytes, 0);
-  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
-}
 
 nlohmann::json mesh_json(const ProcessMesh& mesh) {
   const auto& shape = mesh.shape();
