@@ -7,6 +7,7 @@
 namespace cr {
 
 int run_bench_serve_command(const LoadOptions& options) {
+  set_info_to_stderr(true);  // stdout carries the JSON line alone
   print0("bench-serve: {} requests to {} (concurrency {}, rate {}/s), prompts {}-{} tokens, outputs {}-{}",
          options.requests, options.url, options.concurrency, options.rate, options.prompt_min, options.prompt_max,
          options.output_min, options.output_max);

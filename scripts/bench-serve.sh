@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Continuous batching against serving one request at a time: a model (random weights from one
-# training step; PRESET, default gpt2-mini) served with serve.max_batch_size 16 and then 1, each
-# loaded by bench-serve with 16 concurrent clients. One JSON line per setting, the second with
-# its throughput as a ratio to the first's.
+# training step; PRESET, default gpt2-bench: 6 layers, d_model 384, context 1024) served with
+# serve.max_batch_size 16 and then 1, each loaded by bench-serve with 16 concurrent clients
+# (prompts of 32-512 tokens, 32-256 new ones). One JSON line per setting, with its throughput as a
+# ratio to the batched one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x build/colossal-run ]] || scripts/build.sh colossal-run >&2
-preset=${PRESET:-gpt2-mini}
+preset=${PRESET:-gpt2-bench}
 work=${WORK:-build/bench-serve}
 rm -rf "$work"
 mkdir -p "$work"
@@ -19,8 +20,8 @@ for batch in 16 1; do
   server=$!
   for _ in $(seq 1 300); do grep -q "http://127.0.0.1:" "$work/serve_$batch.log" && break; sleep 0.1; done
   url=$(grep -o "http://127.0.0.1:[0-9]*" "$work/serve_$batch.log")
-  result=$(build/colossal-run bench-serve --url "$url" --requests "${REQUESTS:-48}" --concurrency 16 \
-           --prompt-min 32 --prompt-max 256 --output-min 32 --output-max 200 --seed 1 2>/dev/null)
+  result=$(build/colossal-run bench-serve --url "$url" --requests "${REQUESTS:-32}" --concurrency 16 \
+           --prompt-min 32 --prompt-max 512 --output-min 32 --output-max 256 --seed 1)
   kill -INT "$server"
   wait "$server"
   [[ -z $reference ]] && reference=$result
