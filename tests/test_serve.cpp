@@ -1,5 +1,6 @@
-// The paged KV cache's blocks and continuous batching, as data: hand-checked block tables,
-// slots, sharing, copies and scheduling decisions.
+// Serving as data: the paged KV cache's blocks and continuous batching (hand-checked block
+// tables, slots, sharing, copies and scheduling decisions), OpenAI request parsing, chat
+// templates and the text a stream sends.
 #include <catch2/catch.hpp>
 
 #include <numeric>
@@ -7,7 +8,11 @@
 
 #include "core/base/error.h"
 #include "core/serve/batch_scheduler.h"
+#include "core/serve/chat_template.h"
+#include "core/serve/completion_text.h"
 #include "core/serve/kv_block_manager.h"
+#include "core/serve/openai_api.h"
+#include "core/text/tokenizer.h"
 
 using Catch::Matchers::Contains;
 using cr::BatchScheduler;
@@ -249,4 +254,77 @@ TEST_CASE("requests that can never complete are refused; aborting frees what a r
   CHECK_THROWS_WITH(scheduler.append_token(3, 1), "request 3 is aborted: only a running request takes tokens");
   CHECK_THROWS_WITH(scheduler.forget(4), "request 4 is running: only finished or aborted requests are forgotten");
   CHECK(cr::request_state_name(RequestState::Preempted) == "preempted");
+}
+
+TEST_CASE("OpenAI request bodies are parsed with defaults and refused field by field") {
+  const cr::CompletionRequest plain = cr::parse_completion_request(R"({"prompt": "Hi"})", false);
+  CHECK(plain.prompt == "Hi");
+  CHECK(plain.max_tokens == 16);
+  CHECK_FALSE(plain.max_tokens_given);
+  CHECK(plain.temperature == 1.0);
+  CHECK(plain.n == 1);
+  const cr::CompletionRequest full = cr::parse_completion_request(
+      R"({"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0, "top_p": 0.5, "top_k": -1, "stop": ["\n", "END"],
+          "seed": 9, "n": 2, "stream": true, "model": "m", "user": "u", "presence_penalty": 0})",
+      false);
+  CHECK(*full.prompt_tokens == std::vector<int64_t>{1, 2, 3});
+  CHECK(full.top_k == 0);
+  CHECK(full.stop == std::vector<std::string>{"\n", "END"});
+  CHECK(*full.seed == 9);
+  CHECK(full.stream);
+  const auto refused = [](const std::string& body, bool chat) -> std::string {
+    try {
+      cr::parse_completion_request(body, chat);
+    } catch (const cr::ApiError& e) {
+      CHECK(e.status() == 400);
+      return e.body()["error"]["param"].is_null() ? std::string("-") : e.body()["error"]["param"].get<std::string>();
+    }
+    return "accepted";
+  };
+  CHECK(refused("[1, 2]", false) == "-");
+  CHECK(refused(R"({"prompt": "a", "temprature": 1})", false) == "temprature");
+  CHECK(refused(R"({"prompt": ["a", "b"]})", false) == "prompt");
+  CHECK(refused(R"({"prompt": "a", "n": 17})", false) == "n");
+  CHECK(refused(R"({"prompt": "a", "stop": ["a", "b", "c", "d", "e"]})", false) == "stop");
+  CHECK(refused(R"({"prompt": "a", "frequency_penalty": 0.5})", false) == "frequency_penalty");
+  CHECK(refused(R"({"prompt": "a", "max_tokens": 0})", false) == "max_tokens");
+  CHECK(refused(R"({"messages": []})", true) == "messages");
+  CHECK(refused(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})", true) ==
+        "messages");
+  CHECK(refused(R"({"prompt": "a"})", true) == "prompt");
+}
+
+TEST_CASE("chat messages become LLaMA-2's [INST] format or a plain transcript") {
+  const std::vector<cr::ChatMessage> messages = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Name?"}};
+  CHECK(cr::apply_chat_template(cr::ChatTemplate::Llama2, messages) ==
+        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Name? [/INST]");
+  CHECK(cr::apply_chat_template(cr::ChatTemplate::Plain, messages) ==
+        "Be brief.\n\nUser: Hi\nAssistant: Hello.\nUser: Name?\nAssistant:");
+  CHECK_THROWS_AS(cr::apply_chat_template(cr::ChatTemplate::Llama2, {{"user", "a"}, {"user", "b"}}), cr::ApiError);
+}
+
+TEST_CASE("completion text holds back what may still change and ends before a stop string") {
+  const auto bytes = cr::make_tokenizer("byte", std::nullopt);
+  const auto ids = [](const std::string& text) {
+    std::vector<int64_t> out;
+    for (unsigned char c : text) out.push_back(c);
+    return out;
+  };
+  cr::CompletionText text(*bytes, {"END"}, bytes->eot_id());
+  CHECK(text.advance(ids("ab"), false) == "ab");
+  CHECK(text.advance(ids("abE"), false).empty());  // "E" may begin "END"
+  CHECK(text.advance(ids("abEx"), false) == "Ex");
+  const std::string e_acute = "\xc3\xa9";
+  CHECK(text.advance(ids("abEx\xc3"), false).empty());  // half of a character
+  CHECK(text.advance(ids("abEx" + e_acute), false) == e_acute);
+  CHECK(text.advance(ids("abEx" + e_acute + "yEN"), false) == "y");
+  CHECK(text.advance(ids("abEx" + e_acute + "yENDz"), false).empty());
+  CHECK(text.stopped());
+  CHECK(text.sent() == "abEx" + e_acute + "y");
+
+  cr::CompletionText ended(*bytes, {}, bytes->eot_id());
+  std::vector<int64_t> with_end = ids("ok\xc3");
+  with_end.push_back(bytes->eot_id());
+  CHECK(ended.advance(with_end, true) == "ok\xc3");  // final: nothing held back, the end token is no text
 }

@@ -11,6 +11,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "core/infer/causal_lm_decoder.h"
+#include "core/infer/generation.h"
 #include "core/serve/engine_loop.h"
 #include "core/serve/http_server.h"
 #include "core/serve/load_generator.h"
@@ -25,17 +27,20 @@ using namespace cr;
 
 namespace {
 
-// A server of gpt2-tiny (random weights, byte tokenizer) on a free loopback port.
+// A server of a tiny preset (random weights, byte tokenizer) on a free loopback port.
 struct TestServer {
-  explicit TestServer(int64_t max_batch_size = 8, int64_t max_waiting = 4)
-      : engine(model, {16, 48, {max_batch_size, 64}}), loop(engine, max_waiting), config([&] {
+  explicit TestServer(int64_t max_batch_size = 8, int64_t max_waiting = 4, const std::string& preset = "gpt2-tiny")
+      : model(build_model(find_model_preset(preset).spec, 7)),
+        engine(model, {16, 48, {max_batch_size, 64}}),
+        loop(engine, max_waiting),
+        config([&] {
           ServeConfig c;
           c.max_batch_size = max_batch_size;
           c.max_waiting = max_waiting;
           return c;
         }()) {}
 
-  CausalLM model = build_model(find_model_preset("gpt2-tiny").spec, 7);
+  CausalLM model;
   std::unique_ptr<Tokenizer> tokenizer = make_tokenizer("byte", std::nullopt);
   ServingEngine engine;
   EngineLoop loop;
@@ -135,6 +140,54 @@ TEST_CASE("concurrent streams complete while one client leaves mid-stream, and i
   CHECK_THAT(metrics->body, Contains("colossal_run_requests_aborted_total 1\n"));
   CHECK_THAT(metrics->body, Contains("colossal_run_kv_blocks_used 0\n"));
   CHECK_THAT(metrics->body, Contains("colossal_run_time_to_first_token_seconds_count 10\n"));
+}
+
+TEST_CASE("greedy completions through the server equal generate's, alone and 32 at once, for every architecture") {
+  for (const std::string preset : {"gpt2-tiny", "opt-tiny", "llama-tiny"}) {
+    INFO(preset);
+    TestServer server(/*max_batch_size=*/32, /*max_waiting=*/32, preset);
+    auto decoder = make_cached_decoder(server.model);
+    const auto tokenizer = server.tokenizer.get();
+    std::vector<std::vector<int64_t>> prompts;
+    std::vector<int64_t> max_tokens;
+    std::vector<std::string> expected;
+    for (int i = 0; i < 32; ++i) {
+      std::vector<int64_t> prompt;
+      for (int t = 0; t < 1 + (i * 7) % 40; ++t) prompt.push_back((i * 31 + t * 17) % 256);
+      GenerationOptions options;
+      options.max_new_tokens = 1 + (i * 5) % 24;
+      options.sampling.temperature = 0;
+      options.stop_token = tokenizer->eot_id();
+      options.vocab_limit = tokenizer->vocab_size();
+      const Generation generated = generate(*decoder, prompt, options);
+      std::vector<uint32_t> ids(generated.tokens.begin(), generated.tokens.end());
+      if (generated.stop == StopReason::StopToken) ids.pop_back();
+      // The server sends bytes that are not UTF-8 as U+FFFD.
+      const std::string text = json(tokenizer->decode(ids)).dump(-1, ' ', false, json::error_handler_t::replace);
+      expected.push_back(json::parse(text).get<std::string>());
+      prompts.push_back(prompt);
+      max_tokens.push_back(options.max_new_tokens);
+    }
+    // Runs on client threads: no assertions here (Catch's are not thread-safe); a failure is text
+    // that cannot equal a completion.
+    const auto complete = [&](size_t i) -> std::string {
+      const json body = {{"prompt", prompts[i]}, {"max_tokens", max_tokens[i]}, {"temperature", 0}};
+      auto response = server.client().Post("/v1/completions", body.dump(), "application/json");
+      if (!response) return "<no response: " + httplib::to_string(response.error()) + ">";
+      if (response->status != 200) return "<HTTP " + std::to_string(response->status) + ": " + response->body + ">";
+      return json::parse(response->body)["choices"][0]["text"].get<std::string>();
+    };
+    CHECK(complete(5) == expected[5]);  // alone
+    std::vector<std::string> served(prompts.size());
+    std::vector<std::thread> clients;
+    for (size_t i = 0; i < prompts.size(); ++i) clients.emplace_back([&, i] { served[i] = complete(i); });
+    for (auto& client : clients) client.join();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      INFO("request " << i);
+      CHECK(served[i] == expected[i]);
+    }
+    CHECK(server.drained());
+  }
 }
 
 TEST_CASE("bad requests get OpenAI error bodies with the right status, and the server goes on") {

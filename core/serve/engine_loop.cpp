@@ -3,67 +3,10 @@
 #include <algorithm>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "core/base/log.h"
 
 namespace cr {
-
-std::string EngineCommands::encode() const {
-  nlohmann::json submitted = nlohmann::json::array();
-  for (const ServingRequest& r : submissions) {
-    submitted.push_back({{"prompt", r.prompt},
-                         {"max_new_tokens", r.max_new_tokens},
-                         {"temperature", r.sampling.temperature},
-                         {"top_k", r.sampling.top_k},
-                         {"top_p", r.sampling.top_p},
-                         {"seed", r.seed},
-                         {"stop_tokens", r.stop_tokens},
-                         {"vocab_limit", r.vocab_limit ? nlohmann::json(*r.vocab_limit) : nlohmann::json(nullptr)}});
-  }
-  return nlohmann::json{{"submissions", submitted}, {"aborts", aborts}, {"stop", stop}}.dump();
-}
-
-EngineCommands EngineCommands::decode(const std::string& text) {
-  const auto root = nlohmann::json::parse(text);
-  EngineCommands commands;
-  for (const auto& r : root.at("submissions")) {
-    ServingRequest request;
-    request.prompt = r.at("prompt").get<std::vector<int64_t>>();
-    request.max_new_tokens = r.at("max_new_tokens");
-    request.sampling = {r.at("temperature"), r.at("top_k"), r.at("top_p")};
-    request.seed = r.at("seed");
-    request.stop_tokens = r.at("stop_tokens").get<std::vector<int64_t>>();
-    if (!r.at("vocab_limit").is_null()) request.vocab_limit = r.at("vocab_limit").get<int64_t>();
-    commands.submissions.push_back(std::move(request));
-  }
-  commands.aborts = root.at("aborts").get<std::vector<RequestId>>();
-  commands.stop = root.at("stop");
-  return commands;
-}
-
-std::vector<SubmissionResult> apply_commands(ServingEngine& engine, const EngineCommands& commands) {
-  std::vector<SubmissionResult> results;
-  for (const ServingRequest& request : commands.submissions) {
-    try {
-      results.push_back({engine.submit(request), ""});
-    } catch (const std::exception& e) {
-      results.push_back({std::nullopt, e.what()});
-    }
-  }
-  for (RequestId request : commands.aborts) engine.abort(request);
-  return results;
-}
-
-void follow_engine(ServingEngine& engine, const std::function<std::string()>& receive) {
-  // A failed iteration throws here and ends the job, as any rank's error does.
-  while (true) {
-    const EngineCommands commands = EngineCommands::decode(receive());
-    if (commands.stop) return;
-    apply_commands(engine, commands);
-    engine.step();
-  }
-}
 
 std::vector<int64_t> RequestStream::wait_beyond(size_t seen, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -101,25 +44,6 @@ void RequestStream::fail(const std::string& error) {
     error_ = error;
   }
   changed_.notify_all();
-}
-
-void LatencyHistogram::observe(double seconds) {
-  size_t bucket = 0;
-  while (bucket < std::size(kBounds) && seconds > kBounds[bucket]) ++bucket;
-  ++counts_[bucket];
-  sum_ += seconds;
-  ++total_;
-}
-
-std::string LatencyHistogram::prometheus(const std::string& name, const std::string& help) const {
-  std::string out = fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
-  uint64_t cumulative = 0;
-  for (size_t bucket = 0; bucket < std::size(kBounds); ++bucket) {
-    cumulative += counts_[bucket];
-    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, kBounds[bucket], cumulative);
-  }
-  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, total_, name, sum_, name, total_);
-  return out;
 }
 
 EngineLoop::EngineLoop(ServingEngine& engine, int64_t max_waiting, std::function<void(const std::string&)> replicate)

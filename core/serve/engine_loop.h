@@ -20,29 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "core/serve/engine_commands.h"
+#include "core/serve/latency_histogram.h"
 #include "core/serve/serving_engine.h"
 
 namespace cr {
-
-// One round's changes to the engine's requests, as rank 0 sends them to the other ranks.
-struct EngineCommands {
-  std::vector<ServingRequest> submissions;
-  std::vector<RequestId> aborts;
-  bool stop = false;  // the server is shutting down
-
-  std::string encode() const;
-  static EngineCommands decode(const std::string& text);
-};
-
-// Submits, then aborts, in order; for each submission its id, or the reason the engine refused it.
-struct SubmissionResult {
-  std::optional<RequestId> id;
-  std::string error;
-};
-std::vector<SubmissionResult> apply_commands(ServingEngine& engine, const EngineCommands& commands);
-
-// The other ranks' loop: rank 0's commands from `receive`, then one engine iteration, until stop.
-void follow_engine(ServingEngine& engine, const std::function<std::string()>& receive);
 
 // One request's tokens as they come; shared by the loop (writer) and a handler (reader).
 class RequestStream {
@@ -64,19 +46,6 @@ class RequestStream {
   std::optional<StopReason> stop_;
   std::string error_;
   bool aborted_ = false;
-};
-
-// Latencies as a Prometheus histogram.
-class LatencyHistogram {
- public:
-  void observe(double seconds);
-  std::string prometheus(const std::string& name, const std::string& help) const;
-
- private:
-  static constexpr double kBounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-  std::vector<uint64_t> counts_ = std::vector<uint64_t>(std::size(kBounds) + 1, 0);
-  double sum_ = 0;
-  uint64_t total_ = 0;
 };
 
 class EngineLoop {

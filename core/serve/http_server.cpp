@@ -1,5 +1,7 @@
 #include "core/serve/http_server.h"
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <random>
 
@@ -187,6 +189,10 @@ HttpServer::HttpServer(EngineLoop& loop, ServedModel model, const ServeConfig& c
   server_->set_payload_max_length(size_t{1} << 22);
   server_->set_read_timeout(std::chrono::seconds(10));
   server_->set_write_timeout(std::chrono::seconds(10));
+  server_->set_socket_options([this](int socket) {
+    httplib::default_socket_options(socket);
+    listen_socket_ = socket;
+  });
   add_routes();
 }
 
@@ -195,12 +201,70 @@ HttpServer::~HttpServer() = default;
 int HttpServer::bind(const std::string& host, int port) {
   const int bound = port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
   if (bound < 0) fail("serve: cannot listen on {}:{} (in use, or not an address of this machine)", host, port);
+  // The library listens with a backlog of 5: a burst of clients would overflow it, and some would
+  // see their connection fail. Listening again raises it.
+  if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
   return bound;
 }
 
 void HttpServer::run() { server_->listen_after_bind(); }
 
 void HttpServer::stop() { server_->stop(); }
+
+std::vector<ServingRequest> HttpServer::choices_for(const CompletionRequest& parsed) const {
+  if (!parsed.model.empty() && parsed.model != model_.name) {
+    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", parsed.model,
+                                    model_.name), "model", "not_found_error");
+  }
+  std::vector<int64_t> prompt;
+  if (parsed.prompt_tokens) {
+    prompt = *parsed.prompt_tokens;
+    for (int64_t id : prompt) {
+      if (id >= model_.vocab_size) {
+        throw ApiError(400, fmt::format("prompt token {} is not below the vocabulary size {}", id,
+                                        model_.vocab_size), "prompt");
+      }
+    }
+  } else {
+    const std::string text =
+        parsed.chat ? apply_chat_template(model_.chat_template, parsed.messages) : parsed.prompt;
+    for (uint32_t id : model_.tokenizer->encode(text, /*allow_special=*/true)) prompt.push_back(id);
+    if (prompt.empty()) prompt.push_back(model_.tokenizer->eot_id());
+  }
+  const auto prompt_length = static_cast<int64_t>(prompt.size());
+  if (prompt_length >= model_.context) {
+    throw ApiError(400, fmt::format("this model's maximum context length is {} tokens; the prompt has {}",
+                                    model_.context, prompt_length), parsed.chat ? "messages" : "prompt");
+  }
+  const int64_t room = model_.context - prompt_length;
+  if (parsed.max_tokens_given && parsed.max_tokens > room) {
+    throw ApiError(400, fmt::format("max_tokens is {}, but the prompt's {} tokens leave room for {} in this "
+                                    "model's context of {}", parsed.max_tokens, prompt_length, room,
+                                    model_.context), "max_tokens");
+  }
+  // OpenAI's defaults: 16 new tokens for completions, the rest of the context for chat.
+  const int64_t max_tokens = parsed.max_tokens_given ? parsed.max_tokens
+                             : parsed.chat           ? room
+                                                     : std::min<int64_t>(16, room);
+  const int64_t blocks = KvBlockManager::blocks_for(prompt_length + max_tokens, config_.block_size);
+  if (blocks > loop_.stats().total_blocks) {
+    throw ApiError(400, fmt::format("the prompt and max_tokens need {} KV-cache blocks; the cache has {} "
+                                    "(serve.kv_cache_memory)", blocks, loop_.stats().total_blocks), "max_tokens");
+  }
+  const uint64_t seed = parsed.seed ? *parsed.seed : std::random_device{}();
+  std::vector<ServingRequest> choices;
+  for (int64_t i = 0; i < parsed.n; ++i) {
+    ServingRequest choice;
+    choice.prompt = prompt;
+    choice.max_new_tokens = max_tokens;
+    choice.sampling = {parsed.temperature, parsed.top_k, parsed.top_p};
+    choice.seed = seed + static_cast<uint64_t>(i);
+    choice.stop_tokens = {model_.tokenizer->eot_id()};
+    choice.vocab_limit = std::min<int64_t>(model_.tokenizer->vocab_size(), model_.vocab_size);
+    choices.push_back(std::move(choice));
+  }
+  return choices;
+}
 
 void HttpServer::add_routes() {
   server_->Get("/health", [](const httplib::Request&, httplib::Response& response) {
@@ -223,59 +287,10 @@ void HttpServer::add_routes() {
     server_->Post(path, [this, chat](const httplib::Request& request, httplib::Response& response) {
       try {
         CompletionRequest parsed = parse_completion_request(request.body, chat);
-        if (!parsed.model.empty() && parsed.model != model_.name) {
-          throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", parsed.model,
-                                          model_.name), "model", "not_found_error");
-        }
-        std::vector<int64_t> prompt;
-        if (parsed.prompt_tokens) {
-          prompt = *parsed.prompt_tokens;
-          for (int64_t id : prompt) {
-            if (id >= model_.vocab_size) {
-              throw ApiError(400, fmt::format("prompt token {} is not below the vocabulary size {}", id,
-                                              model_.vocab_size), "prompt");
-            }
-          }
-        } else {
-          const std::string text =
-              chat ? apply_chat_template(model_.chat_template, parsed.messages) : parsed.prompt;
-          for (uint32_t id : model_.tokenizer->encode(text, /*allow_special=*/true)) prompt.push_back(id);
-          if (prompt.empty()) prompt.push_back(model_.tokenizer->eot_id());
-        }
-        const auto prompt_length = static_cast<int64_t>(prompt.size());
-        if (prompt_length >= model_.context) {
-          throw ApiError(400, fmt::format("this model's maximum context length is {} tokens; the prompt has {}",
-                                          model_.context, prompt_length), chat ? "messages" : "prompt");
-        }
-        const int64_t room = model_.context - prompt_length;
-        if (parsed.max_tokens_given && parsed.max_tokens > room) {
-          throw ApiError(400, fmt::format("max_tokens is {}, but the prompt's {} tokens leave room for {} in this "
-                                          "model's context of {}", parsed.max_tokens, prompt_length, room,
-                                          model_.context), "max_tokens");
-        }
-        // OpenAI's defaults: 16 new tokens for completions, the rest of the context for chat.
-        const int64_t max_tokens = parsed.max_tokens_given ? parsed.max_tokens
-                                   : chat                  ? room
-                                                           : std::min<int64_t>(16, room);
-        const int64_t blocks = KvBlockManager::blocks_for(prompt_length + max_tokens, config_.block_size);
-        if (blocks > loop_.stats().total_blocks) {
-          throw ApiError(400, fmt::format("the prompt and max_tokens need {} KV-cache blocks; the cache has {} "
-                                          "(serve.kv_cache_memory)", blocks, loop_.stats().total_blocks), "max_tokens");
-        }
-        const uint64_t seed = parsed.seed ? *parsed.seed : std::random_device{}();
-        std::vector<ServingRequest> choices;
-        for (int64_t i = 0; i < parsed.n; ++i) {
-          ServingRequest choice;
-          choice.prompt = prompt;
-          choice.max_new_tokens = max_tokens;
-          choice.sampling = {parsed.temperature, parsed.top_k, parsed.top_p};
-          choice.seed = seed + static_cast<uint64_t>(i);
-          choice.stop_tokens = {model_.tokenizer->eot_id()};
-          choice.vocab_limit = std::min<int64_t>(model_.tokenizer->vocab_size(), model_.vocab_size);
-          choices.push_back(std::move(choice));
-        }
+        const std::vector<ServingRequest> choices = choices_for(parsed);
         const bool stream = parsed.stream;
-        auto job = std::make_shared<CompletionJob>(loop_, model_, std::move(parsed), prompt.size());
+        const size_t prompt_tokens = choices.front().prompt.size();
+        auto job = std::make_shared<CompletionJob>(loop_, model_, std::move(parsed), prompt_tokens);
         if (!job->submit(choices)) {
           throw ApiError(429, fmt::format("the server has {} requests waiting (serve.max_waiting); retry later",
                                           config_.max_waiting), "", "rate_limit_error");

@@ -10,6 +10,7 @@
 #include "core/config/config.h"
 #include "core/serve/chat_template.h"
 #include "core/serve/engine_loop.h"
+#include "core/serve/openai_api.h"
 #include "core/text/tokenizer.h"
 
 namespace httplib {
@@ -39,11 +40,15 @@ class HttpServer {
 
  private:
   void add_routes();
+  // The engine requests of a completion request's choices: its prompt's tokens checked against
+  // the context, the KV cache and the vocabulary. ApiError when it cannot run.
+  std::vector<ServingRequest> choices_for(const CompletionRequest& parsed) const;
 
   EngineLoop& loop_;
   ServedModel model_;
   ServeConfig config_;
   std::unique_ptr<httplib::Server> server_;
+  int listen_socket_ = -1;
 };
 
 }  // namespace cr
