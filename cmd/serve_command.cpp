@@ -15,7 +15,6 @@
 #include "core/infer/inference_model.h"
 #include "core/serve/engine_loop.h"
 #include "core/serve/http_server.h"
-#include "core/serve/paged_kv_cache.h"
 #include "core/serve/serving_engine.h"
 #include "core/text/tokenizer.h"
 #include "core/train/runtime.h"
@@ -71,13 +70,7 @@ int run_serve_command(const ServeCommandOptions& options, const LaunchEnvironmen
       fail("data.tokenizer: the {} tokenizer has {} tokens but the model's vocab_size is {}", tokenizer->name(),
            tokenizer->vocab_size(), loaded.spec.vocab_size);
     }
-    // This rank's key/value heads: its share under tensor parallelism.
-    const int64_t kv_heads = std::max<int64_t>(
-        1, (loaded.spec.n_kv_head > 0 ? loaded.spec.n_kv_head : loaded.spec.n_head) / config.parallel.tensor);
-    const auto dtype = loaded.model->parameters().front().scalar_type();
-    const int64_t block_bytes = PagedKVStore::block_bytes(loaded.spec.n_layer, kv_heads,
-                                                          loaded.spec.d_model / loaded.spec.n_head,
-                                                          config.serve.block_size, dtype);
+    const int64_t block_bytes = kv_block_bytes(*loaded.model, config.serve.block_size);
     ServingOptions serving;
     serving.block_size = config.serve.block_size;
     serving.num_blocks = kv_cache_blocks(config.serve, loaded, block_bytes);

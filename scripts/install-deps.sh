@@ -2,7 +2,6 @@
 # Installs every Debian package colossal-run needs to build, test and run.
 # Idempotent: packages already present are left as they are. apt's output goes to a log file
 # ($INSTALL_LOG, default build/install.log), whose end is printed if the installation fails.
-# `--list` prints the packages, one per line, and installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,10 +15,6 @@ packages=(
   catch2
   libcpp-httplib-dev      # the HTTP server of `colossal-run serve`
 )
-if [[ ${1:-} == --list ]]; then
-  printf '%s\n' "${packages[@]}"
-  exit 0
-fi
 
 missing=()
 for p in "${packages[@]}"; do

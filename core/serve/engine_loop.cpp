@@ -38,6 +38,14 @@ void RequestStream::push(int64_t token, std::optional<StopReason> stop) {
   changed_.notify_all();
 }
 
+void RequestStream::mark_aborted() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    aborted_ = true;
+  }
+  changed_.notify_all();
+}
+
 void RequestStream::fail(const std::string& error) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -82,6 +90,67 @@ void EngineLoop::abort(const std::shared_ptr<RequestStream>& stream) {
   work_.notify_all();
 }
 
+std::deque<EngineLoop::Pending> EngineLoop::take_round(EngineCommands& commands) {
+  commands.stop = stopping_;
+  const auto is_aborted = [&](const std::shared_ptr<RequestStream>& stream) {
+    return std::find(aborted_.begin(), aborted_.end(), stream) != aborted_.end();
+  };
+  std::deque<Pending> pending;
+  for (Pending& p : submitted_) {
+    if (is_aborted(p.stream)) {
+      ++aborted_requests_;  // gone before it started
+    } else {
+      commands.submissions.push_back(p.request);
+      pending.push_back(std::move(p));
+    }
+  }
+  submitted_.clear();
+  for (const auto& stream : aborted_) {
+    auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.second.stream == stream; });
+    if (it != active_.end()) {
+      commands.aborts.push_back(it->first);
+      active_.erase(it);
+      ++aborted_requests_;
+    }
+    stream->mark_aborted();
+  }
+  aborted_.clear();
+  commands.aborts.insert(commands.aborts.end(), failed_.begin(), failed_.end());
+  failed_.clear();
+  return pending;
+}
+
+void EngineLoop::deliver(const std::vector<RequestUpdate>& updates, const std::string& failure,
+                         std::chrono::steady_clock::time_point now) {
+  if (!failure.empty()) {
+    // A model error ends every request in flight with it (the engine drops them with the next
+    // round's commands, on every rank); the server goes on.
+    warn0("serve: an iteration failed: {}", failure);
+    for (auto& [id, active] : active_) {
+      failed_.push_back(id);
+      active.stream->fail(failure);
+    }
+    active_.clear();
+  }
+  for (const RequestUpdate& update : updates) {
+    auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.first == update.request; });
+    if (it == active_.end()) continue;
+    Active& active = it->second;
+    const double since = std::chrono::duration<double>(now - active.last_token).count();
+    (active.first_token ? time_to_first_token_ : inter_token_latency_).observe(since);
+    active.first_token = false;
+    active.last_token = now;
+    active.stream->push(update.token, update.stop);
+    if (update.stop) {
+      active_.erase(it);
+      ++finished_requests_;
+    }
+  }
+  generated_tokens_ += updates.size();
+  recent_tokens_.emplace_back(now, static_cast<int64_t>(updates.size()));
+  while (now - recent_tokens_.front().first > kRateWindow) recent_tokens_.pop_front();
+}
+
 void EngineLoop::run() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
@@ -92,36 +161,7 @@ void EngineLoop::run() {
       work_.wait(lock, has_work);
     }
     EngineCommands commands;
-    commands.stop = stopping_;
-    const auto is_aborted = [&](const std::shared_ptr<RequestStream>& stream) {
-      return std::find(aborted_.begin(), aborted_.end(), stream) != aborted_.end();
-    };
-    std::deque<Pending> pending;
-    for (Pending& p : submitted_) {
-      if (is_aborted(p.stream)) {
-        ++aborted_requests_;  // gone before it started
-      } else {
-        pending.push_back(std::move(p));
-      }
-    }
-    submitted_.clear();
-    for (const Pending& p : pending) commands.submissions.push_back(p.request);
-    for (const auto& stream : aborted_) {
-      auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.second.stream == stream; });
-      if (it != active_.end()) {
-        commands.aborts.push_back(it->first);
-        active_.erase(it);
-        ++aborted_requests_;
-      }
-      {
-        std::lock_guard<std::mutex> stream_lock(stream->mutex_);
-        stream->aborted_ = true;
-      }
-      stream->changed_.notify_all();
-    }
-    aborted_.clear();
-    commands.aborts.insert(commands.aborts.end(), failed_.begin(), failed_.end());
-    failed_.clear();
+    const std::deque<Pending> pending = take_round(commands);
     lock.unlock();
     if (replicate_) replicate_(commands.encode());
     if (commands.stop) {
@@ -148,38 +188,7 @@ void EngineLoop::run() {
     }
     const auto now = std::chrono::steady_clock::now();
     lock.lock();
-    if (!failure.empty()) {
-      // A model error ends every request in flight with it (the engine drops them with the next
-      // round's commands, on every rank); the server goes on.
-      warn0("serve: an iteration failed: {}", failure);
-      for (auto& [id, active] : active_) {
-        failed_.push_back(id);
-        active.stream->fail(failure);
-      }
-      active_.clear();
-    }
-    for (const RequestUpdate& update : updates) {
-      auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.first == update.request; });
-      if (it == active_.end()) continue;
-      Active& active = it->second;
-      const double since = std::chrono::duration<double>(now - active.last_token).count();
-      (active.first_token ? time_to_first_token_ : inter_token_latency_).observe(since);
-      active.first_token = false;
-      active.last_token = now;
-      active.stream->push(update.token, update.stop);
-      if (update.stop) {
-        active_.erase(it);
-        ++finished_requests_;
-      }
-    }
-    generated_tokens_ += updates.size();
-    recent_tokens_.emplace_back(now, static_cast<int64_t>(updates.size()));
-    while (!recent_tokens_.empty() && now - recent_tokens_.front().first > std::chrono::seconds(5)) {
-      recent_tokens_.pop_front();
-    }
-    int64_t recent = 0;
-    for (const auto& [when, count] : recent_tokens_) recent += count;
-    tokens_per_second_ = static_cast<double>(recent) / 5.0;
+    deliver(updates, failure, now);
     stats_ = engine_.stats();
   }
   for (auto& [id, active] : active_) active.stream->fail("the server is shutting down");
@@ -207,7 +216,10 @@ std::string EngineLoop::prometheus_metrics() const {
   gauge("colossal_run_kv_blocks_total", "KV-cache blocks in the pool", static_cast<double>(stats_.total_blocks));
   gauge("colossal_run_kv_fragmentation", "share of the used blocks' slots holding no keys and values",
         stats_.fragmentation);
-  gauge("colossal_run_tokens_per_second", "generated tokens per second over the last 5 seconds", tokens_per_second_);
+  int64_t recent = 0;
+  for (const auto& [when, count] : recent_tokens_) recent += count;
+  gauge("colossal_run_tokens_per_second", "generated tokens per second over the last 5 seconds",
+        static_cast<double>(recent) / std::chrono::duration<double>(kRateWindow).count());
   counter("colossal_run_generated_tokens_total", "tokens generated", static_cast<double>(generated_tokens_));
   counter("colossal_run_requests_finished_total", "requests completed", static_cast<double>(finished_requests_));
   counter("colossal_run_requests_aborted_total", "requests whose client left", static_cast<double>(aborted_requests_));

@@ -38,6 +38,7 @@ class RequestStream {
  private:
   friend class EngineLoop;
   void push(int64_t token, std::optional<StopReason> stop);
+  void mark_aborted();
   void fail(const std::string& error);
 
   mutable std::mutex mutex_;
@@ -78,6 +79,12 @@ class EngineLoop {
     bool first_token = true;
   };
   void run();
+  // Under mutex_: the round's commands from what was submitted and aborted since the last one; the
+  // submissions' pending entries, in the commands' order.
+  std::deque<Pending> take_round(EngineCommands& commands);
+  // Under mutex_: an iteration's tokens (or failure) to their streams and the metrics.
+  void deliver(const std::vector<RequestUpdate>& updates, const std::string& failure,
+               std::chrono::steady_clock::time_point now);
 
   ServingEngine& engine_;
   int64_t max_waiting_;
@@ -93,7 +100,8 @@ class EngineLoop {
   ServingStats stats_;
   LatencyHistogram time_to_first_token_, inter_token_latency_;
   uint64_t generated_tokens_ = 0, finished_requests_ = 0, aborted_requests_ = 0;
-  double tokens_per_second_ = 0;  // over the last busy second
+  // Tokens per iteration over the last kRateWindow, for the tokens/s gauge.
+  static constexpr std::chrono::seconds kRateWindow{5};
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;
   std::thread thread_;
 };

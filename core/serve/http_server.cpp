@@ -247,9 +247,10 @@ std::vector<ServingRequest> HttpServer::choices_for(const CompletionRequest& par
                              : parsed.chat           ? room
                                                      : std::min<int64_t>(16, room);
   const int64_t blocks = KvBlockManager::blocks_for(prompt_length + max_tokens, config_.block_size);
-  if (blocks > loop_.stats().total_blocks) {
+  const int64_t pool = loop_.stats().total_blocks;
+  if (blocks > pool) {
     throw ApiError(400, fmt::format("the prompt and max_tokens need {} KV-cache blocks; the cache has {} "
-                                    "(serve.kv_cache_memory)", blocks, loop_.stats().total_blocks), "max_tokens");
+                                    "(serve.kv_cache_memory)", blocks, pool), "max_tokens");
   }
   const uint64_t seed = parsed.seed ? *parsed.seed : std::random_device{}();
   std::vector<ServingRequest> choices;

@@ -7,9 +7,11 @@
 namespace cr {
 namespace {
 
-int64_t kv_heads(const ModelSpec& spec, const TensorParallel& tp) {
+// This rank's key/value heads: its share under tensor parallelism.
+int64_t kv_heads(const CausalLMImpl& model) {
+  const ModelSpec& spec = model.spec();
   const int64_t heads = spec.n_kv_head > 0 ? spec.n_kv_head : spec.n_head;
-  return std::max<int64_t>(1, heads / tp.size);
+  return std::max<int64_t>(1, heads / model.tensor_parallel().size);
 }
 
 torch::Tensor first_parameter(const CausalLM& model) {
@@ -19,14 +21,20 @@ torch::Tensor first_parameter(const CausalLM& model) {
 
 }  // namespace
 
+int64_t kv_block_bytes(const CausalLMImpl& model, int64_t block_size) {
+  const ModelSpec& spec = model.spec();
+  return PagedKVStore::block_bytes(spec.n_layer, kv_heads(model), spec.d_model / spec.n_head, block_size,
+                                   model.parameters().front().scalar_type());
+}
+
 ServingEngine::ServingEngine(CausalLM model, ServingOptions options)
     : model_(std::move(model)),
       limits_(options.limits),
       blocks_(options.num_blocks, options.block_size),
-      store_(model_->spec().n_layer, kv_heads(model_->spec(), model_->tensor_parallel()),
-             model_->spec().d_model / model_->spec().n_head, options.num_blocks, options.block_size,
-             first_parameter(model_).options().requires_grad(false)),
-      scheduler_(blocks_, options.limits) {
+      store_(model_->spec().n_layer, kv_heads(*model_), model_->spec().d_model / model_->spec().n_head,
+             options.num_blocks, options.block_size, first_parameter(model_).options().requires_grad(false)),
+      scheduler_(blocks_, options.limits),
+      device_(first_parameter(model_).device()) {
   model_->eval();
 }
 
@@ -70,7 +78,6 @@ std::vector<RequestUpdate> ServingEngine::step() {
   if (iteration.sequences.empty()) return {};
   ++iterations_;
   torch::NoGradGuard no_grad;
-  const torch::Device device = first_parameter(model_).device();
   std::vector<int64_t> tokens;
   std::vector<PagedSequence> sequences;
   std::vector<int64_t> sampled_rows;  // packed row of each sampling sequence's last token
@@ -85,13 +92,13 @@ std::vector<RequestUpdate> ServingEngine::step() {
     if (work.samples) sampled_rows.push_back(static_cast<int64_t>(tokens.size()) - 1);
     sequences.push_back(std::move(sequence));
   }
-  PagedBatch batch(store_, std::move(sequences), device);
-  const auto packed = torch::tensor(tokens, torch::kLong).view({1, -1}).to(device);
+  PagedBatch batch(store_, std::move(sequences), device_);
+  const auto packed = torch::tensor(tokens, torch::kLong).view({1, -1}).to(device_);
   auto hidden = model_->run_blocks(model_->embed(packed, batch.positions(0, batch.tokens())), 0,
                                    model_->spec().n_layer, &batch);
   std::vector<RequestUpdate> updates;
   if (sampled_rows.empty()) return updates;
-  hidden = hidden.index_select(1, torch::tensor(sampled_rows, torch::kLong).to(device));
+  hidden = hidden.index_select(1, torch::tensor(sampled_rows, torch::kLong).to(device_));
   const auto logits = model_->head_logits(hidden)[0];
   size_t row = 0;
   for (const ScheduledSequence& work : iteration.sequences) {

@@ -49,6 +49,9 @@ struct ServingStats {
   int64_t iterations = 0;
 };
 
+// Bytes of one KV block of `model` over all its layers, keys and values (this rank's heads).
+int64_t kv_block_bytes(const CausalLMImpl& model, int64_t block_size);
+
 class ServingEngine {
  public:
   // The model runs in eval mode, without gradients; the pool lives on its device in its dtype.
@@ -76,6 +79,7 @@ class ServingEngine {
   KvBlockManager blocks_;
   PagedKVStore store_;
   BatchScheduler scheduler_;
+  torch::Device device_;  // the model's, where the pool and each batch's tensors live
   std::unordered_map<RequestId, Live> live_;
   RequestId next_id_ = 1;
   int64_t preemptions_ = 0, iterations_ = 0;
