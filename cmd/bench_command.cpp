@@ -45,7 +45,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.lr_schedule.min_lr = 0.0;
   config.precision.dtype = options.dtype;
   config.zero.stage = options.zero_stage;
-  config.parallel.tensor = options.tensor;
+  config.parallel.tensor.size = options.tensor;
   config.parallel.sequence.mode = options.sequence;
   config.parallel.pipeline = {options.pipeline, options.schedule, options.microbatches, {}, options.chunks};
   config.train.activation_checkpointing = options.activation_checkpointing;

@@ -78,7 +78,7 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelSpec& spec, int64_t layer, const
                                      const TensorParallel& tp)
     : tp_(tp),
       layer_(layer),
-      n_head_(spec.n_head / tp.size),
+      n_head_(spec.n_head / tp.head_parts()),
       head_dim_(spec.d_model / spec.n_head),
       dropout_(spec.dropout),
       rotary_(spec.position == "rotary"),

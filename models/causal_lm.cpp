@@ -18,13 +18,17 @@ CausalLMImpl::CausalLMImpl(const ModelSpec& spec, const std::string& arch, const
 }
 
 torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tensor& targets) {
-  auto hidden = enter_tensor_region(final_hidden(x), tp_);
+  // A grid's loss reads its hidden column as it is (grid_parallel.h).
+  auto hidden = tp_.grid ? final_hidden(x) : enter_tensor_region(final_hidden(x), tp_);
   const auto head = output_embedding();
   // all_to_all and ring_attn: this rank's tokens are its part of the sequence (split_gather
   // gathered them above).
-  const auto mine = tp_.sequence_size > 1 ? local_sequence(targets, tp_) : targets;
-  return vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), cast_to_activation(head->weight, hidden),
-                                      head->first_row(), spec_.vocab_size, mine.reshape({-1}), tp_);
+  auto mine = tp_.sequence_size > 1 ? local_sequence(targets, tp_) : targets;
+  if (tp_.grid) mine = grid_batch_part(mine, *tp_.grid);
+  const auto loss = vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}),
+                                                 cast_to_activation(head->weight, hidden), head->first_row(),
+                                                 spec_.vocab_size, mine.reshape({-1}), tp_);
+  return tp_.grid ? grid_whole_loss(loss, *tp_.grid) : loss;
 }
 
 torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {

@@ -8,7 +8,7 @@ namespace cr {
 
 GPT2Impl::GPT2Impl(const ModelSpec& spec, const TensorParallel& tp) : CausalLMImpl(spec, "gpt2", tp) {
   wte = register_module("wte", VocabParallelEmbedding(spec.vocab_size, spec.d_model, tp));
-  wpe = register_module("wpe", Embedding(spec.max_seq_len, spec.d_model));
+  wpe = register_module("wpe", Embedding(spec.max_seq_len, spec.d_model, tp.grid.get()));
   h = register_module("h", torch::nn::ModuleList());
   for (int64_t i = 0; i < spec.n_layer; ++i) {
     blocks_.push_back(TransformerBlock(spec, i, tp));

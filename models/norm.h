@@ -15,7 +15,8 @@ namespace cr {
 class NormImpl : public DeferredModule {
  public:
   // Under sequence parallelism it normalises this rank's part of the sequence, so its weights'
-  // gradients are summed over the tensor group.
+  // gradients are summed over the tensor group. On a 2d / 2.5d grid it holds its hidden column
+  // and all-reduces the statistics along the grid row.
   NormImpl(const ModelSpec& spec, int64_t dim, const TensorParallel& tp = {});
   torch::Tensor forward(const torch::Tensor& x);
 
@@ -23,8 +24,12 @@ class NormImpl : public DeferredModule {
   torch::Tensor bias;  // undefined for RMSNorm
 
  private:
+  torch::Tensor grid_forward(const torch::Tensor& x);
+
   bool rms_;
   double eps_;
+  int64_t dim_;
+  std::shared_ptr<const TensorGrid> grid_;
 };
 TORCH_MODULE(Norm);
 

@@ -33,7 +33,7 @@ OPTDecoderImpl::OPTDecoderImpl(const ModelSpec& spec, const TensorParallel& tp) 
   const int64_t e = embedding_dim(spec);
   embed_tokens = register_module("embed_tokens", VocabParallelEmbedding(spec.vocab_size, e, tp));
   embed_positions =
-      register_module("embed_positions", Embedding(spec.max_seq_len + kPositionOffset, spec.d_model));
+      register_module("embed_positions", Embedding(spec.max_seq_len + kPositionOffset, spec.d_model, tp.grid.get()));
   sum_partial_gradient(embed_positions->weight, tp);
   if (e != spec.d_model) {
     project_out = register_module("project_out", Linear(spec.d_model, e, false));

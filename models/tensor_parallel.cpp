@@ -9,6 +9,7 @@
 #include "models/flop_counter.h"
 #include "models/linear.h"
 #include "models/lm_loss.h"
+#include "models/mixed_precision.h"
 #include "models/ring_attention.h"
 #include "parallel/communicator.h"
 #include "parallel/process_mesh.h"
@@ -180,10 +181,21 @@ void check_sequence_heads(const ModelSpec& spec, int tensor_size, int sequence_s
 }
 
 TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel,
-                                      int sequence_size, bool ring) {
-  check_tensor_split(spec, size);
-  if (sequence_size > 1 && !ring) check_sequence_heads(spec, size, sequence_size);
+                                      int sequence_size, bool ring, const TensorGridShape& grid) {
   TensorParallel tp;
+  if (grid.grid()) {
+    CR_CHECK(grid.size() == size, "a {} grid of {} ranks over {} tensor ranks", tensor_mode_name(grid.mode),
+             grid.size(), size);
+    if (sequence_parallel || sequence_size > 1) {
+      fail("parallel.tensor mode {} splits activations by batch and hidden units over its grid; sequence "
+           "parallelism (parallel.sequence) combines with mode 1d only", tensor_mode_name(grid.mode));
+    }
+    check_grid_split(spec, grid);
+    tp.grid = tensor_grid_layout(grid, rank);
+  } else {
+    check_tensor_split(spec, size);
+    if (sequence_size > 1 && !ring) check_sequence_heads(spec, size, sequence_size);
+  }
   tp.rank = rank;
   tp.size = size;
   tp.sequence_parallel = sequence_parallel && size > 1;
@@ -193,15 +205,16 @@ TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec,
 }
 
 TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
-                                    Communicator* sequence, bool ring) {
+                                    Communicator* sequence, bool ring, const TensorGridShape& grid) {
   TensorParallel tp = tensor_parallel_layout(group ? group->rank() : 0, group ? group->size() : 1, spec,
-                                             sequence_parallel, sequence ? sequence->size() : 1, ring);
+                                             sequence_parallel, sequence ? sequence->size() : 1, ring, grid);
   tp.group = group;
+  if (tp.grid) tp.grid = make_tensor_grid(group, grid);
   if (sequence) {
     tp.sequence_group = sequence;
     tp.sequence_rank = sequence->rank();
   }
-  if (group && spec.n_kv_head < tp.size) {
+  if (group && !tp.grid && spec.n_kv_head < tp.size) {
     const int sharing = tp.size / static_cast<int>(spec.n_kv_head);
     tp.kv_group = group->split(tp.rank / sharing, tp.rank % sharing, group->name() + ".kv");
   }
@@ -223,13 +236,14 @@ void sum_partial_gradient(torch::Tensor& param, const TensorParallel& tp) {
 }
 
 torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp) {
+  if (tp.grid) return grid_gather_hidden(x, *tp.grid);
   if (!tp.split()) return x;
   if (tp.sequence_parallel) return GatherSequence::apply(x, handle(tp.group));
   return SumGradient::apply(x, handle(tp.group));
 }
 
 torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp) {
-  if (!tp.split()) return x;
+  if (!tp.split() || tp.grid) return x;
   if (tp.sequence_parallel) return ReduceScatterSequence::apply(x, handle(tp.group));
   return SumForward::apply(x, handle(tp.group));
 }
@@ -254,10 +268,22 @@ torch::Tensor heads_to_sequence(const torch::Tensor& x, const TensorParallel& tp
   return tp.ulysses() ? HeadsToSequence::apply(x, handle(tp.sequence_group)) : x;
 }
 
+void TensorParallelLinear::declare_grid(int64_t in, int64_t out, bool with_bias, int64_t parts,
+                                       const TensorGrid& grid) {
+  weight = declare_parameter("weight", grid_weight_slice(out, in, parts, grid), normal_init(kInitStd));
+  sum_over_layers(weight, grid);
+  if (!with_bias) return;
+  bias = declare_parameter("bias", grid_hidden_slice({parts * out}, 0, parts, grid), constant_init(0.0));
+  sum_over_batch_copies(bias, grid);
+}
 
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                                                    const TensorParallel& tp, int64_t fused_parts)
-    : tp_(tp) {
+    : tp_(tp), parts_(fused_parts) {
+  if (tp.grid) {
+    declare_grid(in_features, out_features, with_bias, fused_parts, *tp.grid);
+    return;
+  }
   weight = declare_parameter("weight", row_slice({fused_parts * out_features, in_features}, tp, fused_parts),
                              normal_init(kInitStd));
   if (with_bias) {
@@ -265,11 +291,18 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t 
   }
 }
 
-torch::Tensor ColumnParallelLinearImpl::project(const torch::Tensor& x) { return cr::linear(x, weight, bias); }
+torch::Tensor ColumnParallelLinearImpl::project(const torch::Tensor& x) {
+  if (tp_.grid) return grid_linear(x, cast_to_activation(weight, x), bias, parts_, *tp_.grid);
+  return cr::linear(x, weight, bias);
+}
 
 RowParallelLinearImpl::RowParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                                              const TensorParallel& tp)
     : tp_(tp) {
+  if (tp.grid) {
+    declare_grid(in_features, out_features, with_bias, 1, *tp.grid);
+    return;
+  }
   weight = declare_parameter(
       "weight", split_parameter({out_features, in_features}, 1, in_features / tp.size * tp.rank, in_features / tp.size),
       normal_init(kInitStd));
@@ -280,6 +313,7 @@ RowParallelLinearImpl::RowParallelLinearImpl(int64_t in_features, int64_t out_fe
 }
 
 torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
+  if (tp_.grid) return grid_linear(enter_tensor_region(x, tp_), cast_to_activation(weight, x), bias, 1, *tp_.grid);
   if (!tp_.split()) return cr::linear(x, weight, bias);
   auto y = leave_tensor_region(cr::linear(x, weight), tp_);
   return bias.defined() ? y + bias.to(y.scalar_type()) : y;
@@ -288,6 +322,11 @@ torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
 KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParallel& tp) : tp_(tp) {
   const int64_t head_dim = spec.d_model / spec.n_head, kv_heads = spec.n_kv_head;
   const std::vector<int64_t> shape{kv_heads * head_dim, spec.d_model};
+  if (tp.grid) {
+    local_heads_ = kv_heads / tp.grid->q();
+    declare_grid(spec.d_model, shape[0], spec.bias, 1, *tp.grid);
+    return;
+  }
   ParameterSlice w, b;
   if (kv_heads >= tp.size) {
     local_heads_ = kv_heads / tp.size;
@@ -310,9 +349,19 @@ KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParall
   }
 }
 
-torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) { return cr::linear(x, weight, bias); }
+torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) {
+  if (tp_.grid) return grid_linear(x, cast_to_activation(weight, x), bias, 1, *tp_.grid);
+  return cr::linear(x, weight, bias);
+}
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim, const TensorParallel& tp) : tp_(tp) {
+  if (tp.grid) {
+    // Every row, this rank's hidden column (the LM head reduces partial logits along the grid row).
+    first_row_ = 0;
+    weight = declare_parameter("weight", grid_hidden_slice({rows, dim}, 1, 1, *tp.grid), normal_init(kInitStd));
+    sum_over_batch_copies(weight, *tp.grid);
+    return;
+  }
   const auto [begin, end] = tensor_rows(rows, tp);
   first_row_ = begin;
   weight = declare_parameter("weight", split_parameter({rows, dim}, 0, begin, end - begin), normal_init(kInitStd));
@@ -321,6 +370,7 @@ VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim
 torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_tokens) {
   // all_to_all and ring_attn: this rank embeds its part of the sequence only.
   const auto tokens = tp_.sequence_size > 1 ? local_sequence(all_tokens, tp_) : all_tokens;
+  if (tp_.grid) return torch::embedding(weight, grid_batch_part(tokens, *tp_.grid));
   if (!tp_.split()) return torch::embedding(weight, tokens);
   auto local = tokens - first_row_;
   auto mine = (local >= 0).logical_and(local < weight.size(0));
@@ -331,12 +381,17 @@ torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_token
 
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
                                            int64_t vocab, const torch::Tensor& targets, const TensorParallel& tp) {
+  if (tp.grid) return grid_cross_entropy(hidden, weight, targets, vocab, *tp.grid);
   if (!tp.split()) return linear_cross_entropy(hidden, weight, targets);
   return VocabParallelCrossEntropy::apply(hidden, weight, targets, first_row, vocab, handle(tp.group));
 }
 
 torch::Tensor vocab_parallel_logits(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
                                     int64_t vocab, const TensorParallel& tp) {
+  if (tp.grid) {
+    fail("full logits (eval of logits, generate, serve) run in parallel.tensor mode 1d; a {} checkpoint loads "
+         "in 1d or in one process", tensor_mode_name(tp.grid->shape.mode));
+  }
   MatmulCounter::count(hidden.numel() / hidden.size(-1), weight.size(1), weight.size(0));
   auto local = torch::matmul(hidden, weight.t());
   if (!tp.split()) return local;

@@ -16,6 +16,8 @@
 // attention each rank of the sequence group holds 1/size of every sequence; attention trades
 // the sequence parts for head parts (all-to-all) and back.
 //
+// 2d and 2.5d grids (parallel.tensor.mode) run the same layers through grid_parallel.h.
+//
 // At tensor size 1 (and sequence size 1) every layer runs exactly the unsplit code.
 #pragma once
 
@@ -23,6 +25,7 @@
 
 #include <torch/torch.h>
 
+#include "models/grid_parallel.h"
 #include "models/model_spec.h"
 #include "models/parameter_init.h"
 
@@ -45,8 +48,12 @@ struct TensorParallel {
   int sequence_rank = 0;
   int sequence_size = 1;
   bool ring = false;  // ring_attn rather than all_to_all
+  // 2d / 2.5d: this rank's grid of the tensor group; null in 1d.
+  std::shared_ptr<const TensorGrid> grid;
 
   bool split() const { return size > 1; }
+  // The parts attention heads split into: the grid's columns, else the tensor ranks.
+  int head_parts() const { return grid ? grid->q() : size; }
   bool ulysses() const { return sequence_size > 1 && !ring; }
   bool ring_attention() const { return sequence_size > 1 && ring; }
 };
@@ -54,12 +61,14 @@ struct TensorParallel {
 // Collective over `group` (null: one rank): the layers' view of it for `spec`, with the key/value
 // head sharing groups the layers need; `sequence`: the all_to_all sequence group (null: none).
 // cr::Error naming the numbers when heads, key/value heads or d_ff do not split over the groups.
-// ring: the sequence group runs ring attention rather than all-to-alls.
+// ring: the sequence group runs ring attention rather than all-to-alls. `grid`: 2d / 2.5d over
+// the group (a collective splitting its row, column, depth and batch groups); 1d by default.
 TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
-                                    Communicator* sequence = nullptr, bool ring = false);
+                                    Communicator* sequence = nullptr, bool ring = false,
+                                    const TensorGridShape& grid = {});
 // The same without communicators (plan, layouts of other ranks).
 TensorParallel tensor_parallel_layout(int rank, int size, const ModelSpec& spec, bool sequence_parallel,
-                                      int sequence_size = 1, bool ring = false);
+                                      int sequence_size = 1, bool ring = false, const TensorGridShape& grid = {});
 // cr::Error naming the numbers unless each tensor rank's query and key/value heads split over
 // `sequence_size` all_to_all ranks.
 void check_sequence_heads(const ModelSpec& spec, int tensor_size, int sequence_size);
@@ -71,7 +80,8 @@ void check_tensor_split(const ModelSpec& spec, int size);
 std::pair<int64_t, int64_t> tensor_rows(int64_t total, const TensorParallel& tp);
 
 // How an activation enters the tensor region of a column-parallel layer: copied (gradient
-// all-reduced), or under sequence parallelism gathered along dim 1 (gradient reduce-scattered).
+// all-reduced), or under sequence parallelism gathered along dim 1 (gradient reduce-scattered);
+// on a grid, its hidden parts gathered along the row (every grid linear layer's input).
 torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
 // How partial outputs of a row-parallel layer leave it: all-reduced, or reduce-scattered along dim 1.
 torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
@@ -90,33 +100,40 @@ void sum_gradient_over(torch::Tensor& param, std::shared_ptr<Communicator> group
 // partial, so it is summed over the tensor group.
 void sum_partial_gradient(torch::Tensor& param, const TensorParallel& tp);
 
+// What the tensor-parallel linear layers share: their parameters, and in a grid mode their
+// layout there (a weight strip, a bias column; grid_parallel.h).
+class TensorParallelLinear : public DeferredModule {
+ public:
+  torch::Tensor weight;
+  torch::Tensor bias;  // undefined without bias
+
+ protected:
+  void declare_grid(int64_t in_features, int64_t out_features, bool with_bias, int64_t parts, const TensorGrid& grid);
+};
+
 // y = x W^T + b with W's rows (outputs) split. fused_parts > 1: the output stacks that many
 // equal parts (GPT-2's q, k, v), each split alike. Output: this rank's features of each part.
-class ColumnParallelLinearImpl : public DeferredModule {
+class ColumnParallelLinearImpl : public TensorParallelLinear {
  public:
   ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, const TensorParallel& tp,
                            int64_t fused_parts = 1);
   torch::Tensor forward(const torch::Tensor& x) { return project(enter_tensor_region(x, tp_)); }
   // For an input already in the tensor region: layers reading one input (q, k, v; gate and up)
   // enter it once, so it is gathered, and its gradient reduced, once.
-  torch::Tensor project(const torch::Tensor& x_in_region);
-
-  torch::Tensor weight;  // (fused_parts * out / size, in)
-  torch::Tensor bias;
+  torch::Tensor project(const torch::Tensor& x_in_region);  // weight: (fused_parts * out / size, in) in 1d
 
  private:
   TensorParallel tp_;
+  int64_t parts_;
 };
 TORCH_MODULE(ColumnParallelLinear);
 
 // y = x W^T + b with W's columns (inputs) split; x holds this rank's input features.
-class RowParallelLinearImpl : public DeferredModule {
+// In 1d, weight (out, in / size) and the bias whole on every rank.
+class RowParallelLinearImpl : public TensorParallelLinear {
  public:
   RowParallelLinearImpl(int64_t in_features, int64_t out_features, bool bias, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x);
-
-  torch::Tensor weight;  // (out, in / size)
-  torch::Tensor bias;    // whole on every rank
 
  private:
   TensorParallel tp_;
@@ -125,15 +142,12 @@ TORCH_MODULE(RowParallelLinear);
 
 // Key/value projections of grouped-query attention: split by heads when there are at least as
 // many heads as ranks, else each rank holds a copy of the head its query heads read.
-class KeyValueLinearImpl : public DeferredModule {
+class KeyValueLinearImpl : public TensorParallelLinear {
  public:
   KeyValueLinearImpl(const ModelSpec& spec, const TensorParallel& tp);
   torch::Tensor forward(const torch::Tensor& x) { return project(enter_tensor_region(x, tp_)); }
   torch::Tensor project(const torch::Tensor& x_in_region);  // as ColumnParallelLinear's
   int64_t local_heads() const { return local_heads_; }
-
-  torch::Tensor weight;
-  torch::Tensor bias;
 
  private:
   TensorParallel tp_;

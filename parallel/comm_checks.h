@@ -49,4 +49,8 @@ ShardLayout shard_layout(const char* operation, const Communicator& comm, int64_
 // Whether two tensors share any bytes.
 bool overlaps(const at::Tensor& a, const at::Tensor& b);
 
+// Adds `operation` on `tensor` (the whole tensor of reduce-scatter and all-gather) in a group of
+// `group_size` to bytes_sent_by_process().
+void count_sent(const char* operation, int group_size, const at::Tensor& tensor);
+
 }  // namespace cr::detail

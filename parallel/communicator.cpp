@@ -1,6 +1,7 @@
 #include "parallel/communicator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 
@@ -33,7 +34,27 @@ std::pair<int64_t, int64_t> shard_range(int64_t numel, int rank, int size) {
 CommWork::~CommWork() = default;
 Communicator::~Communicator() = default;
 
+namespace {
+
+std::atomic<int64_t> g_bytes_sent{0};
+
+}  // namespace
+
+int64_t bytes_sent_by_process() { return g_bytes_sent.load(std::memory_order_relaxed); }
+
 namespace detail {
+
+void count_sent(const char* operation, int group_size, const at::Tensor& tensor) {
+  const double bytes = static_cast<double>(tensor.numel()) * static_cast<double>(tensor.element_size());
+  const double share = static_cast<double>(group_size - 1) / static_cast<double>(group_size);
+  double sent = bytes;  // send
+  if (std::strcmp(operation, "all_reduce") == 0) {
+    sent = 2.0 * share * bytes;
+  } else if (std::strcmp(operation, "send") != 0) {
+    sent = share * bytes;
+  }
+  g_bytes_sent.fetch_add(static_cast<int64_t>(sent + 0.5), std::memory_order_relaxed);
+}
 
 const char* comm_dtype_name(at::ScalarType dtype) {
   switch (dtype) {

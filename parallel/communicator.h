@@ -87,6 +87,13 @@ class Communicator {
   void recv(at::Tensor tensor, int src, int tag) { recv_async(std::move(tensor), src, tag)->wait(); }
 };
 
+// Bytes this process has sent through every group since it started, by the ring model of each
+// operation: an all-reduce sends 2 (n-1)/n of its buffer, a reduce-scatter, all-gather or
+// all-to-all (n-1)/n of the whole tensor, a broadcast (n-1)/n of its buffer (scatter, then
+// all-gather), a send its buffer. A model of what the operations must move, not of the wire
+// (MPI and NCCL pick their own algorithms): what `plan` predicts and benchmarks compare.
+int64_t bytes_sent_by_process();
+
 // Rank 0's `text` on every rank of `group` (what the others pass is ignored).
 std::string broadcast_string(Communicator& group, const std::string& text);
 

@@ -114,6 +114,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> all_reduce_async(at::Tensor tensor, ReduceOp op) override {
     static const char* kOp = "all_reduce";
+    detail::count_sent(kOp, size(), tensor);
     check_tensor(kOp, *this, tensor, false);
     check_reduce_op(kOp, *this, tensor, op);
     const int count = element_count(kOp, *this, tensor);
@@ -130,6 +131,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> reduce_scatter_async(at::Tensor input, at::Tensor output, ReduceOp op) override {
     static const char* kOp = "reduce_scatter";
+    detail::count_sent(kOp, size(), input);
     check_tensor(kOp, *this, input, false);
     check_tensor(kOp, *this, output, false);
     check_same_dtype(kOp, *this, input, output);
@@ -161,6 +163,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> all_gather_async(at::Tensor input, at::Tensor output) override {
     static const char* kOp = "all_gather";
+    detail::count_sent(kOp, size(), output);
     check_tensor(kOp, *this, input, false);
     check_tensor(kOp, *this, output, false);
     check_same_dtype(kOp, *this, input, output);
@@ -189,6 +192,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> all_to_all_async(at::Tensor input, at::Tensor output) override {
     static const char* kOp = "all_to_all";
+    detail::count_sent(kOp, size(), input);
     check_tensor(kOp, *this, input, false);
     check_tensor(kOp, *this, output, false);
     const int part = static_cast<int>(detail::all_to_all_part(kOp, *this, input, output));
@@ -203,6 +207,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> broadcast_async(at::Tensor tensor, int root) override {
     static const char* kOp = "broadcast";
+    detail::count_sent(kOp, size(), tensor);
     check_tensor(kOp, *this, tensor, false);
     check_peer(kOp, *this, root, "root");
     const int count = element_count(kOp, *this, tensor);
@@ -217,6 +222,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> send_async(at::Tensor tensor, int dst, int tag) override {
     static const char* kOp = "send";
+    detail::count_sent(kOp, size(), tensor);
     check_tensor(kOp, *this, tensor, false);
     check_peer(kOp, *this, dst, "destination");
     check_tag(kOp, tag);

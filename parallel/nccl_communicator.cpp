@@ -139,6 +139,7 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> all_reduce_async(at::Tensor tensor, ReduceOp op) override {
     static const char* kOp = "all_reduce";
+    detail::count_sent(kOp, size(), tensor);
     check(kOp, tensor);
     check_reduce_op(kOp, *this, tensor, op);
     const int64_t seq = group_->begin_collective();
@@ -152,6 +153,7 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> reduce_scatter_async(at::Tensor input, at::Tensor output, ReduceOp op) override {
     static const char* kOp = "reduce_scatter";
+    detail::count_sent(kOp, size(), input);
     check(kOp, input);
     check(kOp, output);
     check_same_dtype(kOp, *this, input, output);
@@ -187,6 +189,7 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> all_gather_async(at::Tensor input, at::Tensor output) override {
     static const char* kOp = "all_gather";
+    detail::count_sent(kOp, size(), output);
     check(kOp, input);
     check(kOp, output);
     check_same_dtype(kOp, *this, input, output);
@@ -220,6 +223,7 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> all_to_all_async(at::Tensor input, at::Tensor output) override {
     static const char* kOp = "all_to_all";
+    detail::count_sent(kOp, size(), input);
     check(kOp, input);
     check(kOp, output);
     const int64_t part = detail::all_to_all_part(kOp, *this, input, output);
@@ -244,6 +248,7 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> broadcast_async(at::Tensor tensor, int root) override {
     static const char* kOp = "broadcast";
+    detail::count_sent(kOp, size(), tensor);
     check(kOp, tensor);
     check_peer(kOp, *this, root, "root");
     const int64_t seq = group_->begin_collective();
@@ -257,6 +262,7 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<CommWork> send_async(at::Tensor tensor, int dst, int tag) override {
     static const char* kOp = "send";
+    detail::count_sent(kOp, size(), tensor);
     check(kOp, tensor);
     check_peer(kOp, *this, dst, "destination");
     DeviceScope scope(state_->device);

@@ -24,6 +24,7 @@
 #include "models/causal_lm.h"
 #include "parallel/parallel_context.h"
 #include "models/model_spec.h"
+#include "models/parameter_slice.h"
 #include "parallel/communicator.h"
 #include "tests/run_config.h"
 
@@ -39,6 +40,26 @@ inline ModelSpec tiny_spec(const std::string& arch) {
   if (arch != "llama") spec.n_kv_head = 4;
   spec.vocab_size = 509;  // not divisible by 2 or 4: the vocabulary splits unevenly
   return spec;
+}
+
+// The part of `whole` that a slice describes, in the slice's local shape.
+inline torch::Tensor slice_of(const torch::Tensor& whole, const ParameterSlice& slice) {
+  auto flat = whole.detach().contiguous().reshape({-1});
+  auto out = torch::empty({element_count(slice.local_shape())}, flat.options());
+  for_each_global_run(slice, 0, out.numel(), [&](int64_t global, int64_t local, int64_t n) {
+    out.narrow(0, local, n).copy_(flat.narrow(0, global, n));
+  });
+  return out.view(slice.local_shape());
+}
+
+inline std::map<std::string, torch::Tensor> by_name(torch::nn::Module& module) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : module.named_parameters()) out[item.key()] = item.value();
+  return out;
+}
+
+inline double max_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
 // This rank's scratch directory, and one all ranks of the job share.

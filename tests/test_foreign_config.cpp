@@ -140,25 +140,29 @@ clip_grad_norm = 1.0
   const Config config = cr::load_config_text(converted.yaml, "converted");
   CHECK(config.train.micro_batch_size == 32);
   CHECK(config.parallel.pipeline.size == 2);
-  CHECK(config.parallel.tensor == 1);  // 2.5D is not mapped onto 1D
+  CHECK(config.parallel.tensor.size == 4);
+  CHECK(config.parallel.tensor.mode == "2.5d");
+  CHECK(config.parallel.tensor.depth == 1);
   CHECK(config.precision.dtype == "fp16");
   CHECK(config.precision.initial_scale == 32.0);  // zero's optimizer_config comes later and wins
   CHECK(config.zero.stage == 3);
   CHECK(config.train.clip_grad_norm == 1.0);
   const std::string unmapped = fmt::format("{}", fmt::join(converted.unmapped, "\n"));
-  CHECK_THAT(unmapped,
-             Catch::Contains("parallel.tensor: mode '2.5d': 2D / 2.5D / 3D tensor parallelism is not available"));
   CHECK_THAT(unmapped, Catch::Contains("NUM_EPOCHS: training runs train.steps"));
   CHECK_THAT(unmapped, Catch::Contains("zero.model_config.reuse_fp16_shard"));
   CHECK_THAT(unmapped, Catch::Contains("zero.optimizer_config.gpu_margin_mem_ratio"));
   CHECK_THAT(unmapped, Catch::Contains("gradient_accumulation: the accumulation steps follow from"));
-  CHECK(converted.unmapped.size() == 5);
+  CHECK(converted.unmapped.size() == 4);
   // A 1D layout maps one to one; CPU placement does not.
   const cr::ConvertedConfig one_d = cr::convert_colossalai_config(
       "parallel = dict(tensor=dict(size=2, mode='1d'))\n"
       "zero = dict(model_config=dict(tensor_placement_policy='cpu'))\n",
       "config.py");
-  CHECK(cr::load_config_text(one_d.yaml, "converted").parallel.tensor == 2);
+  CHECK(cr::load_config_text(one_d.yaml, "converted").parallel.tensor.size == 2);
+  const cr::ConvertedConfig three_d =
+      cr::convert_colossalai_config("parallel = dict(tensor=dict(size=8, mode='3d'))\n", "config.py");
+  CHECK(three_d.unmapped == std::vector<std::string>{"parallel.tensor: mode '3d': 3D tensor parallelism is not "
+                                                      "available; 1d, 2d and 2.5d are (parallel.tensor.mode)"});
   CHECK(one_d.unmapped == std::vector<std::string>{
                               "zero.model_config.tensor_placement_policy: 'cpu': placing parameters on the CPU is not "
                               "available yet ('cuda' is the default)"});

@@ -7,6 +7,7 @@
 #include "core/base/error.h"
 #include "parallel/pipeline_ring.h"
 #include "parallel/process_mesh.h"
+#include "parallel/tensor_grid.h"
 
 using Catch::Matchers::Contains;
 using cr::MeshShape;
@@ -211,4 +212,56 @@ TEST_CASE("pipeline ring: each stage's incoming and outgoing edges have differen
             cr::pipeline_link_colour(next, PipelineDirection::Previous, stages));
     }
   }
+}
+
+using namespace cr;
+
+TEST_CASE("tensor grids: shapes, positions and the row, column, depth and batch groups", "[mesh][grid]") {
+  const TensorGridShape two_d = tensor_grid_shape("2d", 4, 1);
+  CHECK(two_d.q == 2);
+  CHECK(two_d.size() == 4);
+  CHECK(two_d.batch_parts() == 2);
+  CHECK(two_d.hidden_parts() == 2);
+  const GridPosition three = grid_position(two_d, 3);
+  CHECK((three.layer == 0 && three.row == 1 && three.column == 1));
+  CHECK(grid_group(two_d, 1, GridGroup::Row) == std::vector<int>{0, 1});
+  CHECK(grid_group(two_d, 1, GridGroup::Column) == std::vector<int>{1, 3});
+  CHECK(grid_group(two_d, 1, GridGroup::Batch) == std::vector<int>{1, 3});
+  CHECK(grid_group(two_d, 1, GridGroup::Depth) == std::vector<int>{1});
+
+  // Tesseract: two stacked 2 x 2 grids; the batch splits over layers x rows.
+  const TensorGridShape stacked = tensor_grid_shape("2.5d", 8, 2);
+  CHECK((stacked.q == 2 && stacked.depth == 2 && stacked.batch_parts() == 4));
+  const GridPosition six = grid_position(stacked, 6);
+  CHECK((six.layer == 1 && six.row == 1 && six.column == 0));
+  CHECK(grid_rank(stacked, six) == 6);
+  CHECK(batch_part(stacked, six) == 3);
+  CHECK(grid_group(stacked, 6, GridGroup::Row) == std::vector<int>{6, 7});
+  CHECK(grid_group(stacked, 6, GridGroup::Column) == std::vector<int>{4, 6});
+  CHECK(grid_group(stacked, 6, GridGroup::Depth) == std::vector<int>{2, 6});
+  CHECK(grid_group(stacked, 6, GridGroup::Batch) == std::vector<int>{0, 2, 4, 6});
+  CHECK(grid_color(stacked, 6, GridGroup::Batch) == 0);
+  CHECK(grid_key(stacked, 6, GridGroup::Batch) == 3);
+  CHECK(grid_color(stacked, 7, GridGroup::Batch) == 1);
+  // Every rank is in exactly one group of each kind.
+  for (const GridGroup group : {GridGroup::Row, GridGroup::Column, GridGroup::Depth, GridGroup::Batch}) {
+    std::vector<int> seen(8, 0);
+    for (int rank = 0; rank < 8; ++rank) {
+      if (grid_group(stacked, rank, group).front() == rank) {
+        for (const int member : grid_group(stacked, rank, group)) ++seen[static_cast<size_t>(member)];
+      }
+    }
+    CHECK(seen == std::vector<int>(8, 1));
+  }
+  CHECK(tensor_grid_shape("2d", 9, 1).q == 3);
+  CHECK(tensor_grid_shape("1d", 6, 1).batch_parts() == 1);
+}
+
+TEST_CASE("impossible tensor grids name the numbers", "[mesh][grid]") {
+  CHECK_THROWS_WITH(tensor_grid_shape("2d", 8, 1), Catch::Contains("mode 2d needs size = q^2 with q >= 2"));
+  CHECK_THROWS_WITH(tensor_grid_shape("2d", 1, 1), Catch::Contains("got size 1"));
+  CHECK_THROWS_WITH(tensor_grid_shape("2.5d", 6, 3), Catch::Contains("size 6 / depth 3 = 2, not a square"));
+  CHECK_THROWS_WITH(tensor_grid_shape("2.5d", 8, 3), Catch::Contains("size 8 is not a multiple of depth 3"));
+  CHECK_THROWS_WITH(tensor_grid_shape("1d", 4, 2), Catch::Contains("depth 2 applies to mode 2.5d"));
+  CHECK_THROWS_WITH(tensor_grid_shape("4d", 4, 1), Catch::Contains("unknown mode '4d' (1d, 2d, 2.5d)"));
 }

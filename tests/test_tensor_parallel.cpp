@@ -38,26 +38,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The part of `whole` that a slice describes, in the slice's local shape.
-torch::Tensor slice_of(const torch::Tensor& whole, const ParameterSlice& slice) {
-  auto flat = whole.detach().contiguous().reshape({-1});
-  auto out = torch::empty({element_count(slice.local_shape())}, flat.options());
-  for_each_global_run(slice, 0, out.numel(), [&](int64_t global, int64_t local, int64_t n) {
-    out.narrow(0, local, n).copy_(flat.narrow(0, global, n));
-  });
-  return out.view(slice.local_shape());
-}
-
-std::map<std::string, torch::Tensor> by_name(torch::nn::Module& module) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& item : module.named_parameters()) out[item.key()] = item.value();
-  return out;
-}
-
-double max_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
-}
-
 void check_layers_against_whole(const std::string& arch, bool sequence_parallel) {
   const ModelSpec spec = tiny_spec(arch);
   const TensorParallel tp = make_tensor_parallel(g_world, spec, sequence_parallel);

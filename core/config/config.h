@@ -88,9 +88,15 @@ struct PipelineConfig {
   int64_t chunks = 1;                     // interleaved: model chunks per stage (V)
 };
 
+struct TensorConfig {
+  int64_t size = 1;         // tensor-parallel ranks per group
+  std::string mode = "1d";  // 1d (Megatron) | 2d (q x q grid) | 2.5d (depth x q x q grids)
+  int64_t depth = 1;        // 2.5d: stacked grids
+};
+
 struct ParallelConfig {
   int64_t data = 0;          // data-parallel ranks; 0: what tensor x pipeline leave of the job
-  int64_t tensor = 1;        // tensor-parallel ranks (Megatron-style 1D)
+  TensorConfig tensor;
   PipelineConfig pipeline;
   SequenceParallelConfig sequence;
   std::string order = "data,pipeline,sequence,tensor";  // mesh axes, outermost first
@@ -217,7 +223,8 @@ struct ConfigRule {
 const std::vector<ConfigSection>& config_sections();
 const std::vector<ConfigKey>& config_keys();
 // Nested keys whose parent also takes a bare value, as short for one of them:
-// `parallel.pipeline: 4` means `parallel.pipeline.size: 4`. {parent path, key path}.
+// `parallel.pipeline: 4` means `parallel.pipeline.size: 4` (and `parallel.tensor: 4`
+// `parallel.tensor.size: 4`). {parent path, key path}.
 const std::vector<std::pair<std::string, std::string>>& config_shorthands();
 const std::vector<ConfigRule>& config_rules();
 

@@ -186,10 +186,16 @@ const std::vector<ConfigKey>& config_keys() {
 
       {CR_FIELD(parallel, data), "data-parallel ranks; 0: the job's ranks / (pipeline x sequence x tensor)",
        between(0, kMaxRanks)},
-      {CR_FIELD(parallel, tensor),
-       "tensor-parallel ranks per group (Megatron-style 1D: attention heads, MLP units and the vocabulary "
-       "split over them; docs/parallelism.md)",
+      {CR_FIELD(parallel, tensor.size),
+       "tensor-parallel ranks per group; `parallel.tensor: N` is short for this key with mode 1d "
+       "(docs/parallelism.md)",
        between(1, kMaxRanks)},
+      {CR_FIELD(parallel, tensor.mode),
+       "1d: Megatron-style, attention heads, MLP units and the vocabulary split over the group; 2d: Optimus, a "
+       "q x q grid (size = q^2) running SUMMA, activations split by batch over rows and hidden units over "
+       "columns; 2.5d: Tesseract, depth stacked q x q grids (size = q^2 x depth), the batch split over them too",
+       one_of({"1d", "2d", "2.5d"})},
+      {CR_FIELD(parallel, tensor.depth), "2.5d: the stacked q x q grids (1 otherwise)", between(1, kMaxRanks)},
       {CR_FIELD(parallel, sequence.mode),
        "none; split_gather: activations outside attention and MLP split along the sequence over the tensor "
        "group (Megatron sequence parallelism: all-gather / reduce-scatter instead of all-reduce); all_to_all: "
@@ -282,6 +288,7 @@ const std::vector<ConfigKey>& config_keys() {
 const std::vector<std::pair<std::string, std::string>>& config_shorthands() {
   static const std::vector<std::pair<std::string, std::string>> shorthands = {
       {"parallel.pipeline", "parallel.pipeline.size"},
+      {"parallel.tensor", "parallel.tensor.size"},
   };
   return shorthands;
 }

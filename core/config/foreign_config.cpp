@@ -312,12 +312,14 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
         const Json& tensor = value["tensor"];
         const std::string mode = tensor.is_object() ? tensor.value("mode", "1d") : "1d";
         const Json size = tensor.is_object() ? tensor.value("size", Json(1)) : tensor;
-        if (mode == "1d") {
-          t.set("parallel.tensor", size);
+        if (mode == "1d" || mode == "2d" || mode == "2.5d") {
+          t.set("parallel.tensor.size", size);
+          if (mode != "1d") t.set("parallel.tensor.mode", mode);
+          if (mode == "2.5d") t.set("parallel.tensor.depth", tensor.value("depth", Json(1)));
         } else {
-          t.unmapped("parallel.tensor", fmt::format("mode '{}': 2D / 2.5D / 3D tensor parallelism is not available "
-                                                    "yet; 1d of the same size is (parallel.tensor: {})",
-                                                    mode, size.dump()));
+          t.unmapped("parallel.tensor", fmt::format("mode '{}': 3D tensor parallelism is not available; 1d, 2d and "
+                                                    "2.5d are (parallel.tensor.mode)",
+                                                    mode));
         }
       }
       if (value.contains("data")) t.note("parallel.data: the data-parallel size is what the job leaves over");

@@ -35,6 +35,10 @@ std::string inference_weights_dir(const Config& config) { return weights_source(
 
 Config inference_layout(Config config) {
   config.parallel.sequence = SequenceParallelConfig{};
+  // Decoding holds a few tokens per sequence: the tensor ranks split the layers in 1d whatever
+  // the run trained with (checkpoints load in any layout).
+  config.parallel.tensor.mode = "1d";
+  config.parallel.tensor.depth = 1;
   config.model.dropout = 0.0;
   return config;
 }

@@ -31,11 +31,12 @@ double sequence_ranks(const Config& config) { return static_cast<double>(config.
 // Tensor rank 0's parameters: its slices and the whole ones, as the trainer lays them out.
 // Rank 0's: tensor rank 0's slices of the first pipeline stage.
 std::vector<FlatEntry> rank_parameters(const ModelSpec& spec, const Config& config) {
-  const int tensor = static_cast<int>(config.parallel.tensor);
+  const int tensor = static_cast<int>(config.parallel.tensor.size);
   const int64_t stages = config.parallel.pipeline.size;
   if (tensor == 1 && stages == 1) return flat_layout(parameter_shapes(spec));
   // A skeleton's parameters have one element of storage each: nothing model-sized is allocated.
-  auto skeleton = build_model_skeleton(spec, tensor_parallel_layout(0, tensor, spec, sequence_parallel(config)));
+  auto skeleton = build_model_skeleton(spec, tensor_parallel_layout(0, tensor, spec, sequence_parallel(config), 1,
+                                                                    false, tensor_grid_of(config.parallel)));
   const StageLayout first_stage = stage_layout_for(config, spec, stages, 0);
   return module_parameters(*skeleton, skeleton->blocks(), owned_by_stage(*skeleton, first_stage)).entries;
 }
@@ -50,7 +51,7 @@ int64_t planned_micro_batches(const Config& config, int64_t data_ranks) {
 }  // namespace
 
 ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
-  const double t = static_cast<double>(config.parallel.tensor);
+  const double t = static_cast<double>(config.parallel.tensor.size);
   const double compute_bytes = static_cast<double>(c10::elementSize(compute_dtype(config.precision)));
   // Tensors a block keeps for backward, in elements per token (counted with the CPU allocator's
   // exact bytes: scripts/bench-activations.sh): the two norms' inputs and outputs (4 d); q, k
@@ -124,7 +125,7 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
   // head forms it in fp32 during forward; its backward scales it into a new fp32 tensor (and
   // casts that to the compute dtype). With tied embeddings autograd holds that gradient until
   // the input embedding's own (dense) one arrives at the end of backward, and adds the two.
-  const int64_t vocab_rows = shard_range(spec.vocab_size, 0, static_cast<int>(config.parallel.tensor)).second;
+  const int64_t vocab_rows = shard_range(spec.vocab_size, 0, static_cast<int>(config.parallel.tensor.size)).second;
   const int64_t embedding = vocab_rows * embedding_dim(spec);
   // The head works through the logits a chunk of rows at a time: the chunk's logits (compute
   // dtype), fp32 log-probabilities and, below fp32, their gradient cast back.
@@ -148,7 +149,7 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
 
 LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data_parallel) {
   LayerTraffic traffic;
-  const int tensor = static_cast<int>(config.parallel.tensor);
+  const int tensor = static_cast<int>(config.parallel.tensor.size);
   const double p = sequence_ranks(config);
   if (tensor == 1 && p == 1.0) return traffic;
   const double t = tensor;

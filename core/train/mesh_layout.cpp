@@ -20,25 +20,31 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
   }
   // Split layers would draw one dropout mask per rank where the single process draws one per
   // tensor (ring_attn never forms the attention probabilities at all).
-  if ((parallel.tensor > 1 || parallel.sequence.mode != "none") && model.dropout > 0) {
+  if ((parallel.tensor.size > 1 || parallel.sequence.mode != "none") && model.dropout > 0) {
     fail("model.dropout {} with parallel.tensor {} and parallel.sequence.mode {}: tensor and sequence parallel "
          "layouts train without dropout (set model.dropout to 0)",
-         model.dropout, parallel.tensor, parallel.sequence.mode);
+         model.dropout, parallel.tensor.size, parallel.sequence.mode);
   }
   if (!own_axis && parallel.sequence.size != 1) {
     fail("parallel.sequence.size {} applies to modes all_to_all and ring_attn; mode {} {}", parallel.sequence.size,
          parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
   }
-  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline.size), static_cast<int>(parallel.tensor),
+  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline.size), static_cast<int>(parallel.tensor.size),
                                        static_cast<int>(parallel.sequence.axis_size()), world_size);
   shape.order = parse_mesh_order(parallel.order);
-  check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
-  check_tensor_split(model, shape.tensor);
-  if (parallel.sequence.mode == "all_to_all") check_sequence_heads(model, shape.tensor, shape.sequence);
+  const TensorGridShape grid = tensor_grid_of(parallel);
+  if (!grid.grid()) check_mesh_fits_model(shape, model.n_layer, model.n_head, model.d_model);
+  tensor_parallel_layout(0, shape.tensor, model, parallel.sequence.mode == "split_gather", shape.sequence,
+                         parallel.sequence.mode == "ring_attn", grid);
   if (parallel.sequence.mode == "split_gather" && shape.tensor == 1) {
     fail("parallel.sequence.mode split_gather splits the sequence over the tensor group, but parallel.tensor is 1");
   }
   return ProcessMesh(shape, world_size);
+}
+
+TensorGridShape tensor_grid_of(const ParallelConfig& parallel) {
+  return tensor_grid_shape(parallel.tensor.mode, static_cast<int>(parallel.tensor.size),
+                           static_cast<int>(parallel.tensor.depth));
 }
 
 BatchLayout batch_layout(const TrainConfig& train, const PipelineConfig& pipeline, int data_parallel) {
@@ -126,6 +132,12 @@ void check_job_layout(const Config& config, int world_size) {
   batch_layout(config.train, config.parallel.pipeline, mesh.shape().data);
   stage_layout_for(config, model_spec_from_config(config.model), mesh.shape().pipeline, 0);
   check_sequence_split(config, mesh.shape().tensor);
+  const TensorGridShape grid = tensor_grid_of(config.parallel);
+  if (config.train.micro_batch_size % grid.batch_parts() != 0) {
+    fail("train.micro_batch_size {} does not split over the {} batch parts of parallel.tensor mode {} (q {} x depth "
+         "{}): each grid row holds its own part of every micro-batch",
+         config.train.micro_batch_size, grid.batch_parts(), config.parallel.tensor.mode, grid.q, grid.depth);
+  }
 }
 
 }  // namespace cr

@@ -6,6 +6,7 @@
 #include "core/train/schedule.h"
 #include "models/model_spec.h"
 #include "parallel/process_mesh.h"
+#include "parallel/tensor_grid.h"
 
 namespace cr {
 
@@ -13,6 +14,10 @@ namespace cr {
 // pipeline stages than layers, heads or width not divisible by the tensor size, heads not
 // divisible by the all_to_all size, dropout with split layers).
 ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int world_size);
+
+// parallel.tensor's grid: 1d, or 2d / 2.5d with its q and depth (cr::Error naming the numbers
+// when the size does not form the mode's grid).
+TensorGridShape tensor_grid_of(const ParallelConfig& parallel);
 
 struct BatchLayout {
   int64_t global = 0;        // sequences per optimizer step, all ranks together

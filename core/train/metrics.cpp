@@ -74,7 +74,7 @@ void MetricsFile::write_step(const StepMetrics& m) {
                       {"grad_norm", m.grad_norm}, {"step_time_s", m.step_time_s},
                       {"tokens_per_s", m.tokens_per_s}, {"flops_per_s", m.flops_per_s},
                       {"mfu", m.mfu},             {"peak_host_bytes", m.peak_host_bytes},
-                      {"peak_device_bytes", m.peak_device_bytes}};
+                      {"peak_device_bytes", m.peak_device_bytes}, {"bytes_sent", m.bytes_sent}};
   j["time_s"] = {{"forward", m.forward_s},
                  {"backward", m.backward_s},
                  {"communication", m.communication_s},

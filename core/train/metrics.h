@@ -27,6 +27,8 @@ struct StepMetrics {
   double mfu = 0;
   int64_t peak_host_bytes = 0;
   int64_t peak_device_bytes = 0;
+  // What this rank sent through every group during the step (bytes_sent_by_process()'s model).
+  int64_t bytes_sent = 0;
   // Where the step's time went (seconds, this rank): forward, backward (with the communication
   // it overlaps), gradient communication still running after backward, optimizer, the rest.
   double forward_s = 0, backward_s = 0, communication_s = 0, optimizer_s = 0, other_s = 0;

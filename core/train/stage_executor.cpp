@@ -77,6 +77,10 @@ StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, S
   const TensorParallel& tp = model.tensor_parallel();
   const int64_t split = (tp.sequence_parallel ? tp.size : 1) * tp.sequence_size;
   activation_shape_ = {rows, seq_len / split, model.spec().d_model};
+  if (tp.grid) {
+    // A 2d / 2.5d grid: this rank's batch part and hidden column.
+    activation_shape_ = {rows / tp.grid->batch_parts(), seq_len, model.spec().d_model / tp.grid->q()};
+  }
   if (const auto cost = artificial_stage_cost()) {
     // A stage's cost, shared by its chunks.
     const auto chunks = static_cast<double>(layout_.chunks.size());

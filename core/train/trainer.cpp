@@ -223,7 +223,8 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
   const TensorParallel tp = make_tensor_parallel(context_.device_group(Axis::Tensor), spec_,
                                                  config_.parallel.sequence.mode == "split_gather",
                                                  context_.device_group(Axis::Sequence),
-                                                 config_.parallel.sequence.mode == "ring_attn");
+                                                 config_.parallel.sequence.mode == "ring_attn",
+                                                 tensor_grid_of(config_.parallel));
   model_ = build_model_skeleton(spec_, tp);
   summary_.data_parallel_size = dp_size_;
   {
@@ -286,7 +287,13 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
          config_.model.preset.value_or(spec_.arch), with_thousands(summary_.parameters), config_.precision.dtype,
          context_.world_size(), threads, device_.str(), global_batch_, dp_size_, accumulation_, micro,
          summary_.peak_flops / 1e9);
-  if (tp.split()) {
+  if (tp.grid) {
+    const TensorGridShape& grid = tp.grid->shape;
+    print0("tensor parallel {} ({}: {} x {} x {} grid): {} parameters per rank, {} of {} sequences and {} of {} "
+           "hidden units per micro-batch", tp.size, tensor_mode_name(grid.mode), grid.depth, grid.q, grid.q,
+           with_thousands(strategy_->numel()), micro / grid.batch_parts(), micro, spec_.d_model / grid.q,
+           spec_.d_model);
+  } else if (tp.split()) {
     print0("tensor parallel {} (1d{}): {} parameters per rank", tp.size,
            tp.sequence_parallel ? ", sequence split_gather" : "", with_thousands(strategy_->numel()));
   }
@@ -507,9 +514,11 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     HostTensorBytes* tensors = HostTensorBytes::active();
     const int64_t tensors_at_start = tensors ? tensors->current() : 0;
     if (tensors) tensors->reset_peak();
+    const int64_t sent_at_start = bytes_sent_by_process();
     strategy_->begin_step(/*training=*/true);
     run_schedule(step, m);
     strategy_->end_step();
+    m.bytes_sent = bytes_sent_by_process() - sent_at_start;
     if (tensors) {
       m.step_tensor_bytes = tensors->peak() - tensors_at_start;
       if (stage_.stages > 1) {

@@ -1,0 +1,327 @@
+#include "models/grid_parallel.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <fmt/ranges.h>
+
+#include "core/base/error.h"
+#include "models/flop_counter.h"
+#include "models/lm_loss.h"
+#include "parallel/communicator.h"
+
+namespace cr {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Autograd functions carry the grid as an integer (saved_data holds IValues only); the layers
+// that use it keep it alive.
+int64_t handle(const TensorGrid& grid) { return static_cast<int64_t>(reinterpret_cast<intptr_t>(&grid)); }
+const TensorGrid& grid_of(int64_t value) { return *reinterpret_cast<const TensorGrid*>(static_cast<intptr_t>(value)); }
+
+int size_of(const std::shared_ptr<Communicator>& group) { return group ? group->size() : 1; }
+
+// (..., C / n) on each rank of `group` -> (..., C), the parts in rank order.
+torch::Tensor gather_last_dim(const torch::Tensor& x, const std::shared_ptr<Communicator>& group) {
+  const int n = size_of(group);
+  if (n == 1) return x;
+  auto local = x.contiguous();
+  const int64_t width = local.size(-1), rows = local.numel() / width;
+  auto full = torch::empty({n, rows, width}, local.options());
+  group->all_gather(local, full);
+  auto sizes = local.sizes().vec();
+  sizes.back() = width * n;
+  return full.permute({1, 0, 2}).reshape(sizes);
+}
+
+// (..., C) partial sums -> this rank's (..., C / n) part of their sum over `group`.
+torch::Tensor reduce_scatter_last_dim(const torch::Tensor& x, const std::shared_ptr<Communicator>& group) {
+  const int n = size_of(group);
+  if (n == 1) return x;
+  const int64_t width = x.size(-1) / n, rows = x.numel() / x.size(-1);
+  auto full = x.reshape({rows, n, width}).permute({1, 0, 2}).contiguous();
+  auto local = torch::empty({rows, width}, x.options());
+  group->reduce_scatter(full, local, ReduceOp::Sum);
+  auto sizes = x.sizes().vec();
+  sizes.back() = width;
+  return local.view(sizes);
+}
+
+// Strips (parts * out / q^2, in) along the column -> output block (parts * out / q, in): each
+// part's strips in row order.
+torch::Tensor gather_strips(const torch::Tensor& strip, int64_t parts, const std::shared_ptr<Communicator>& column) {
+  const int n = size_of(column);
+  if (n == 1) return strip;
+  auto local = strip.contiguous();
+  const int64_t rows = local.size(0) / parts, in = local.size(1);
+  auto full = torch::empty({n, parts, rows, in}, local.options());
+  column->all_gather(local, full);
+  return full.transpose(0, 1).reshape({parts * n * rows, in});
+}
+
+// The inverse's conjugate: a block's partial gradient -> this rank's strip of its sum over the column.
+torch::Tensor reduce_scatter_strips(const torch::Tensor& block, int64_t parts,
+                                    const std::shared_ptr<Communicator>& column) {
+  const int n = size_of(column);
+  if (n == 1) return block;
+  const int64_t in = block.size(1), rows = block.size(0) / parts / n;
+  auto full = block.reshape({parts, n, rows, in}).transpose(0, 1).contiguous();
+  auto local = torch::empty({parts * rows, in}, block.options());
+  column->reduce_scatter(full, local, ReduceOp::Sum);
+  return local;
+}
+
+torch::Tensor all_reduced(const torch::Tensor& x, const std::shared_ptr<Communicator>& group) {
+  auto out = x.contiguous().clone();
+  if (group) group->all_reduce(out, ReduceOp::Sum);
+  return out;
+}
+
+class GatherHidden : public torch::autograd::Function<GatherHidden> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t grid_handle) {
+    ctx->saved_data["grid"] = grid_handle;
+    return gather_last_dim(x, grid_of(grid_handle).row);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {reduce_scatter_last_dim(grads[0], grid_of(ctx->saved_data["grid"].toInt()).row), torch::Tensor()};
+  }
+};
+
+class GridLinear : public torch::autograd::Function<GridLinear> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, int64_t parts,
+                               int64_t grid_handle) {
+    const TensorGrid& grid = grid_of(grid_handle);
+    // The weight is saved by reference (ZeRO-3 gives it new storage for backward) and its
+    // strips are gathered again there, as SUMMA broadcasts B again for its ABT.
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["grid"] = grid_handle;
+    ctx->saved_data["parts"] = parts;
+    const auto block = gather_strips(weight, parts, grid.column);
+    MatmulCounter::count(x.numel() / x.size(-1), x.size(-1), block.size(0));
+    return torch::matmul(x, block.t());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const TensorGrid& grid = grid_of(ctx->saved_data["grid"].toInt());
+    const int64_t parts = ctx->saved_data["parts"].toInt();
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto block = gather_strips(weight, parts, grid.column);
+    const auto grad = grads[0].reshape({-1, block.size(0)});
+    variable_list out(4);
+    if (ctx->needs_input_grad(0)) out[0] = grad.mm(block).view(x.sizes());
+    if (ctx->needs_input_grad(1)) {
+      out[1] = reduce_scatter_strips(grad.t().mm(x.reshape({-1, x.size(-1)})), parts, grid.column);
+    }
+    return out;
+  }
+};
+
+// A forward all-reduce whose gradient is all-reduced too: every rank of the row uses the total.
+class SumHidden : public torch::autograd::Function<SumHidden> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& partial, int64_t grid_handle) {
+    ctx->saved_data["grid"] = grid_handle;
+    return all_reduced(partial, grid_of(grid_handle).row);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {all_reduced(grads[0], grid_of(ctx->saved_data["grid"].toInt()).row), torch::Tensor()};
+  }
+};
+
+// The vocab-parallel loss over the grid row: per chunk of rows, the partial logits over the whole
+// vocabulary (this rank's hidden column) are reduce-scattered into the row's vocabulary parts;
+// softmax max and sums are all-reduced along the row; the gradient of each part's logits is
+// gathered back to form the hidden column's and the table's gradients in the same pass.
+class GridCrossEntropy : public torch::autograd::Function<GridCrossEntropy> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
+                               const torch::Tensor& targets, int64_t vocab, int64_t grid_handle) {
+    const TensorGrid& grid = grid_of(grid_handle);
+    const int q = grid.q();
+    const int64_t rows = hidden.size(0), part = (vocab + q - 1) / q, padded = part * q;
+    const int64_t first = part * grid.at.column, valid = std::clamp<int64_t>(vocab - first, 0, part);
+    const double scale = 1.0 / static_cast<double>(rows * grid.batch_parts());
+    const bool needed = hidden.requires_grad() || weight.requires_grad();
+    auto hidden_f = hidden.to(torch::kFloat), weight_f = weight.to(torch::kFloat);
+    torch::Tensor grad_hidden, grad_weight;
+    if (needed) {
+      grad_hidden = torch::zeros_like(hidden_f);
+      grad_weight = torch::zeros_like(weight_f);
+    }
+    auto loss_sum = torch::zeros({}, hidden_f.options());
+    const int64_t step = std::max<int64_t>(1, loss_chunk_rows(rows, vocab, hidden.is_cuda()));
+    for (int64_t begin = 0; begin < rows; begin += step) {
+      const int64_t end = std::min(rows, begin + step), n = end - begin;
+      auto h = hidden_f.slice(0, begin, end);
+      MatmulCounter::count(n, weight.size(1), vocab);
+      // (padded vocabulary, n) so that the flat reduce-scatter gives each rank its rows.
+      auto partial = torch::zeros({padded, n}, hidden_f.options());
+      partial.narrow(0, 0, vocab).copy_(torch::mm(weight_f, h.t()));
+      auto mine_t = torch::empty({part, n}, partial.options());
+      if (grid.row) {
+        grid.row->reduce_scatter(partial, mine_t, ReduceOp::Sum);
+      } else {
+        mine_t.copy_(partial.narrow(0, first, part));
+      }
+      auto logits = mine_t.t().contiguous();  // (n, part)
+      if (valid < part) logits.narrow(1, valid, part - valid).fill_(-std::numeric_limits<float>::infinity());
+      auto max = std::get<0>(logits.max(1, /*keepdim=*/true));
+      if (grid.row) grid.row->all_reduce(max, ReduceOp::Max);
+      logits.sub_(max);
+      auto t = targets.slice(0, begin, end) - first;
+      auto mine = (t >= 0).logical_and(t < valid);
+      auto index = torch::where(mine, t, torch::zeros_like(t)).unsqueeze(1);
+      auto target_logit = logits.gather(1, index).squeeze(1) * mine.to(torch::kFloat);
+      auto exp = logits.exp_();
+      auto sums = torch::stack({exp.sum(1), target_logit}, 1);
+      if (grid.row) grid.row->all_reduce(sums, ReduceOp::Sum);
+      loss_sum += (sums.select(1, 0).log() - sums.select(1, 1)).sum();
+      if (!needed) continue;
+      auto grad_logits = exp.div_(sums.select(1, 0).unsqueeze(1));
+      grad_logits.scatter_add_(1, index, -mine.to(torch::kFloat).unsqueeze(1));
+      auto grad_mine = grad_logits.t().contiguous();  // (part, n)
+      auto grad_all = torch::empty({padded, n}, grad_mine.options());
+      if (grid.row) {
+        grid.row->all_gather(grad_mine, grad_all);
+      } else {
+        grad_all.copy_(grad_mine);
+      }
+      auto g = grad_all.narrow(0, 0, vocab);  // (vocab, n)
+      grad_hidden.slice(0, begin, end).copy_(g.t().mm(weight_f));
+      grad_weight.add_(g.mm(h));
+    }
+    if (needed) {
+      ctx->save_for_backward({grad_hidden.mul_(scale).to(hidden.scalar_type()),
+                              grad_weight.mul_(scale).to(weight.scalar_type())});
+    }
+    return loss_sum * scale;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto g = grads[0];
+    return {saved[0] * g.to(saved[0].scalar_type()), saved[1] * g.to(saved[1].scalar_type()), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
+std::shared_ptr<TensorGrid> grid_at(const TensorGridShape& shape, int tensor_rank) {
+  auto grid = std::make_shared<TensorGrid>();
+  grid->shape = shape;
+  grid->at = grid_position(shape, tensor_rank);
+  return grid;
+}
+
+}  // namespace
+
+std::shared_ptr<const TensorGrid> tensor_grid_layout(const TensorGridShape& shape, int tensor_rank) {
+  return grid_at(shape, tensor_rank);
+}
+
+std::shared_ptr<const TensorGrid> make_tensor_grid(Communicator* tensor_group, const TensorGridShape& shape) {
+  const int rank = tensor_group ? tensor_group->rank() : 0;
+  CR_CHECK((tensor_group ? tensor_group->size() : 1) == shape.size(), "a {} grid of {} ranks over a tensor group of {}",
+           tensor_mode_name(shape.mode), shape.size(), tensor_group ? tensor_group->size() : 1);
+  auto grid = grid_at(shape, rank);
+  if (!tensor_group) return grid;
+  auto split = [&](GridGroup group, const char* name) -> std::shared_ptr<Communicator> {
+    std::shared_ptr<Communicator> out = tensor_group->split(grid_color(shape, rank, group), grid_key(shape, rank, group),
+                                                            tensor_group->name() + "." + name);
+    return out->size() > 1 ? out : nullptr;
+  };
+  grid->row = split(GridGroup::Row, "row");
+  grid->column = split(GridGroup::Column, "column");
+  grid->depth = split(GridGroup::Depth, "depth");
+  // One grid (2d): the batch parts are the column's.
+  grid->batch = shape.depth == 1 ? grid->column : split(GridGroup::Batch, "batch");
+  return grid;
+}
+
+void check_grid_split(const ModelSpec& spec, const TensorGridShape& shape) {
+  const int64_t q = shape.q;
+  std::vector<std::string> problems;
+  auto need = [&](bool ok, std::string what) {
+    if (!ok) problems.push_back(std::move(what));
+  };
+  const std::string grid = fmt::format("a {}x{} grid", q, q);
+  need(spec.n_head % q == 0, fmt::format("n_head {} over {} columns", spec.n_head, q));
+  need(spec.n_kv_head % q == 0, fmt::format("n_kv_head {} over {} columns", spec.n_kv_head, q));
+  need(spec.d_model % (q * q) == 0, fmt::format("d_model {} into {} x {} strips", spec.d_model, q, q));
+  need(spec.d_ff % (q * q) == 0, fmt::format("d_ff {} into {} x {} strips", spec.d_ff, q, q));
+  need(spec.vocab_size >= q, fmt::format("vocab_size {} over {} columns", spec.vocab_size, q));
+  need(embedding_dim(spec) == spec.d_model,
+       fmt::format("OPT's project_in / project_out (word_embed_proj_dim {} != d_model {}) are whole layers",
+                   embedding_dim(spec), spec.d_model));
+  if (!problems.empty()) {
+    fail("parallel.tensor mode {} ({}) does not fit the model: {} do not split evenly", tensor_mode_name(shape.mode),
+         grid, fmt::join(problems, "; "));
+  }
+}
+
+ParameterSlice grid_weight_slice(int64_t out, int64_t in, int64_t parts, const TensorGrid& grid) {
+  const int64_t q = grid.q(), strip = out / (q * q);
+  auto slice = split_parameter({parts * out, in}, 0, (grid.at.column * q + grid.at.row) * strip, strip, parts);
+  slice.primary = grid.at.layer == 0;
+  return slice;
+}
+
+ParameterSlice grid_hidden_slice(std::vector<int64_t> shape, int dim, int64_t parts, const TensorGrid& grid) {
+  const int64_t width = shape[static_cast<size_t>(dim)] / parts / grid.q();
+  auto slice = split_parameter(std::move(shape), dim, grid.at.column * width, width, parts);
+  slice.primary = grid.batch_part() == 0;
+  return slice;
+}
+
+void sum_over_batch_copies(torch::Tensor& param, const TensorGrid& grid) {
+  if (!grid.batch) return;
+  param.register_hook([group = grid.batch](const torch::Tensor& grad) { return all_reduced(grad, group); });
+}
+
+void sum_over_layers(torch::Tensor& param, const TensorGrid& grid) {
+  if (!grid.depth) return;
+  param.register_hook([group = grid.depth](const torch::Tensor& grad) { return all_reduced(grad, group); });
+}
+
+torch::Tensor grid_batch_part(const torch::Tensor& x, const TensorGrid& grid) {
+  const int64_t parts = grid.batch_parts(), rows = x.size(0);
+  if (rows % parts != 0) {
+    fail("a micro-batch of {} sequences does not split over the {} batch parts of parallel.tensor mode {} (q {} x "
+         "depth {}): make train.micro_batch_size a multiple of {}",
+         rows, parts, tensor_mode_name(grid.shape.mode), grid.q(), grid.shape.depth, parts);
+  }
+  return x.narrow(0, rows / parts * grid.batch_part(), rows / parts);
+}
+
+torch::Tensor grid_gather_hidden(const torch::Tensor& x, const TensorGrid& grid) {
+  return grid.row ? GatherHidden::apply(x, handle(grid)) : x;
+}
+
+torch::Tensor grid_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                          int64_t parts, const TensorGrid& grid) {
+  auto y = GridLinear::apply(x, weight, parts, handle(grid));
+  return bias.defined() ? y + bias.to(y.scalar_type()) : y;
+}
+
+torch::Tensor grid_sum_hidden(const torch::Tensor& partial, const TensorGrid& grid) {
+  return grid.row ? SumHidden::apply(partial, handle(grid)) : partial;
+}
+
+torch::Tensor grid_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
+                                 int64_t vocab, const TensorGrid& grid) {
+  return GridCrossEntropy::apply(hidden, weight, targets, vocab, handle(grid));
+}
+
+torch::Tensor grid_whole_loss(const torch::Tensor& share, const TensorGrid& grid) {
+  if (!grid.batch) return share;
+  auto whole = share.detach().clone();
+  grid.batch->all_reduce(whole, ReduceOp::Sum);
+  return share + (whole - share.detach());
+}
+
+}  // namespace cr
