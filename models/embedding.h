@@ -1,5 +1,5 @@
 // The zoo's embedding table: torch::nn::Embedding's parameter and lookup, declared without
-// storage (parameter_init.h; weight N(0, 0.02)). On a 2d / 2.5d grid (learned positions) a rank
+// storage (parameter_init.h; weight N(0, 0.02)). On a 2d / 2.5d / 3d grid (learned positions) a rank
 // holds its hidden column, copied over the batch parts.
 #pragma once
 
@@ -18,7 +18,7 @@ class EmbeddingImpl : public DeferredModule {
       return;
     }
     weight = declare_parameter("weight", grid_hidden_slice({rows, dim}, 1, 1, *grid), normal_init(kInitStd));
-    sum_over_batch_copies(weight, *grid);
+    sum_over_copies(weight, *grid);
   }
   torch::Tensor forward(const torch::Tensor& indices) { return torch::embedding(weight, indices); }
 

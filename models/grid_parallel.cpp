@@ -6,27 +6,28 @@
 #include <fmt/ranges.h>
 
 #include "core/base/error.h"
+#include "models/conjugate_pair.h"
 #include "models/flop_counter.h"
+#include "models/tensor_parallel.h"
 #include "models/lm_loss.h"
 #include "parallel/communicator.h"
 
 namespace cr {
 namespace {
 
+using detail::all_reduced;
+using detail::ConjugatePair;
+using detail::handle;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Autograd functions carry the grid as an integer (saved_data holds IValues only); the layers
-// that use it keep it alive.
-int64_t handle(const TensorGrid& grid) { return static_cast<int64_t>(reinterpret_cast<intptr_t>(&grid)); }
+// Autograd functions carry the grid as an integer, as they carry groups (conjugate_pair.h).
+int64_t grid_handle(const TensorGrid& grid) { return static_cast<int64_t>(reinterpret_cast<intptr_t>(&grid)); }
 const TensorGrid& grid_of(int64_t value) { return *reinterpret_cast<const TensorGrid*>(static_cast<intptr_t>(value)); }
 
-int size_of(const std::shared_ptr<Communicator>& group) { return group ? group->size() : 1; }
-
 // (..., C / n) on each rank of `group` -> (..., C), the parts in rank order.
-torch::Tensor gather_last_dim(const torch::Tensor& x, const std::shared_ptr<Communicator>& group) {
-  const int n = size_of(group);
-  if (n == 1) return x;
+torch::Tensor gather_last_dim(const torch::Tensor& x, Communicator* group) {
+  const int n = group->size();
   auto local = x.contiguous();
   const int64_t width = local.size(-1), rows = local.numel() / width;
   auto full = torch::empty({n, rows, width}, local.options());
@@ -37,9 +38,8 @@ torch::Tensor gather_last_dim(const torch::Tensor& x, const std::shared_ptr<Comm
 }
 
 // (..., C) partial sums -> this rank's (..., C / n) part of their sum over `group`.
-torch::Tensor reduce_scatter_last_dim(const torch::Tensor& x, const std::shared_ptr<Communicator>& group) {
-  const int n = size_of(group);
-  if (n == 1) return x;
+torch::Tensor reduce_scatter_last_dim(const torch::Tensor& x, Communicator* group) {
+  const int n = group->size();
   const int64_t width = x.size(-1) / n, rows = x.numel() / x.size(-1);
   auto full = x.reshape({rows, n, width}).permute({1, 0, 2}).contiguous();
   auto local = torch::empty({rows, width}, x.options());
@@ -49,88 +49,84 @@ torch::Tensor reduce_scatter_last_dim(const torch::Tensor& x, const std::shared_
   return local.view(sizes);
 }
 
-// Strips (parts * out / q^2, in) along the column -> output block (parts * out / q, in): each
-// part's strips in row order.
-torch::Tensor gather_strips(const torch::Tensor& strip, int64_t parts, const std::shared_ptr<Communicator>& column) {
-  const int n = size_of(column);
-  if (n == 1) return strip;
-  auto local = strip.contiguous();
-  const int64_t rows = local.size(0) / parts, in = local.size(1);
-  auto full = torch::empty({n, parts, rows, in}, local.options());
-  column->all_gather(local, full);
-  return full.transpose(0, 1).reshape({parts * n * rows, in});
+// (B, ...) on each rank -> (n B, ...), the batch parts in rank order, and back as partial sums.
+torch::Tensor gather_first_dim(const torch::Tensor& x, Communicator* group) {
+  auto local = x.contiguous();
+  auto sizes = local.sizes().vec();
+  sizes[0] *= group->size();
+  auto full = torch::empty(sizes, local.options());
+  group->all_gather(local, full);
+  return full;
 }
 
-// The inverse's conjugate: a block's partial gradient -> this rank's strip of its sum over the column.
-torch::Tensor reduce_scatter_strips(const torch::Tensor& block, int64_t parts,
-                                    const std::shared_ptr<Communicator>& column) {
-  const int n = size_of(column);
-  if (n == 1) return block;
-  const int64_t in = block.size(1), rows = block.size(0) / parts / n;
-  auto full = block.reshape({parts, n, rows, in}).transpose(0, 1).contiguous();
-  auto local = torch::empty({parts * rows, in}, block.options());
-  column->reduce_scatter(full, local, ReduceOp::Sum);
+torch::Tensor reduce_scatter_first_dim(const torch::Tensor& x, Communicator* group) {
+  auto full = x.contiguous();
+  auto sizes = full.sizes().vec();
+  CR_CHECK(sizes[0] % group->size() == 0, "{} sequences do not split over {} ranks", sizes[0], group->size());
+  sizes[0] /= group->size();
+  auto local = torch::empty(sizes, full.options());
+  group->reduce_scatter(full, local, ReduceOp::Sum);
   return local;
 }
 
-torch::Tensor all_reduced(const torch::Tensor& x, const std::shared_ptr<Communicator>& group) {
-  auto out = x.contiguous().clone();
-  if (group) group->all_reduce(out, ReduceOp::Sum);
-  return out;
+using GatherHidden = ConjugatePair<gather_last_dim, reduce_scatter_last_dim>;
+using GatherBatch = ConjugatePair<gather_first_dim, reduce_scatter_first_dim>;
+using ScatterBatch = ConjugatePair<reduce_scatter_first_dim, gather_first_dim>;
+// Every hidden part uses the total: the gradient is all-reduced too.
+using SumHidden = ConjugatePair<all_reduced, all_reduced>;
+
+// Strips (parts * rows, in) of `group`'s ranks -> their block (parts * n * rows, in): each
+// part's strips in rank order. Null group: the strip is the block.
+torch::Tensor gather_strips(const torch::Tensor& strip, int64_t parts, Communicator* group) {
+  if (!group) return strip;
+  const int n = group->size();
+  auto local = strip.contiguous();
+  const int64_t rows = local.size(0) / parts, in = local.size(1);
+  auto full = torch::empty({n, parts, rows, in}, local.options());
+  group->all_gather(local, full);
+  return full.transpose(0, 1).reshape({parts * n * rows, in});
 }
 
-class GatherHidden : public torch::autograd::Function<GatherHidden> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t grid_handle) {
-    ctx->saved_data["grid"] = grid_handle;
-    return gather_last_dim(x, grid_of(grid_handle).row);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {reduce_scatter_last_dim(grads[0], grid_of(ctx->saved_data["grid"].toInt()).row), torch::Tensor()};
-  }
-};
+// A block's partial gradient -> this rank's strip of its sum over `group`.
+torch::Tensor reduce_scatter_strips(const torch::Tensor& block, int64_t parts, Communicator* group) {
+  if (!group) return block;
+  const int n = group->size();
+  const int64_t in = block.size(1), rows = block.size(0) / parts / n;
+  auto full = block.reshape({parts, n, rows, in}).transpose(0, 1).contiguous();
+  auto local = torch::empty({parts * rows, in}, block.options());
+  group->reduce_scatter(full, local, ReduceOp::Sum);
+  return local;
+}
 
+// x (..., in) times the weight block gathered from the strips (or pieces) of `strips`' ranks.
 class GridLinear : public torch::autograd::Function<GridLinear> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, int64_t parts,
-                               int64_t grid_handle) {
-    const TensorGrid& grid = grid_of(grid_handle);
+                               int64_t strips) {
     // The weight is saved by reference (ZeRO-3 gives it new storage for backward) and its
     // strips are gathered again there, as SUMMA broadcasts B again for its ABT.
     ctx->save_for_backward({x, weight});
-    ctx->saved_data["grid"] = grid_handle;
+    ctx->saved_data["strips"] = strips;
     ctx->saved_data["parts"] = parts;
-    const auto block = gather_strips(weight, parts, grid.column);
+    const auto block = gather_strips(weight, parts, detail::communicator(strips));
     MatmulCounter::count(x.numel() / x.size(-1), x.size(-1), block.size(0));
     return torch::matmul(x, block.t());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const TensorGrid& grid = grid_of(ctx->saved_data["grid"].toInt());
+    auto* strips = detail::communicator(ctx->saved_data["strips"].toInt());
     const int64_t parts = ctx->saved_data["parts"].toInt();
     const auto saved = ctx->get_saved_variables();
     const auto& x = saved[0];
     const auto& weight = saved[1];
-    const auto block = gather_strips(weight, parts, grid.column);
+    const auto block = gather_strips(weight, parts, strips);
     const auto grad = grads[0].reshape({-1, block.size(0)});
     variable_list out(4);
     if (ctx->needs_input_grad(0)) out[0] = grad.mm(block).view(x.sizes());
     if (ctx->needs_input_grad(1)) {
-      out[1] = reduce_scatter_strips(grad.t().mm(x.reshape({-1, x.size(-1)})), parts, grid.column);
+      out[1] = reduce_scatter_strips(grad.t().mm(x.reshape({-1, x.size(-1)})), parts, strips);
     }
     return out;
-  }
-};
-
-// A forward all-reduce whose gradient is all-reduced too: every rank of the row uses the total.
-class SumHidden : public torch::autograd::Function<SumHidden> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& partial, int64_t grid_handle) {
-    ctx->saved_data["grid"] = grid_handle;
-    return all_reduced(partial, grid_of(grid_handle).row);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {all_reduced(grads[0], grid_of(ctx->saved_data["grid"].toInt()).row), torch::Tensor()};
   }
 };
 
@@ -141,8 +137,8 @@ class SumHidden : public torch::autograd::Function<SumHidden> {
 class GridCrossEntropy : public torch::autograd::Function<GridCrossEntropy> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
-                               const torch::Tensor& targets, int64_t vocab, int64_t grid_handle) {
-    const TensorGrid& grid = grid_of(grid_handle);
+                               const torch::Tensor& targets, int64_t vocab, int64_t grid_value) {
+    const TensorGrid& grid = grid_of(grid_value);
     const int q = grid.q();
     const int64_t rows = hidden.size(0), part = (vocab + q - 1) / q, padded = part * q;
     const int64_t first = part * grid.at.column, valid = std::clamp<int64_t>(vocab - first, 0, part);
@@ -218,6 +214,9 @@ std::shared_ptr<TensorGrid> grid_at(const TensorGridShape& shape, int tensor_ran
   return grid;
 }
 
+// 3d's opening layers write activations whose hidden part is the rank's row.
+bool transposed(LinearRole role, const TensorGrid& grid) { return grid.cube() && role == LinearRole::Opening; }
+
 }  // namespace
 
 std::shared_ptr<const TensorGrid> tensor_grid_layout(const TensorGridShape& shape, int tensor_rank) {
@@ -231,8 +230,8 @@ std::shared_ptr<const TensorGrid> make_tensor_grid(Communicator* tensor_group, c
   auto grid = grid_at(shape, rank);
   if (!tensor_group) return grid;
   auto split = [&](GridGroup group, const char* name) -> std::shared_ptr<Communicator> {
-    std::shared_ptr<Communicator> out = tensor_group->split(grid_color(shape, rank, group), grid_key(shape, rank, group),
-                                                            tensor_group->name() + "." + name);
+    std::shared_ptr<Communicator> out =
+        tensor_group->split(grid_color(shape, rank, group), grid_key(shape, rank, group), tensor_group->name() + "." + name);
     return out->size() > 1 ? out : nullptr;
   };
   grid->row = split(GridGroup::Row, "row");
@@ -240,6 +239,7 @@ std::shared_ptr<const TensorGrid> make_tensor_grid(Communicator* tensor_group, c
   grid->depth = split(GridGroup::Depth, "depth");
   // One grid (2d): the batch parts are the column's.
   grid->batch = shape.depth == 1 ? grid->column : split(GridGroup::Batch, "batch");
+  if (grid->cube()) grid->transposed_batch = split(GridGroup::TransposedBatch, "transposed_batch");
   return grid;
 }
 
@@ -249,9 +249,8 @@ void check_grid_split(const ModelSpec& spec, const TensorGridShape& shape) {
   auto need = [&](bool ok, std::string what) {
     if (!ok) problems.push_back(std::move(what));
   };
-  const std::string grid = fmt::format("a {}x{} grid", q, q);
-  need(spec.n_head % q == 0, fmt::format("n_head {} over {} columns", spec.n_head, q));
-  need(spec.n_kv_head % q == 0, fmt::format("n_kv_head {} over {} columns", spec.n_kv_head, q));
+  need(spec.n_head % q == 0, fmt::format("n_head {} over {} parts", spec.n_head, q));
+  need(spec.n_kv_head % q == 0, fmt::format("n_kv_head {} over {} parts", spec.n_kv_head, q));
   need(spec.d_model % (q * q) == 0, fmt::format("d_model {} into {} x {} strips", spec.d_model, q, q));
   need(spec.d_ff % (q * q) == 0, fmt::format("d_ff {} into {} x {} strips", spec.d_ff, q, q));
   need(spec.vocab_size >= q, fmt::format("vocab_size {} over {} columns", spec.vocab_size, q));
@@ -259,33 +258,41 @@ void check_grid_split(const ModelSpec& spec, const TensorGridShape& shape) {
        fmt::format("OPT's project_in / project_out (word_embed_proj_dim {} != d_model {}) are whole layers",
                    embedding_dim(spec), spec.d_model));
   if (!problems.empty()) {
-    fail("parallel.tensor mode {} ({}) does not fit the model: {} do not split evenly", tensor_mode_name(shape.mode),
-         grid, fmt::join(problems, "; "));
+    fail("parallel.tensor mode {} (q {}) does not fit the model: {} do not split evenly", tensor_mode_name(shape.mode),
+         q, fmt::join(problems, "; "));
   }
 }
 
-ParameterSlice grid_weight_slice(int64_t out, int64_t in, int64_t parts, const TensorGrid& grid) {
+ParameterSlice grid_weight_slice(int64_t out, int64_t in, int64_t parts, LinearRole role, const TensorGrid& grid) {
   const int64_t q = grid.q(), strip = out / (q * q);
-  auto slice = split_parameter({parts * out, in}, 0, (grid.at.column * q + grid.at.row) * strip, strip, parts);
-  slice.primary = grid.at.layer == 0;
-  return slice;
+  const GridPosition& at = grid.at;
+  if (!grid.cube()) {
+    auto slice = split_parameter({parts * out, in}, 0, (at.column * q + at.row) * strip, strip, parts);
+    slice.primary = at.layer == 0;
+    return slice;
+  }
+  // Output block row (opening) or column (closing), input block the other; piece `layer` of the block's rows.
+  const int64_t out_block = role == LinearRole::Opening ? at.row : at.column;
+  const int64_t in_block = role == LinearRole::Opening ? at.column : at.row;
+  return split_again(split_parameter({parts * out, in}, 0, (out_block * q + at.layer) * strip, strip, parts), 1,
+                     in_block * (in / q), in / q);
 }
 
-ParameterSlice grid_hidden_slice(std::vector<int64_t> shape, int dim, int64_t parts, const TensorGrid& grid) {
+ParameterSlice grid_hidden_slice(std::vector<int64_t> shape, int dim, int64_t parts, const TensorGrid& grid,
+                                 LinearRole role) {
+  const bool swap = transposed(role, grid);
   const int64_t width = shape[static_cast<size_t>(dim)] / parts / grid.q();
-  auto slice = split_parameter(std::move(shape), dim, grid.at.column * width, width, parts);
-  slice.primary = grid.batch_part() == 0;
+  auto slice = split_parameter(std::move(shape), dim, (swap ? grid.at.row : grid.at.column) * width, width, parts);
+  slice.primary = grid.at.layer == 0 && (swap ? grid.at.column : grid.at.row) == 0;
   return slice;
 }
 
-void sum_over_batch_copies(torch::Tensor& param, const TensorGrid& grid) {
-  if (!grid.batch) return;
-  param.register_hook([group = grid.batch](const torch::Tensor& grad) { return all_reduced(grad, group); });
+void sum_over_copies(torch::Tensor& param, const TensorGrid& grid, LinearRole role) {
+  sum_gradient_over(param, transposed(role, grid) ? grid.transposed_batch : grid.batch);
 }
 
 void sum_over_layers(torch::Tensor& param, const TensorGrid& grid) {
-  if (!grid.depth) return;
-  param.register_hook([group = grid.depth](const torch::Tensor& grad) { return all_reduced(grad, group); });
+  if (grid.shape.mode == TensorMode::TwoAndHalfD) sum_gradient_over(param, grid.depth);
 }
 
 torch::Tensor grid_batch_part(const torch::Tensor& x, const TensorGrid& grid) {
@@ -298,23 +305,29 @@ torch::Tensor grid_batch_part(const torch::Tensor& x, const TensorGrid& grid) {
   return x.narrow(0, rows / parts * grid.batch_part(), rows / parts);
 }
 
-torch::Tensor grid_gather_hidden(const torch::Tensor& x, const TensorGrid& grid) {
-  return grid.row ? GatherHidden::apply(x, handle(grid)) : x;
+torch::Tensor grid_enter(const torch::Tensor& x, LinearRole role, const TensorGrid& grid) {
+  if (!grid.cube()) return grid.row ? GatherHidden::apply(x, handle(grid.row.get())) : x;
+  Communicator* group = role == LinearRole::Opening ? grid.column.get() : grid.row.get();
+  return group ? GatherBatch::apply(x, handle(group)) : x;
 }
 
 torch::Tensor grid_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                          int64_t parts, const TensorGrid& grid) {
-  auto y = GridLinear::apply(x, weight, parts, handle(grid));
+                          int64_t parts, LinearRole role, const TensorGrid& grid) {
+  auto y = GridLinear::apply(x, weight, parts, handle(grid.cube() ? grid.depth.get() : grid.column.get()));
+  if (grid.cube()) {
+    Communicator* group = role == LinearRole::Opening ? grid.row.get() : grid.column.get();
+    if (group) y = ScatterBatch::apply(y, handle(group));
+  }
   return bias.defined() ? y + bias.to(y.scalar_type()) : y;
 }
 
 torch::Tensor grid_sum_hidden(const torch::Tensor& partial, const TensorGrid& grid) {
-  return grid.row ? SumHidden::apply(partial, handle(grid)) : partial;
+  return grid.row ? SumHidden::apply(partial, handle(grid.row.get())) : partial;
 }
 
 torch::Tensor grid_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
                                  int64_t vocab, const TensorGrid& grid) {
-  return GridCrossEntropy::apply(hidden, weight, targets, vocab, handle(grid));
+  return GridCrossEntropy::apply(hidden, weight, targets, vocab, grid_handle(grid));
 }
 
 torch::Tensor grid_whole_loss(const torch::Tensor& share, const TensorGrid& grid) {

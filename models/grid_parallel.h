@@ -1,23 +1,33 @@
-// 2d (Optimus / SUMMA) and 2.5d (Tesseract) tensor parallelism: the grid a tensor group forms
-// (parallel/tensor_grid.h), how parameters are laid out on it, and the operations with their
-// conjugate communication that the zoo's layers run in these modes.
+// 2d (Optimus / SUMMA), 2.5d (Tesseract) and 3d tensor parallelism: the grid a tensor group
+// forms (parallel/tensor_grid.h), how parameters are laid out on it, and the operations with
+// their conjugate communication that the zoo's layers run in these modes.
 //
-// Activations: (B / batch_parts, T, C / q). A rank holds batch part layer * q + row of each
-// micro-batch and hidden column `column` (for attention: heads [column * H / q, ...)).
+// Between blocks (the residual stream) a rank holds (B / batch_parts, T, C / q): batch part
+// layer * q + row of each micro-batch and hidden column `column`.
 //
-// Linear layers (SUMMA: C_ij = sum_k A_ik B_kj). Rank (row i, column j) holds a strip of the
-// weight W (out, in): of the output block j, rows [i * out / q^2, (i + 1) * out / q^2), every
-// input. The input's hidden parts are all-gathered along the grid row (SUMMA's broadcasts of
-// A_ik; once for the layers reading one input: q, k, v; gate, up), the strips of block j along
-// the grid column (its broadcasts of B_kj), and the block multiplied locally. Backward gathers
-// the strips again and reduce-scatters the weight's gradient along the column and the input's
-// along the row (SUMMA's ATB and ABT). One contiguous slice per rank: checkpoints,
-// initialisation, Hugging Face import and ZeRO see an ordinary row split. 2.5d keeps a copy of
+// Linear layers come in pairs: an opening one reads the residual stream (q, k, v; the MLP's up
+// projections), a closing one writes it (the attention output; the MLP's down projection).
+//
+// 2d and 2.5d run both alike, as SUMMA (C_ij = sum_k A_ik B_kj). Rank (row i, column j) holds a
+// strip of the weight W (out, in): of the output block j, rows [i * out / q^2, (i + 1) * out /
+// q^2), every input. The input's hidden parts are all-gathered along the grid row (SUMMA's
+// broadcasts of A_ik; once for the layers reading one input), the strips of block j along the
+// grid column (its broadcasts of B_kj) and the block multiplied locally; the output keeps the
+// input's layout. Backward gathers the strips again and reduce-scatters the weight's gradient
+// along the column and the input's along the row (SUMMA's ATB and ABT). 2.5d keeps a copy of
 // each strip in every layer and sums its gradient over them.
 //
+// 3d (q^3 ranks, layer a, row b, column c) splits each weight into q^3 pieces: an opening layer
+// gathers its input's batch parts along the grid column (batch block a, input block c), the
+// weight block (output block b, input block c) from its q pieces along the depth, multiplies,
+// and reduce-scatters the partial output along the grid row over the batch: between the pair a
+// rank holds batch part a * q + c and hidden block b. The closing layer does the same with rows
+// and columns swapped, back to the residual stream's layout. Its input and output are split
+// q^2 ways, its weights q^3 ways.
+//
 // Parameters of one hidden part (biases, norms, embedding tables split by hidden columns, as
-// the LM head that shares them) are copied over the batch parts: their gradients are summed over
-// the batch group, the copy at batch part 0 is primary.
+// the LM head that shares them) are copied over the batch parts holding that hidden part: their
+// gradients are summed over those copies and the first copy is primary.
 //
 // Norms all-reduce their statistics along the grid row. The LM head forms each vocabulary
 // part's logits as a reduce-scatter along the row (SUMMA's ABT for C = A B^T) and its loss as
@@ -41,43 +51,51 @@ class Communicator;
 struct TensorGrid {
   TensorGridShape shape;
   GridPosition at;
-  std::shared_ptr<Communicator> row, column, depth, batch;
+  std::shared_ptr<Communicator> row, column, depth, batch, transposed_batch;
 
   int q() const { return shape.q; }
+  bool cube() const { return shape.mode == TensorMode::ThreeD; }
   int batch_parts() const { return shape.batch_parts(); }
   int batch_part() const { return cr::batch_part(shape, at); }
 };
 
-// Collective over `tensor_group` (its rank is the tensor rank): splits the row, column, depth
-// and batch groups, every member in the same order.
+// The linear layer's place in its pair: it reads (Opening) or writes (Closing) the residual stream.
+enum class LinearRole { Opening, Closing };
+
+// Collective over `tensor_group` (its rank is the tensor rank): splits the grid's groups, every
+// member in the same order.
 std::shared_ptr<const TensorGrid> make_tensor_grid(Communicator* tensor_group, const TensorGridShape& shape);
 std::shared_ptr<const TensorGrid> tensor_grid_layout(const TensorGridShape& shape, int tensor_rank);
 
 // cr::Error listing every dimension of `spec` that does not split over the grid: heads and
-// key/value heads over q columns, d_model and d_ff over q^2 strips, the vocabulary over q.
+// key/value heads over q, d_model and d_ff into q^2 strips, the vocabulary over q.
 void check_grid_split(const ModelSpec& spec, const TensorGridShape& shape);
 
-// A linear layer's weight (parts * out, in) as this rank's strip: of each of `parts` parts
-// (GPT-2's fused q, k, v) the strip of output block `column`; primary in layer 0.
-ParameterSlice grid_weight_slice(int64_t out, int64_t in, int64_t parts, const TensorGrid& grid);
-// Hidden column `column` of dimension `dim` of `shape` (of each of `parts` parts): biases, norms,
-// embedding tables. Primary at batch part 0.
-ParameterSlice grid_hidden_slice(std::vector<int64_t> shape, int dim, int64_t parts, const TensorGrid& grid);
-// The gradient summed over the ranks holding copies, in backward before it accumulates: the
-// batch group for grid_hidden_slice parameters, the depth group for weight strips.
-void sum_over_batch_copies(torch::Tensor& param, const TensorGrid& grid);
+// A linear layer's weight (parts * out, in) as this rank's strip (2d, 2.5d; primary in layer 0)
+// or piece (3d), of each of `parts` parts (GPT-2's fused q, k, v) alike.
+ParameterSlice grid_weight_slice(int64_t out, int64_t in, int64_t parts, LinearRole role, const TensorGrid& grid);
+// The hidden part of dimension `dim` of `shape` (of each of `parts` parts) that this rank holds
+// of the activations a layer of `role` writes (Closing: the residual stream's column). Primary
+// at the first copy.
+ParameterSlice grid_hidden_slice(std::vector<int64_t> shape, int dim, int64_t parts, const TensorGrid& grid,
+                                 LinearRole role = LinearRole::Closing);
+// In backward, before the gradient accumulates: summed over the copies of a grid_hidden_slice
+// parameter, or over 2.5d's copies of a weight strip (nothing elsewhere).
+void sum_over_copies(torch::Tensor& param, const TensorGrid& grid, LinearRole role = LinearRole::Closing);
 void sum_over_layers(torch::Tensor& param, const TensorGrid& grid);
 
 // This rank's batch part of a (B, ...) micro-batch; cr::Error when B does not split.
 torch::Tensor grid_batch_part(const torch::Tensor& x, const TensorGrid& grid);
 
-// (..., C / q) -> (..., C): the row's hidden parts gathered; the gradient reduce-scattered back.
-torch::Tensor grid_gather_hidden(const torch::Tensor& x, const TensorGrid& grid);
-// y = x W^T + b: x (..., in) from grid_gather_hidden, weight this rank's strip
-// (parts * out / q^2, in), bias (parts * out / q) or undefined -> (..., parts * out / q), each
-// part's columns of block `column`.
+// A linear layer of `role`'s input as it multiplies: 2d / 2.5d (..., C / q) -> (..., C), the row's
+// hidden parts; 3d (B', ...) -> (q B', ...), the batch parts of the column (opening) or row
+// (closing). Gathered along the group, the gradient reduce-scattered back.
+torch::Tensor grid_enter(const torch::Tensor& x, LinearRole role, const TensorGrid& grid);
+// y = x W^T + b for x from grid_enter, weight from grid_weight_slice and bias from
+// grid_hidden_slice({parts * out}, 0, parts, grid, role) (or undefined): this rank's part of y
+// in the layout a layer of `role` writes, each part's columns of this rank's hidden part.
 torch::Tensor grid_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                          int64_t parts, const TensorGrid& grid);
+                          int64_t parts, LinearRole role, const TensorGrid& grid);
 
 // A sum over the hidden dimension from this rank's partial sums: all-reduced along the row,
 // and so is its gradient (every hidden part uses the total).

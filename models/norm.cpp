@@ -8,10 +8,10 @@ NormImpl::NormImpl(const ModelSpec& spec, int64_t dim, const TensorParallel& tp)
     : rms_(spec.norm == "rmsnorm"), eps_(spec.norm_eps), dim_(dim), grid_(tp.grid) {
   if (grid_) {
     weight = declare_parameter("weight", grid_hidden_slice({dim}, 0, 1, *grid_), constant_init(1.0));
-    sum_over_batch_copies(weight, *grid_);
+    sum_over_copies(weight, *grid_);
     if (!rms_) {
       bias = declare_parameter("bias", grid_hidden_slice({dim}, 0, 1, *grid_), constant_init(0.0));
-      sum_over_batch_copies(bias, *grid_);
+      sum_over_copies(bias, *grid_);
     }
     return;
   }

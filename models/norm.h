@@ -15,7 +15,7 @@ namespace cr {
 class NormImpl : public DeferredModule {
  public:
   // Under sequence parallelism it normalises this rank's part of the sequence, so its weights'
-  // gradients are summed over the tensor group. On a 2d / 2.5d grid it holds its hidden column
+  // gradients are summed over the tensor group. On a grid (2d, 2.5d, 3d) it holds its hidden column
   // and all-reduces the statistics along the grid row.
   NormImpl(const ModelSpec& spec, int64_t dim, const TensorParallel& tp = {});
   torch::Tensor forward(const torch::Tensor& x);

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "core/base/error.h"
+#include "models/conjugate_pair.h"
 #include "models/flop_counter.h"
 #include "models/linear.h"
 #include "models/lm_loss.h"
@@ -17,20 +18,12 @@
 namespace cr {
 namespace {
 
+using detail::all_reduced;
+using detail::ConjugatePair;
+using detail::handle;
+using detail::identity;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Autograd functions carry their communicator as an integer (saved_data holds IValues only).
-int64_t handle(Communicator* group) { return static_cast<int64_t>(reinterpret_cast<intptr_t>(group)); }
-Communicator* group_of(AutogradContext* ctx) {
-  return reinterpret_cast<Communicator*>(static_cast<intptr_t>(ctx->saved_data["group"].toInt()));
-}
-
-torch::Tensor all_reduced(const torch::Tensor& x, Communicator* group) {
-  auto out = x.contiguous().clone();
-  group->all_reduce(out, ReduceOp::Sum);
-  return out;
-}
 
 // (B, T / n, ...) on each rank <-> (B, T, ...): the collectives are flat, so the sequence is
 // moved outermost for them.
@@ -72,23 +65,6 @@ torch::Tensor exchange_to_sequence(const torch::Tensor& x, Communicator* group) 
   return received.permute({1, 2, 0, 3, 4}).reshape({B, T / P, P * H, D});
 }
 
-torch::Tensor identity(const torch::Tensor& x, Communicator*) { return x.view_as(x); }
-
-// A communication `Forward` whose backward is its conjugate `Backward` (Megatron's f, g and the
-// sequence-parallel pairs), over the group given as a handle.
-template <torch::Tensor (*Forward)(const torch::Tensor&, Communicator*),
-          torch::Tensor (*Backward)(const torch::Tensor&, Communicator*)>
-class ConjugatePair : public torch::autograd::Function<ConjugatePair<Forward, Backward>> {
- public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
-    ctx->saved_data["group"] = group;
-    return Forward(x, reinterpret_cast<Communicator*>(static_cast<intptr_t>(group)));
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {Backward(grads[0], group_of(ctx)), torch::Tensor()};
-  }
-};
-
 using SequenceToHeads = ConjugatePair<exchange_to_heads, exchange_to_sequence>;
 using HeadsToSequence = ConjugatePair<exchange_to_sequence, exchange_to_heads>;
 using SumGradient = ConjugatePair<identity, all_reduced>;
@@ -103,7 +79,7 @@ class VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallel
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
                                const torch::Tensor& targets, int64_t first_row, int64_t vocab, int64_t group_handle) {
-    auto* group = reinterpret_cast<Communicator*>(static_cast<intptr_t>(group_handle));
+    auto* group = detail::communicator(group_handle);
     const int64_t rows = hidden.size(0), local_rows = weight.size(0);
     FusedLossGradients gradients(hidden, weight);
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
@@ -236,7 +212,7 @@ void sum_partial_gradient(torch::Tensor& param, const TensorParallel& tp) {
 }
 
 torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp) {
-  if (tp.grid) return grid_gather_hidden(x, *tp.grid);
+  if (tp.grid) return grid_enter(x, LinearRole::Opening, *tp.grid);
   if (!tp.split()) return x;
   if (tp.sequence_parallel) return GatherSequence::apply(x, handle(tp.group));
   return SumGradient::apply(x, handle(tp.group));
@@ -268,20 +244,20 @@ torch::Tensor heads_to_sequence(const torch::Tensor& x, const TensorParallel& tp
   return tp.ulysses() ? HeadsToSequence::apply(x, handle(tp.sequence_group)) : x;
 }
 
-void TensorParallelLinear::declare_grid(int64_t in, int64_t out, bool with_bias, int64_t parts,
+void TensorParallelLinear::declare_grid(int64_t in, int64_t out, bool with_bias, int64_t parts, LinearRole role,
                                        const TensorGrid& grid) {
-  weight = declare_parameter("weight", grid_weight_slice(out, in, parts, grid), normal_init(kInitStd));
+  weight = declare_parameter("weight", grid_weight_slice(out, in, parts, role, grid), normal_init(kInitStd));
   sum_over_layers(weight, grid);
   if (!with_bias) return;
-  bias = declare_parameter("bias", grid_hidden_slice({parts * out}, 0, parts, grid), constant_init(0.0));
-  sum_over_batch_copies(bias, grid);
+  bias = declare_parameter("bias", grid_hidden_slice({parts * out}, 0, parts, grid, role), constant_init(0.0));
+  sum_over_copies(bias, grid, role);
 }
 
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                                                    const TensorParallel& tp, int64_t fused_parts)
     : tp_(tp), parts_(fused_parts) {
   if (tp.grid) {
-    declare_grid(in_features, out_features, with_bias, fused_parts, *tp.grid);
+    declare_grid(in_features, out_features, with_bias, fused_parts, LinearRole::Opening, *tp.grid);
     return;
   }
   weight = declare_parameter("weight", row_slice({fused_parts * out_features, in_features}, tp, fused_parts),
@@ -292,7 +268,7 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in_features, int64_t 
 }
 
 torch::Tensor ColumnParallelLinearImpl::project(const torch::Tensor& x) {
-  if (tp_.grid) return grid_linear(x, cast_to_activation(weight, x), bias, parts_, *tp_.grid);
+  if (tp_.grid) return grid_linear(x, cast_to_activation(weight, x), bias, parts_, LinearRole::Opening, *tp_.grid);
   return cr::linear(x, weight, bias);
 }
 
@@ -300,7 +276,7 @@ RowParallelLinearImpl::RowParallelLinearImpl(int64_t in_features, int64_t out_fe
                                              const TensorParallel& tp)
     : tp_(tp) {
   if (tp.grid) {
-    declare_grid(in_features, out_features, with_bias, 1, *tp.grid);
+    declare_grid(in_features, out_features, with_bias, 1, LinearRole::Closing, *tp.grid);
     return;
   }
   weight = declare_parameter(
@@ -313,7 +289,10 @@ RowParallelLinearImpl::RowParallelLinearImpl(int64_t in_features, int64_t out_fe
 }
 
 torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
-  if (tp_.grid) return grid_linear(enter_tensor_region(x, tp_), cast_to_activation(weight, x), bias, 1, *tp_.grid);
+  if (tp_.grid) {
+    const auto input = grid_enter(x, LinearRole::Closing, *tp_.grid);
+    return grid_linear(input, cast_to_activation(weight, x), bias, 1, LinearRole::Closing, *tp_.grid);
+  }
   if (!tp_.split()) return cr::linear(x, weight, bias);
   auto y = leave_tensor_region(cr::linear(x, weight), tp_);
   return bias.defined() ? y + bias.to(y.scalar_type()) : y;
@@ -324,7 +303,7 @@ KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParall
   const std::vector<int64_t> shape{kv_heads * head_dim, spec.d_model};
   if (tp.grid) {
     local_heads_ = kv_heads / tp.grid->q();
-    declare_grid(spec.d_model, shape[0], spec.bias, 1, *tp.grid);
+    declare_grid(spec.d_model, shape[0], spec.bias, 1, LinearRole::Opening, *tp.grid);
     return;
   }
   ParameterSlice w, b;
@@ -350,7 +329,7 @@ KeyValueLinearImpl::KeyValueLinearImpl(const ModelSpec& spec, const TensorParall
 }
 
 torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) {
-  if (tp_.grid) return grid_linear(x, cast_to_activation(weight, x), bias, 1, *tp_.grid);
+  if (tp_.grid) return grid_linear(x, cast_to_activation(weight, x), bias, 1, LinearRole::Opening, *tp_.grid);
   return cr::linear(x, weight, bias);
 }
 
@@ -359,7 +338,7 @@ VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim
     // Every row, this rank's hidden column (the LM head reduces partial logits along the grid row).
     first_row_ = 0;
     weight = declare_parameter("weight", grid_hidden_slice({rows, dim}, 1, 1, *tp.grid), normal_init(kInitStd));
-    sum_over_batch_copies(weight, *tp.grid);
+    sum_over_copies(weight, *tp.grid);
     return;
   }
   const auto [begin, end] = tensor_rows(rows, tp);

@@ -16,7 +16,7 @@
 // attention each rank of the sequence group holds 1/size of every sequence; attention trades
 // the sequence parts for head parts (all-to-all) and back.
 //
-// 2d and 2.5d grids (parallel.tensor.mode) run the same layers through grid_parallel.h.
+// 2d, 2.5d and 3d grids (parallel.tensor.mode) run the same layers through grid_parallel.h.
 //
 // At tensor size 1 (and sequence size 1) every layer runs exactly the unsplit code.
 #pragma once
@@ -48,7 +48,7 @@ struct TensorParallel {
   int sequence_rank = 0;
   int sequence_size = 1;
   bool ring = false;  // ring_attn rather than all_to_all
-  // 2d / 2.5d: this rank's grid of the tensor group; null in 1d.
+  // 2d / 2.5d / 3d: this rank's grid of the tensor group; null in 1d.
   std::shared_ptr<const TensorGrid> grid;
 
   bool split() const { return size > 1; }
@@ -81,7 +81,7 @@ std::pair<int64_t, int64_t> tensor_rows(int64_t total, const TensorParallel& tp)
 
 // How an activation enters the tensor region of a column-parallel layer: copied (gradient
 // all-reduced), or under sequence parallelism gathered along dim 1 (gradient reduce-scattered);
-// on a grid, its hidden parts gathered along the row (every grid linear layer's input).
+// on a grid, as an opening grid linear layer reads it (grid_enter).
 torch::Tensor enter_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
 // How partial outputs of a row-parallel layer leave it: all-reduced, or reduce-scattered along dim 1.
 torch::Tensor leave_tensor_region(const torch::Tensor& x, const TensorParallel& tp);
@@ -108,7 +108,8 @@ class TensorParallelLinear : public DeferredModule {
   torch::Tensor bias;  // undefined without bias
 
  protected:
-  void declare_grid(int64_t in_features, int64_t out_features, bool with_bias, int64_t parts, const TensorGrid& grid);
+  void declare_grid(int64_t in_features, int64_t out_features, bool with_bias, int64_t parts, LinearRole role,
+                    const TensorGrid& grid);
 };
 
 // y = x W^T + b with W's rows (outputs) split. fused_parts > 1: the output stacks that many

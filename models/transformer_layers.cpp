@@ -7,7 +7,10 @@ namespace cr {
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec, int64_t layer, const TensorParallel& tp)
     : tp_(tp),
-      layer_(layer), n_head_(spec.n_head / tp.head_parts()), head_dim_(spec.d_model / spec.n_head), dropout_(spec.dropout) {
+      layer_(layer),
+      n_head_(spec.n_head / tp.head_parts()),
+      head_dim_(spec.d_model / spec.n_head),
+      dropout_(spec.dropout) {
   c_attn = register_module("c_attn", ColumnParallelLinear(spec.d_model, spec.d_model, true, tp, /*fused_parts=*/3));
   c_proj = register_module("c_proj", RowParallelLinear(spec.d_model, spec.d_model, true, tp));
 }

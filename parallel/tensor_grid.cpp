@@ -10,7 +10,8 @@ TensorMode parse_tensor_mode(const std::string& text) {
   if (text == "1d") return TensorMode::OneD;
   if (text == "2d") return TensorMode::TwoD;
   if (text == "2.5d") return TensorMode::TwoAndHalfD;
-  fail("parallel.tensor.mode: unknown mode '{}' (1d, 2d, 2.5d)", text);
+  if (text == "3d") return TensorMode::ThreeD;
+  fail("parallel.tensor.mode: unknown mode '{}' (1d, 2d, 2.5d, 3d)", text);
 }
 
 std::string tensor_mode_name(TensorMode mode) {
@@ -18,6 +19,7 @@ std::string tensor_mode_name(TensorMode mode) {
     case TensorMode::OneD: return "1d";
     case TensorMode::TwoD: return "2d";
     case TensorMode::TwoAndHalfD: return "2.5d";
+    case TensorMode::ThreeD: return "3d";
   }
   return "?";
 }
@@ -30,6 +32,16 @@ TensorGridShape tensor_grid_shape(const std::string& mode_text, int size, int de
   }
   if (!shape.grid()) {
     shape.q = size;
+    return shape;
+  }
+  if (shape.mode == TensorMode::ThreeD) {
+    const int q = static_cast<int>(std::lround(std::cbrt(static_cast<double>(size))));
+    if (q * q * q != size || q < 2) {
+      fail("parallel.tensor: mode 3d needs size = q^3 with q >= 2 (a q x q x q cube: 8, 27, 64, ...), got size {}",
+           size);
+    }
+    shape.q = q;
+    shape.depth = q;
     return shape;
   }
   if (depth < 1 || size % depth != 0) {
@@ -78,6 +90,10 @@ GridPosition member(const TensorGridShape& shape, GridPosition at, GridGroup gro
       at.layer = index / shape.q;
       at.row = index % shape.q;
       break;
+    case GridGroup::TransposedBatch:
+      at.layer = index / shape.q;
+      at.column = index % shape.q;
+      break;
   }
   return at;
 }
@@ -89,6 +105,7 @@ int group_size(const TensorGridShape& shape, GridGroup group) {
     case GridGroup::Column: return shape.q;
     case GridGroup::Depth: return shape.depth;
     case GridGroup::Batch: return shape.q * shape.depth;
+    case GridGroup::TransposedBatch: return shape.mode == TensorMode::ThreeD ? shape.q * shape.depth : 1;
   }
   return 1;
 }
@@ -97,6 +114,7 @@ int group_size(const TensorGridShape& shape, GridGroup group) {
 
 std::vector<int> grid_group(const TensorGridShape& shape, int tensor_rank, GridGroup group) {
   const GridPosition at = grid_position(shape, tensor_rank);
+  if (group_size(shape, group) == 1) return {tensor_rank};
   std::vector<int> out;
   for (int i = 0; i < group_size(shape, group); ++i) out.push_back(grid_rank(shape, member(shape, at, group, i)));
   return out;

@@ -161,8 +161,8 @@ clip_grad_norm = 1.0
   CHECK(cr::load_config_text(one_d.yaml, "converted").parallel.tensor.size == 2);
   const cr::ConvertedConfig three_d =
       cr::convert_colossalai_config("parallel = dict(tensor=dict(size=8, mode='3d'))\n", "config.py");
-  CHECK(three_d.unmapped == std::vector<std::string>{"parallel.tensor: mode '3d': 3D tensor parallelism is not "
-                                                      "available; 1d, 2d and 2.5d are (parallel.tensor.mode)"});
+  CHECK(cr::load_config_text(three_d.yaml, "converted").parallel.tensor.mode == "3d");
+  CHECK(three_d.unmapped.empty());
   CHECK(one_d.unmapped == std::vector<std::string>{
                               "zero.model_config.tensor_placement_policy: 'cpu': placing parameters on the CPU is not "
                               "available yet ('cuda' is the default)"});

@@ -254,6 +254,15 @@ TEST_CASE("tensor grids: shapes, positions and the row, column, depth and batch 
     CHECK(seen == std::vector<int>(8, 1));
   }
   CHECK(tensor_grid_shape("2d", 9, 1).q == 3);
+
+  // 3d: a 2 x 2 x 2 cube; between a block's paired layers rows and columns swap roles.
+  const TensorGridShape cube = tensor_grid_shape("3d", 8, 1);
+  CHECK((cube.q == 2 && cube.depth == 2 && cube.batch_parts() == 4 && cube.hidden_parts() == 2));
+  CHECK(grid_group(cube, 5, GridGroup::Depth) == std::vector<int>{1, 5});
+  CHECK(grid_group(cube, 5, GridGroup::Batch) == std::vector<int>{1, 3, 5, 7});
+  CHECK(grid_group(cube, 5, GridGroup::TransposedBatch) == std::vector<int>{0, 1, 4, 5});  // row 0
+  CHECK(grid_group(stacked, 5, GridGroup::TransposedBatch) == std::vector<int>{5});
+  CHECK(tensor_grid_shape("3d", 27, 1).q == 3);
   CHECK(tensor_grid_shape("1d", 6, 1).batch_parts() == 1);
 }
 
@@ -263,5 +272,7 @@ TEST_CASE("impossible tensor grids name the numbers", "[mesh][grid]") {
   CHECK_THROWS_WITH(tensor_grid_shape("2.5d", 6, 3), Catch::Contains("size 6 / depth 3 = 2, not a square"));
   CHECK_THROWS_WITH(tensor_grid_shape("2.5d", 8, 3), Catch::Contains("size 8 is not a multiple of depth 3"));
   CHECK_THROWS_WITH(tensor_grid_shape("1d", 4, 2), Catch::Contains("depth 2 applies to mode 2.5d"));
-  CHECK_THROWS_WITH(tensor_grid_shape("4d", 4, 1), Catch::Contains("unknown mode '4d' (1d, 2d, 2.5d)"));
+  CHECK_THROWS_WITH(tensor_grid_shape("3d", 9, 1), Catch::Contains("mode 3d needs size = q^3 with q >= 2"));
+  CHECK_THROWS_WITH(tensor_grid_shape("3d", 8, 2), Catch::Contains("depth 2 applies to mode 2.5d"));
+  CHECK_THROWS_WITH(tensor_grid_shape("4d", 4, 1), Catch::Contains("unknown mode '4d' (1d, 2d, 2.5d, 3d)"));
 }

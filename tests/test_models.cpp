@@ -363,3 +363,20 @@ TEST_CASE("recomputed parts run again in backward: full reruns each block, selec
   CHECK(full == kept + blocks);
   CHECK(selective == kept + 2 * B * T * T * spec.d_model * spec.n_layer);  // q k^T and probs v, every head
 }
+
+TEST_CASE("a slice cut along two dimensions maps its elements to the whole tensor's runs", "[models]") {
+  // (2 parts x 4 rows, 6 columns): rows [2, 4) of each part, then columns [3, 5).
+  const ParameterSlice slice = split_again(split_parameter({8, 6}, 0, 2, 2, 2), 1, 3, 2);
+  CHECK(slice.local_shape() == std::vector<int64_t>{4, 2});
+  // (global offset, local offset, elements) of each run, flattened.
+  std::vector<int64_t> runs;
+  auto record = [&](int64_t global, int64_t local, int64_t n) { runs.insert(runs.end(), {global, local, n}); };
+  for_each_global_run(slice, 0, 8, record);
+  // Global rows 2, 3, 6, 7; columns 3 and 4 of each.
+  CHECK(runs == std::vector<int64_t>{15, 0, 2, 21, 2, 2, 39, 4, 2, 45, 6, 2});
+  runs.clear();
+  for_each_global_run(slice, 3, 3, record);
+  CHECK(runs == std::vector<int64_t>{22, 3, 1, 39, 4, 2});
+  CHECK_THROWS_WITH(split_again(slice, 1, 0, 1), Catch::Contains("does not fit"));
+  CHECK_THROWS_WITH(split_again(split_parameter({8, 6}, 1, 0, 3), 1, 5, 2), Catch::Contains("does not fit"));
+}

@@ -90,7 +90,7 @@ struct PipelineConfig {
 
 struct TensorConfig {
   int64_t size = 1;         // tensor-parallel ranks per group
-  std::string mode = "1d";  // 1d (Megatron) | 2d (q x q grid) | 2.5d (depth x q x q grids)
+  std::string mode = "1d";  // 1d (Megatron) | 2d (q x q grid) | 2.5d (depth x q x q grids) | 3d (q^3 cube)
   int64_t depth = 1;        // 2.5d: stacked grids
 };
 

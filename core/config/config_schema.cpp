@@ -193,8 +193,9 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(parallel, tensor.mode),
        "1d: Megatron-style, attention heads, MLP units and the vocabulary split over the group; 2d: Optimus, a "
        "q x q grid (size = q^2) running SUMMA, activations split by batch over rows and hidden units over "
-       "columns; 2.5d: Tesseract, depth stacked q x q grids (size = q^2 x depth), the batch split over them too",
-       one_of({"1d", "2d", "2.5d"})},
+       "columns; 2.5d: Tesseract, depth stacked q x q grids (size = q^2 x depth), the batch split over them too; "
+       "3d: a q x q x q cube (size = q^3), each weight split q^3 ways, activations q^2 ways (docs/parallelism.md)",
+       one_of({"1d", "2d", "2.5d", "3d"})},
       {CR_FIELD(parallel, tensor.depth), "2.5d: the stacked q x q grids (1 otherwise)", between(1, kMaxRanks)},
       {CR_FIELD(parallel, sequence.mode),
        "none; split_gather: activations outside attention and MLP split along the sequence over the tensor "

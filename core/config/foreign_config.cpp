@@ -312,15 +312,10 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
         const Json& tensor = value["tensor"];
         const std::string mode = tensor.is_object() ? tensor.value("mode", "1d") : "1d";
         const Json size = tensor.is_object() ? tensor.value("size", Json(1)) : tensor;
-        if (mode == "1d" || mode == "2d" || mode == "2.5d") {
-          t.set("parallel.tensor.size", size);
-          if (mode != "1d") t.set("parallel.tensor.mode", mode);
-          if (mode == "2.5d") t.set("parallel.tensor.depth", tensor.value("depth", Json(1)));
-        } else {
-          t.unmapped("parallel.tensor", fmt::format("mode '{}': 3D tensor parallelism is not available; 1d, 2d and "
-                                                    "2.5d are (parallel.tensor.mode)",
-                                                    mode));
-        }
+        // The modes and their checks are ours too (an unknown mode fails when the config loads).
+        t.set("parallel.tensor.size", size);
+        if (mode != "1d") t.set("parallel.tensor.mode", mode);
+        if (mode == "2.5d") t.set("parallel.tensor.depth", tensor.value("depth", Json(1)));
       }
       if (value.contains("data")) t.note("parallel.data: the data-parallel size is what the job leaves over");
       t.rest_unmapped(value, "parallel.", {"pipeline", "tensor", "data"}, "no equivalent");

@@ -29,7 +29,8 @@ ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int
     fail("parallel.sequence.size {} applies to modes all_to_all and ring_attn; mode {} {}", parallel.sequence.size,
          parallel.sequence.mode, parallel.sequence.mode == "split_gather" ? "splits over the tensor group" : "splits nothing");
   }
-  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline.size), static_cast<int>(parallel.tensor.size),
+  MeshShape shape = resolve_mesh_shape(data, static_cast<int>(parallel.pipeline.size),
+                                       static_cast<int>(parallel.tensor.size),
                                        static_cast<int>(parallel.sequence.axis_size()), world_size);
   shape.order = parse_mesh_order(parallel.order);
   const TensorGridShape grid = tensor_grid_of(parallel);
