@@ -45,7 +45,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.lr_schedule.min_lr = 0.0;
   config.precision.dtype = options.dtype;
   config.zero.stage = options.zero_stage;
-  config.parallel.tensor.size = options.tensor;
+  config.parallel.tensor = {options.tensor, options.tensor_mode, options.tensor_depth};
   config.parallel.sequence.mode = options.sequence;
   config.parallel.pipeline = {options.pipeline, options.schedule, options.microbatches, {}, options.chunks};
   config.train.activation_checkpointing = options.activation_checkpointing;
@@ -105,6 +105,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"ranks", world},
       {"data_parallel", ranks},
       {"tensor_parallel", options.tensor},
+      {"tensor_mode", options.tensor_mode},
       {"sequence_parallel", options.sequence},
       {"threads", at::get_num_threads()},
       {"parameters", summary.parameters},
@@ -115,6 +116,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"zero_stage", options.zero_stage},
       {"gradient_bytes_sent_per_rank", summary.gradients.bytes_sent_per_step},
       {"planned_tensor_bytes_sent_per_rank", layer_traffic(spec, config, ranks).total()},
+      {"bytes_sent_per_rank", last.bytes_sent},
       {"measured_steps", measured_steps},
       {"step_time_s", median},
       {"tokens_per_s", tokens / median},

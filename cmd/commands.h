@@ -32,6 +32,8 @@ struct BenchOptions {
   std::string device = "auto";
   int64_t zero_stage = 0;
   int64_t tensor = 1;                 // tensor-parallel ranks; the rest of the job is data parallel
+  std::string tensor_mode = "1d";     // parallel.tensor.mode
+  int64_t tensor_depth = 1;           // parallel.tensor.depth (2.5d)
   std::string sequence = "none";      // parallel.sequence.mode
   int64_t pipeline = 1;               // pipeline stages
   std::string schedule = "1f1b";

@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
   bench->add_option("--dtype", bench_options.dtype, "fp32, bf16 or fp16")->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   bench->add_option("--zero-stage", bench_options.zero_stage, "ZeRO stage 0-3")->check(CLI::Range(0, 3));
   bench->add_option("--tensor", bench_options.tensor, "tensor-parallel ranks")->check(CLI::PositiveNumber);
+  bench->add_option("--tensor-mode", bench_options.tensor_mode, "1d, 2d, 2.5d or 3d")
+      ->check(CLI::IsMember({"1d", "2d", "2.5d", "3d"}));
+  bench->add_option("--tensor-depth", bench_options.tensor_depth, "2.5d: stacked grids")->check(CLI::PositiveNumber);
   bench->add_option("--sequence", bench_options.sequence, "sequence parallelism: none or split_gather")
       ->check(CLI::IsMember({"none", "split_gather"}));
   bench->add_option("--layers", bench_options.layers, "transformer blocks (0: the preset's)")->check(CLI::NonNegativeNumber);

@@ -9,11 +9,15 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 
 #include <torch/torch.h>
 
+#include "core/config/config.h"
+#include "core/plan/plan.h"
 #include "core/train/mesh_layout.h"
+#include "core/train/model_factory.h"
 #include "core/train/trainer.h"
 #include "models/causal_lm.h"
 #include "models/grid_parallel.h"
@@ -22,6 +26,7 @@
 #include "models/tensor_parallel.h"
 #include "tests/layout_training.h"
 #include "tests/mpi_session.h"
+#include "tests/shared_data.h"
 
 using namespace cr;
 using namespace cr::test;
@@ -242,12 +247,14 @@ TEST_CASE("grid training equals the single-process run: GPT-2, LLaMA", "[grid][t
   }
 }
 
-TEST_CASE("2d under data parallelism with ZeRO-1 and 2.5d under pipeline stages equal the single-process run",
+TEST_CASE("2d under data parallelism with ZeRO-1 and -3, and 2.5d under pipeline stages, equal the single process",
           "[grid][train][composed]") {
   if (g_world->size() != 8) return;
   const std::vector<std::string> micro{"train.micro_batch_size=2"};  // the grids' two batch parts, accumulated
   for (const char* arch : {"gpt2", "llama"}) {
     check_training(arch, {"parallel.tensor.size=4", "parallel.tensor.mode=2d", "parallel.data=2", "zero.stage=1"},
+                   micro);
+    check_training(arch, {"parallel.tensor.size=4", "parallel.tensor.mode=2d", "parallel.data=2", "zero.stage=3"},
                    micro);
     // The seeds' hybrid: pipeline 2 x 2.5d of q 2, depth 1.
     check_training(arch, {"parallel.tensor.size=4", "parallel.tensor.mode=2.5d", "parallel.pipeline=2"}, micro);
@@ -301,6 +308,44 @@ TEST_CASE("grid checkpoints resume in 1d and in one process", "[grid][checkpoint
     fs::remove_all(mine);
     g_world->barrier();
   }
+}
+
+// What plan predicts a rank sends per step (plan.h, grid_traffic.h) against what the collectives
+// counted during a step (bytes_sent_by_process), for 1d and every grid the world size allows.
+TEST_CASE("bytes sent per step agree with plan's prediction to 5%", "[grid][train][traffic]") {
+  std::vector<std::vector<std::string>> layouts;
+  if (g_world->size() == 4) layouts.push_back({"parallel.tensor=4"});  // 8 would split GPT-2 tiny's 4 heads
+  for (const TensorGridShape& shape : world_grids()) layouts.push_back(layout_of(shape));
+  for (auto layout : layouts) {
+    layout.push_back("train.micro_batch_size=4");
+    layout.push_back("train.steps=2");
+    INFO(fmt::format("{}", fmt::join(layout, " ")));
+    const auto config = tp_config("gpt2", rank_dir("traffic"), layout);
+    const auto summary = run_training(config, g_world);
+    const double planned = layer_traffic(model_spec_from_config(config.model), config, 1).total();
+    const double measured = static_cast<double>(summary.steps.back().bytes_sent);
+    CHECK(planned > 0);
+    CHECK(std::abs(measured - planned) <= 0.05 * planned);
+    fs::remove_all(rank_dir("traffic"));
+  }
+}
+
+TEST_CASE("the pipeline x 2.5d example config trains on tinyshakespeare", "[grid][train][data]") {
+  if (g_world->size() != 8) return;
+  const std::string data = std::string(CR_SHARED_DATA) + "/tinyshakespeare.txt";
+  if (!test::shared_data_present({data})) return;
+  const auto dir = rank_dir("grid-example");
+  const auto config = load_config_file(std::string(CR_SOURCE_DIR) + "/configs/shakespeare_grid_pipeline.yaml",
+                                       {"data.train=" + data, "train.steps=30", "train.eval_every=30",
+                                        "train.eval_batches=4", "runtime.threads=1", "runtime.run_dir=" + dir.string(),
+                                        "runtime.progress_bar=false", "train.peak_flops=1.0e9",
+                                        "checkpoint.save_final=false", "checkpoint.every=0"});
+  const auto summary = run_training(config, g_world);
+  REQUIRE(summary.val_losses.size() == 1);
+  const double uniform = std::log(512.0);
+  CHECK(summary.losses.front() > 0.9 * uniform);
+  CHECK(summary.val_losses.back().second < 0.6 * uniform);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("grid layouts that do not fit fail naming the numbers", "[grid]") {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/plan/grid_traffic.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/pipeline_schedule.h"
@@ -48,10 +49,48 @@ int64_t planned_micro_batches(const Config& config, int64_t data_ranks) {
   return std::max<int64_t>(1, config.train.global_batch_size / (config.train.micro_batch_size * data_ranks));
 }
 
+// Every mode that fits parallel.tensor.size ranks, side by side: what a rank holds and sends.
+std::string tensor_modes_section(const ModelSpec& spec, const Config& config, int data_parallel) {
+  const int size = static_cast<int>(config.parallel.tensor.size);
+  std::vector<std::pair<std::string, int>> modes{{"1d", 1}, {"2d", 1}, {"3d", 1}};
+  for (int depth = 2; depth <= size / 4; ++depth) modes.emplace_back("2.5d", depth);
+  std::string out = fmt::format("tensor modes over {} ranks (per rank; traffic per layer and micro-batch, and per step):\n",
+                                size);
+  const double micro_batches = static_cast<double>(planned_micro_batches(config, data_parallel));
+  for (const auto& [mode, depth] : modes) {
+    Config variant = config;
+    variant.parallel.tensor = {size, mode, depth};
+    const std::string name = mode == "2.5d" ? fmt::format("2.5d depth {}", depth) : mode;
+    try {
+      tensor_parallel_layout(0, size, spec, false, 1, false, tensor_grid_of(variant.parallel));
+    } catch (const std::runtime_error& e) {
+      // Only the modes whose grid the size forms are listed; those the model does not fit say why.
+      if (std::string(e.what()).find("does not fit the model") == std::string::npos && mode != "1d") continue;
+      out += fmt::format("  {:<13} does not fit: {}\n", name, e.what());
+      continue;
+    }
+    int64_t parameters = 0;
+    for (const auto& entry : rank_parameters(spec, variant)) parameters += entry.numel;
+    const double traffic = layer_traffic(spec, variant, data_parallel).total();
+    out += fmt::format("  {:<13} parameters {:>12}  activations {:>10} per block  traffic {:>10} per layer, {:>10} per "
+                       "step{}\n",
+                       name, with_thousands(parameters), human_bytes(activation_bytes(spec, variant).per_block),
+                       human_bytes(traffic / (micro_batches * static_cast<double>(spec.n_layer))),
+                       human_bytes(traffic), mode == config.parallel.tensor.mode && depth == config.parallel.tensor.depth
+                                                 ? "  <- this config"
+                                                 : "");
+  }
+  return out;
+}
+
 }  // namespace
 
 ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
-  const double t = static_cast<double>(config.parallel.tensor.size);
+  // A grid rank (2d, 2.5d, 3d) holds 1/batch_parts of the sequences and 1/q of the heads and
+  // hidden units, but keeps its linear layers' gathered inputs whole: attention's and the MLP's
+  // (d each), the output projection's (d) and the down projection's (d_ff).
+  const TensorGridShape grid = tensor_grid_of(config.parallel);
+  const double t = grid.grid() ? grid.q : static_cast<double>(config.parallel.tensor.size);
   const double compute_bytes = static_cast<double>(c10::elementSize(compute_dtype(config.precision)));
   // Tensors a block keeps for backward, in elements per token (counted with the CPU allocator's
   // exact bytes: scripts/bench-activations.sh): the two norms' inputs and outputs (4 d); q, k
@@ -59,14 +98,16 @@ ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
   // (2 d_ff, a gated MLP 4); and the attention probabilities (one per head and position pair).
   // Tensor parallelism divides the per-head and per-unit ones by T; split_gather also the norms',
   // while the two gathered inputs of the column-parallel layers stay whole.
-  const double b = static_cast<double>(config.train.micro_batch_size);
+  const double b = static_cast<double>(config.train.micro_batch_size) / grid.batch_parts();
   const double s = static_cast<double>(config.data.seq_len);
   const double d = static_cast<double>(spec.d_model);
   const double ff = static_cast<double>(spec.d_ff);
   const double kv = static_cast<double>(spec.n_kv_head * (spec.d_model / spec.n_head));
   const bool gated = spec.activation == "silu";
   const double split = 2.0 * d + 2.0 * kv + (gated ? 4.0 : 2.0) * ff;
-  const double whole = sequence_parallel(config) ? 4.0 * d / t + 2.0 * d : 4.0 * d;
+  double whole = sequence_parallel(config) ? 4.0 * d / t + 2.0 * d : 4.0 * d;
+  if (grid.grid()) whole = 4.0 * d / t + 3.0 * d + ff;
+  const double hidden_split = sequence_parallel(config) || grid.grid() ? t : 1.0;  // of a block's input
   // all_to_all ranks hold 1/P of the tokens outside attention and 1/P of the heads inside it;
   // ring_attn keeps no probabilities (backward recomputes them block by block).
   const double p = sequence_ranks(config);
@@ -84,7 +125,7 @@ ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
     bytes.per_block = (block_elements - score_elements) / p * compute_bytes;
     bytes.recomputed_block = 2.0 * score_elements / p * compute_bytes;
   } else if (recompute == "full") {
-    bytes.per_block = b * s * d / (sequence_parallel(config) ? t : 1.0) / p * compute_bytes;
+    bytes.per_block = b * s * d / hidden_split / p * compute_bytes;
     bytes.recomputed_block = (block_elements + score_elements) / p * compute_bytes;
   }
   // Zero-bubble's deferred weight gradients keep, per block, the linear layers' inputs (attention,
@@ -94,7 +135,7 @@ ActivationBytes activation_bytes(const ModelSpec& spec, const Config& config) {
   bytes.deferred_weight_gradients =
       b * s * ((3.0 * d + ff) + (2.0 * d + 2.0 * kv + mlp_outputs + d)) / t / p * compute_bytes;
   // The fused LM head keeps the hidden-state gradient (and the weight gradient, in transients).
-  bytes.head = 3.0 * b * s * d / p * compute_bytes;
+  bytes.head = 3.0 * b * s * d / (grid.grid() ? t : 1.0) / p * compute_bytes;
   return bytes;
 }
 
@@ -157,6 +198,14 @@ LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data
   const int64_t global = config.train.global_batch_size > 0 ? config.train.global_batch_size
                                                             : config.train.micro_batch_size * data_parallel;
   const double micro_batches = static_cast<double>(global / (config.train.micro_batch_size * data_parallel));
+  if (tensor_grid_of(config.parallel).grid()) {
+    const GridTraffic grid = grid_traffic_per_micro_batch(spec, config);
+    traffic.activations = micro_batches * grid.activations;
+    traffic.weights = micro_batches * grid.weights;
+    traffic.gradients = micro_batches * grid.gradients;
+    traffic.loss = micro_batches * grid.loss;
+    return traffic;
+  }
   const torch::ScalarType dtype = compute_dtype(config.precision);
   const double activation = static_cast<double>(
       c10::elementSize(activation_dtype(dtype, resolve_device(config.runtime))));
@@ -358,11 +407,21 @@ std::string plan_report(const Config& config, const PlanOptions& options) {
   if (mesh.shape().tensor > 1 || mesh.shape().sequence > 1) {
     // Sequence ranks share their data rank's micro-batches.
     const LayerTraffic layers = layer_traffic(spec, config, mesh.shape().data);
-    out += fmt::format("tensor / sequence-parallel traffic per rank per step ({}): {} = activations {} + loss {} + "
-                       "summed gradients {} + sequence axis {}\n",
-                       sequence_parallel(config) ? "split_gather: all-gathers + reduce-scatters" : "all-reduces",
-                       human_bytes(layers.total()), human_bytes(layers.activations), human_bytes(layers.loss),
-                       human_bytes(layers.gradients), human_bytes(layers.sequence));
+    if (tensor_grid_of(config.parallel).grid()) {
+      out += fmt::format("tensor-parallel traffic per rank per step ({} grid: all-gathers, reduce-scatters, "
+                         "all-reduces): {} = activations {} + weights {} + loss {} + summed gradients {}\n",
+                         config.parallel.tensor.mode, human_bytes(layers.total()), human_bytes(layers.activations),
+                         human_bytes(layers.weights), human_bytes(layers.loss), human_bytes(layers.gradients));
+    } else {
+      out += fmt::format("tensor / sequence-parallel traffic per rank per step ({}): {} = activations {} + loss {} + "
+                         "summed gradients {} + sequence axis {}\n",
+                         sequence_parallel(config) ? "split_gather: all-gathers + reduce-scatters" : "all-reduces",
+                         human_bytes(layers.total()), human_bytes(layers.activations), human_bytes(layers.loss),
+                         human_bytes(layers.gradients), human_bytes(layers.sequence));
+    }
+  }
+  if (mesh.shape().tensor > 1 && config.parallel.sequence.mode == "none") {
+    out += tensor_modes_section(spec, config, mesh.shape().data);
   }
   out += fmt::format("memory per rank (precision {}, tensor {}, ZeRO stage {} over {} data (x sequence) ranks; training "
                      "state as allocated, the rest estimated):\n",

@@ -49,13 +49,15 @@ MemoryEstimate estimate_memory(const ModelSpec& spec, const Config& config, int 
 // bytes), the embedding's and the loss input's, the loss's per-token max and sums, the
 // gradients summed in backward (whole parameters under split_gather, shared key/value heads),
 // all_to_all's q, k, v and attention output, forward and backward, and ring_attn's key/value
-// blocks (P - 1 hops forward, P - 1 backward) and their fp32 gradients (P hops).
+// blocks (P - 1 hops forward, P - 1 backward) and their fp32 gradients (P hops). 2d, 2.5d and
+// 3d grids: grid_traffic.h's terms per micro-batch.
 struct LayerTraffic {
   double activations = 0;
   double loss = 0;
   double gradients = 0;
   double sequence = 0;  // all_to_all or ring_attn
-  double total() const { return activations + loss + gradients + sequence; }
+  double weights = 0;   // grids: weight strips gathered
+  double total() const { return activations + loss + gradients + sequence + weights; }
 };
 LayerTraffic layer_traffic(const ModelSpec& spec, const Config& config, int data_parallel);
 
