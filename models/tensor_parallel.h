@@ -61,8 +61,8 @@ struct TensorParallel {
 // Collective over `group` (null: one rank): the layers' view of it for `spec`, with the key/value
 // head sharing groups the layers need; `sequence`: the all_to_all sequence group (null: none).
 // cr::Error naming the numbers when heads, key/value heads or d_ff do not split over the groups.
-// ring: the sequence group runs ring attention rather than all-to-alls. `grid`: 2d / 2.5d over
-// the group (a collective splitting its row, column, depth and batch groups); 1d by default.
+// ring: the sequence group runs ring attention rather than all-to-alls. `grid`: 2d / 2.5d / 3d
+// over the group (a collective splitting the grid's groups); 1d by default.
 TensorParallel make_tensor_parallel(Communicator* group, const ModelSpec& spec, bool sequence_parallel,
                                     Communicator* sequence = nullptr, bool ring = false,
                                     const TensorGridShape& grid = {});

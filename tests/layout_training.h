@@ -123,6 +123,25 @@ inline void check_training(const std::string& arch, const std::vector<std::strin
   std::filesystem::remove_all(dir);
 }
 
+// `layout` against the single-process run, both with `common` (a 16-bit precision.dtype): the
+// losses and gradient norms agree to 16-bit precision only, since 16-bit matmuls round
+// differently once split.
+inline void check_training_16bit(const std::string& arch, const std::vector<std::string>& common,
+                                 const std::vector<std::string>& layout) {
+  const auto dir = rank_dir("precision");
+  auto overrides = common;
+  overrides.insert(overrides.end(), layout.begin(), layout.end());
+  const auto reference = run_training(tp_config(arch, dir / "single", common), nullptr);
+  const auto parallel = run_training(tp_config(arch, dir / "layout", overrides), g_world);
+  REQUIRE(parallel.losses.size() == reference.losses.size());
+  for (size_t i = 0; i < reference.losses.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(std::abs(parallel.losses[i] - reference.losses[i]) < 2e-2);
+    CHECK(std::abs(parallel.steps[i].grad_norm - reference.steps[i].grad_norm) < 5e-2 * reference.steps[i].grad_norm);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // The whole model of `spec` initialised from `seed`, written as a Hugging Face directory.
 inline void write_initial_hf_model(const ModelSpec& spec, uint64_t seed, const std::filesystem::path& dir) {
   auto whole = build_model(spec, seed);

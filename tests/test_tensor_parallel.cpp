@@ -117,24 +117,11 @@ TEST_CASE("tensor-parallel training equals the single-process run: GPT-2, OPT, L
 }
 
 TEST_CASE("tensor parallelism trains in bf16 and fp16 (loss scaling) like the single-process run", "[tp][train]") {
-  // 16-bit matmuls round differently once split, so the losses agree to 16-bit precision only.
   const std::string size = std::to_string(g_world->size());
   for (const char* dtype : {"bf16", "fp16"}) {
     INFO(dtype);
-    const auto dir = rank_dir("precision");
-    const std::vector<std::string> common{std::string("precision.dtype=") + dtype, "train.steps=6"};
-    auto layout = common;
-    layout.push_back("parallel.tensor=" + size);
-    layout.push_back("parallel.sequence.mode=split_gather");
-    const auto reference = run_training(tp_config("llama", dir / "single", common), nullptr);
-    const auto parallel = run_training(tp_config("llama", dir / "tp", layout), g_world);
-    REQUIRE(parallel.losses.size() == reference.losses.size());
-    for (size_t i = 0; i < reference.losses.size(); ++i) {
-      INFO("step " << i + 1);
-      CHECK(std::abs(parallel.losses[i] - reference.losses[i]) < 2e-2);
-      CHECK(std::abs(parallel.steps[i].grad_norm - reference.steps[i].grad_norm) < 5e-2 * reference.steps[i].grad_norm);
-    }
-    fs::remove_all(dir);
+    check_training_16bit("llama", {std::string("precision.dtype=") + dtype, "train.steps=6"},
+                         {"parallel.tensor=" + size, "parallel.sequence.mode=split_gather"});
   }
 }
 

@@ -11,12 +11,12 @@
 namespace cr {
 
 // Throws cr::Error naming the numbers that disagree (sizes that do not fill the world, more
-// pipeline stages than layers, heads or width not divisible by the tensor size, heads not
-// divisible by the all_to_all size, dropout with split layers).
+// pipeline stages than layers, heads or width not divisible by the tensor size or its grid,
+// heads not divisible by the all_to_all size, dropout with split layers).
 ProcessMesh mesh_for(const ParallelConfig& parallel, const ModelSpec& model, int world_size);
 
-// parallel.tensor's grid: 1d, or 2d / 2.5d with its q and depth (cr::Error naming the numbers
-// when the size does not form the mode's grid).
+// parallel.tensor's grid: 1d, or 2d / 2.5d / 3d with its q and depth (cr::Error naming the
+// numbers when the size does not form the mode's grid).
 TensorGridShape tensor_grid_of(const ParallelConfig& parallel);
 
 struct BatchLayout {

@@ -78,7 +78,7 @@ StageExecutor::StageExecutor(CausalLMImpl& model, ParameterStrategy& strategy, S
   const int64_t split = (tp.sequence_parallel ? tp.size : 1) * tp.sequence_size;
   activation_shape_ = {rows, seq_len / split, model.spec().d_model};
   if (tp.grid) {
-    // A 2d / 2.5d grid: this rank's batch part and hidden column.
+    // A grid (2d, 2.5d, 3d): the residual stream's batch part and hidden column.
     activation_shape_ = {rows / tp.grid->batch_parts(), seq_len, model.spec().d_model / tp.grid->q()};
   }
   if (const auto cost = artificial_stage_cost()) {
