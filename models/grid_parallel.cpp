@@ -230,8 +230,9 @@ std::shared_ptr<const TensorGrid> make_tensor_grid(Communicator* tensor_group, c
   auto grid = grid_at(shape, rank);
   if (!tensor_group) return grid;
   auto split = [&](GridGroup group, const char* name) -> std::shared_ptr<Communicator> {
+    const std::string full_name = tensor_group->name() + "." + name;
     std::shared_ptr<Communicator> out =
-        tensor_group->split(grid_color(shape, rank, group), grid_key(shape, rank, group), tensor_group->name() + "." + name);
+        tensor_group->split(grid_color(shape, rank, group), grid_key(shape, rank, group), full_name);
     return out->size() > 1 ? out : nullptr;
   };
   grid->row = split(GridGroup::Row, "row");

@@ -23,7 +23,8 @@ GridTraffic grid_traffic_per_micro_batch(const ModelSpec& spec, const Config& co
   const double copies = 2.0 * (parts - 1) / parts;      // of an all-reduced buffer, over the batch parts
   const double layers = 2.0 * (shape.depth - 1.0) / shape.depth;
   const torch::ScalarType dtype = compute_dtype(config.precision);
-  const double activation = static_cast<double>(c10::elementSize(activation_dtype(dtype, resolve_device(config.runtime))));
+  const double activation =
+      static_cast<double>(c10::elementSize(activation_dtype(dtype, resolve_device(config.runtime))));
   const double gradient = static_cast<double>(c10::elementSize(dtype));
   const double tokens =
       static_cast<double>(config.train.micro_batch_size) * static_cast<double>(config.data.seq_len) / parts;

@@ -49,13 +49,21 @@ int64_t planned_micro_batches(const Config& config, int64_t data_ranks) {
   return std::max<int64_t>(1, config.train.global_batch_size / (config.train.micro_batch_size * data_ranks));
 }
 
+// 2.5d of depth 1 runs as 2d.
+bool same_grid(const TensorGridShape& a, const TensorGridShape& b) {
+  const auto kind = [](const TensorGridShape& s) {
+    return s.mode == TensorMode::TwoAndHalfD ? TensorMode::TwoD : s.mode;
+  };
+  return kind(a) == kind(b) && a.q == b.q && a.depth == b.depth;
+}
+
 // Every mode that fits parallel.tensor.size ranks, side by side: what a rank holds and sends.
 std::string tensor_modes_section(const ModelSpec& spec, const Config& config, int data_parallel) {
   const int size = static_cast<int>(config.parallel.tensor.size);
   std::vector<std::pair<std::string, int>> modes{{"1d", 1}, {"2d", 1}, {"3d", 1}};
   for (int depth = 2; depth <= size / 4; ++depth) modes.emplace_back("2.5d", depth);
-  std::string out = fmt::format("tensor modes over {} ranks (per rank; traffic per layer and micro-batch, and per step):\n",
-                                size);
+  std::string out =
+      fmt::format("tensor modes over {} ranks (per rank; traffic per layer and micro-batch, and per step):\n", size);
   const double micro_batches = static_cast<double>(planned_micro_batches(config, data_parallel));
   for (const auto& [mode, depth] : modes) {
     Config variant = config;
@@ -72,13 +80,12 @@ std::string tensor_modes_section(const ModelSpec& spec, const Config& config, in
     int64_t parameters = 0;
     for (const auto& entry : rank_parameters(spec, variant)) parameters += entry.numel;
     const double traffic = layer_traffic(spec, variant, data_parallel).total();
+    const bool mine = same_grid(tensor_grid_of(variant.parallel), tensor_grid_of(config.parallel));
     out += fmt::format("  {:<13} parameters {:>12}  activations {:>10} per block  traffic {:>10} per layer, {:>10} per "
                        "step{}\n",
                        name, with_thousands(parameters), human_bytes(activation_bytes(spec, variant).per_block),
                        human_bytes(traffic / (micro_batches * static_cast<double>(spec.n_layer))),
-                       human_bytes(traffic), mode == config.parallel.tensor.mode && depth == config.parallel.tensor.depth
-                                                 ? "  <- this config"
-                                                 : "");
+                       human_bytes(traffic), mine ? "  <- this config" : "");
   }
   return out;
 }
