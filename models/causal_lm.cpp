@@ -23,8 +23,8 @@ torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tenso
   const auto head = output_embedding();
   // all_to_all and ring_attn: this rank's tokens are its part of the sequence (split_gather
   // gathered them above).
-  auto mine = tp_.sequence_size > 1 ? local_sequence(targets, tp_) : targets;
-  if (tp_.grid) mine = grid_batch_part(mine, *tp_.grid);
+  // A grid's loss reads the whole micro-batch's targets (its rank owns a part of every token's logits).
+  const auto mine = tp_.sequence_size > 1 ? local_sequence(targets, tp_) : targets;
   const auto loss = vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}),
                                                  cast_to_activation(head->weight, hidden), head->first_row(),
                                                  spec_.vocab_size, mine.reshape({-1}), tp_);

@@ -130,71 +130,65 @@ class GridLinear : public torch::autograd::Function<GridLinear> {
   }
 };
 
-// The vocab-parallel loss over the grid row: per chunk of rows, the partial logits over the whole
-// vocabulary (this rank's hidden column) are reduce-scattered into the row's vocabulary parts;
-// softmax max and sums are all-reduced along the row; the gradient of each part's logits is
-// gathered back to form the hidden column's and the table's gradients in the same pass.
+// The LM loss with the output embedding's rows split over the batch group and its columns over
+// the row: every token's hidden column is gathered over the batch group, each rank forms the
+// partial logits of all of them against its vocabulary rows, and a reduce-scatter along the row
+// sums the hidden parts and leaves each rank 1/q of the tokens. The softmax max and sums are
+// all-reduced over the batch group (the vocabulary parts); the gradient of each part's logits
+// is gathered back along the row to form the table's gradient and the hidden columns', which a
+// reduce-scatter over the batch group returns to their batch parts. Per chunk of tokens, so a
+// (tokens x vocab / batch_parts) chunk is the largest buffer.
 class GridCrossEntropy : public torch::autograd::Function<GridCrossEntropy> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
-                               const torch::Tensor& targets, int64_t vocab, int64_t grid_value) {
+                               const torch::Tensor& targets, int64_t first_row, int64_t grid_value) {
     const TensorGrid& grid = grid_of(grid_value);
-    const int q = grid.q();
-    const int64_t rows = hidden.size(0), part = (vocab + q - 1) / q, padded = part * q;
-    const int64_t first = part * grid.at.column, valid = std::clamp<int64_t>(vocab - first, 0, part);
-    const double scale = 1.0 / static_cast<double>(rows * grid.batch_parts());
+    CR_CHECK(grid.row && grid.batch, "the grid LM loss runs over the grid's communicators");
+    const int64_t q = grid.q(), local_vocab = weight.size(0);
+    const auto all = gather_first_dim(hidden, grid.batch.get()).to(torch::kFloat);  // every token, batch parts in order
+    const int64_t rows = all.size(0);
+    CR_CHECK(rows % q == 0 && targets.numel() == rows, "{} tokens and {} targets over {} grid columns", rows,
+             targets.numel(), q);
+    const double scale = 1.0 / static_cast<double>(rows);
     const bool needed = hidden.requires_grad() || weight.requires_grad();
-    auto hidden_f = hidden.to(torch::kFloat), weight_f = weight.to(torch::kFloat);
-    torch::Tensor grad_hidden, grad_weight;
+    const auto weight_f = weight.to(torch::kFloat);
+    torch::Tensor grad_all, grad_weight;
     if (needed) {
-      grad_hidden = torch::zeros_like(hidden_f);
+      grad_all = torch::zeros_like(all);
       grad_weight = torch::zeros_like(weight_f);
     }
-    auto loss_sum = torch::zeros({}, hidden_f.options());
-    const int64_t step = std::max<int64_t>(1, loss_chunk_rows(rows, vocab, hidden.is_cuda()));
+    auto loss_sum = torch::zeros({}, all.options());
+    // Chunks of whole multiples of q tokens, the same on every rank (each one communicates).
+    const int64_t step = std::max<int64_t>(q, loss_chunk_rows(rows, local_vocab, hidden.is_cuda()) / q * q);
     for (int64_t begin = 0; begin < rows; begin += step) {
-      const int64_t end = std::min(rows, begin + step), n = end - begin;
-      auto h = hidden_f.slice(0, begin, end);
-      MatmulCounter::count(n, weight.size(1), vocab);
-      // (padded vocabulary, n) so that the flat reduce-scatter gives each rank its rows.
-      auto partial = torch::zeros({padded, n}, hidden_f.options());
-      partial.narrow(0, 0, vocab).copy_(torch::mm(weight_f, h.t()));
-      auto mine_t = torch::empty({part, n}, partial.options());
-      if (grid.row) {
-        grid.row->reduce_scatter(partial, mine_t, ReduceOp::Sum);
-      } else {
-        mine_t.copy_(partial.narrow(0, first, part));
-      }
-      auto logits = mine_t.t().contiguous();  // (n, part)
-      if (valid < part) logits.narrow(1, valid, part - valid).fill_(-std::numeric_limits<float>::infinity());
+      const int64_t end = std::min(rows, begin + step), n = end - begin, mine_rows = n / q;
+      const auto h = all.slice(0, begin, end);
+      MatmulCounter::count(n, weight.size(1), local_vocab);
+      auto logits = torch::empty({mine_rows, local_vocab}, all.options());
+      grid.row->reduce_scatter(torch::mm(h, weight_f.t()).contiguous(), logits, ReduceOp::Sum);
       auto max = std::get<0>(logits.max(1, /*keepdim=*/true));
-      if (grid.row) grid.row->all_reduce(max, ReduceOp::Max);
+      grid.batch->all_reduce(max, ReduceOp::Max);
       logits.sub_(max);
-      auto t = targets.slice(0, begin, end) - first;
-      auto mine = (t >= 0).logical_and(t < valid);
+      const int64_t first_token = begin + mine_rows * grid.at.column;
+      auto t = targets.slice(0, first_token, first_token + mine_rows) - first_row;
+      auto mine = (t >= 0).logical_and(t < local_vocab);
       auto index = torch::where(mine, t, torch::zeros_like(t)).unsqueeze(1);
       auto target_logit = logits.gather(1, index).squeeze(1) * mine.to(torch::kFloat);
       auto exp = logits.exp_();
       auto sums = torch::stack({exp.sum(1), target_logit}, 1);
-      if (grid.row) grid.row->all_reduce(sums, ReduceOp::Sum);
+      grid.batch->all_reduce(sums, ReduceOp::Sum);
       loss_sum += (sums.select(1, 0).log() - sums.select(1, 1)).sum();
       if (!needed) continue;
       auto grad_logits = exp.div_(sums.select(1, 0).unsqueeze(1));
       grad_logits.scatter_add_(1, index, -mine.to(torch::kFloat).unsqueeze(1));
-      auto grad_mine = grad_logits.t().contiguous();  // (part, n)
-      auto grad_all = torch::empty({padded, n}, grad_mine.options());
-      if (grid.row) {
-        grid.row->all_gather(grad_mine, grad_all);
-      } else {
-        grad_all.copy_(grad_mine);
-      }
-      auto g = grad_all.narrow(0, 0, vocab);  // (vocab, n)
-      grad_hidden.slice(0, begin, end).copy_(g.t().mm(weight_f));
-      grad_weight.add_(g.mm(h));
+      auto g = torch::empty({n, local_vocab}, grad_logits.options());
+      grid.row->all_gather(grad_logits, g);
+      grad_all.slice(0, begin, end).copy_(g.mm(weight_f));
+      grad_weight.add_(g.t().mm(h));
     }
     if (needed) {
-      ctx->save_for_backward({grad_hidden.mul_(scale).to(hidden.scalar_type()),
-                              grad_weight.mul_(scale).to(weight.scalar_type())});
+      const auto grad_hidden = reduce_scatter_first_dim(grad_all.mul_(scale), grid.batch.get());
+      ctx->save_for_backward({grad_hidden.to(hidden.scalar_type()), grad_weight.mul_(scale).to(weight.scalar_type())});
     }
     return loss_sum * scale;
   }
@@ -326,15 +320,35 @@ torch::Tensor grid_sum_hidden(const torch::Tensor& partial, const TensorGrid& gr
   return grid.row ? SumHidden::apply(partial, handle(grid.row.get())) : partial;
 }
 
-torch::Tensor grid_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
-                                 int64_t vocab, const TensorGrid& grid) {
-  return GridCrossEntropy::apply(hidden, weight, targets, vocab, grid_handle(grid));
+ParameterSlice grid_vocabulary_slice(int64_t vocab, int64_t dim, const TensorGrid& grid) {
+  const auto [begin, end] = grid_vocabulary_rows(vocab, grid);
+  const int64_t width = dim / grid.q();
+  return split_again(split_parameter({vocab, dim}, 0, begin, end - begin), 1, grid.at.column * width, width);
+}
+
+std::pair<int64_t, int64_t> grid_vocabulary_rows(int64_t vocab, const TensorGrid& grid) {
+  return shard_range(vocab, grid.batch_part(), grid.batch_parts());
+}
+
+torch::Tensor grid_embedding(const torch::Tensor& tokens, const torch::Tensor& weight, int64_t first_row,
+                             const TensorGrid& grid) {
+  auto local = tokens - first_row;
+  auto mine = (local >= 0).logical_and(local < weight.size(0));
+  // Rows outside this rank's part look up row 0 and are zeroed, so their gradient is zero too.
+  auto y = torch::embedding(weight, torch::where(mine, local, torch::zeros_like(local)));
+  y = y * mine.unsqueeze(-1).to(y.scalar_type());
+  return grid.batch ? ScatterBatch::apply(y, handle(grid.batch.get())) : y;
+}
+
+torch::Tensor grid_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
+                                 const torch::Tensor& targets, const TensorGrid& grid) {
+  return GridCrossEntropy::apply(hidden, weight, targets, first_row, grid_handle(grid));
 }
 
 torch::Tensor grid_whole_loss(const torch::Tensor& share, const TensorGrid& grid) {
-  if (!grid.batch) return share;
+  if (!grid.row) return share;
   auto whole = share.detach().clone();
-  grid.batch->all_reduce(whole, ReduceOp::Sum);
+  grid.row->all_reduce(whole, ReduceOp::Sum);
   return share + (whole - share.detach());
 }
 

@@ -25,16 +25,18 @@
 // and columns swapped, back to the residual stream's layout. Its input and output are split
 // q^2 ways, its weights q^3 ways.
 //
-// Parameters of one hidden part (biases, norms, embedding tables split by hidden columns, as
-// the LM head that shares them) are copied over the batch parts holding that hidden part: their
-// gradients are summed over those copies and the first copy is primary.
+// Parameters of one hidden part (biases, norms, learned positions) are copied over the batch
+// parts holding that hidden part: their gradients are summed over those copies and the first
+// copy is primary.
 //
-// Norms all-reduce their statistics along the grid row. The LM head forms each vocabulary
-// part's logits as a reduce-scatter along the row (SUMMA's ABT for C = A B^T) and its loss as
-// the vocab-parallel one, so a (rows x vocab / q) chunk is the largest buffer.
+// Norms all-reduce their statistics along the grid row. Token embedding tables (and the LM head
+// that shares them) split their rows over the batch group and their columns over the row, so a
+// rank holds vocab x C / T of them: a lookup embeds every token of the micro-batch against the
+// rank's rows and reduce-scatters over the batch group; the loss is grid_cross_entropy's.
 #pragma once
 
 #include <memory>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -101,13 +103,23 @@ torch::Tensor grid_linear(const torch::Tensor& x, const torch::Tensor& weight, c
 // and so is its gradient (every hidden part uses the total).
 torch::Tensor grid_sum_hidden(const torch::Tensor& partial, const TensorGrid& grid);
 
-// The LM loss of this rank's batch part: hidden (N, C / q), weight (vocab, C / q) the hidden
-// column of the output embedding, targets (N). Returns this part's share of the micro-batch's
-// mean, sum of its rows' cross-entropy / (N x batch_parts), with gradients for hidden and weight.
-torch::Tensor grid_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
-                                 int64_t vocab, const TensorGrid& grid);
-// The micro-batch's loss from the batch parts' shares: its value is their sum (the same on every
-// rank), its gradient that of this rank's share.
+// An embedding table (vocab, dim) as this rank's rows (its batch part's share of the vocabulary)
+// of its hidden column; every rank's part is primary.
+ParameterSlice grid_vocabulary_slice(int64_t vocab, int64_t dim, const TensorGrid& grid);
+std::pair<int64_t, int64_t> grid_vocabulary_rows(int64_t vocab, const TensorGrid& grid);
+// (B, T) tokens of the whole micro-batch -> (B / batch_parts, T, C / q), this rank's batch part,
+// from the tables' parts (weight: rows [first_row, first_row + weight.size(0)) of its column).
+torch::Tensor grid_embedding(const torch::Tensor& tokens, const torch::Tensor& weight, int64_t first_row,
+                             const TensorGrid& grid);
+
+// The LM loss: hidden (N, C / q) this rank's batch part, weight the output embedding's part as
+// grid_vocabulary_slice lays it out, targets (N x batch_parts) of the whole micro-batch. Returns
+// this rank's share of the micro-batch's mean: the cross-entropy of its column's 1/q of the
+// tokens, over the micro-batch's token count. Gradients for hidden and weight.
+torch::Tensor grid_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
+                                 const torch::Tensor& targets, const TensorGrid& grid);
+// The micro-batch's loss from the row's shares: its value is their sum (the same on every rank),
+// its gradient that of this rank's share.
 torch::Tensor grid_whole_loss(const torch::Tensor& share, const TensorGrid& grid);
 
 }  // namespace cr

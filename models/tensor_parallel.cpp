@@ -335,10 +335,8 @@ torch::Tensor KeyValueLinearImpl::project(const torch::Tensor& x) {
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim, const TensorParallel& tp) : tp_(tp) {
   if (tp.grid) {
-    // Every row, this rank's hidden column (the LM head reduces partial logits along the grid row).
-    first_row_ = 0;
-    weight = declare_parameter("weight", grid_hidden_slice({rows, dim}, 1, 1, *tp.grid), normal_init(kInitStd));
-    sum_over_copies(weight, *tp.grid);
+    first_row_ = grid_vocabulary_rows(rows, *tp.grid).first;
+    weight = declare_parameter("weight", grid_vocabulary_slice(rows, dim, *tp.grid), normal_init(kInitStd));
     return;
   }
   const auto [begin, end] = tensor_rows(rows, tp);
@@ -349,7 +347,7 @@ VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t rows, int64_t dim
 torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_tokens) {
   // all_to_all and ring_attn: this rank embeds its part of the sequence only.
   const auto tokens = tp_.sequence_size > 1 ? local_sequence(all_tokens, tp_) : all_tokens;
-  if (tp_.grid) return torch::embedding(weight, grid_batch_part(tokens, *tp_.grid));
+  if (tp_.grid) return grid_embedding(tokens, weight, first_row_, *tp_.grid);
   if (!tp_.split()) return torch::embedding(weight, tokens);
   auto local = tokens - first_row_;
   auto mine = (local >= 0).logical_and(local < weight.size(0));
@@ -360,7 +358,7 @@ torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_token
 
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
                                            int64_t vocab, const torch::Tensor& targets, const TensorParallel& tp) {
-  if (tp.grid) return grid_cross_entropy(hidden, weight, targets, vocab, *tp.grid);
+  if (tp.grid) return grid_cross_entropy(hidden, weight, first_row, targets, *tp.grid);
   if (!tp.split()) return linear_cross_entropy(hidden, weight, targets);
   return VocabParallelCrossEntropy::apply(hidden, weight, targets, first_row, vocab, handle(tp.group));
 }

@@ -174,26 +174,33 @@ TEST_CASE("grid norms equal LayerNorm and RMSNorm over the whole hidden size, gr
   }
 }
 
-TEST_CASE("the grid LM loss equals the unsplit fused loss, gradients included", "[grid]") {
+TEST_CASE("the grid embedding and LM loss equal the unsplit ones, gradients included", "[grid]") {
   for (const TensorGridShape& shape : world_grids()) {
     INFO(tensor_mode_name(shape.mode));
     const auto grid = make_tensor_grid(g_world, shape);
     torch::manual_seed(13);
-    const int64_t vocab = 1001, rows = 6 * grid->batch_parts(), dim = 24;  // 1001 pads to the grid's columns
-    auto hidden = torch::randn({rows, dim}).requires_grad_();
-    auto weight = torch::randn({vocab, dim}).mul_(0.5).requires_grad_();
-    const auto targets = torch::randint(0, vocab, {rows}, torch::kLong);
-    const auto expected = linear_cross_entropy_reference(hidden, weight, targets);
-    expected.backward();
-    const auto slice = grid_hidden_slice({vocab, dim}, 1, 1, *grid);
+    // 1001 rows split unevenly over the batch parts.
+    const int64_t vocab = 1001, batch = 2 * grid->batch_parts(), T = 3, dim = 24;
+    auto hidden = torch::randn({batch, T, dim}).requires_grad_();
+    auto table = torch::randn({vocab, dim}).mul_(0.5).requires_grad_();
+    const auto tokens = torch::randint(0, vocab, {batch, T}, torch::kLong);
+    const auto targets = torch::randint(0, vocab, {batch * T}, torch::kLong);
+    const auto dE = torch::randn({batch, T, dim});
+    const auto expected = linear_cross_entropy_reference(hidden.reshape({-1, dim}), table, targets);
+    (expected + (torch::embedding(table, tokens) * dE).sum()).backward();
+
+    const auto slice = grid_vocabulary_slice(vocab, dim, *grid);
+    const int64_t first_row = grid_vocabulary_rows(vocab, *grid).first;
     auto h = leaf(local_part(hidden, *grid));
-    auto w = leaf(slice_of(weight, slice));
-    sum_over_copies(w, *grid);
-    const auto loss = grid_whole_loss(grid_cross_entropy(h, w, grid_batch_part(targets, *grid), vocab, *grid), *grid);
+    auto w = leaf(slice_of(table, slice));
+    const auto embedded = grid_embedding(tokens, w, first_row, *grid);
+    CHECK(max_difference(embedded, local_part(torch::embedding(table, tokens).detach(), *grid)) < 1e-6);
+    const auto loss =
+        grid_whole_loss(grid_cross_entropy(h.reshape({-1, dim / grid->q()}), w, first_row, targets, *grid), *grid);
     CHECK(std::abs(loss.item<double>() - expected.item<double>()) < 1e-5);
-    loss.backward();
+    (loss + (embedded * local_part(dE, *grid)).sum()).backward();
     CHECK(max_difference(h.grad(), local_part(hidden.grad(), *grid)) < 1e-6);
-    CHECK(max_difference(w.grad(), slice_of(weight.grad(), slice)) < 1e-6);
+    CHECK(max_difference(w.grad(), slice_of(table.grad(), slice)) < 1e-5);
   }
 }
 

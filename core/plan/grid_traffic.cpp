@@ -1,9 +1,8 @@
 #include "core/plan/grid_traffic.h"
 
-#include <cmath>
-
 #include "core/base/error.h"
 #include "core/train/runtime.h"
+#include "parallel/communicator.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
 #include "models/causal_lm.h"
@@ -20,7 +19,7 @@ GridTraffic grid_traffic_per_micro_batch(const ModelSpec& spec, const Config& co
       build_model_skeleton(spec, tensor_parallel_layout(0, shape.size(), spec, false, 1, false, shape));
   const double q = shape.q, parts = shape.batch_parts();
   const double share = (q - 1) / q;                    // of a gathered or scattered tensor, along a row or column
-  const double copies = 2.0 * (parts - 1) / parts;      // of an all-reduced buffer, over the batch parts
+  const double copies = 2.0 * (parts - 1) / parts;  // of an all-reduced buffer, over the batch parts
   const double layers = 2.0 * (shape.depth - 1.0) / shape.depth;
   const torch::ScalarType dtype = compute_dtype(config.precision);
   const double activation =
@@ -59,17 +58,26 @@ GridTraffic grid_traffic_per_micro_batch(const ModelSpec& spec, const Config& co
     if (cube) traffic.activations += 2.0 * share * tokens * out * activation;
     if (stacked) traffic.gradients += layers * numel / (q * q) * gradient;
   }
-  // Every other parameter is a hidden part copied over the batch parts (3d's opening biases
-  // over as many), its gradient all-reduced over them once per backward.
+  // Every other parameter but the token tables (rows split over the batch parts: the 2-D
+  // slices cut along rows) is a hidden part copied over the batch parts (3d's opening biases over
+  // as many), its gradient all-reduced over them once per backward.
   for (const auto& item : skeleton->named_parameters()) {
     const auto& slice = slices.at(item.key());
-    if (slice.global_shape.size() == 2 && slice.dim == 0) continue;  // a linear layer's weight
+    if (slice.global_shape.size() == 2 && slice.dim == 0) continue;
     traffic.gradients += copies * static_cast<double>(element_count(slice.local_shape())) * gradient;
   }
-  // The loss: partial logits over the padded vocabulary reduce-scattered and their gradients
-  // all-gathered (fp32), the softmax max and (sum, target logit) all-reduced, the shares summed.
-  const double vocab = std::ceil(static_cast<double>(spec.vocab_size) / q) * q;
-  traffic.loss = 2.0 * share * vocab * tokens * 4.0 + 2.0 * share * 3.0 * tokens * 4.0 + copies * 4.0;
+  // The token embedding: every token's lookup reduce-scattered over the batch group, its
+  // gradient all-gathered back.
+  const double all_tokens = tokens * parts, column = d / q, scatter = (parts - 1) / parts;
+  traffic.activations += 2.0 * scatter * all_tokens * column * activation;
+  // The loss: the hidden columns all-gathered over the batch group and their fp32 gradients
+  // reduce-scattered back; each chunk's partial logits against the rank's vocabulary rows
+  // reduce-scattered along the row and their gradients all-gathered (fp32); the softmax max and
+  // (sum, target logit) of the rank's 1/q of the tokens all-reduced over the batch group; the
+  // shares summed along the row.
+  const double rows = static_cast<double>(shard_range(spec.vocab_size, 0, shape.batch_parts()).second);
+  traffic.loss = scatter * all_tokens * column * (activation + 4.0) + 2.0 * share * all_tokens * rows * 4.0 +
+                 copies * 3.0 * all_tokens / q * 4.0 + 2.0 * share * 4.0;
   return traffic;
 }
 

@@ -10,10 +10,12 @@
 namespace cr {
 
 struct GridTraffic {
-  double activations = 0;  // linear layers' inputs gathered and gradients scattered back (3d: outputs too), norms' sums
+  // Linear layers' inputs gathered and their gradients scattered back (3d: outputs too), norms'
+  // sums, the token embedding's lookups scattered to their batch parts.
+  double activations = 0;
   double weights = 0;      // weight strips (pieces) gathered in forward and backward, their gradients reduce-scattered
   double gradients = 0;    // copies' gradients summed: hidden-part parameters over their batch parts, 2.5d's layers
-  double loss = 0;         // the LM head's partial logits, softmax sums and their gradients along the grid row
+  double loss = 0;         // the LM head: hidden columns gathered, partial logits, softmax sums, gradients
   double total() const { return activations + weights + gradients + loss; }
 };
 
