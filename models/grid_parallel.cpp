@@ -1,15 +1,14 @@
 #include "models/grid_parallel.h"
 
 #include <algorithm>
-#include <limits>
 
 #include <fmt/ranges.h>
 
 #include "core/base/error.h"
 #include "models/conjugate_pair.h"
 #include "models/flop_counter.h"
-#include "models/tensor_parallel.h"
 #include "models/lm_loss.h"
+#include "models/tensor_parallel.h"
 #include "parallel/communicator.h"
 
 namespace cr {
@@ -244,17 +243,19 @@ void check_grid_split(const ModelSpec& spec, const TensorGridShape& shape) {
   auto need = [&](bool ok, std::string what) {
     if (!ok) problems.push_back(std::move(what));
   };
-  need(spec.n_head % q == 0, fmt::format("n_head {} over {} parts", spec.n_head, q));
-  need(spec.n_kv_head % q == 0, fmt::format("n_kv_head {} over {} parts", spec.n_kv_head, q));
-  need(spec.d_model % (q * q) == 0, fmt::format("d_model {} into {} x {} strips", spec.d_model, q, q));
-  need(spec.d_ff % (q * q) == 0, fmt::format("d_ff {} into {} x {} strips", spec.d_ff, q, q));
-  need(spec.vocab_size >= q, fmt::format("vocab_size {} over {} columns", spec.vocab_size, q));
+  need(spec.n_head % q == 0, fmt::format("n_head {} does not split over {} parts", spec.n_head, q));
+  need(spec.n_kv_head % q == 0, fmt::format("n_kv_head {} does not split over {} parts", spec.n_kv_head, q));
+  need(spec.d_model % (q * q) == 0, fmt::format("d_model {} does not split into {} x {} strips", spec.d_model, q, q));
+  need(spec.d_ff % (q * q) == 0, fmt::format("d_ff {} does not split into {} x {} strips", spec.d_ff, q, q));
+  need(spec.vocab_size >= shape.batch_parts(),
+       fmt::format("vocab_size {} is less than the {} batch parts holding its rows", spec.vocab_size,
+                   shape.batch_parts()));
   need(embedding_dim(spec) == spec.d_model,
-       fmt::format("OPT's project_in / project_out (word_embed_proj_dim {} != d_model {}) are whole layers",
+       fmt::format("OPT's project_in / project_out (word_embed_proj_dim {} != d_model {}) run in mode 1d only",
                    embedding_dim(spec), spec.d_model));
   if (!problems.empty()) {
-    fail("parallel.tensor mode {} (q {}) does not fit the model: {} do not split evenly", tensor_mode_name(shape.mode),
-         q, fmt::join(problems, "; "));
+    fail("parallel.tensor mode {} (q {}) does not fit the model: {}", tensor_mode_name(shape.mode), q,
+         fmt::join(problems, "; "));
   }
 }
 

@@ -70,7 +70,7 @@ std::shared_ptr<const TensorGrid> make_tensor_grid(Communicator* tensor_group, c
 std::shared_ptr<const TensorGrid> tensor_grid_layout(const TensorGridShape& shape, int tensor_rank);
 
 // cr::Error listing every dimension of `spec` that does not split over the grid: heads and
-// key/value heads over q, d_model and d_ff into q^2 strips, the vocabulary over q.
+// key/value heads over q, d_model and d_ff into q^2 strips, the vocabulary over the batch parts.
 void check_grid_split(const ModelSpec& spec, const TensorGridShape& shape);
 
 // A linear layer's weight (parts * out, in) as this rank's strip (2d, 2.5d; primary in layer 0)

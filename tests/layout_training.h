@@ -62,6 +62,27 @@ inline double max_difference(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
+// The loss of `batch` random sequences (seed 3) and every gradient of `split`, this rank's slices,
+// against the whole model's, within 1e-5.
+inline void check_loss_and_gradients(CausalLMImpl& whole, CausalLMImpl& split, int64_t batch) {
+  const ModelSpec& spec = whole.spec();
+  torch::manual_seed(3);
+  const auto tokens = torch::randint(0, spec.vocab_size, {batch, 16}, torch::kLong);
+  const auto targets = torch::randint(0, spec.vocab_size, {batch, 16}, torch::kLong);
+  const auto whole_loss = whole.loss(tokens, targets);
+  const auto split_loss = split.loss(tokens, targets);
+  CHECK(std::abs(whole_loss.item<double>() - split_loss.item<double>()) < 1e-5);
+  whole_loss.backward();
+  split_loss.backward();
+  const auto whole_params = by_name(whole);
+  const auto slices = parameter_slices(split);
+  for (const auto& item : split.named_parameters()) {
+    INFO(item.key());
+    const auto expected = slice_of(whole_params.at(item.key()).grad(), slices.at(item.key()));
+    CHECK(max_difference(item.value().grad(), expected) < 1e-5);
+  }
+}
+
 // This rank's scratch directory, and one all ranks of the job share.
 inline std::filesystem::path rank_dir(const std::string& name) {
   return std::filesystem::temp_directory_path() /
