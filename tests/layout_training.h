@@ -163,6 +163,26 @@ inline void check_training_16bit(const std::string& arch, const std::vector<std:
   std::filesystem::remove_all(dir);
 }
 
+// The example config `config_file` trained for `steps` steps on the byte-level text `data` over
+// every rank, with `overrides`: the loss starts near uniform over the 512 bytes and validation
+// falls below 0.6 of it.
+inline void check_example_learns(const std::string& config_file, const std::string& data, int64_t steps,
+                                 std::vector<std::string> overrides) {
+  const auto dir = rank_dir("example");
+  const std::vector<std::string> common{"data.train=" + data, "train.steps=" + std::to_string(steps),
+                                        "train.eval_every=" + std::to_string(steps), "train.eval_batches=4",
+                                        "runtime.threads=1", "runtime.run_dir=" + dir.string(),
+                                        "runtime.progress_bar=false", "train.peak_flops=1.0e9",
+                                        "checkpoint.save_final=false", "checkpoint.every=0"};
+  overrides.insert(overrides.begin(), common.begin(), common.end());
+  const auto summary = run_training(load_config_file(config_file, overrides), g_world);
+  REQUIRE(summary.val_losses.size() == 1);
+  const double uniform = std::log(512.0);
+  CHECK(summary.losses.front() > 0.9 * uniform);
+  CHECK(summary.val_losses.back().second < 0.6 * uniform);
+  std::filesystem::remove_all(dir);
+}
+
 // The whole model of `spec` initialised from `seed`, written as a Hugging Face directory.
 inline void write_initial_hf_model(const ModelSpec& spec, uint64_t seed, const std::filesystem::path& dir) {
   auto whole = build_model(spec, seed);
@@ -198,7 +218,7 @@ inline void check_export_round_trip(const Config& config, ParameterStrategy& str
                                     const ParallelContext& context, const std::filesystem::path& dir,
                                     const std::filesystem::path& original) {
   const std::string checkpoint =
-      save_train_checkpoint((dir / "ckpt").string(), config, TrainState{{0, 0}, 0, std::nullopt},
+      save_train_checkpoint((dir / "ckpt").string(), config, TrainState{{0, 0}, 0, std::nullopt, ""},
                             strategy.checkpoint_part(), parameter_count(spec), 1, context);
   if (g_world->rank() == 0) {
     HfExportOptions options;

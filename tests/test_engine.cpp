@@ -78,8 +78,8 @@ TEST_CASE("a strategy's checkpoint part covers every element once and loads into
 
   const ParallelContext single;
   Config config;
-  const auto checkpoint = save_train_checkpoint(dir.file("ckpt"), config, TrainState{{5, 40}, 5, std::nullopt}, part,
-                                                source.numel(), 0, single);
+  const TrainState state{{5, 40}, 5, std::nullopt, ""};
+  const auto checkpoint = save_train_checkpoint(dir.file("ckpt"), config, state, part, source.numel(), 0, single);
   auto opened = open_train_checkpoint(checkpoint);
   CHECK(opened.state.position.step == 5);
   CHECK(opened.state.optimizer_steps == 5);

@@ -9,12 +9,10 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
-#include <cmath>
 #include <filesystem>
 
 #include <torch/torch.h>
 
-#include "core/config/config.h"
 #include "core/plan/plan.h"
 #include "core/train/mesh_layout.h"
 #include "core/train/model_factory.h"
@@ -332,18 +330,7 @@ TEST_CASE("the pipeline x 2.5d example config trains on tinyshakespeare", "[grid
   if (g_world->size() != 8) return;
   const std::string data = std::string(CR_SHARED_DATA) + "/tinyshakespeare.txt";
   if (!test::shared_data_present({data})) return;
-  const auto dir = rank_dir("grid-example");
-  const auto config = load_config_file(std::string(CR_SOURCE_DIR) + "/configs/shakespeare_grid_pipeline.yaml",
-                                       {"data.train=" + data, "train.steps=30", "train.eval_every=30",
-                                        "train.eval_batches=4", "runtime.threads=1", "runtime.run_dir=" + dir.string(),
-                                        "runtime.progress_bar=false", "train.peak_flops=1.0e9",
-                                        "checkpoint.save_final=false", "checkpoint.every=0"});
-  const auto summary = run_training(config, g_world);
-  REQUIRE(summary.val_losses.size() == 1);
-  const double uniform = std::log(512.0);
-  CHECK(summary.losses.front() > 0.9 * uniform);
-  CHECK(summary.val_losses.back().second < 0.6 * uniform);
-  fs::remove_all(dir);
+  check_example_learns(std::string(CR_SOURCE_DIR) + "/configs/shakespeare_grid_pipeline.yaml", data, 30, {});
 }
 
 TEST_CASE("grid layouts that do not fit fail naming the numbers", "[grid]") {

@@ -124,8 +124,9 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
     weights.slices.push_back({entry.name, entry.shape, 0, entry.numel, 1, 0, master.data_ptr<float>() + entry.offset});
   }
   const ParallelContext single_process;
-  const std::string checkpoint = save_train_checkpoint(tmp.file("ckpt"), config, TrainState{{3, 12}, 0, std::nullopt},
-                                                       weights, master.numel(), 0, single_process);
+  const TrainState state{{3, 12}, 0, std::nullopt, ""};
+  const std::string checkpoint =
+      save_train_checkpoint(tmp.file("ckpt"), config, state, weights, master.numel(), 0, single_process);
 
   HfExportOptions options;
   options.checkpoint = tmp.file("ckpt");  // the root: its newest checkpoint is exported
@@ -183,8 +184,8 @@ TEST_CASE("a failed export leaves the earlier export intact; a new one replaces 
     weights.slices.push_back({entry.name, entry.shape, 0, entry.numel, 1, 0, master.data_ptr<float>() + entry.offset});
   }
   const ParallelContext single_process;
-  save_train_checkpoint(tmp.file("ckpt"), tiny_config(), TrainState{{3, 12}, 0, std::nullopt}, weights, master.numel(),
-                        0, single_process);
+  const TrainState state{{3, 12}, 0, std::nullopt, ""};
+  save_train_checkpoint(tmp.file("ckpt"), tiny_config(), state, weights, master.numel(), 0, single_process);
   HfExportOptions options;
   options.checkpoint = tmp.file("ckpt");
   options.out_dir = tmp.file("hf");
