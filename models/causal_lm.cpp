@@ -25,10 +25,8 @@ torch::Tensor CausalLMImpl::head_loss(const torch::Tensor& x, const torch::Tenso
   // gathered them above).
   // A grid's loss reads the whole micro-batch's targets (its rank owns a part of every token's logits).
   const auto mine = tp_.sequence_size > 1 ? local_sequence(targets, tp_) : targets;
-  const auto loss = vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}),
-                                                 cast_to_activation(head->weight, hidden), head->first_row(),
-                                                 spec_.vocab_size, mine.reshape({-1}), tp_);
-  return tp_.grid ? grid_whole_loss(loss, *tp_.grid) : loss;
+  return vocab_parallel_cross_entropy(hidden.reshape({-1, hidden.size(-1)}), cast_to_activation(head->weight, hidden),
+                                      head->first_row(), spec_.vocab_size, mine.reshape({-1}), tp_);
 }
 
 torch::Tensor CausalLMImpl::head_logits(const torch::Tensor& x) {

@@ -291,16 +291,6 @@ void sum_over_layers(torch::Tensor& param, const TensorGrid& grid) {
   if (grid.shape.mode == TensorMode::TwoAndHalfD) sum_gradient_over(param, grid.depth);
 }
 
-torch::Tensor grid_batch_part(const torch::Tensor& x, const TensorGrid& grid) {
-  const int64_t parts = grid.batch_parts(), rows = x.size(0);
-  if (rows % parts != 0) {
-    fail("a micro-batch of {} sequences does not split over the {} batch parts of parallel.tensor mode {} (q {} x "
-         "depth {}): make train.micro_batch_size a multiple of {}",
-         rows, parts, tensor_mode_name(grid.shape.mode), grid.q(), grid.shape.depth, parts);
-  }
-  return x.narrow(0, rows / parts * grid.batch_part(), rows / parts);
-}
-
 torch::Tensor grid_enter(const torch::Tensor& x, LinearRole role, const TensorGrid& grid) {
   if (!grid.cube()) return grid.row ? GatherHidden::apply(x, handle(grid.row.get())) : x;
   Communicator* group = role == LinearRole::Opening ? grid.column.get() : grid.row.get();

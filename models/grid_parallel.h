@@ -86,9 +86,6 @@ ParameterSlice grid_hidden_slice(std::vector<int64_t> shape, int dim, int64_t pa
 void sum_over_copies(torch::Tensor& param, const TensorGrid& grid, LinearRole role = LinearRole::Closing);
 void sum_over_layers(torch::Tensor& param, const TensorGrid& grid);
 
-// This rank's batch part of a (B, ...) micro-batch; cr::Error when B does not split.
-torch::Tensor grid_batch_part(const torch::Tensor& x, const TensorGrid& grid);
-
 // A linear layer of `role`'s input as it multiplies: 2d / 2.5d (..., C / q) -> (..., C), the row's
 // hidden parts; 3d (B', ...) -> (q B', ...), the batch parts of the column (opening) or row
 // (closing). Gathered along the group, the gradient reduce-scattered back.

@@ -358,7 +358,7 @@ torch::Tensor VocabParallelEmbeddingImpl::forward(const torch::Tensor& all_token
 
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
                                            int64_t vocab, const torch::Tensor& targets, const TensorParallel& tp) {
-  if (tp.grid) return grid_cross_entropy(hidden, weight, first_row, targets, *tp.grid);
+  if (tp.grid) return grid_whole_loss(grid_cross_entropy(hidden, weight, first_row, targets, *tp.grid), *tp.grid);
   if (!tp.split()) return linear_cross_entropy(hidden, weight, targets);
   return VocabParallelCrossEntropy::apply(hidden, weight, targets, first_row, vocab, handle(tp.group));
 }

@@ -174,8 +174,8 @@ TORCH_MODULE(VocabParallelEmbedding);
 // Mean cross-entropy of hidden @ W^T against targets, W (V, C) split by rows over the group:
 // `weight` is rows [first_row, first_row + weight.size(0)) and `hidden` (N, C) is the same on
 // every rank (its gradient here is this rank's part, summed by enter_tensor_region). On a grid,
-// grid_cross_entropy: hidden this rank's batch part, targets the whole micro-batch's, and the
-// result this rank's share of the mean.
+// grid_cross_entropy's: hidden this rank's batch part, targets the whole micro-batch's, the
+// value the micro-batch's mean (every rank's share summed).
 torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight, int64_t first_row,
                                            int64_t vocab, const torch::Tensor& targets, const TensorParallel& tp);
 // The full logits hidden @ W^T (…, V) from the split rows, on every rank (generation).

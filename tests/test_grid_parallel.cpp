@@ -293,8 +293,10 @@ TEST_CASE("grid checkpoints resume in 1d and in one process", "[grid][checkpoint
 }
 
 // What plan predicts a rank sends per step (plan.h, grid_traffic.h) against what the collectives
-// counted during a step (bytes_sent_by_process), for 1d and every grid the world size allows.
-TEST_CASE("bytes sent per step agree with plan's prediction to 5%", "[grid][train][traffic]") {
+// counted during a step (bytes_sent_by_process), for 1d and every grid the world size allows:
+// within 0.5% (plan counts tensor rank 0, whose vocabulary part is the largest; control messages
+// such as the loss and the gradient norm come on top; the largest gap measured was 0.14%).
+TEST_CASE("bytes sent per step agree with plan's prediction to 0.5%", "[grid][train][traffic]") {
   std::vector<std::vector<std::string>> layouts;
   if (g_world->size() == 4) layouts.push_back({"parallel.tensor=4"});  // 8 would split GPT-2 tiny's 4 heads
   for (const TensorGridShape& shape : world_grids()) layouts.push_back(layout_of(shape));
@@ -307,7 +309,7 @@ TEST_CASE("bytes sent per step agree with plan's prediction to 5%", "[grid][trai
     const double planned = layer_traffic(model_spec_from_config(config.model), config, 1).total();
     const double measured = static_cast<double>(summary.steps.back().bytes_sent);
     CHECK(planned > 0);
-    CHECK(std::abs(measured - planned) <= 0.05 * planned);
+    CHECK(std::abs(measured - planned) <= 0.005 * planned);
     fs::remove_all(rank_dir("traffic"));
   }
 }
