@@ -8,25 +8,16 @@
 
 namespace cr {
 
-std::vector<int64_t> RequestStream::wait_beyond(size_t seen, std::chrono::milliseconds timeout) {
+StreamSnapshot RequestStream::wait_beyond(size_t seen, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait_for(lock, timeout, [&] { return tokens_.size() > seen || stop_ || aborted_ || !error_.empty(); });
-  return tokens_;
+  const auto ended = [&] { return stop_ || aborted_ || !error_.empty(); };
+  changed_.wait_for(lock, timeout, [&] { return tokens_.size() > seen || ended(); });
+  return {tokens_, ended(), stop_, error_};
 }
 
 bool RequestStream::done() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return stop_ || aborted_ || !error_.empty();
-}
-
-std::optional<StopReason> RequestStream::stop() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return stop_;
-}
-
-std::string RequestStream::error() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return error_;
 }
 
 void RequestStream::push(int64_t token, std::optional<StopReason> stop) {

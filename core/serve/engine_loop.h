@@ -27,13 +27,20 @@
 namespace cr {
 
 // One request's tokens as they come; shared by the loop (writer) and a handler (reader).
+// A request's stream as one moment saw it: the tokens and whether they are all there come
+// together, so a reader never takes "done" with the last token missing.
+struct StreamSnapshot {
+  std::vector<int64_t> tokens;
+  bool done = false;  // finished, aborted or failed
+  std::optional<StopReason> stop;
+  std::string error;  // why the engine refused it, if it did
+};
+
 class RequestStream {
  public:
-  // Waits up to `timeout` for tokens past the first `seen`; returns all tokens so far.
-  std::vector<int64_t> wait_beyond(size_t seen, std::chrono::milliseconds timeout);
+  // Waits up to `timeout` for tokens past the first `seen` or for the end; all tokens so far.
+  StreamSnapshot wait_beyond(size_t seen, std::chrono::milliseconds timeout);
   bool done() const;  // finished, aborted or failed
-  std::optional<StopReason> stop() const;
-  std::string error() const;  // why the engine refused it, if it did
 
  private:
   friend class EngineLoop;

@@ -131,19 +131,18 @@ class CompletionJob {
 
   // Takes the choice's new tokens; returns the text ready to send.
   std::string poll(Choice& choice, std::chrono::milliseconds wait) {
-    const auto tokens = choice.stream->wait_beyond(choice.seen, wait);
-    choice.seen = tokens.size();
-    const bool done = choice.stream->done();
-    if (done && !choice.stream->error().empty()) {
-      choice.error = choice.stream->error();
+    const StreamSnapshot now = choice.stream->wait_beyond(choice.seen, wait);
+    choice.seen = now.tokens.size();
+    if (now.done && !now.error.empty()) {
+      choice.error = now.error;
       choice.finished = true;
       return "";
     }
-    std::string text = choice.text.advance(tokens, done);
-    if (choice.text.stopped() && !done) loop_.abort(choice.stream);  // the rest is not needed
-    if (done || choice.text.stopped()) {
+    std::string text = choice.text.advance(now.tokens, now.done);
+    if (choice.text.stopped() && !now.done) loop_.abort(choice.stream);  // the rest is not needed
+    if (now.done || choice.text.stopped()) {
       choice.finished = true;
-      choice.reason = finish_reason(choice.stream->stop(), choice.text.stopped());
+      choice.reason = finish_reason(now.stop, choice.text.stopped());
     }
     return text;
   }
