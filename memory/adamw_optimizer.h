@@ -7,9 +7,28 @@
 #include <torch/torch.h>
 
 #include "core/config/config.h"
+#include "kernels/adamw.h"
 #include "memory/zero_parameters.h"
 
 namespace cr {
+
+// The kernel's parameters for step `step` (1-based) at `lr`, weight decay still 0.
+AdamStepParams adam_step_params(const OptimizerConfig& config, int64_t step, double lr, double grad_scale);
+
+// Maximal runs of decayed (matrices, embeddings) or undecayed parameters inside each of `slices`,
+// which the kernel updates with one call each.
+struct DecaySegment {
+  size_t slice;           // index into the slices
+  int64_t offset, numel;  // within that slice
+  bool decay;
+};
+std::vector<DecaySegment> decay_segments(const std::vector<FlatEntry>& entries, const std::vector<ShardSlice>& slices);
+
+// One segment's update: `w` the fp32 master weights (or, without them, the 16-bit weights), `g`
+// fp32 gradients, `m` / `v` the moments, `copy` the 16-bit compute copy written in the same pass
+// (undefined: none). All on one device; CPU tensors go through the fused kernel.
+void adamw_update(torch::Tensor w, const torch::Tensor& g, torch::Tensor m, torch::Tensor v, torch::Tensor copy,
+                  const AdamStepParams& p);
 
 class AdamWOptimizer {
  public:
@@ -26,15 +45,10 @@ class AdamWOptimizer {
   int64_t state_bytes() const { return 2 * exp_avg_.numel() * static_cast<int64_t>(sizeof(float)); }
 
  private:
-  struct Segment {
-    size_t bucket;           // owned slice it lies in
-    int64_t offset, numel;   // within that slice
-    bool decay;
-  };
   OptimizerConfig config_;
   ZeroParameters& params_;
   torch::Tensor exp_avg_, exp_avg_sq_;
-  std::vector<Segment> segments_;
+  std::vector<DecaySegment> segments_;
   int64_t step_count_ = 0;
 };
 

@@ -7,27 +7,6 @@
 #include "core/base/error.h"
 
 namespace cr {
-namespace {
-
-// Identity in forward; in backward, it runs before the layer's own backward (it consumes the
-// gradient of the layer's output) and gathers the layer's weights.
-class GatherBeforeBackward : public torch::autograd::Function<GatherBeforeBackward> {
- public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               ParameterGatherer* gatherer, int64_t layer) {
-    ctx->saved_data["gatherer"] = reinterpret_cast<int64_t>(gatherer);
-    ctx->saved_data["layer"] = layer;
-    return x.view_as(x);
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    auto* gatherer = reinterpret_cast<ParameterGatherer*>(ctx->saved_data["gatherer"].toInt());
-    gatherer->before_layer_backward(ctx->saved_data["layer"].toInt());
-    return {grads[0], torch::Tensor(), torch::Tensor()};
-  }
-};
-
-}  // namespace
 
 ParameterGatherer::ParameterGatherer(ZeroParameters& params, int64_t layers, bool prefetch)
     : params_(params), prefetch_(prefetch), layers_(static_cast<size_t>(layers)) {
@@ -149,8 +128,7 @@ void ParameterGatherer::before_layer(int64_t layer) {
 }
 
 torch::Tensor ParameterGatherer::after_layer(int64_t layer, const torch::Tensor& output) {
-  auto result = output;
-  if (torch::GradMode::is_enabled() && output.requires_grad()) result = GatherBeforeBackward::apply(output, this, layer);
+  auto result = with_layer_backward_hook(output, this, layer);
   release(group(layer));
   return result;
 }

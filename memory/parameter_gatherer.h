@@ -14,12 +14,13 @@
 
 #include <torch/torch.h>
 
+#include "memory/layer_backward_hook.h"
 #include "memory/zero_parameters.h"
 #include "parallel/communicator.h"
 
 namespace cr {
 
-class ParameterGatherer {
+class ParameterGatherer final : public LayerBackwardListener {
  public:
   ParameterGatherer(ZeroParameters& params, int64_t layers, bool prefetch);
   ParameterGatherer(const ParameterGatherer&) = delete;
@@ -35,7 +36,7 @@ class ParameterGatherer {
   int64_t peak_gathered_bytes() const { return peak_bytes_; }
 
   // Backward reached layer `layer` (its output's gradient is ready): gather it, prefetch below.
-  void before_layer_backward(int64_t layer);
+  void before_layer_backward(int64_t layer) override;
 
  private:
   // A contiguous run of the group's parameters, gathered into one buffer bucket by bucket.

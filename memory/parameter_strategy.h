@@ -59,6 +59,7 @@ class ParameterStrategy {
 
   virtual StateBytes state_bytes() const = 0;
   virtual GradientTraffic gradient_traffic() const = 0;
+  virtual TierUsage tier_usage() const { return {}; }
 
   // This rank's share of the training state: fp32 weights under the parameters' names and Adam's
   // moments as exp_avg.<name> / exp_avg_sq.<name>. Ranks that hold the same state split it, so

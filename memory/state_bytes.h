@@ -13,4 +13,12 @@ struct StateBytes {
   int64_t total() const { return parameters + master_weights + gradients + optimizer_states; }
 };
 
+// Where a tiered strategy (Gemini) keeps its bytes, and what its last training step moved.
+struct TierUsage {
+  bool tiered = false;               // false: everything on the compute device (ZeRO)
+  int64_t device_budget = 0;         // 0: none
+  int64_t device_peak = 0, host_peak = 0;  // training-state bytes, allocator peaks since the last report
+  int64_t host_to_device = 0, device_to_host = 0;  // bytes moved in the last training step
+};
+
 }  // namespace cr

@@ -5,16 +5,11 @@
 #include <limits>
 
 #include "core/base/error.h"
+#include "memory/owned_state.h"
 
 namespace cr {
 
 ParameterStrategy::~ParameterStrategy() = default;
-
-namespace {
-
-constexpr const char* kStateNames[] = {"", "exp_avg.", "exp_avg_sq."};  // weights, Adam's moments
-
-}  // namespace
 
 ZeroStrategy::ZeroStrategy(const ModuleParameters& params, const WeightSource* source, int64_t blocks,
                            const ZeroOptions& options, Communicator* group, Communicator* model_parallel)
@@ -91,53 +86,12 @@ GradientTraffic ZeroStrategy::gradient_traffic() const {
 }
 
 CheckpointPart ZeroStrategy::checkpoint_part() {
-  CheckpointPart part;
-  for (const auto& owned : {params_->owned_weights(), optimizer_->exp_avg(), optimizer_->exp_avg_sq()}) {
-    part.storage.push_back(owned.to(torch::kCPU, torch::kFloat).contiguous());
-  }
-  // This rank writes its reduce-scatter share of every bucket, so that replicas (stage 0)
-  // split the writing too and each element is written once; copies held by several tensor ranks
-  // are written by the primary one.
-  const auto& owned = params_->owned();
-  for (size_t k = 0; k < part.storage.size(); ++k) {
-    for (const auto& share : params_->reduced().slices()) {
-      const float* base = part.storage[k].data_ptr<float>() + (owned.sharded() ? share.shard_begin : share.flat_begin);
-      for_each_overlap(params_->entries(), share.flat_begin, share.numel,
-                       [&](const FlatEntry& entry, int64_t begin, int64_t end) {
-                         if (!entry.slice.primary) return;
-                         for_each_global_run(entry.slice, begin - entry.offset, end - begin,
-                                             [&](int64_t global, int64_t local, int64_t n) {
-                                               append_run(part.slices, kStateNames[k] + entry.name,
-                                                          entry.global_shape(), global, n,
-                                                          base + (entry.offset + local - share.flat_begin));
-                                             });
-                       });
-    }
-  }
-  return part;
+  return owned_state_part(params_->entries(), params_->reduced(), params_->owned(),
+                          {params_->owned_weights(), optimizer_->exp_avg(), optimizer_->exp_avg_sq()});
 }
 
 void ZeroStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_steps) {
-  // A checkpoint of another model fails here, naming the first tensor that does not fit.
-  for (const auto& entry : params_->entries()) {
-    for (const char* kind : kStateNames) reader.check_shape(kind + entry.name, entry.global_shape());
-  }
-  const auto& owned = params_->owned();
-  std::vector<torch::Tensor> state;
-  for (size_t k = 0; k < 3; ++k) state.push_back(torch::empty({owned.shard_numel()}, torch::kFloat));
-  for (const auto& slice : owned.slices()) {
-    for_each_overlap(params_->entries(), slice.flat_begin, slice.numel,
-                     [&](const FlatEntry& entry, int64_t begin, int64_t end) {
-                       for (size_t k = 0; k < state.size(); ++k) {
-                         float* base = state[k].data_ptr<float>() + slice.shard_begin - slice.flat_begin;
-                         for_each_global_run(entry.slice, begin - entry.offset, end - begin,
-                                             [&](int64_t global, int64_t local, int64_t n) {
-                                               reader.read(kStateNames[k] + entry.name, global, n,
-                                                           base + entry.offset + local);
-                                             });
-                       }
-                     });
-  }
+  const std::vector<torch::Tensor> state = read_owned_state(reader, params_->entries(), params_->owned());
   params_->load_owned_weights(state[0]);
   torch::NoGradGuard no_grad;
   optimizer_->exp_avg().copy_(state[1]);

@@ -153,7 +153,8 @@ clip_grad_norm = 1.0
   CHECK_THAT(unmapped, Catch::Contains("zero.optimizer_config.gpu_margin_mem_ratio"));
   CHECK_THAT(unmapped, Catch::Contains("gradient_accumulation: the accumulation steps follow from"));
   CHECK(converted.unmapped.size() == 4);
-  // A 1D layout maps one to one; CPU placement does not.
+  CHECK(config.zero.placement_policy == std::optional<std::string>("cuda"));
+  // A 1D layout and CPU placement map one to one.
   const cr::ConvertedConfig one_d = cr::convert_colossalai_config(
       "parallel = dict(tensor=dict(size=2, mode='1d'))\n"
       "zero = dict(model_config=dict(tensor_placement_policy='cpu'))\n",
@@ -163,9 +164,13 @@ clip_grad_norm = 1.0
       cr::convert_colossalai_config("parallel = dict(tensor=dict(size=8, mode='3d'))\n", "config.py");
   CHECK(cr::load_config_text(three_d.yaml, "converted").parallel.tensor.mode == "3d");
   CHECK(three_d.unmapped.empty());
-  CHECK(one_d.unmapped == std::vector<std::string>{
-                              "zero.model_config.tensor_placement_policy: 'cpu': placing parameters on the CPU is not "
-                              "available yet ('cuda' is the default)"});
+  CHECK(one_d.unmapped.empty());
+  CHECK(cr::load_config_text(one_d.yaml, "converted").zero.placement_policy == std::optional<std::string>("cpu"));
+  const cr::ConvertedConfig automatic = cr::convert_colossalai_config(
+      "zero = dict(model_config=dict(tensor_placement_policy='auto'), optimizer_config=dict(gpu_margin_mem_ratio=0.8))\n",
+      "config.py");
+  CHECK(automatic.unmapped.empty());
+  CHECK(cr::load_config_text(automatic.yaml, "converted").zero.gpu_margin_mem_ratio == 0.8);
   CHECK_THROWS_WITH(cr::convert_config_file("/nonexistent/ds.json"),
                     Catch::Contains("/nonexistent/ds.json: cannot read"));
 }

@@ -106,6 +106,18 @@ struct ParallelConfig {
 struct ZeroConfig {
   int64_t stage = 0;  // 0: replicated; 1: + optimizer states sharded; 2: + gradients; 3: + parameters
   bool overlap_communication = true;  // reduce gradients during backward; stage 3: prefetch layers
+  // Gemini (memory/gemini): null keeps ZeRO's flat buffers; static | cuda | cpu | auto places chunks.
+  std::optional<std::string> placement_policy;
+  double shard_param_frac = 1.0;    // static: chunks whose compute weights are sharded (the rest stay gathered)
+  double offload_optim_frac = 0.0;  // static: chunks whose fp32 state (master, gradients, moments) is on the host
+  double offload_param_frac = 0.0;  // static: chunks whose compute weights are on the host
+  double gpu_margin_mem_ratio = 0.0;         // auto: share of the device margin given to fp32 state
+  double warmup_non_model_data_ratio = 0.8;  // auto: device share kept for activations in warm-up
+  double steady_cuda_cap_ratio = 0.9;        // auto: device share usable after warm-up
+  int64_t max_prefetch = 0;                  // auto: chunks fetched ahead of their use
+  double chunk_size_m = 0;       // elements per chunk in 2^20s; 0: searched
+  double search_range_m = 32;    // search: sizes tried above the largest parameter, in 2^20 elements
+  double min_chunk_size_m = 32;  // search: smallest chunk; a smaller model stays one gathered chunk
 };
 
 struct CheckpointConfig {
@@ -123,6 +135,8 @@ struct RuntimeConfig {
   bool progress_bar = true;     // only drawn when stdout is a terminal
   bool tensorboard = false;     // also write <run_dir>/tensorboard/ event files
   double collective_timeout_s = 300.0;  // a collective not done by then aborts the job
+  // Gemini's device tier: bytes or a size ("512MiB"); null: the device's memory (CPU: unlimited).
+  std::optional<std::string> device_memory_limit;
 };
 
 struct ServeConfig {

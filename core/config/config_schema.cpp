@@ -242,6 +242,35 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(zero, overlap_communication),
        "start gradient reductions during backward and (stage 3) gather the next layer's weights while "
        "the current one computes"},
+      {CR_FIELD(zero, placement_policy),
+       "Gemini chunk placement (needs stage 3): static (the fractions below), cuda (all on the device), cpu (all "
+       "on the host, moved to the device to compute), auto (moves chunks by measured memory); null: ZeRO's flat "
+       "buffers (docs/gemini.md)",
+       one_of({"static", "cuda", "cpu", "auto"})},
+      {CR_FIELD(zero, shard_param_frac),
+       "static: share of chunks whose compute weights are sharded over the data ranks; the rest stay gathered",
+       between(0, 1)},
+      {CR_FIELD(zero, offload_optim_frac),
+       "static: share of chunks whose fp32 master weights, gradients and Adam moments live on the host",
+       between(0, 1)},
+      {CR_FIELD(zero, offload_param_frac),
+       "static: share of chunks whose compute weights live on the host (needs shard_param_frac 1 and "
+       "offload_optim_frac 1)",
+       between(0, 1)},
+      {CR_FIELD(zero, gpu_margin_mem_ratio),
+       "auto: share of the device memory left after warm-up that takes chunks' fp32 state and Adam back",
+       between(0, 1)},
+      {CR_FIELD(zero, warmup_non_model_data_ratio),
+       "auto: share of the device kept for activations during the warm-up step", below(0, 1)},
+      {CR_FIELD(zero, steady_cuda_cap_ratio), "auto: share of the device usable after warm-up", above_up_to(0, 1)},
+      {CR_FIELD(zero, max_prefetch), "auto: chunks fetched to the device ahead of their use", between(0, 64)},
+      {CR_FIELD(zero, chunk_size_m),
+       "Gemini chunk size in 2^20 elements; 0: searched for the least padding", between(0, 1 << 20)},
+      {CR_FIELD(zero, search_range_m),
+       "chunk size search: sizes tried above the largest parameter, in 2^20 elements", between(0, 1 << 20)},
+      {CR_FIELD(zero, min_chunk_size_m),
+       "chunk size search: the smallest chunk in 2^20 elements; a smaller model is one chunk kept gathered",
+       between(0, 1 << 20)},
       {CR_FIELD(checkpoint, dir),
        "checkpoint directory; null: checkpoints/ inside runtime.run_dir", a_path()},
       {CR_FIELD(checkpoint, every), "steps between checkpoints; 0: only at the end", at_least(0)},
@@ -262,6 +291,9 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(runtime, collective_timeout_s),
        "seconds a collective may wait for other ranks before the job is aborted",
        above_up_to(0, kMaxTimeoutSeconds)},
+      {CR_FIELD(runtime, device_memory_limit),
+       "Gemini's device tier budget: bytes or a size such as 512MiB; null: the device's memory (on CPUs: no limit, "
+       "a set limit emulates a device of that size in host memory)"},
 
       {CR_FIELD(serve, block_size), "token slots per KV-cache block", between(1, 4096)},
       {CR_FIELD(serve, kv_cache_memory),
@@ -305,6 +337,44 @@ const std::vector<ConfigRule>& config_rules() {
          } catch (const Error& e) {
            return e.what();
          }
+       }},
+      {"runtime.device_memory_limit, when set, is a byte count or a size such as 512MiB.",
+       [](const Config& c) -> std::string {
+         if (!c.runtime.device_memory_limit) return "";
+         try {
+           parse_byte_size(*c.runtime.device_memory_limit, "runtime.device_memory_limit");
+           return "";
+         } catch (const Error& e) {
+           return e.what();
+         }
+       }},
+      {"zero.placement_policy needs zero.stage 3; the fractions belong to static, the margin ratios to auto.",
+       [](const Config& c) -> std::string {
+         const ZeroConfig& z = c.zero;
+         if (!z.placement_policy) return "";
+         const std::string& policy = *z.placement_policy;
+         if (z.stage != 3) {
+           return fmt::format("zero.placement_policy {} shards like ZeRO-3: set zero.stage 3 (it is {})", policy,
+                              z.stage);
+         }
+         const ZeroConfig defaults;
+         if (policy != "static" && (z.shard_param_frac != defaults.shard_param_frac ||
+                                    z.offload_optim_frac != defaults.offload_optim_frac ||
+                                    z.offload_param_frac != defaults.offload_param_frac)) {
+           return fmt::format("zero.shard_param_frac, offload_optim_frac and offload_param_frac apply to "
+                              "placement_policy static (cuda and cpu are its presets), not {}", policy);
+         }
+         if (z.offload_param_frac > 0 && (z.shard_param_frac != 1 || z.offload_optim_frac != 1)) {
+           return fmt::format("zero.offload_param_frac {} needs shard_param_frac 1 and offload_optim_frac 1 (they are "
+                              "{} and {}): weights on the host are sharded and updated there", z.offload_param_frac,
+                              z.shard_param_frac, z.offload_optim_frac);
+         }
+         if (policy != "auto" && (z.gpu_margin_mem_ratio != defaults.gpu_margin_mem_ratio ||
+                                  z.max_prefetch != defaults.max_prefetch)) {
+           return fmt::format("zero.gpu_margin_mem_ratio and max_prefetch apply to placement_policy auto, not {}",
+                              policy);
+         }
+         return "";
        }},
       {"train.global_batch_size, when not 0, is a multiple of train.micro_batch_size.",
        [](const Config& c) -> std::string {

@@ -36,7 +36,7 @@ class Translation {
   explicit Translation(std::string source) : source_(std::move(source)) {}
 
   void set(const std::string& key, const Json& value) {
-    if (value == "auto") {
+    if (value == "auto" && key != "zero.placement_policy") {
       // Hugging Face's Trainer fills DeepSpeed's "auto" values in at run time.
       unmapped(key, "'auto' in the source: the Hugging Face Trainer fills it in at run time; give the value");
       return;
@@ -344,19 +344,24 @@ ConvertedConfig convert_colossalai_config(const std::string& text, const std::st
       t.set("zero.stage", value.is_object() && value.contains("level") ? value["level"] : Json(3));
       const Json model = value.is_object() ? value.value("model_config", Json::object()) : Json::object();
       const Json optimizer = value.is_object() ? value.value("optimizer_config", Json::object()) : Json::object();
-      const std::string placement = model.value("tensor_placement_policy", "cuda");
-      if (placement != "cuda") {
+      const std::string placement = model.value("tensor_placement_policy", "");
+      if (placement == "cuda" || placement == "cpu" || placement == "auto") {
+        t.set("zero.placement_policy", placement);
+      } else if (!placement.empty()) {
         t.unmapped("zero.model_config.tensor_placement_policy",
-                   fmt::format("'{}': placing parameters on the CPU is not available yet ('cuda' is the default)",
-                               placement));
+                   fmt::format("'{}' is not a placement policy (cuda, cpu or auto)", placement));
       }
       if (model.contains("shard_strategy")) {
         t.note("zero.model_config.shard_strategy: ZeRO-3 shards evenly over the data ranks");
       }
       t.rest_unmapped(model, "zero.model_config.", {"tensor_placement_policy", "shard_strategy"}, "no equivalent");
       if (optimizer.contains("initial_scale")) t.set("precision.initial_scale", optimizer["initial_scale"]);
-      t.rest_unmapped(optimizer, "zero.optimizer_config.", {"initial_scale"},
-                      "Gemini's memory tuning is not available yet");
+      const bool margin = placement == "auto" && optimizer.contains("gpu_margin_mem_ratio");
+      if (margin) t.set("zero.gpu_margin_mem_ratio", optimizer["gpu_margin_mem_ratio"]);
+      t.rest_unmapped(optimizer, "zero.optimizer_config.",
+                      margin ? std::vector<std::string>{"initial_scale", "gpu_margin_mem_ratio"}
+                             : std::vector<std::string>{"initial_scale"},
+                      "no equivalent (gpu_margin_mem_ratio applies to tensor_placement_policy 'auto' only)");
       if (value.is_object()) {
         t.rest_unmapped(value, "zero.", {"level", "model_config", "optimizer_config"}, "no equivalent");
       }

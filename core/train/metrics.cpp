@@ -84,6 +84,11 @@ void MetricsFile::write_step(const StepMetrics& m) {
                       {"master_weights", m.state.master_weights},
                       {"gradients", m.state.gradients},
                       {"optimizer_states", m.state.optimizer_states}};
+  if (m.tiers.tiered) {
+    j["tiers"] = {{"device_budget", m.tiers.device_budget}, {"device_peak", m.tiers.device_peak},
+                  {"host_peak", m.tiers.host_peak}, {"host_to_device", m.tiers.host_to_device},
+                  {"device_to_host", m.tiers.device_to_host}};
+  }
   if (m.loss_scale > 0) {
     j["loss_scale"] = m.loss_scale;
     j["skipped"] = m.skipped;

@@ -42,6 +42,7 @@ struct StepMetrics {
   // Pipelines, with HostTensorBytes: each stage's step_tensor_bytes (of this rank's pipeline).
   std::vector<int64_t> stage_tensor_bytes;
   StateBytes state;       // this rank's training state
+  TierUsage tiers;        // Gemini: bytes by tier and moved between tiers
 };
 
 std::string format_step_line(const StepMetrics& m);

@@ -30,7 +30,7 @@
 #include "core/train/train_checkpoint.h"
 #include "memory/flat_parameters.h"
 #include "memory/loss_scaler.h"
-#include "memory/zero_strategy.h"
+#include "memory/strategy_factory.h"
 #include "parallel/communicator.h"
 #include "parallel/parallel_context.h"
 
@@ -236,17 +236,9 @@ Trainer::Trainer(const Config& config, const ParallelContext& context)
     } else if (!resumed) {
       source = std::make_unique<InitialWeights>(parameter_init_rules(*model_), static_cast<uint64_t>(config_.train.seed));
     }
-    ZeroOptions options;
-    options.device = device_;
-    options.stage = static_cast<int>(config_.zero.stage);
-    options.compute_dtype = dtype_;
-    options.master_weights = config_.precision.master_weights;
-    options.bucket_bytes = static_cast<int64_t>(config_.parallel.bucket_mb * 1024 * 1024);
-    options.overlap = config_.zero.overlap_communication;
-    options.optimizer = config_.optimizer;
-    strategy_ = std::make_unique<ZeroStrategy>(params, source.get(), spec_.n_layer, options,
-                                               context_.device_group(Axis::DataSequence),
-                                               context_.host_group(Axis::PipelineTensor));
+    strategy_ = make_parameter_strategy(config_, params, source.get(), spec_.n_layer, device_, dtype_,
+                                        context_.device_group(Axis::DataSequence),
+                                        context_.host_group(Axis::PipelineTensor));
   }
   executor_ = std::make_unique<StageExecutor>(*model_, *strategy_, stage_, context_.pipeline_links(),
                                               context_.host_group(Axis::Pipeline), device_, dtype_, accumulation_,
@@ -535,6 +527,7 @@ void Trainer::run_steps(MetricsFile& metrics, ProgressReporter& progress) {
     m.peak_host_bytes = peak_rss_bytes();
     m.peak_device_bytes = peak_device_bytes(device_);
     m.state = strategy_->state_bytes();
+    m.tiers = strategy_->tier_usage();
     summary_.gradients = strategy_->gradient_traffic();
     metrics.write_step(m);
     progress.on_step(m);

@@ -1,0 +1,116 @@
+// The chunks of one rank: their storage on each tier, the tensor states, and the moves Gemini
+// makes with them. Each chunk holds, for this rank's shard of its flat range (ShardLayout over
+// the chunks, split over the data ranks):
+//   weights    the compute weights (compute dtype; with fp32 compute they are the master weights)
+//   master     fp32 master weights when computing in 16 bits
+//   grad, exp_avg, exp_avg_sq   fp32, where the fp32 state is placed
+// and, while the chunk is gathered, `full`: the whole chunk on the device, of which every one of
+// its parameters is a view. Gathering fills `full` (an all-gather over the data ranks, or a copy
+// to the device; with one rank and weights on the device, `full` is the weights themselves) and
+// points the parameters at it, so model code never sees a move; releasing empties them again.
+// Gradients go to `staging` (fp32, the whole chunk, on the device) and are reduce-scattered into
+// `grad` once every tensor of the chunk is READY_FOR_REDUCE, as ZeRO-3 does with its buckets.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "memory/flat_parameters.h"
+#include "memory/gemini/chunk_layout.h"
+#include "memory/gemini/placement_policy.h"
+#include "memory/gemini/tensor_state.h"
+#include "memory/gemini/tier_memory.h"
+#include "parallel/communicator.h"
+
+namespace cr {
+
+class WeightSource;
+
+struct Chunk {
+  BucketRange range;   // in the flat layout
+  ShardSlice slice;    // this rank's part
+  std::vector<size_t> entries;  // its parameters, in flat order
+  ChunkTensorStates states;
+  ChunkPlacement placement;
+  bool outer = false;  // holds embeddings, final norm or head: gathered for a whole step
+  torch::Tensor weights, master, grad, exp_avg, exp_avg_sq;
+  torch::Tensor full, staging;
+  std::vector<std::unique_ptr<CommWork>> in_flight;  // a gather started ahead of use
+  bool bound = false;  // the parameters point into `full`
+  int pending_grads = 0;
+};
+
+// Bytes moved between tiers and over the data ranks since the last reset.
+struct ChunkTraffic {
+  int64_t host_to_device = 0, device_to_host = 0, gathered = 0, reduced = 0;
+};
+
+class ChunkManager {
+ public:
+  // Takes the parameters of `params` (a skeleton's), giving each chunk its storage as
+  // `placement` says and filling it from `source` (zeros without one). group: the data ranks
+  // (null: one).
+  ChunkManager(const ModuleParameters& params, const WeightSource* source, TierMemory& memory,
+               const ChunkLayout& layout, const std::vector<ChunkPlacement>& placement,
+               torch::ScalarType compute_dtype, Communicator* group);
+  ChunkManager(const ChunkManager&) = delete;
+  ChunkManager& operator=(const ChunkManager&) = delete;
+
+  size_t size() const { return chunks_.size(); }
+  Chunk& chunk(size_t c) { return chunks_[c]; }
+  const Chunk& chunk(size_t c) const { return chunks_[c]; }
+  const std::vector<FlatEntry>& entries() const { return entries_; }
+  const ShardLayout& layout() const { return layout_; }
+  Communicator* group() const { return group_; }
+  torch::ScalarType compute_dtype() const { return compute_dtype_; }
+  // (chunk, position in the chunk) of each entry.
+  std::pair<size_t, size_t> locate(size_t entry) const { return location_[entry]; }
+  const std::vector<std::shared_ptr<torch::autograd::Node>>& grad_accumulators() const { return accumulators_; }
+  torch::Tensor& parameter(size_t entry) { return params_[entry]; }
+
+  // Device bytes gathering chunk c would take now (0 when gathered, or when its weights serve).
+  int64_t gather_bytes(size_t c) const;
+  bool gathered(size_t c) const { return chunks_[c].full.defined(); }
+  void start_gather(size_t c);  // an all-gather in flight (several ranks) or the copy done
+  void gather(size_t c);        // whole and bound: its tensors FREE -> HOLD
+  void release(size_t c);       // its tensors HOLD -> FREE, `full` dropped
+  // Releasable: gathered, not kept gathered, every tensor HOLD and no gradient being staged.
+  bool idle(size_t c) const;
+
+  // Adds `grad` (the entry's gradient) into its chunk's staging, allocating it on first use.
+  void stage_gradient(size_t entry, const torch::Tensor& grad);
+  int64_t staging_bytes(size_t c) const { return chunks_[c].range.numel() * 4; }
+  // Reduce-scatters (averages) the staged gradients and adds this rank's part into `grad`;
+  // chunks nothing was staged for contribute zeros.
+  void reduce(size_t c);
+
+  void move_weights(size_t c, Tier to);
+  void move_state(size_t c, Tier to);
+  void zero_grad();
+
+  ChunkTraffic& traffic() { return traffic_; }
+  int64_t peak_gathered_bytes() const { return peak_gathered_; }
+  int64_t peak_staging_bytes() const { return peak_staging_; }
+
+ private:
+  void bind(Chunk& chunk);
+  void unbind(Chunk& chunk);
+  torch::Tensor moved(const torch::Tensor& tensor, Tier to, const std::string& what);
+
+  TierMemory& memory_;
+  std::vector<FlatEntry> entries_;
+  std::vector<torch::Tensor> params_;
+  ShardLayout layout_;
+  Communicator* group_;
+  torch::ScalarType compute_dtype_;
+  std::vector<Chunk> chunks_;
+  std::vector<std::pair<size_t, size_t>> location_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  torch::Tensor empty_;
+  ChunkTraffic traffic_;
+  int64_t gathered_bytes_ = 0, peak_gathered_ = 0, staging_now_ = 0, peak_staging_ = 0;
+};
+
+}  // namespace cr
