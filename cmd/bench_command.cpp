@@ -58,6 +58,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
   config.train.peak_flops = options.peak_flops;
   const auto run_dir = std::filesystem::temp_directory_path() / ("colossal-run-bench-" + std::to_string(getpid()));
   config.runtime.run_dir = run_dir.string();
+  if (!options.sets.empty()) config = load_config_text(dump_config(config), "bench", options.sets);
 
   // Before any tensor of the run exists, so that every one is counted.
   HostTensorBytes::Scope tensor_bytes;
@@ -148,6 +149,17 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"step_host_bytes", last.peak_host_bytes - summary.steps_start_host_bytes},
       {"step_tensor_bytes", max_of(&StepMetrics::step_tensor_bytes)},
   };
+  if (last.tiers.tiered) {
+    result["placement_policy"] = config.zero.placement_policy.value_or("");
+    result["tiers"] = {{"device_budget", last.tiers.device_budget},
+                       {"device_peak", last.tiers.device_peak},
+                       {"host_peak", last.tiers.host_peak},
+                       {"host_to_device_per_step", last.tiers.host_to_device},
+                       {"device_to_host_per_step", last.tiers.device_to_host},
+                       {"nvme_bytes", last.tiers.nvme_bytes},
+                       {"nvme_read_per_step", last.tiers.nvme_read},
+                       {"nvme_written_per_step", last.tiers.nvme_written}};
+  }
   if (options.pipeline > 1) {
     // At the artificial stage costs when set (the model's own are then negligible), else 1 and 2.
     ComputeCosts costs;

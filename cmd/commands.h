@@ -46,6 +46,7 @@ struct BenchOptions {
   int64_t steps = 5;  // measured steps after warm-up
   int64_t threads = 0;
   double peak_flops = 0;  // 0: measure
+  std::vector<std::string> sets;  // KEY=VALUE config overrides on top of the above (Gemini's zero.* keys)
 };
 
 struct ConvertConfigOptions {

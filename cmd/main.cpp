@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
   bench->add_option("--micro-batch", bench_options.micro_batch_size, "micro-batch size")->check(CLI::PositiveNumber);
   bench->add_option("--warmup", bench_options.warmup_steps, "unmeasured steps")->check(CLI::NonNegativeNumber);
   bench->add_option("--steps", bench_options.steps, "measured steps")->check(CLI::PositiveNumber);
+  bench->add_option("--set", bench_options.sets,
+                    "override a config key of the benchmark's run, e.g. --set zero.placement_policy=auto");
   bench->add_option("--threads", bench_options.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
   bench->add_option("--peak-flops", bench_options.peak_flops, "MFU denominator in FLOP/s (0: a known GPU's datasheet peak, else a GEMM measured at start-up)")
       ->check(CLI::NonNegativeNumber);

@@ -19,6 +19,8 @@ struct TierUsage {
   int64_t device_budget = 0;         // 0: none
   int64_t device_peak = 0, host_peak = 0;  // training-state bytes, allocator peaks since the last report
   int64_t host_to_device = 0, device_to_host = 0;  // bytes moved in the last training step
+  int64_t nvme_bytes = 0;                    // the NVMe tier's file
+  int64_t nvme_read = 0, nvme_written = 0;   // in the last training step
 };
 
 }  // namespace cr

@@ -14,6 +14,7 @@ packages=(
   libsentencepiece-dev
   catch2
   libcpp-httplib-dev      # the HTTP server of `colossal-run serve`
+  liburing-dev            # io_uring for Gemini's NVMe tier
 )
 
 missing=()

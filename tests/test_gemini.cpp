@@ -1,9 +1,15 @@
 // Gemini's decisions as plain data: chunk sizes and layouts, the tensor state machine, static
-// placement, Belady's eviction order over an access trace, the auto policy's room and margin,
-// and the emulated device tier's budget.
+// placement, Belady's eviction order over an access trace, the auto policy's room and margin;
+// the emulated device tier's budget and the NVMe tier's file.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "memory/gemini/chunk_layout.h"
+#include "memory/gemini/nvme_store.h"
 #include "memory/gemini/placement_policy.h"
 #include "memory/gemini/tensor_state.h"
 #include "memory/gemini/tier_memory.h"
@@ -128,6 +134,15 @@ TEST_CASE("static placement takes the first chunks for each fraction; cuda, cpu 
   CHECK_FALSE(placed[2].keep_gathered);
   CHECK(placed[0].state == Tier::Host);
   CHECK(placed[1].state == Tier::Device);
+  config.offload_optim_frac = 0.75;
+  config.nvme_offload_fraction = 0.5;  // of the three host chunks' bytes: the first two
+  const auto nvme = initial_placement(config, bytes);
+  CHECK(nvme[0].state == Tier::Nvme);
+  CHECK(nvme[1].state == Tier::Nvme);
+  CHECK(nvme[2].state == Tier::Host);
+  CHECK(nvme[3].state == Tier::Device);
+  config.offload_optim_frac = 0.25;
+  config.nvme_offload_fraction = 0;
   for (const auto& p : placed) CHECK(p.weights == Tier::Device);
 
   for (const std::string policy : {"cuda", "cpu", "auto"}) {
@@ -200,4 +215,56 @@ TEST_CASE("the emulated device tier counts a buffer until its last view dies and
   auto half = memory.empty(Tier::Device, 100, torch::kBFloat16, "bf16");
   CHECK(memory.device_bytes() == 200);
   CHECK(half.scalar_type() == torch::kBFloat16);
+}
+
+namespace {
+
+// The NVMe tier's file, found through this process's descriptors (it has no name any more).
+std::string open_store_file() {
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const auto target = std::filesystem::read_symlink(fd.path(), error).string();
+    if (target.find("colossal-run-gemini-") != std::string::npos) return fd.path().string();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("the NVMe tier's file is gone from its directory at once, and reads back what was written or says why") {
+  const auto dir = std::filesystem::temp_directory_path() / ("cr-test-nvme-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    NvmeStore store(dir.string(), 3);
+    CHECK(std::filesystem::is_empty(dir));  // unlinked while open
+    const size_t small = store.add_region(10, "small");
+    const size_t large = store.add_region(20 << 20, "large");  // several pieces in flight
+    CHECK(store.region_bytes(small) == kNvmeBlock);
+    CHECK(store.file_bytes() == kNvmeBlock + (20 << 20));
+    TierMemory memory(torch::kCPU, 0);
+    auto written = memory.empty(Tier::Host, (20 << 20) / 4, torch::kFloat, "written");
+    auto read = memory.empty(Tier::Host, (20 << 20) / 4, torch::kFloat, "read");
+    written.copy_(torch::arange(written.numel(), torch::kFloat));
+    const auto first = store.write(large, written.data_ptr());
+    const auto second = store.write(small, written.data_ptr());
+    store.wait(first);
+    store.wait(second);
+    store.wait(store.read(large, read.data_ptr()));
+    CHECK(torch::equal(read, written));
+    CHECK(store.bytes_written() == kNvmeBlock + (20 << 20));
+    CHECK_THROWS_WITH(store.read(store.add_region(8, "fresh"), read.data_ptr()), Contains("fresh) read before"));
+
+    // A drive that returns other bytes than it was given is caught by the region's CRC.
+    const std::string file = open_store_file();
+    REQUIRE_FALSE(file.empty());
+    const int fd = ::open(file.c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    const char garbage[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    REQUIRE(::pwrite(fd, garbage, sizeof garbage, kNvmeBlock + 100) == sizeof garbage);
+    ::close(fd);
+    CHECK_THROWS_WITH(store.wait(store.read(large, read.data_ptr())), Contains("large came back with CRC-32"));
+  }
+  CHECK(std::filesystem::is_empty(dir));
+  std::filesystem::remove_all(dir);
+  CHECK_THROWS_WITH(NvmeStore("/nonexistent/nvme", 0), Contains("zero.nvme_path /nonexistent/nvme: not a directory"));
 }

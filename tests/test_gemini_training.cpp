@@ -10,7 +10,10 @@
 #include <filesystem>
 
 #include "core/config/config.h"
+#include "core/plan/gemini_plan.h"
+#include "core/train/model_factory.h"
 #include "core/train/trainer.h"
+#include "memory/flat_parameters.h"
 #include "tests/layout_training.h"
 #include "tests/mpi_session.h"
 #include "tests/run_config.h"
@@ -44,10 +47,13 @@ std::vector<std::string> with(std::vector<std::string> overrides, const std::vec
   return overrides;
 }
 
+std::string nvme_path() { return "zero.nvme_path=" + fs::temp_directory_path().string(); }
+
 // Each policy's settings; auto under a budget small enough that chunks are evicted.
 const std::vector<std::pair<std::string, std::vector<std::string>>> kPolicies = {
     {"cuda", {"zero.placement_policy=cuda"}},
     {"cpu", {"zero.placement_policy=cpu"}},
+    {"nvme", {"zero.placement_policy=cpu", "zero.nvme_offload_fraction=0.6", nvme_path()}},
     {"static", {"zero.placement_policy=static", "zero.shard_param_frac=0.5", "zero.offload_optim_frac=0.5"}},
     {"auto", {"zero.placement_policy=auto", "runtime.device_memory_limit=4MiB", "zero.warmup_non_model_data_ratio=0.5",
               "zero.gpu_margin_mem_ratio=0.5", "zero.max_prefetch=2"}},
@@ -95,7 +101,7 @@ TEST_CASE("auto keeps the emulated device under its budget while training a mode
   const auto dir = rank_dir("gemini-budget");
   const int64_t budget = 4 << 20;  // gpt2-mini's 0.9M parameters hold 14.7 MB of fp32 training state
   const auto run = run_training(
-      gemini_config(dir, with(kPolicies[3].second, {"train.steps=8", "model.preset=gpt2-mini"})), nullptr);
+      gemini_config(dir, with(kPolicies[4].second, {"train.steps=8", "model.preset=gpt2-mini"})), nullptr);
   REQUIRE(run.steps.size() == 8);
   const StateBytes& state = run.steps.back().state;
   CHECK(state.total() > 3 * budget);
@@ -110,6 +116,25 @@ TEST_CASE("auto keeps the emulated device under its budget while training a mode
   fs::remove_all(dir);
 }
 
+TEST_CASE("plan's bytes per tier are what the run's tiers hold", "[gemini]") {
+  const auto dir = rank_dir("gemini-plan");
+  for (const std::string policy : {"cuda", "cpu"}) {
+    INFO(policy);
+    const Config config = gemini_config(dir / policy, {"zero.placement_policy=" + policy, "train.steps=2"});
+    const auto run = run_training(config, g_world);
+    const auto entries = flat_layout(parameter_shapes(model_spec_from_config(config.model)));
+    const TierBytes planned = gemini_tier_bytes(entries, g_world->size(), config, policy, 0);
+    // Rank 0 holds the largest shards, as plan counts; the device also holds gathered chunks and
+    // staging, which plan bounds by its two largest blocks.
+    const TierUsage& measured = run.steps.back().tiers;
+    if (g_world->rank() == 0) CHECK(measured.host_peak == planned.host);
+    CHECK(measured.host_peak <= planned.host);
+    CHECK(measured.device_peak <= planned.device);
+    CHECK(measured.device_peak > 0);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("Gemini checkpoints load in ZeRO-3 runs and back, bit for bit", "[gemini]") {
   auto shared = fs::temp_directory_path() / ("cr-test-gemini-resume-" + std::to_string(getppid()));
   if (g_world->rank() == 0) fs::remove_all(shared);
@@ -117,7 +142,7 @@ TEST_CASE("Gemini checkpoints load in ZeRO-3 runs and back, bit for bit", "[gemi
   const std::vector<std::string> fixed = {"lr_schedule.decay_steps=6"};
   const auto full = run_training(gemini_config(shared / "full", fixed), g_world);
   const std::vector<std::string> half = {"train.steps=3", "checkpoint.every=3"};
-  const std::vector<std::string> cpu = {"zero.placement_policy=cpu"};
+  const std::vector<std::string> cpu = kPolicies[2].second;  // with the NVMe tier
   // Gemini writes, ZeRO-3 reads; then ZeRO-3 writes, Gemini reads.
   run_training(gemini_config(shared / "g2z", with(with(fixed, half), cpu)), g_world);
   const auto zero_resumed = run_training(gemini_config(shared / "g2z", fixed), g_world);
@@ -145,6 +170,10 @@ TEST_CASE("placements the config cannot have are named", "[gemini]") {
   CHECK_THROWS_WITH(gemini_config(dir, {"zero.placement_policy=cpu", "zero.gpu_margin_mem_ratio=0.5"}),
                     Contains("apply to placement_policy auto, not cpu"));
   CHECK_THROWS_WITH(gemini_config(dir, {"runtime.device_memory_limit=lots"}), Contains("runtime.device_memory_limit"));
+  CHECK_THROWS_WITH(gemini_config(dir, {"zero.placement_policy=cpu", "zero.nvme_offload_fraction=0.5"}),
+                    Contains("zero.nvme_offload_fraction 0.5 needs zero.nvme_path"));
+  CHECK_THROWS_WITH(gemini_config(dir, {"zero.nvme_offload_fraction=0.5", nvme_path()}),
+                    Contains("set zero.placement_policy"));
 }
 
 int main(int argc, char** argv) { return cr::test::run_mpi_session(argc, argv, cr::test::g_world); }

@@ -118,6 +118,8 @@ struct ZeroConfig {
   double chunk_size_m = 0;       // elements per chunk in 2^20s; 0: searched
   double search_range_m = 32;    // search: sizes tried above the largest parameter, in 2^20 elements
   double min_chunk_size_m = 32;  // search: smallest chunk; a smaller model stays one gathered chunk
+  double nvme_offload_fraction = 0.0;  // share of host-placed fp32 state kept in files under nvme_path
+  std::optional<std::string> nvme_path;
 };
 
 struct CheckpointConfig {

@@ -268,6 +268,12 @@ const std::vector<ConfigKey>& config_keys() {
        "Gemini chunk size in 2^20 elements; 0: searched for the least padding", between(0, 1 << 20)},
       {CR_FIELD(zero, search_range_m),
        "chunk size search: sizes tried above the largest parameter, in 2^20 elements", between(0, 1 << 20)},
+      {CR_FIELD(zero, nvme_offload_fraction),
+       "share of the chunks whose fp32 state is on the host that keep it in files under nvme_path instead (master "
+       "weights, gradients, Adam moments; read and written with io_uring around each update)",
+       between(0, 1)},
+      {CR_FIELD(zero, nvme_path),
+       "directory for the NVMe tier's files (one per rank, removed when the run ends however it ends)", a_path()},
       {CR_FIELD(zero, min_chunk_size_m),
        "chunk size search: the smallest chunk in 2^20 elements; a smaller model is one chunk kept gathered",
        between(0, 1 << 20)},
@@ -348,10 +354,14 @@ const std::vector<ConfigRule>& config_rules() {
            return e.what();
          }
        }},
-      {"zero.placement_policy needs zero.stage 3; the fractions belong to static, the margin ratios to auto.",
+      {"zero.placement_policy needs zero.stage 3; the fractions belong to static, the margin ratios to auto; the NVMe "
+       "tier needs a placement policy and nvme_path.",
        [](const Config& c) -> std::string {
          const ZeroConfig& z = c.zero;
-         if (!z.placement_policy) return "";
+         if (!z.placement_policy) {
+           if (z.nvme_offload_fraction == 0) return "";
+           return "zero.nvme_offload_fraction places Gemini's chunks: set zero.placement_policy (cpu, static or auto)";
+         }
          const std::string& policy = *z.placement_policy;
          if (z.stage != 3) {
            return fmt::format("zero.placement_policy {} shards like ZeRO-3: set zero.stage 3 (it is {})", policy,
@@ -368,6 +378,14 @@ const std::vector<ConfigRule>& config_rules() {
            return fmt::format("zero.offload_param_frac {} needs shard_param_frac 1 and offload_optim_frac 1 (they are "
                               "{} and {}): weights on the host are sharded and updated there", z.offload_param_frac,
                               z.shard_param_frac, z.offload_optim_frac);
+         }
+         if (z.nvme_offload_fraction > 0 && policy == "cuda") {
+           return "zero.nvme_offload_fraction moves state placed on the host, and placement_policy cuda places none "
+                  "there";
+         }
+         if (z.nvme_offload_fraction > 0 && !z.nvme_path) {
+           return fmt::format("zero.nvme_offload_fraction {} needs zero.nvme_path, the directory for its files",
+                              z.nvme_offload_fraction);
          }
          if (policy != "auto" && (z.gpu_margin_mem_ratio != defaults.gpu_margin_mem_ratio ||
                                   z.max_prefetch != defaults.max_prefetch)) {

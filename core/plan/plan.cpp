@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/plan/gemini_plan.h"
 #include "core/plan/grid_traffic.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/mesh_layout.h"
@@ -444,6 +445,13 @@ std::string plan_report(const Config& config, const PlanOptions& options) {
   out += fmt::format("  training state per parameter: {:.2f} bytes\n",
                      static_cast<double>(memory.StateBytes::total()) / static_cast<double>(n));
   if (options.device_memory) out += device_fit_section(spec, config, data, *options.device_memory);
+  if (config.zero.placement_policy || config.runtime.device_memory_limit) {
+    std::optional<int64_t> budget = options.device_memory;
+    if (config.runtime.device_memory_limit) {
+      budget = parse_byte_size(*config.runtime.device_memory_limit, "runtime.device_memory_limit");
+    }
+    out += gemini_plan_section(rank_parameters(spec, config), data, config, memory.activations, budget);
+  }
   if (options.verbose) {
     out += "\nresolved config:\n";
     out += dump_config(config);

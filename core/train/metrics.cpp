@@ -87,7 +87,8 @@ void MetricsFile::write_step(const StepMetrics& m) {
   if (m.tiers.tiered) {
     j["tiers"] = {{"device_budget", m.tiers.device_budget}, {"device_peak", m.tiers.device_peak},
                   {"host_peak", m.tiers.host_peak}, {"host_to_device", m.tiers.host_to_device},
-                  {"device_to_host", m.tiers.device_to_host}};
+                  {"device_to_host", m.tiers.device_to_host}, {"nvme_bytes", m.tiers.nvme_bytes},
+                  {"nvme_read", m.tiers.nvme_read}, {"nvme_written", m.tiers.nvme_written}};
   }
   if (m.loss_scale > 0) {
     j["loss_scale"] = m.loss_scale;

@@ -9,8 +9,9 @@ namespace cr {
 
 ChunkManager::ChunkManager(const ModuleParameters& params, const WeightSource* source, TierMemory& memory,
                            const ChunkLayout& layout, const std::vector<ChunkPlacement>& placement,
-                           torch::ScalarType compute_dtype, Communicator* group)
+                           torch::ScalarType compute_dtype, Communicator* group, NvmeStore* nvme)
     : memory_(memory),
+      nvme_(nvme),
       entries_(params.entries),
       params_(params.tensors),
       layout_(layout.chunks, group ? group->rank() : 0, group ? group->size() : 1),
@@ -46,6 +47,23 @@ ChunkManager::ChunkManager(const ModuleParameters& params, const WeightSource* s
     };
     const std::string name = fmt::format("chunk {}", c);
     const Tier state = chunk.placement.state;
+    if (state == Tier::Nvme) {
+      CR_CHECK(nvme_, "chunk {}: its state is placed on the NVMe tier, which has no file", c);
+      for (const char* part : {"master weights", "gradients", "exp_avg", "exp_avg_sq"}) {
+        chunk.regions.push_back(nvme_->add_region(n * 4, fmt::format("chunk {} {}", c, part)));
+      }
+      if (low_precision) {  // the master weights go to the file once, through a host buffer
+        StateBuffer buffer = state_buffer(n);
+        const auto master = fill(buffer.parts[0].narrow(0, 0, n));
+        chunk.weights = memory_.empty(chunk.placement.weights, n, compute_dtype, name + " weights");
+        chunk.weights.copy_(master);
+        nvme_->wait(nvme_->write(chunk.regions[0], buffer.parts[0].data_ptr()));
+        traffic_.nvme_written += nvme_->region_bytes(chunk.regions[0]);
+      } else {
+        chunk.weights = fill(memory_.empty(chunk.placement.weights, n, torch::kFloat, name + " weights"));
+      }
+      continue;
+    }
     if (low_precision) {
       chunk.master = fill(memory_.empty(state, n, torch::kFloat, name + " master weights"));
       chunk.weights = memory_.empty(chunk.placement.weights, n, compute_dtype, name + " weights");
@@ -154,7 +172,7 @@ void ChunkManager::stage_gradient(size_t entry_index, const torch::Tensor& grad)
   chunk.staging.narrow(0, entry.offset - chunk.range.begin, entry.numel).copy_(grad.reshape({-1}));
 }
 
-void ChunkManager::reduce(size_t c) {
+torch::Tensor ChunkManager::reduce(size_t c) {
   Chunk& chunk = chunks_[c];
   if (!chunk.staging.defined()) {
     chunk.staging = memory_.zeros(Tier::Device, chunk.range.numel(), torch::kFloat, fmt::format("chunk {} gradients", c));
@@ -167,13 +185,95 @@ void ChunkManager::reduce(size_t c) {
     group_->reduce_scatter(chunk.staging, own, ReduceOp::Avg);
     traffic_.reduced += (layout_.size() - 1) * chunk.range.numel() * 4 / layout_.size();
   }
-  if (chunk.placement.state == Tier::Host) {
+  if (chunk.placement.state != Tier::Device) {
     traffic_.device_to_host += chunk.slice.numel * 4;
-    if (memory_.emulated()) own = own.clone();  // the emulated device's bytes really move
+    if (memory_.emulated() && chunk.placement.state == Tier::Host) own = own.clone();  // the bytes really move
   }
-  chunk.grad.add_(own.to(chunk.grad.device()));
+  torch::Tensor grad = chunk.grad;
+  if (on_nvme(c)) {
+    // Read, add, write back; at most two writes in flight, each holding its buffer.
+    const size_t region = chunk.regions[1];
+    grad = memory_.empty(Tier::Host, nvme_->region_bytes(region) / 4, torch::kFloat, fmt::format("chunk {} gradients", c));
+    if (chunk.grad_zero) {
+      grad.zero_();
+    } else {
+      nvme_->wait(nvme_->read(region, grad.data_ptr()));
+      traffic_.nvme_read += nvme_->region_bytes(region);
+    }
+    grad.narrow(0, 0, chunk.slice.numel).add_(own.to(grad.device()));
+    chunk.grad_zero = false;
+    if (gradient_writes_.size() >= 2) {
+      nvme_->wait(gradient_writes_.front().first);
+      gradient_writes_.erase(gradient_writes_.begin());
+    }
+    gradient_writes_.emplace_back(nvme_->write(region, grad.data_ptr()), grad);
+    traffic_.nvme_written += nvme_->region_bytes(region);
+    grad = grad.narrow(0, 0, chunk.slice.numel);
+  } else {
+    grad.add_(own.to(grad.device()));
+  }
   chunk.staging = torch::Tensor();
   staging_now_ -= staging_bytes(c);
+  return grad;
+}
+
+StateBuffer ChunkManager::state_buffer(int64_t shard_numel) {
+  const int64_t floats = (shard_numel * 4 + kNvmeBlock - 1) / kNvmeBlock * kNvmeBlock / 4;
+  StateBuffer buffer;
+  for (size_t k = compute_dtype_ == torch::kFloat ? 1 : 0; k < 4; ++k) {  // fp32: the weights are the master
+    buffer.parts[k] = memory_.empty(Tier::Host, floats, torch::kFloat, "NVMe state buffer");
+  }
+  return buffer;
+}
+
+void ChunkManager::view_state(size_t c, StateBuffer& buffer) {
+  Chunk& chunk = chunks_[c];
+  CR_CHECK(on_nvme(c), "chunk {}'s state is not on the NVMe tier", c);
+  const int64_t n = chunk.slice.numel;
+  if (compute_dtype_ != torch::kFloat) chunk.master = buffer.parts[0].narrow(0, 0, n);
+  chunk.grad = buffer.parts[1].narrow(0, 0, n);
+  chunk.exp_avg = buffer.parts[2].narrow(0, 0, n);
+  chunk.exp_avg_sq = buffer.parts[3].narrow(0, 0, n);
+}
+
+std::vector<NvmeStore::Ticket> ChunkManager::load_state(size_t c, StateBuffer& buffer, bool with_grad) {
+  view_state(c, buffer);
+  Chunk& chunk = chunks_[c];
+  std::vector<NvmeStore::Ticket> tickets;
+  for (size_t k = 0; k < 4; ++k) {
+    if ((k == 0 && !chunk.master.defined()) || (k == 1 && !with_grad)) continue;
+    if ((k == 1 && chunk.grad_zero) || (k >= 2 && chunk.moments_zero)) {
+      buffer.parts[k].zero_();
+    } else {
+      tickets.push_back(nvme_->read(chunk.regions[k], buffer.parts[k].data_ptr()));
+      traffic_.nvme_read += nvme_->region_bytes(chunk.regions[k]);
+    }
+  }
+  return tickets;
+}
+
+std::vector<NvmeStore::Ticket> ChunkManager::store_state(size_t c) {
+  Chunk& chunk = chunks_[c];
+  std::vector<NvmeStore::Ticket> tickets;
+  for (size_t k : {0, 2, 3}) {
+    const torch::Tensor& part = k == 0 ? chunk.master : k == 2 ? chunk.exp_avg : chunk.exp_avg_sq;
+    if (!part.defined()) continue;
+    tickets.push_back(nvme_->write(chunk.regions[k], part.data_ptr()));
+    traffic_.nvme_written += nvme_->region_bytes(chunk.regions[k]);
+  }
+  chunk.moments_zero = false;
+  return tickets;
+}
+
+void ChunkManager::unload(size_t c) {
+  Chunk& chunk = chunks_[c];
+  chunk.master = chunk.grad = chunk.exp_avg = chunk.exp_avg_sq = torch::Tensor();
+}
+
+void ChunkManager::flush() {
+  if (!nvme_) return;
+  for (auto& [ticket, buffer] : gradient_writes_) nvme_->wait(ticket);
+  gradient_writes_.clear();
 }
 
 torch::Tensor ChunkManager::moved(const torch::Tensor& tensor, Tier to, const std::string& what) {
@@ -197,6 +297,7 @@ void ChunkManager::move_weights(size_t c, Tier to) {
 void ChunkManager::move_state(size_t c, Tier to) {
   Chunk& chunk = chunks_[c];
   if (chunk.placement.state == to) return;
+  CR_CHECK(!on_nvme(c) && to != Tier::Nvme, "chunk {}: state moves to and from the NVMe tier are not supported", c);
   torch::NoGradGuard no_grad;
   for (torch::Tensor* part : {&chunk.master, &chunk.grad, &chunk.exp_avg, &chunk.exp_avg_sq}) {
     *part = moved(*part, to, fmt::format("chunk {} fp32 state", c));
@@ -205,7 +306,10 @@ void ChunkManager::move_state(size_t c, Tier to) {
 }
 
 void ChunkManager::zero_grad() {
-  for (auto& chunk : chunks_) chunk.grad.zero_();
+  for (auto& chunk : chunks_) {
+    chunk.grad_zero = true;
+    if (chunk.placement.state != Tier::Nvme) chunk.grad.zero_();
+  }
 }
 
 }  // namespace cr

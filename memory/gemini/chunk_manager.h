@@ -10,6 +10,10 @@
 // points the parameters at it, so model code never sees a move; releasing empties them again.
 // Gradients go to `staging` (fp32, the whole chunk, on the device) and are reduce-scattered into
 // `grad` once every tensor of the chunk is READY_FOR_REDUCE, as ZeRO-3 does with its buckets.
+// A chunk whose fp32 state is on the NVMe tier keeps master weights, gradients and moments in
+// regions of the rank's file; they are in memory (host buffers the caller lends) only between
+// load_state() and unload(). Its gradient is read, added to and written back at each reduction
+// (only written when the step's first), and its moments start as zeros without being read.
 #pragma once
 
 #include <memory>
@@ -19,6 +23,7 @@
 
 #include "memory/flat_parameters.h"
 #include "memory/gemini/chunk_layout.h"
+#include "memory/gemini/nvme_store.h"
 #include "memory/gemini/placement_policy.h"
 #include "memory/gemini/tensor_state.h"
 #include "memory/gemini/tier_memory.h"
@@ -40,21 +45,29 @@ struct Chunk {
   std::vector<std::unique_ptr<CommWork>> in_flight;  // a gather started ahead of use
   bool bound = false;  // the parameters point into `full`
   int pending_grads = 0;
+  // NVMe tier: the regions of master weights (16-bit compute), gradients, exp_avg, exp_avg_sq.
+  std::vector<size_t> regions;
+  bool grad_zero = true, moments_zero = true;  // nothing written yet this step / ever
+};
+
+// Host buffers for one NVMe chunk's state while it is in memory (4 KiB-aligned, whole blocks).
+struct StateBuffer {
+  torch::Tensor parts[4];  // master, grad, exp_avg, exp_avg_sq
 };
 
 // Bytes moved between tiers and over the data ranks since the last reset.
 struct ChunkTraffic {
-  int64_t host_to_device = 0, device_to_host = 0, gathered = 0, reduced = 0;
+  int64_t host_to_device = 0, device_to_host = 0, gathered = 0, reduced = 0, nvme_read = 0, nvme_written = 0;
 };
 
 class ChunkManager {
  public:
   // Takes the parameters of `params` (a skeleton's), giving each chunk its storage as
   // `placement` says and filling it from `source` (zeros without one). group: the data ranks
-  // (null: one).
+  // (null: one); nvme: the NVMe tier's file, needed when a chunk's state is placed there.
   ChunkManager(const ModuleParameters& params, const WeightSource* source, TierMemory& memory,
                const ChunkLayout& layout, const std::vector<ChunkPlacement>& placement,
-               torch::ScalarType compute_dtype, Communicator* group);
+               torch::ScalarType compute_dtype, Communicator* group, NvmeStore* nvme = nullptr);
   ChunkManager(const ChunkManager&) = delete;
   ChunkManager& operator=(const ChunkManager&) = delete;
 
@@ -83,8 +96,21 @@ class ChunkManager {
   void stage_gradient(size_t entry, const torch::Tensor& grad);
   int64_t staging_bytes(size_t c) const { return chunks_[c].range.numel() * 4; }
   // Reduce-scatters (averages) the staged gradients and adds this rank's part into `grad`;
-  // chunks nothing was staged for contribute zeros.
-  void reduce(size_t c);
+  // chunks nothing was staged for contribute zeros. Returns the chunk's gradient shard after the
+  // addition (for an NVMe chunk, the host copy on its way to the file).
+  torch::Tensor reduce(size_t c);
+  void flush();  // gradient writes to the NVMe tier done
+
+  bool on_nvme(size_t c) const { return chunks_[c].placement.state == Tier::Nvme; }
+  StateBuffer state_buffer(int64_t shard_numel);
+  // Starts reading an NVMe chunk's state into `buffer` (the gradient too when `with_grad`), whose
+  // views the chunk's master / grad / exp_avg / exp_avg_sq become; wait for the tickets.
+  std::vector<NvmeStore::Ticket> load_state(size_t c, StateBuffer& buffer, bool with_grad);
+  void view_state(size_t c, StateBuffer& buffer);  // the views alone: the caller fills them
+  // Starts writing back what an update changed (master weights, moments).
+  std::vector<NvmeStore::Ticket> store_state(size_t c);
+  void unload(size_t c);  // its state views dropped
+  NvmeStore* nvme() const { return nvme_; }
 
   void move_weights(size_t c, Tier to);
   void move_state(size_t c, Tier to);
@@ -100,6 +126,8 @@ class ChunkManager {
   torch::Tensor moved(const torch::Tensor& tensor, Tier to, const std::string& what);
 
   TierMemory& memory_;
+  NvmeStore* nvme_;
+  std::vector<std::pair<NvmeStore::Ticket, torch::Tensor>> gradient_writes_;  // in flight, with their buffers
   std::vector<FlatEntry> entries_;
   std::vector<torch::Tensor> params_;
   ShardLayout layout_;

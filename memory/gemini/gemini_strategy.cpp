@@ -42,6 +42,8 @@ GeminiOptions gemini_options(const ZeroConfig& zero) {
   p.warmup_non_model_data_ratio = zero.warmup_non_model_data_ratio;
   p.steady_cuda_cap_ratio = zero.steady_cuda_cap_ratio;
   p.max_prefetch = zero.max_prefetch;
+  p.nvme_offload_fraction = zero.nvme_offload_fraction;
+  options.nvme_path = zero.nvme_path.value_or("");
   const auto elements = [](double m) { return static_cast<int64_t>(std::llround(m * static_cast<double>(kChunkUnit))); };
   options.chunks.chunk_size = elements(zero.chunk_size_m);
   options.chunks.search_range = elements(zero.search_range_m);
@@ -71,7 +73,12 @@ GeminiStrategy::GeminiStrategy(const ModuleParameters& params, const WeightSourc
   if (layout_.keep_gathered) {
     for (auto& p : placement) p.keep_gathered = true;
   }
-  chunks_ = std::make_unique<ChunkManager>(params, source, memory_, layout_, placement, options.compute_dtype, group_);
+  const bool uses_nvme =
+      std::any_of(placement.begin(), placement.end(), [](const ChunkPlacement& p) { return p.state == Tier::Nvme; });
+  if (uses_nvme) nvme_ = std::make_unique<NvmeStore>(options.nvme_path, group ? group->rank() : 0);
+  chunks_ = std::make_unique<ChunkManager>(params, source, memory_, layout_, placement, options.compute_dtype, group_,
+                                           nvme_.get());
+  nvme_partials_.assign(chunks_->size(), 0.0);
   block_chunks_.resize(static_cast<size_t>(blocks));
   for (size_t i = 0; i < params.entries.size(); ++i) {
     const int64_t layer = params.entries[i].layer;
@@ -193,6 +200,7 @@ void GeminiStrategy::begin_step(bool training) {
   training_ = training;
   stepping_ = true;
   if (training) {
+    poisoned_ = false;
     chunks_->zero_grad();
     chunks_->traffic() = {};
     memory_.reset_peaks();
@@ -252,7 +260,8 @@ torch::Tensor GeminiStrategy::after_block(int64_t block, const torch::Tensor& ou
 
 void GeminiStrategy::before_layer_backward(int64_t layer) { before_block(layer); }
 
-void GeminiStrategy::begin_backward(bool) {
+void GeminiStrategy::begin_backward(bool reduces) {
+  last_backward_ = reduces;
   std::fill(reduced_.begin(), reduced_.end(), false);
   reduced_in_backward_ = 0;
 }
@@ -288,7 +297,8 @@ void GeminiStrategy::settle(size_t c) {
 void GeminiStrategy::finish_reduction(size_t c) {
   Chunk& chunk = chunks_->chunk(c);
   if (!chunk.staging.defined()) make_room(chunks_->staging_bytes(c), {c}, fmt::format("chunk {}'s gradients", c));
-  chunks_->reduce(c);
+  const torch::Tensor grad = chunks_->reduce(c);
+  if (chunks_->on_nvme(c) && last_backward_) nvme_partials_[c] = partial_sum_of_squares(c, grad);
   reduced_[c] = true;
   settle(c);
   chunk.pending_grads = static_cast<int>(chunk.entries.size());
@@ -300,6 +310,7 @@ void GeminiStrategy::end_backward() {
   for (size_t c = 0; c < chunks_->size(); ++c) {
     if (!reduced_[c]) finish_reduction(c);
   }
+  chunks_->flush();
 }
 
 void GeminiStrategy::reduce_gradients() { release_all(); }
@@ -339,29 +350,38 @@ void GeminiStrategy::end_warmup() {
                                                             options_.placement.steady_cuda_cap_ratio) - peak;
   const int64_t element = static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   const int64_t state_parts = options_.compute_dtype == torch::kFloat ? 3 : 4;
+  std::vector<size_t> movable;  // chunks whose state the NVMe tier does not hold
   std::vector<int64_t> moved;
   for (size_t c = 0; c < chunks_->size(); ++c) {
     const Chunk& chunk = chunks_->chunk(c);
+    if (chunks_->on_nvme(c)) continue;
+    movable.push_back(c);
     moved.push_back((chunk.placement.weights == Tier::Host ? max_shard_[c] * element : 0) +
                     (chunk.placement.state == Tier::Host ? max_shard_[c] * 4 * state_parts : 0));
   }
-  for (size_t c : margin_chunks(options_.placement, margin, moved)) {
-    chunks_->move_weights(c, Tier::Device);
-    chunks_->move_state(c, Tier::Device);
+  for (size_t i : margin_chunks(options_.placement, margin, moved)) {
+    chunks_->move_weights(movable[i], Tier::Device);
+    chunks_->move_state(movable[i], Tier::Device);
   }
 }
 
+double GeminiStrategy::partial_sum_of_squares(size_t c, const torch::Tensor& grad) const {
+  const Chunk& chunk = chunks_->chunk(c);
+  const int64_t begin = chunk.slice.flat_begin;
+  double sum = 0.0;
+  for_each_overlap(chunks_->entries(), begin, chunk.slice.numel, [&](const FlatEntry& entry, int64_t from, int64_t to) {
+    // Copies another tensor rank also holds count there only.
+    if (entry.slice.primary) sum += sum_of_squares_of(grad.narrow(0, from - begin, to - from));
+  });
+  return sum;
+}
+
 double GeminiStrategy::gradient_norm() {
-  const auto& entries = chunks_->entries();
   std::vector<double> partial(chunks_->size(), 0.0);
   for (size_t c = 0; c < chunks_->size(); ++c) {
-    const Chunk& chunk = chunks_->chunk(c);
-    const int64_t begin = chunk.slice.flat_begin;
-    for_each_overlap(entries, begin, chunk.slice.numel, [&](const FlatEntry& entry, int64_t from, int64_t to) {
-      // Copies another tensor rank also holds count there only.
-      if (entry.slice.primary) partial[c] += sum_of_squares_of(chunk.grad.narrow(0, from - begin, to - from));
-    });
+    partial[c] = chunks_->on_nvme(c) ? nvme_partials_[c] : partial_sum_of_squares(c, chunks_->chunk(c).grad);
   }
+  if (poisoned_) partial[0] = std::numeric_limits<double>::infinity();
   if (group_) {
     auto all = torch::tensor(partial, torch::kDouble);
     group_->all_reduce(all, ReduceOp::Sum);
@@ -377,15 +397,11 @@ double GeminiStrategy::gradient_norm() {
   return std::sqrt(sum);
 }
 
-void GeminiStrategy::optimizer_step(double lr, double grad_scale) {
-  ++optimizer_steps_;
-  torch::NoGradGuard no_grad;
-  AdamStepParams p = adam_step_params(options_.optimizer, optimizer_steps_, lr, grad_scale);
-  const auto& slices = chunks_->layout().slices();
-  for (const auto& [c, offset, count, decay] : decay_segments(chunks_->entries(), slices)) {
-    Chunk& chunk = chunks_->chunk(c);
+void GeminiStrategy::update(size_t c, AdamStepParams p) {
+  Chunk& chunk = chunks_->chunk(c);
+  const torch::Device at = chunk.grad.device();
+  for (const auto& [slice, offset, count, decay] : decay_segments(chunks_->entries(), {chunk.slice})) {
     p.weight_decay = decay ? static_cast<float>(options_.optimizer.weight_decay) : 0.0f;
-    const torch::Device at = chunk.grad.device();
     auto weights = chunk.weights.narrow(0, offset, count);
     // The update runs where the fp32 state is; weights placed elsewhere travel there and back.
     auto local = weights.device() == at ? weights : weights.to(at);
@@ -399,6 +415,51 @@ void GeminiStrategy::optimizer_step(double lr, double grad_scale) {
           count * static_cast<int64_t>(weights.element_size());
     }
   }
+}
+
+StateBuffer& GeminiStrategy::nvme_buffer(size_t which) {
+  if (nvme_buffers_.empty()) {
+    int64_t largest = 0;
+    for (size_t c = 0; c < chunks_->size(); ++c) {
+      if (chunks_->on_nvme(c)) largest = std::max(largest, chunks_->chunk(c).slice.numel);
+    }
+    for (int i = 0; i < 3; ++i) nvme_buffers_.push_back(chunks_->state_buffer(largest));
+  }
+  return nvme_buffers_[which % nvme_buffers_.size()];
+}
+
+void GeminiStrategy::update_nvme_chunks(const AdamStepParams& p) {
+  std::vector<size_t> order;
+  for (size_t c = 0; c < chunks_->size(); ++c) {
+    if (chunks_->on_nvme(c)) order.push_back(c);
+  }
+  if (order.empty()) return;
+  // Three buffers: chunk i is updated while i + 1 is read and i - 1 is written.
+  std::vector<std::vector<NvmeStore::Ticket>> loads(order.size()), stores(order.size());
+  loads[0] = chunks_->load_state(order[0], nvme_buffer(0), true);
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i + 1 < order.size()) {
+      if (i >= 2) {
+        for (auto ticket : stores[i - 2]) nvme_->wait(ticket);  // its buffer is the next one's
+      }
+      loads[i + 1] = chunks_->load_state(order[i + 1], nvme_buffer(i + 1), true);
+    }
+    for (auto ticket : loads[i]) nvme_->wait(ticket);
+    update(order[i], p);
+    stores[i] = chunks_->store_state(order[i]);
+    chunks_->unload(order[i]);
+  }
+  nvme_->wait_all();
+}
+
+void GeminiStrategy::optimizer_step(double lr, double grad_scale) {
+  ++optimizer_steps_;
+  torch::NoGradGuard no_grad;
+  const AdamStepParams p = adam_step_params(options_.optimizer, optimizer_steps_, lr, grad_scale);
+  for (size_t c = 0; c < chunks_->size(); ++c) {
+    if (!chunks_->on_nvme(c)) update(c, p);
+  }
+  update_nvme_chunks(p);
   // Chunks kept gathered hold the old weights: gather them again.
   for (size_t c = 0; c < chunks_->size(); ++c) {
     Chunk& chunk = chunks_->chunk(c);
@@ -440,6 +501,9 @@ TierUsage GeminiStrategy::tier_usage() const {
   usage.host_peak = memory_.host_peak();
   usage.host_to_device = last_traffic_.host_to_device;
   usage.device_to_host = last_traffic_.device_to_host;
+  usage.nvme_bytes = nvme_ ? nvme_->file_bytes() : 0;
+  usage.nvme_read = last_traffic_.nvme_read;
+  usage.nvme_written = last_traffic_.nvme_written;
   return usage;
 }
 
@@ -447,9 +511,14 @@ std::vector<torch::Tensor> GeminiStrategy::owned_state() {
   std::vector<torch::Tensor> weights, exp_avg, exp_avg_sq;
   for (size_t c = 0; c < chunks_->size(); ++c) {
     const Chunk& chunk = chunks_->chunk(c);
-    weights.push_back((chunk.master.defined() ? chunk.master : chunk.weights).to(torch::kCPU, torch::kFloat));
-    exp_avg.push_back(chunk.exp_avg.cpu());
-    exp_avg_sq.push_back(chunk.exp_avg_sq.cpu());
+    if (chunks_->on_nvme(c)) {
+      for (auto ticket : chunks_->load_state(c, nvme_buffer(0), false)) nvme_->wait(ticket);
+    }
+    // Copies (not views), so that an NVMe chunk's buffer can take the next chunk.
+    weights.push_back((chunk.master.defined() ? chunk.master : chunk.weights).to(torch::kCPU, torch::kFloat, false, true));
+    exp_avg.push_back(chunk.exp_avg.to(torch::kCPU, torch::kFloat, false, true));
+    exp_avg_sq.push_back(chunk.exp_avg_sq.to(torch::kCPU, torch::kFloat, false, true));
+    if (chunks_->on_nvme(c)) chunks_->unload(c);
   }
   return {torch::cat(weights), torch::cat(exp_avg), torch::cat(exp_avg_sq)};
 }
@@ -464,10 +533,16 @@ void GeminiStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_step
   for (size_t c = 0; c < chunks_->size(); ++c) {
     Chunk& chunk = chunks_->chunk(c);
     const auto part = [&](size_t k) { return state[k].narrow(0, chunk.slice.shard_begin, chunk.slice.numel); };
+    const bool nvme = chunks_->on_nvme(c);
+    if (nvme) chunks_->view_state(c, nvme_buffer(0));
     if (chunk.master.defined()) chunk.master.copy_(part(0));
     chunk.weights.copy_(part(0));
     chunk.exp_avg.copy_(part(1));
     chunk.exp_avg_sq.copy_(part(2));
+    if (nvme) {
+      for (auto ticket : chunks_->store_state(c)) nvme_->wait(ticket);
+      chunks_->unload(c);
+    }
   }
   optimizer_steps_ = optimizer_steps;
 }
@@ -484,6 +559,9 @@ torch::Tensor GeminiStrategy::local_gradient(const std::string& name) {
        name);
 }
 
-void GeminiStrategy::poison_gradients() { chunks_->chunk(0).grad.fill_(std::numeric_limits<float>::infinity()); }
+void GeminiStrategy::poison_gradients() {
+  poisoned_ = true;
+  if (!chunks_->on_nvme(0)) chunks_->chunk(0).grad.fill_(std::numeric_limits<float>::infinity());
+}
 
 }  // namespace cr

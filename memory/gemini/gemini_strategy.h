@@ -11,12 +11,18 @@
 // device (gpu_margin_mem_ratio), and later steps keep gathered chunks on the device until room is
 // needed, evicting the chunk used furthest ahead (Belady) and prefetching up to max_prefetch.
 // Every decision uses sizes and records all ranks share, so ranks gather the same chunks.
+//
+// NVMe: chunks whose fp32 state is in the rank's file are updated in a pipeline of three host
+// buffers: the next chunk's state is read while Adam updates this one, and the one before is
+// written back meanwhile. Their gradient norm is taken at the step's last reduction, while the
+// gradient is in memory anyway.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "core/config/config.h"
+#include "kernels/adamw.h"
 #include "memory/gemini/chunk_manager.h"
 #include "memory/layer_backward_hook.h"
 #include "memory/parameter_strategy.h"
@@ -25,6 +31,7 @@ namespace cr {
 
 struct GeminiOptions {
   torch::Device device = torch::kCPU;
+  std::string nvme_path;  // the NVMe tier's directory (placement.nvme_offload_fraction > 0)
   torch::ScalarType compute_dtype = torch::kFloat;
   int64_t device_budget = 0;  // bytes; 0: none (CPU: an unlimited emulated device)
   PlacementConfig placement;
@@ -83,10 +90,18 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
   void release_all();
   void prefetch();
   std::vector<torch::Tensor> owned_state();  // fp32 weights, exp_avg, exp_avg_sq in owned space
+  double partial_sum_of_squares(size_t chunk, const torch::Tensor& grad) const;
+  void update(size_t chunk, AdamStepParams p);  // Adam over one chunk whose state is in memory
+  void update_nvme_chunks(const AdamStepParams& p);
+  StateBuffer& nvme_buffer(size_t which);
 
   GeminiOptions options_;
   TierMemory memory_;
   ChunkLayout layout_;
+  std::unique_ptr<NvmeStore> nvme_;
+  std::vector<StateBuffer> nvme_buffers_;   // made on first use
+  std::vector<double> nvme_partials_;       // sum of squares of NVMe chunks' gradients, last reduction
+  bool last_backward_ = true, poisoned_ = false;
   std::unique_ptr<ChunkManager> chunks_;
   Communicator* group_;
   Communicator* model_parallel_;

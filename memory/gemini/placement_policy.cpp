@@ -30,6 +30,16 @@ std::vector<ChunkPlacement> initial_placement(const PlacementConfig& config, con
   first_chunks(1.0 - fractions.shard_param_frac, [](ChunkPlacement& p) { p.keep_gathered = true; });
   first_chunks(fractions.offload_optim_frac, [](ChunkPlacement& p) { p.state = Tier::Host; });
   first_chunks(fractions.offload_param_frac, [](ChunkPlacement& p) { p.weights = Tier::Host; });
+  double host = 0;
+  for (size_t c = 0; c < placement.size(); ++c) {
+    if (placement[c].state == Tier::Host) host += static_cast<double>(chunk_bytes[c]);
+  }
+  double taken = 0;
+  for (size_t c = 0; c < placement.size() && taken < config.nvme_offload_fraction * host; ++c) {
+    if (placement[c].state != Tier::Host) continue;
+    placement[c].state = Tier::Nvme;
+    taken += static_cast<double>(chunk_bytes[c]);
+  }
   return placement;
 }
 

@@ -18,7 +18,7 @@ namespace cr {
 
 struct ChunkPlacement {
   Tier weights = Tier::Device;  // the rank's shard of the compute weights
-  Tier state = Tier::Device;    // fp32 master weights (16-bit compute), gradients and Adam moments
+  Tier state = Tier::Device;    // fp32 master weights (16-bit compute), gradients and Adam moments: any tier
   bool keep_gathered = false;   // the whole chunk stays on the device between uses
 };
 
@@ -27,10 +27,14 @@ struct PlacementConfig {
   double shard_param_frac = 1.0, offload_optim_frac = 0.0, offload_param_frac = 0.0;
   double gpu_margin_mem_ratio = 0.0, warmup_non_model_data_ratio = 0.8, steady_cuda_cap_ratio = 0.9;
   int64_t max_prefetch = 0;
+  double nvme_offload_fraction = 0.0;  // of the chunks whose state is on the host, by bytes
 };
 
 // Each chunk's starting placement. `chunk_bytes`: each chunk's size (any unit); a fraction f of
-// a kind takes the first chunks in order until their bytes reach f of the total.
+// a kind takes the first chunks in order until their bytes reach f of the total. The NVMe tier
+// takes, likewise, the first chunks whose state would be on the host until nvme_offload_fraction
+// of their bytes (the flat layout ends with the token embedding, which a fraction below 1 keeps
+// on the host: the NVMe tier's buffers are sized by its largest chunk).
 std::vector<ChunkPlacement> initial_placement(const PlacementConfig& config, const std::vector<int64_t>& chunk_bytes);
 
 // The chunks each moment of a step needed (a block's forward or backward), recorded in warm-up.

@@ -2,7 +2,9 @@
 // emulated: host memory under a byte budget (runtime.device_memory_limit), so that every policy
 // runs, moves real bytes and is tested here. Every device-tier buffer is counted from allocation
 // until its storage is really freed (autograd may keep a gathered chunk alive until backward),
-// so the peak is what the device held. The host tier is pinned where a GPU exists.
+// so the peak is what the device held. The host tier is pinned where a GPU exists and 4 KiB
+// aligned everywhere (the NVMe tier's direct I/O reads into and writes from host buffers). The
+// NVMe tier itself is files (nvme_store.h); no tensor lives there.
 #pragma once
 
 #include <atomic>
@@ -14,8 +16,8 @@
 
 namespace cr {
 
-enum class Tier : uint8_t { Device, Host };
-const char* tier_name(Tier tier);  // "device", "host"
+enum class Tier : uint8_t { Device, Host, Nvme };
+const char* tier_name(Tier tier);  // "device", "host", "nvme"
 
 class TierMemory {
  public:
@@ -23,8 +25,8 @@ class TierMemory {
   // bytes the device tier may hold, 0 for no limit.
   TierMemory(torch::Device device, int64_t device_budget);
 
-  // A new uninitialised buffer on `tier`; cr::Error naming the budget, the bytes in use and
-  // `what` when the device tier cannot take it.
+  // A new uninitialised buffer on `tier` (device or host); cr::Error naming the budget, the bytes
+  // in use and `what` when the device tier cannot take it.
   torch::Tensor empty(Tier tier, int64_t numel, torch::ScalarType dtype, const std::string& what);
   torch::Tensor zeros(Tier tier, int64_t numel, torch::ScalarType dtype, const std::string& what);
 
