@@ -70,6 +70,9 @@ class ParameterStrategy {
   virtual void load_checkpoint(SliceReader& reader, int64_t optimizer_steps) = 0;
   // The whole fp32 weights, on every rank (final CRC, tests).
   virtual torch::Tensor full_weights() = 0;
+  // CRC-32 of full_weights()'s bytes; strategies that keep weights in pieces compute it piece by
+  // piece, without a second copy of the model. Collective.
+  virtual uint32_t weights_crc32();
 
   // The fp32 gradient of parameter `name` accumulated on this rank during the step, before
   // reduction: a view that may be added to before the step's reducing backward (pipeline stages

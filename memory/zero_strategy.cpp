@@ -4,12 +4,18 @@
 #include <cmath>
 #include <limits>
 
+#include "core/base/crc32.h"
 #include "core/base/error.h"
 #include "memory/owned_state.h"
 
 namespace cr {
 
 ParameterStrategy::~ParameterStrategy() = default;
+
+uint32_t ParameterStrategy::weights_crc32() {
+  const auto weights = full_weights().to(torch::kCPU).contiguous();
+  return crc32(weights.data_ptr<float>(), static_cast<size_t>(weights.numel()) * sizeof(float));
+}
 
 ZeroStrategy::ZeroStrategy(const ModuleParameters& params, const WeightSource* source, int64_t blocks,
                            const ZeroOptions& options, Communicator* group, Communicator* model_parallel)

@@ -82,13 +82,15 @@ void check_policies_match_zero3(const std::string& name, Communicator* world, co
 
 }  // namespace
 
-TEST_CASE("every placement trains to ZeRO-3's losses bit for bit with gradient accumulation, DP 1 and DP 2",
-          "[gemini]") {
+TEST_CASE("every placement trains to ZeRO-3's losses bit for bit with gradient accumulation, DP 1 and DP 2, "
+          "and under tensor parallelism", "[gemini]") {
   // Without clipping nothing depends on how the gradient norm is summed: the reductions (pairs of
   // ranks), the accumulation (average, then add, per micro-batch) and Adam are ZeRO-3's.
   check_policies_match_zero3("gemini-dp1", nullptr, {}, /*exact=*/true);
   check_policies_match_zero3("gemini-dp2", g_world, {}, /*exact=*/true);
   check_policies_match_zero3("gemini-bf16", g_world, {"precision.dtype=bf16"}, /*exact=*/true);
+  // With the tensor-parallel layers: each rank's chunks hold its slices, the norm sums over both.
+  check_policies_match_zero3("gemini-tp2", g_world, {"parallel.tensor=2"}, /*exact=*/true);
 }
 
 TEST_CASE("with clipping, placements stay within 1e-6 of ZeRO-3", "[gemini]") {

@@ -332,28 +332,27 @@ const std::vector<std::pair<std::string, std::string>>& config_shorthands() {
   return shorthands;
 }
 
+namespace {
+
+// Why an optional size key's value is not a byte count or a size; "" when it is (or unset).
+std::string byte_size_error(const std::optional<std::string>& value, const std::string& key) {
+  if (!value) return "";
+  try {
+    parse_byte_size(*value, key);
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+}  // namespace
+
 const std::vector<ConfigRule>& config_rules() {
   static const std::vector<ConfigRule> rules = {
       {"serve.kv_cache_memory, when set, is a byte count or a size such as 512MiB.",
-       [](const Config& c) -> std::string {
-         if (!c.serve.kv_cache_memory) return "";
-         try {
-           parse_byte_size(*c.serve.kv_cache_memory, "serve.kv_cache_memory");
-           return "";
-         } catch (const Error& e) {
-           return e.what();
-         }
-       }},
+       [](const Config& c) { return byte_size_error(c.serve.kv_cache_memory, "serve.kv_cache_memory"); }},
       {"runtime.device_memory_limit, when set, is a byte count or a size such as 512MiB.",
-       [](const Config& c) -> std::string {
-         if (!c.runtime.device_memory_limit) return "";
-         try {
-           parse_byte_size(*c.runtime.device_memory_limit, "runtime.device_memory_limit");
-           return "";
-         } catch (const Error& e) {
-           return e.what();
-         }
-       }},
+       [](const Config& c) { return byte_size_error(c.runtime.device_memory_limit, "runtime.device_memory_limit"); }},
       {"zero.placement_policy needs zero.stage 3; the fractions belong to static, the margin ratios to auto; the NVMe "
        "tier needs a placement policy and nvme_path.",
        [](const Config& c) -> std::string {

@@ -488,8 +488,7 @@ TrainSummary Trainer::run() {
     summary_.totals = run_totals();
     metrics.write_summary(summary_.totals);
   }
-  auto weights = strategy_->full_weights().to(torch::kCPU).contiguous();
-  summary_.parameters_crc32 = crc32(weights.data_ptr<float>(), weights.numel() * sizeof(float));
+  summary_.parameters_crc32 = strategy_->weights_crc32();
   return summary_;
 }
 

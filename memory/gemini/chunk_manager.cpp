@@ -49,8 +49,10 @@ ChunkManager::ChunkManager(const ModuleParameters& params, const WeightSource* s
     const Tier state = chunk.placement.state;
     if (state == Tier::Nvme) {
       CR_CHECK(nvme_, "chunk {}: its state is placed on the NVMe tier, which has no file", c);
+      // fp32 compute keeps no master region: the weights are the master.
       for (const char* part : {"master weights", "gradients", "exp_avg", "exp_avg_sq"}) {
-        chunk.regions.push_back(nvme_->add_region(n * 4, fmt::format("chunk {} {}", c, part)));
+        const bool unused = !low_precision && chunk.regions.empty();
+        chunk.regions.push_back(unused ? SIZE_MAX : nvme_->add_region(n * 4, fmt::format("chunk {} {}", c, part)));
       }
       if (low_precision) {  // the master weights go to the file once, through a host buffer
         StateBuffer buffer = state_buffer(n);

@@ -6,6 +6,7 @@
 
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 
+#include "core/base/crc32.h"
 #include "core/base/error.h"
 #include "core/base/strings.h"
 #include "kernels/reduction.h"
@@ -149,13 +150,13 @@ void GeminiStrategy::make_room(int64_t demand, const std::vector<size_t>& needed
     chunks_->release(c);
   }
   if (used + demand <= room) return;
-  int64_t gathered = 0, staged = 0, resident = 0;
+  int64_t gathered = 0, staged = 0;
   for (size_t c = 0; c < chunks_->size(); ++c) {
     const Chunk& chunk = chunks_->chunk(c);
     if (chunk.full.defined() && !chunk.full.is_same(chunk.weights)) gathered += chunk.range.numel() * element;
     if (chunk.staging.defined()) staged += chunk.range.numel() * 4;
   }
-  resident = used - gathered - staged;
+  const int64_t resident = used - gathered - staged;
   fail("device memory: {} needs {} more, but model data may take {} of the {} device budget ({} placement{}, the rest "
        "kept for activations) and {} "
        "is in use that cannot leave now: {} of chunks gathered for this and the current blocks, {} of gradients being "
@@ -409,7 +410,8 @@ void GeminiStrategy::update(size_t c, AdamStepParams p) {
     adamw_update(master, chunk.grad.narrow(0, offset, count), chunk.exp_avg.narrow(0, offset, count),
                  chunk.exp_avg_sq.narrow(0, offset, count), chunk.master.defined() ? local : torch::Tensor(), p);
     if (!local.is_same(weights)) weights.copy_(local);
-    if (chunk.placement.weights != chunk.placement.state) {
+    // The new weights cross between the device and the other tiers when only one side is there.
+    if ((chunk.placement.weights == Tier::Device) != (chunk.placement.state == Tier::Device)) {
       auto& traffic = chunks_->traffic();
       (chunk.placement.weights == Tier::Device ? traffic.host_to_device : traffic.device_to_host) +=
           count * static_cast<int64_t>(weights.element_size());
@@ -545,6 +547,31 @@ void GeminiStrategy::load_checkpoint(SliceReader& reader, int64_t optimizer_step
     }
   }
   optimizer_steps_ = optimizer_steps;
+}
+
+torch::Tensor GeminiStrategy::fp32_weights(size_t c) {
+  const Chunk& chunk = chunks_->chunk(c);  // an NVMe chunk's master weights: loaded by the caller
+  return (chunk.master.defined() ? chunk.master : chunk.weights).to(torch::kCPU, torch::kFloat);
+}
+
+uint32_t GeminiStrategy::weights_crc32() {
+  uint32_t crc = 0;
+  for (size_t c = 0; c < chunks_->size(); ++c) {
+    const Chunk& chunk = chunks_->chunk(c);
+    const bool load = chunks_->on_nvme(c) && options_.compute_dtype != torch::kFloat;
+    if (load) {
+      for (auto ticket : chunks_->load_state(c, nvme_buffer(0), false)) nvme_->wait(ticket);
+    }
+    torch::Tensor whole = fp32_weights(c);
+    if (group_) {  // one chunk gathered at a time
+      auto gathered = torch::empty({chunk.range.numel()}, whole.options());
+      group_->all_gather(whole, gathered);
+      whole = gathered;
+    }
+    crc = crc32(whole.data_ptr<float>(), static_cast<size_t>(whole.numel()) * sizeof(float), crc);
+    if (load) chunks_->unload(c);
+  }
+  return crc;
 }
 
 torch::Tensor GeminiStrategy::full_weights() {

@@ -67,6 +67,7 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
   CheckpointPart checkpoint_part() override;
   void load_checkpoint(SliceReader& reader, int64_t optimizer_steps) override;
   torch::Tensor full_weights() override;
+  uint32_t weights_crc32() override;
   torch::Tensor local_gradient(const std::string& name) override;
   void poison_gradients() override;
 
@@ -90,6 +91,7 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
   void release_all();
   void prefetch();
   std::vector<torch::Tensor> owned_state();  // fp32 weights, exp_avg, exp_avg_sq in owned space
+  torch::Tensor fp32_weights(size_t chunk);  // this rank's shard of the chunk's weights, on the host
   double partial_sum_of_squares(size_t chunk, const torch::Tensor& grad) const;
   void update(size_t chunk, AdamStepParams p);  // Adam over one chunk whose state is in memory
   void update_nvme_chunks(const AdamStepParams& p);
