@@ -5,6 +5,7 @@
 
 #include "core/base/error.h"
 #include "kernels/reduction.h"
+#include "memory/rank_reduce.h"
 #include "memory/weight_source.h"
 #include "parallel/communicator.h"
 
@@ -180,10 +181,7 @@ double ZeroParameters::gradient_sum_of_squares() {
   }
   if (stage_ >= 1 && reduced_.sharded()) {
     // Every entry is non-zero on one rank only, so the sum is exact.
-    auto all = torch::tensor(partial, torch::kDouble).to(compute_device());
-    group_->all_reduce(all, ReduceOp::Sum);
-    all = all.cpu();
-    std::copy(all.data_ptr<double>(), all.data_ptr<double>() + all.numel(), partial.begin());
+    all_reduce_values(group_, partial, ReduceOp::Sum, compute_device());
   }
   double total = 0.0;
   for (double value : partial) total += value;

@@ -7,6 +7,7 @@
 #include "core/base/crc32.h"
 #include "core/base/error.h"
 #include "memory/owned_state.h"
+#include "memory/rank_reduce.h"
 
 namespace cr {
 
@@ -64,13 +65,7 @@ void ZeroStrategy::end_step() {
 }
 
 double ZeroStrategy::gradient_norm() {
-  double sum = params_->gradient_sum_of_squares();
-  if (model_parallel_) {
-    auto total = torch::tensor({sum}, torch::kDouble);
-    model_parallel_->all_reduce(total, ReduceOp::Sum);
-    sum = total.item<double>();
-  }
-  return std::sqrt(sum);
+  return std::sqrt(summed_over(model_parallel_, params_->gradient_sum_of_squares()));
 }
 
 void ZeroStrategy::optimizer_step(double lr, double grad_scale) {

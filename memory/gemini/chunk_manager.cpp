@@ -26,15 +26,12 @@ ChunkManager::ChunkManager(const ModuleParameters& params, const WeightSource* s
   for (size_t c = 0; c < layout.chunks.size(); ++c) {
     const BucketRange& range = layout.chunks[c];
     std::vector<size_t> members;
-    bool outer = false;
     for (; entry < entries_.size() && entries_[entry].offset < range.end; ++entry) {
       location_[entry] = {c, members.size()};
       members.push_back(entry);
-      outer = outer || entries_[entry].layer < 0;
     }
     Chunk& chunk = chunks_.emplace_back(Chunk{range, layout_.slices()[c], members,
                                               ChunkTensorStates(c, members.size(), TensorState::Free), placement[c]});
-    chunk.outer = outer;
     chunk.pending_grads = static_cast<int>(members.size());
     const int64_t n = chunk.slice.numel;
     const auto fill = [&](torch::Tensor buffer) {
@@ -112,10 +109,7 @@ void ChunkManager::start_gather(size_t c) {
   const auto own = chunk.full.narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
   own.copy_(chunk.weights);
   if (chunk.placement.weights == Tier::Host) traffic_.host_to_device += chunk.slice.numel * element;
-  if (layout_.sharded()) {
-    chunk.in_flight.push_back(group_->all_gather_async(own, chunk.full));
-    traffic_.gathered += (layout_.size() - 1) * chunk.range.numel() * element / layout_.size();
-  }
+  if (layout_.sharded()) chunk.in_flight.push_back(group_->all_gather_async(own, chunk.full));
 }
 
 void ChunkManager::gather(size_t c) {
@@ -183,10 +177,7 @@ torch::Tensor ChunkManager::reduce(size_t c) {
   }
   torch::NoGradGuard no_grad;
   auto own = chunk.staging.narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
-  if (layout_.sharded()) {
-    group_->reduce_scatter(chunk.staging, own, ReduceOp::Avg);
-    traffic_.reduced += (layout_.size() - 1) * chunk.range.numel() * 4 / layout_.size();
-  }
+  if (layout_.sharded()) group_->reduce_scatter(chunk.staging, own, ReduceOp::Avg);
   if (chunk.placement.state != Tier::Device) {
     traffic_.device_to_host += chunk.slice.numel * 4;
     if (memory_.emulated() && chunk.placement.state == Tier::Host) own = own.clone();  // the bytes really move

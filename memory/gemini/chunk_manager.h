@@ -39,7 +39,6 @@ struct Chunk {
   std::vector<size_t> entries;  // its parameters, in flat order
   ChunkTensorStates states;
   ChunkPlacement placement;
-  bool outer = false;  // holds embeddings, final norm or head: gathered for a whole step
   torch::Tensor weights, master, grad, exp_avg, exp_avg_sq;
   torch::Tensor full, staging;
   std::vector<std::unique_ptr<CommWork>> in_flight;  // a gather started ahead of use
@@ -55,9 +54,9 @@ struct StateBuffer {
   torch::Tensor parts[4];  // master, grad, exp_avg, exp_avg_sq
 };
 
-// Bytes moved between tiers and over the data ranks since the last reset.
+// Bytes moved between tiers since the last reset (collectives count their own: bytes_sent_by_process).
 struct ChunkTraffic {
-  int64_t host_to_device = 0, device_to_host = 0, gathered = 0, reduced = 0, nvme_read = 0, nvme_written = 0;
+  int64_t host_to_device = 0, device_to_host = 0, nvme_read = 0, nvme_written = 0;
 };
 
 class ChunkManager {

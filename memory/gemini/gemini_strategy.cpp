@@ -13,6 +13,7 @@
 #include "memory/adamw_optimizer.h"
 #include "memory/gemini/heap_meter.h"
 #include "memory/owned_state.h"
+#include "memory/rank_reduce.h"
 
 namespace cr {
 namespace {
@@ -335,13 +336,9 @@ void GeminiStrategy::end_step() {
 void GeminiStrategy::end_warmup() {
   warmup_ = false;
   warmed_up_ = true;
-  if (group_) {  // every rank decides from the same records
-    for (auto* records : {&non_model_, &model_at_}) {
-      auto all = torch::tensor(*records, torch::kLong);
-      group_->all_reduce(all, ReduceOp::Max);
-      std::copy(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel(), records->begin());
-    }
-  }
+  // Every rank decides from the same records.
+  all_reduce_values(group_, non_model_, ReduceOp::Max, options_.device);
+  all_reduce_values(group_, model_at_, ReduceOp::Max, options_.device);
   if (options_.placement.gpu_margin_mem_ratio == 0) return;
   int64_t peak = 0;
   for (size_t t = 0; t < non_model_.size(); ++t) peak = std::max(peak, non_model_[t] + model_at_[t]);
@@ -383,19 +380,10 @@ double GeminiStrategy::gradient_norm() {
     partial[c] = chunks_->on_nvme(c) ? nvme_partials_[c] : partial_sum_of_squares(c, chunks_->chunk(c).grad);
   }
   if (poisoned_) partial[0] = std::numeric_limits<double>::infinity();
-  if (group_) {
-    auto all = torch::tensor(partial, torch::kDouble);
-    group_->all_reduce(all, ReduceOp::Sum);
-    std::copy(all.data_ptr<double>(), all.data_ptr<double>() + all.numel(), partial.begin());
-  }
+  all_reduce_values(group_, partial, ReduceOp::Sum, options_.device);
   double sum = 0.0;
   for (double value : partial) sum += value;
-  if (model_parallel_) {
-    auto total = torch::tensor({sum}, torch::kDouble);
-    model_parallel_->all_reduce(total, ReduceOp::Sum);
-    sum = total.item<double>();
-  }
-  return std::sqrt(sum);
+  return std::sqrt(summed_over(model_parallel_, sum));
 }
 
 void GeminiStrategy::update(size_t c, AdamStepParams p) {
@@ -563,10 +551,10 @@ uint32_t GeminiStrategy::weights_crc32() {
       for (auto ticket : chunks_->load_state(c, nvme_buffer(0), false)) nvme_->wait(ticket);
     }
     torch::Tensor whole = fp32_weights(c);
-    if (group_) {  // one chunk gathered at a time
-      auto gathered = torch::empty({chunk.range.numel()}, whole.options());
-      group_->all_gather(whole, gathered);
-      whole = gathered;
+    if (group_) {  // one chunk gathered at a time, where the group's transport works
+      auto gathered = torch::empty({chunk.range.numel()}, whole.options().device(options_.device));
+      group_->all_gather(whole.to(options_.device), gathered);
+      whole = gathered.cpu();
     }
     crc = crc32(whole.data_ptr<float>(), static_cast<size_t>(whole.numel()) * sizeof(float), crc);
     if (load) chunks_->unload(c);
@@ -575,7 +563,7 @@ uint32_t GeminiStrategy::weights_crc32() {
 }
 
 torch::Tensor GeminiStrategy::full_weights() {
-  const auto owned = owned_state()[0];
+  const auto owned = owned_state()[0].to(options_.device);
   auto full = torch::empty({numel_}, owned.options());
   chunks_->layout().gather(group_, owned, full);
   return full;

@@ -73,11 +73,6 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
 
   void before_layer_backward(int64_t layer) override;
 
-  const ChunkManager& chunks() const { return *chunks_; }
-  const TierMemory& memory() const { return memory_; }
-  const ChunkLayout& chunk_layout() const { return layout_; }
-  const AccessTrace& trace() const { return trace_; }
-
  private:
   void prepare(const std::vector<size_t>& needed);  // gathers, after making room
   void make_room(int64_t demand, const std::vector<size_t>& needed, const std::string& what);

@@ -31,7 +31,10 @@ NvmeStore::NvmeStore(const std::string& directory, int rank) : ring_(std::make_u
   }
   path_ = (std::filesystem::path(directory) / fmt::format("colossal-run-gemini-{}-rank{}.bin", getpid(), rank)).string();
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_DIRECT, 0600);
-  if (fd_ < 0) fail("zero.nvme_path: cannot create {}: {}", path_, std::strerror(errno));
+  if (fd_ < 0) {
+    fail("zero.nvme_path: cannot create {} for direct I/O: {} (a file system without O_DIRECT, such as tmpfs, cannot "
+         "hold the NVMe tier)", path_, std::strerror(errno));
+  }
   ::unlink(path_.c_str());  // the data lives while the descriptor does, and no longer
   const int result = io_uring_queue_init(kQueueDepth, &ring_->ring, 0);
   if (result < 0) {
