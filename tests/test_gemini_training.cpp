@@ -102,9 +102,11 @@ TEST_CASE("with clipping, placements stay within 1e-6 of ZeRO-3", "[gemini]") {
 TEST_CASE("auto keeps the emulated device under its budget while training a model 3x its size", "[gemini]") {
   const auto dir = rank_dir("gemini-budget");
   const int64_t budget = 4 << 20;  // gpt2-mini's 0.9M parameters hold 14.7 MB of fp32 training state
-  const auto run = run_training(
-      gemini_config(dir, with(kPolicies[4].second, {"train.steps=8", "model.preset=gpt2-mini"})), nullptr);
+  const std::vector<std::string> mini = {"train.steps=8", "model.preset=gpt2-mini"};
+  const auto run = run_training(gemini_config(dir / "auto", with(kPolicies[4].second, mini)), nullptr);
+  const auto zero3 = run_training(gemini_config(dir / "zero3", mini), nullptr);
   REQUIRE(run.steps.size() == 8);
+  for (size_t i = 0; i < run.steps.size(); ++i) CHECK(run.steps[i].loss == zero3.steps[i].loss);  // evicting too
   const StateBytes& state = run.steps.back().state;
   CHECK(state.total() > 3 * budget);
   for (const auto& step : run.steps) {
