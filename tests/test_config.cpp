@@ -50,7 +50,7 @@ std::string read_text(const std::filesystem::path& path) {
 
 }  // namespace
 
-TEST_CASE("an empty file gives the struct defaults; data files are checked by the commands that read them") {
+TEST_CASE("an empty file gives the struct defaults, data files are checked by the commands that read them") {
   // `plan` and `generate` need no data: an empty data.train is refused when training opens it.
   CHECK(differing_keys(load(""), Config{}).empty());
 

@@ -67,7 +67,7 @@ TEST_CASE("the chunk size search takes the least padding, rounded up to the data
   CHECK_FALSE(two.keep_gathered);
 }
 
-TEST_CASE("a parameter far larger than the rest takes a chunk of its own; a small model stays gathered") {
+TEST_CASE("a parameter far larger than the rest takes a chunk of its own, and a small model stays gathered") {
   std::vector<int64_t> sizes(5, 10);
   sizes.push_back(10000);
   sizes.insert(sizes.end(), 14, 10);
@@ -122,7 +122,7 @@ TEST_CASE("tensor states move only along Gemini's legal transitions") {
   CHECK_THROWS_WITH(states.move(2, S::ReadyForReduce), Contains("HOLD -> READY_FOR_REDUCE"));
 }
 
-TEST_CASE("static placement takes the first chunks for each fraction; cuda, cpu and auto are presets") {
+TEST_CASE("static placement takes the first chunks for each fraction, and cuda, cpu and auto are presets") {
   const std::vector<int64_t> bytes = {10, 10, 10, 10};
   PlacementConfig config;
   config.policy = "static";

@@ -175,7 +175,7 @@ TEST_CASE("GPT-2 export writes transformers' names, Conv1D layouts and config", 
   CHECK_FALSE(hf_tensor_name("gpt2", "wte.weight").transposed);
 }
 
-TEST_CASE("a failed export leaves the earlier export intact; a new one replaces it whole", "[hf]") {
+TEST_CASE("a failed export leaves the earlier export intact, a new one replaces it whole", "[hf]") {
   TempDir tmp;
   TinyModel source(1);
   auto& master = source.params->master();

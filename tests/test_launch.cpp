@@ -408,7 +408,7 @@ const std::string kRule(74, '-');
 
 }  // namespace
 
-TEST_CASE("mpirun's notices become one line naming the rank; its boilerplate goes", "[launch]") {
+TEST_CASE("mpirun's notices become one line naming the rank, its boilerplate goes", "[launch]") {
   cr::MpirunMessages messages;
   // Regression: a SIGKILLed rank showed only Open MPI's box, with no line of ours naming the rank.
   const Args out = filtered(

@@ -253,7 +253,7 @@ TEST_CASE("flops_per_token is 3x the matmul FLOPs a forward pass does, per token
   }
 }
 
-TEST_CASE("config: arch follows the preset, must agree when given; overrides keep grouped-query attention",
+TEST_CASE("config: arch follows the preset, must agree when given, overrides keep grouped-query attention",
           "[models][config]") {
   ModelConfig config;
   config.preset = "opt-125m";

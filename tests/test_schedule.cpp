@@ -215,7 +215,7 @@ TEST_CASE("bubbles match each schedule's formula", "[schedule][pipeline]") {
   }
 }
 
-TEST_CASE("activations held at once: GPipe M, 1F1B and zero-bubble P - stage; at most P deferred weight gradients",
+TEST_CASE("activations held at once: GPipe M, 1F1B and zero-bubble P - stage, at most P deferred weight gradients",
           "[schedule][pipeline]") {
   const int64_t P = 4, M = 8;
   const auto gpipe = simulate_pipeline(all_stages(Kind::GPipe, P, M), 1);
@@ -366,7 +366,7 @@ TEST_CASE("pipeline message tags tell every message of a step apart", "[schedule
   CHECK(tags.size() == 64u * 7u * 2u);
 }
 
-TEST_CASE("device messages: one communicator per ring edge lets every schedule finish; one for all does not",
+TEST_CASE("device messages: one communicator per ring edge lets every schedule finish, one for all does not",
           "[schedule][pipeline]") {
   for (const auto kind : {Kind::GPipe, Kind::OneFOneB, Kind::ZeroBubble, Kind::Interleaved}) {
     for (int64_t P : {2, 3, 4, 5, 8}) {

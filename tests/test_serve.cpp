@@ -236,7 +236,7 @@ TEST_CASE("the newest request, short of a block itself, gives way and waits") {
   CHECK(blocks.free_blocks() == 0);
 }
 
-TEST_CASE("requests that can never complete are refused; aborting frees what a request holds") {
+TEST_CASE("requests that can never complete are refused, aborting frees what a request holds") {
   KvBlockManager blocks(4, 2);
   BatchScheduler scheduler(blocks, {4, 100});
   CHECK_THROWS_WITH(scheduler.add(1, counting(5), 4),

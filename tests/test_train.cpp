@@ -134,7 +134,7 @@ TEST_CASE("a corrupted or truncated checkpoint is refused with the file named", 
   fs::remove_all(dir);
 }
 
-TEST_CASE("resuming into another model is refused naming the keys; other changes are applied", "[train][resume]") {
+TEST_CASE("resuming into another model is refused naming the keys, other changes are applied", "[train][resume]") {
   const auto dir = fresh_dir("other-model");
   run_training(tiny_config(dir, {"train.steps=2", "checkpoint.every=2"}));
   CHECK_THROWS_WITH(run_training(tiny_config(dir, {"train.steps=4", "model.max_seq_len=64"})),
