@@ -6,15 +6,11 @@
 #include <fmt/format.h>
 
 #include "core/base/strings.h"
+#include "core/train/runtime.h"
 #include "memory/gemini/gemini_strategy.h"
 
 namespace cr {
 namespace {
-
-torch::ScalarType dtype_of(const Config& config) {
-  return config.precision.dtype == "bf16" ? torch::kBFloat16 : config.precision.dtype == "fp16" ? torch::kHalf
-                                                                                                  : torch::kFloat;
-}
 
 ChunkLayout layout_of(const std::vector<FlatEntry>& entries, int data_parallel, const Config& config) {
   return make_chunk_layout(entries, data_parallel, gemini_options(config.zero).chunks);
@@ -30,7 +26,7 @@ TierBytes gemini_tier_bytes(const std::vector<FlatEntry>& entries, int data_para
   std::vector<int64_t> elements;
   for (const auto& chunk : layout.chunks) elements.push_back(chunk.numel());
   std::vector<ChunkPlacement> placed = initial_placement(placement, elements);
-  const auto dtype = dtype_of(config);
+  const auto dtype = compute_dtype(config.precision);
   const int64_t element = static_cast<int64_t>(c10::elementSize(dtype));
   const int64_t state_parts = dtype == torch::kFloat ? 3 : 4;
   TierBytes bytes;

@@ -92,6 +92,9 @@ GeminiStrategy::GeminiStrategy(const ModuleParameters& params, const WeightSourc
     if (chunks_->chunk(c).placement.keep_gathered) add_unique(outer_chunks_, c);
   }
   reduced_.assign(chunks_->size(), false);
+  for (size_t c = 0; c < chunks_->size(); ++c) {
+    segments_.push_back(decay_segments(params.entries, {chunks_->chunk(c).slice}));
+  }
   const auto& accumulators = chunks_->grad_accumulators();
   for (size_t i = 0; i < accumulators.size(); ++i) {
     accumulators[i]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
@@ -389,7 +392,7 @@ double GeminiStrategy::gradient_norm() {
 void GeminiStrategy::update(size_t c, AdamStepParams p) {
   Chunk& chunk = chunks_->chunk(c);
   const torch::Device at = chunk.grad.device();
-  for (const auto& [slice, offset, count, decay] : decay_segments(chunks_->entries(), {chunk.slice})) {
+  for (const auto& [slice, offset, count, decay] : segments_[c]) {
     p.weight_decay = decay ? static_cast<float>(options_.optimizer.weight_decay) : 0.0f;
     auto weights = chunk.weights.narrow(0, offset, count);
     // The update runs where the fp32 state is; weights placed elsewhere travel there and back.
@@ -454,9 +457,7 @@ void GeminiStrategy::optimizer_step(double lr, double grad_scale) {
   for (size_t c = 0; c < chunks_->size(); ++c) {
     Chunk& chunk = chunks_->chunk(c);
     if (!chunk.placement.keep_gathered || !chunk.full.defined() || chunk.full.is_same(chunk.weights)) continue;
-    chunk.placement.keep_gathered = false;
     chunks_->release(c);
-    chunk.placement.keep_gathered = true;
     chunks_->gather(c);
   }
 }

@@ -23,6 +23,7 @@
 
 #include "core/config/config.h"
 #include "kernels/adamw.h"
+#include "memory/adamw_optimizer.h"
 #include "memory/gemini/chunk_manager.h"
 #include "memory/layer_backward_hook.h"
 #include "memory/parameter_strategy.h"
@@ -105,6 +106,7 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
   int64_t numel_ = 0;
   std::vector<std::vector<size_t>> block_chunks_;  // chunks each block uses
   std::vector<size_t> outer_chunks_;
+  std::vector<std::vector<DecaySegment>> segments_;  // each chunk's decay runs, for the optimizer
   std::vector<int64_t> max_shard_;  // the largest rank's shard of each chunk: shared sizes
   bool training_ = false, warmup_ = false, warmed_up_ = false, stepping_ = false;
   size_t moment_ = 0;
