@@ -150,6 +150,12 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
       {"step_tensor_bytes", max_of(&StepMetrics::step_tensor_bytes)},
   };
   if (last.tiers.tiered) {
+    // Over the measured steps: device / host copy time, and the share of it behind compute.
+    TransferTimes copies;
+    for (size_t i = options.warmup_steps; i < summary.steps.size(); ++i) {
+      copies.seconds += summary.steps[i].tiers.copies.seconds;
+      copies.exposed += summary.steps[i].tiers.copies.exposed;
+    }
     result["placement_policy"] = config.zero.placement_policy.value_or("");
     result["tiers"] = {{"device_budget", last.tiers.device_budget},
                        {"device_peak", last.tiers.device_peak},
@@ -158,7 +164,10 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
                        {"device_to_host_per_step", last.tiers.device_to_host},
                        {"nvme_bytes", last.tiers.nvme_bytes},
                        {"nvme_read_per_step", last.tiers.nvme_read},
-                       {"nvme_written_per_step", last.tiers.nvme_written}};
+                       {"nvme_written_per_step", last.tiers.nvme_written},
+                       {"transfer_s_per_step", copies.seconds / static_cast<double>(measured_steps)},
+                       {"exposed_transfer_s_per_step", copies.exposed / static_cast<double>(measured_steps)},
+                       {"hidden_transfer_share", copies.hidden_share()}};
   }
   if (options.pipeline > 1) {
     // At the artificial stage costs when set (the model's own are then negligible), else 1 and 2.

@@ -1,6 +1,7 @@
 // Bytes of training state one rank holds, by kind: what `plan` predicts and the trainer reports.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace cr {
@@ -13,6 +14,14 @@ struct StateBytes {
   int64_t total() const { return parameters + master_weights + gradients + optimizer_states; }
 };
 
+// Time spent copying between the device and host tiers, and the part of it the copies' caller
+// stood waiting (the rest ran behind compute).
+struct TransferTimes {
+  double seconds = 0.0;
+  double exposed = 0.0;
+  double hidden_share() const { return seconds > 0.0 ? std::clamp(1.0 - exposed / seconds, 0.0, 1.0) : 0.0; }
+};
+
 // Where a tiered strategy (Gemini) keeps its bytes, and what its last training step moved.
 struct TierUsage {
   bool tiered = false;               // false: everything on the compute device (ZeRO)
@@ -21,6 +30,7 @@ struct TierUsage {
   int64_t host_to_device = 0, device_to_host = 0;  // bytes moved in the last training step
   int64_t nvme_bytes = 0;                    // the NVMe tier's file
   int64_t nvme_read = 0, nvme_written = 0;   // in the last training step
+  TransferTimes copies;                      // device / host copies in the last training step
 };
 
 }  // namespace cr

@@ -2,6 +2,7 @@
 
 #include "core/base/strings.h"
 #include "memory/gemini/gemini_strategy.h"
+#include "memory/gemini/heap_meter.h"
 #include "memory/zero_strategy.h"
 
 namespace cr {
@@ -17,6 +18,8 @@ std::unique_ptr<ParameterStrategy> make_parameter_strategy(const Config& config,
     options.optimizer = config.optimizer;
     if (config.runtime.device_memory_limit) {
       options.device_budget = parse_byte_size(*config.runtime.device_memory_limit, "runtime.device_memory_limit");
+    } else if (options.placement.policy == "auto") {
+      options.device_budget = device_capacity(device);  // as Colossal-AI: the GPU's memory (0 on the CPU: none)
     }
     return std::make_unique<GeminiStrategy>(params, source, blocks, options, group, model_parallel);
   }

@@ -13,6 +13,7 @@
 #include "memory/gemini/placement_policy.h"
 #include "memory/gemini/tensor_state.h"
 #include "memory/gemini/tier_memory.h"
+#include "memory/gemini/tier_transfers.h"
 
 using namespace cr;
 using Catch::Contains;
@@ -159,7 +160,7 @@ TEST_CASE("static placement takes the first chunks for each fraction, and cuda, 
 
 TEST_CASE("Belady's order: chunks not used again leave first, then the one used furthest ahead") {
   AccessTrace trace;
-  for (const std::vector<size_t> moment : {std::vector<size_t>{0}, {1}, {2}, {0}, {3}, {1}}) trace.record(moment);
+  for (const std::vector<size_t>& moment : {std::vector<size_t>{0}, {1}, {2}, {0}, {3}, {1}}) trace.record(moment);
   CHECK(trace.next_use(0, 2) == 3);
   CHECK(trace.next_use(4, 0) == AccessTrace::npos);
   CHECK(eviction_order({0, 1, 3, 4}, trace, 2) == std::vector<size_t>{4, 1, 3, 0});
@@ -267,4 +268,50 @@ TEST_CASE("the NVMe tier's file is gone from its directory at once, and reads ba
   CHECK(std::filesystem::is_empty(dir));
   std::filesystem::remove_all(dir);
   CHECK_THROWS_WITH(NvmeStore("/nonexistent/nvme", 0), Contains("zero.nvme_path /nonexistent/nvme: not a directory"));
+}
+
+TEST_CASE("transfers started ahead land in order, accumulations add after their copy, errors reach the waiter, and "
+          "the hidden share is what was not waited") {
+  TierTransfers transfers;
+  std::vector<torch::Tensor> sources, targets;
+  std::vector<TierTransfers::Ticket> tickets;
+  for (int i = 0; i < 4; ++i) {
+    sources.push_back(torch::arange(1 << 18, torch::kFloat).add_(i));
+    targets.push_back(torch::zeros({1 << 18}));
+    tickets.push_back(transfers.start(targets.back(), sources.back()));
+  }
+  CHECK(tickets == std::vector<TierTransfers::Ticket>{1, 2, 3, 4});
+  transfers.wait(tickets[1]);
+  CHECK(torch::equal(targets[0], sources[0]));  // queued before the one waited for
+  CHECK(torch::equal(targets[1], sources[1]));
+  transfers.wait_all();
+  CHECK(torch::equal(targets[3], sources[3]));
+  CHECK(transfers.times().seconds > 0);
+
+  // A copy on the caller is all exposed.
+  transfers.reset_times();
+  const auto copied = transfers.copied_to(sources[2], torch::kCPU);
+  CHECK(torch::equal(copied, sources[2]));
+  CHECK(copied.data_ptr() != sources[2].data_ptr());  // a real copy, as between tiers
+  CHECK(transfers.times().seconds > 0);
+  CHECK(transfers.times().exposed == transfers.times().seconds);
+  CHECK(transfers.times().hidden_share() == 0.0);
+
+  // An accumulation adds after its copy, in queue order.
+  auto sum = torch::ones({1 << 18});
+  transfers.start_accumulate(sum, sources[0]);
+  const auto twice = transfers.start_accumulate(sum, sources[1]);
+  transfers.wait(twice);
+  CHECK(torch::equal(sum, torch::ones({1 << 18}) + sources[0] + sources[1]));
+
+  // A copy that fails on the worker fails its waiter, and the queue goes on.
+  const auto bad = transfers.start(torch::zeros({3}), torch::zeros({4}));
+  const auto good = transfers.start(targets[0], sources[3]);
+  CHECK_THROWS(transfers.wait(bad));
+  transfers.wait(good);
+  CHECK(torch::equal(targets[0], sources[3]));
+
+  CHECK(TransferTimes{2.0, 0.5}.hidden_share() == 0.75);
+  CHECK(TransferTimes{1.0, 1.5}.hidden_share() == 0.0);  // waiting includes the hand-over
+  CHECK(TransferTimes{}.hidden_share() == 0.0);
 }

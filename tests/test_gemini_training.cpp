@@ -49,12 +49,14 @@ std::vector<std::string> with(std::vector<std::string> overrides, const std::vec
 
 std::string nvme_path() { return "zero.nvme_path=" + fs::temp_directory_path().string(); }
 
-// Each policy's settings; auto under a budget small enough that chunks are evicted.
+// Each policy's settings (cpu and static prefetch: host copies ahead on one rank, all-gathers ahead
+// on two); auto under a budget small enough that chunks are evicted.
 const std::vector<std::pair<std::string, std::vector<std::string>>> kPolicies = {
     {"cuda", {"zero.placement_policy=cuda"}},
-    {"cpu", {"zero.placement_policy=cpu"}},
+    {"cpu", {"zero.placement_policy=cpu", "zero.max_prefetch=2"}},
     {"nvme", {"zero.placement_policy=cpu", "zero.nvme_offload_fraction=0.6", nvme_path()}},
-    {"static", {"zero.placement_policy=static", "zero.shard_param_frac=0.5", "zero.offload_optim_frac=0.5"}},
+    {"static", {"zero.placement_policy=static", "zero.shard_param_frac=0.5", "zero.offload_optim_frac=0.5",
+                "zero.max_prefetch=1"}},
     {"auto", {"zero.placement_policy=auto", "runtime.device_memory_limit=4MiB", "zero.warmup_non_model_data_ratio=0.5",
               "zero.gpu_margin_mem_ratio=0.5", "zero.max_prefetch=2"}},
 };
@@ -115,6 +117,7 @@ TEST_CASE("auto keeps the emulated device under its budget while training a mode
     CHECK(step.tiers.device_peak <= budget);
     CHECK(step.tiers.device_peak > 0);
     CHECK(step.tiers.host_to_device > 0);
+    CHECK(step.tiers.copies.seconds > 0);  // the copies are timed
   }
   CHECK(run.steps.back().loss < run.steps.front().loss);
   fs::remove_all(dir);
@@ -172,7 +175,7 @@ TEST_CASE("placements the config cannot have are named", "[gemini]") {
   CHECK_THROWS_WITH(gemini_config(dir, {"zero.placement_policy=static", "zero.offload_param_frac=0.5"}),
                     Contains("needs shard_param_frac 1 and offload_optim_frac 1"));
   CHECK_THROWS_WITH(gemini_config(dir, {"zero.placement_policy=cpu", "zero.gpu_margin_mem_ratio=0.5"}),
-                    Contains("apply to placement_policy auto, not cpu"));
+                    Contains("zero.gpu_margin_mem_ratio applies to placement_policy auto, not cpu"));
   CHECK_THROWS_WITH(gemini_config(dir, {"runtime.device_memory_limit=lots"}), Contains("runtime.device_memory_limit"));
   CHECK_THROWS_WITH(gemini_config(dir, {"zero.placement_policy=cpu", "zero.nvme_offload_fraction=0.5"}),
                     Contains("zero.nvme_offload_fraction 0.5 needs zero.nvme_path"));

@@ -263,7 +263,9 @@ const std::vector<ConfigKey>& config_keys() {
       {CR_FIELD(zero, warmup_non_model_data_ratio),
        "auto: share of the device kept for activations during the warm-up step", below(0, 1)},
       {CR_FIELD(zero, steady_cuda_cap_ratio), "auto: share of the device usable after warm-up", above_up_to(0, 1)},
-      {CR_FIELD(zero, max_prefetch), "auto: chunks fetched to the device ahead of their use", between(0, 64)},
+      {CR_FIELD(zero, max_prefetch),
+       "chunks gathered to the device ahead of their use, in the order the first training step recorded",
+       between(0, 64)},
       {CR_FIELD(zero, chunk_size_m),
        "Gemini chunk size in 2^20 elements; 0: searched for the least padding", between(0, 1 << 20)},
       {CR_FIELD(zero, search_range_m),
@@ -386,10 +388,8 @@ const std::vector<ConfigRule>& config_rules() {
            return fmt::format("zero.nvme_offload_fraction {} needs zero.nvme_path, the directory for its files",
                               z.nvme_offload_fraction);
          }
-         if (policy != "auto" && (z.gpu_margin_mem_ratio != defaults.gpu_margin_mem_ratio ||
-                                  z.max_prefetch != defaults.max_prefetch)) {
-           return fmt::format("zero.gpu_margin_mem_ratio and max_prefetch apply to placement_policy auto, not {}",
-                              policy);
+         if (policy != "auto" && z.gpu_margin_mem_ratio != defaults.gpu_margin_mem_ratio) {
+           return fmt::format("zero.gpu_margin_mem_ratio applies to placement_policy auto, not {}", policy);
          }
          return "";
        }},

@@ -30,9 +30,7 @@ ChunkManager::ChunkManager(const ModuleParameters& params, const WeightSource* s
       location_[entry] = {c, members.size()};
       members.push_back(entry);
     }
-    Chunk& chunk = chunks_.emplace_back(Chunk{range, layout_.slices()[c], members,
-                                              ChunkTensorStates(c, members.size(), TensorState::Free), placement[c]});
-    chunk.pending_grads = static_cast<int>(members.size());
+    Chunk& chunk = chunks_.emplace_back(c, range, layout_.slices()[c], members, placement[c]);
     const int64_t n = chunk.slice.numel;
     const auto fill = [&](torch::Tensor buffer) {
       if (source) {
@@ -94,7 +92,9 @@ int64_t ChunkManager::gather_bytes(size_t c) const {
   return chunk.range.numel() * static_cast<int64_t>(c10::elementSize(compute_dtype_));
 }
 
-void ChunkManager::start_gather(size_t c) {
+void ChunkManager::start_gather(size_t c) { begin_gather(c, true); }
+
+void ChunkManager::begin_gather(size_t c, bool ahead) {
   Chunk& chunk = chunks_[c];
   if (chunk.full.defined()) return;
   const int64_t element = static_cast<int64_t>(c10::elementSize(compute_dtype_));
@@ -107,16 +107,32 @@ void ChunkManager::start_gather(size_t c) {
   peak_gathered_ = std::max(peak_gathered_, gathered_bytes_);
   torch::NoGradGuard no_grad;
   const auto own = chunk.full.narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
-  own.copy_(chunk.weights);
-  if (chunk.placement.weights == Tier::Host) traffic_.host_to_device += chunk.slice.numel * element;
+  if (chunk.placement.weights == Tier::Host) {
+    traffic_.host_to_device += chunk.slice.numel * element;
+    // The all-gather sends what the copy wrote, and only this thread may start it: a sharded
+    // chunk's copy runs here, ahead of its all-gather.
+    if (ahead && !layout_.sharded()) {
+      chunk.copying = transfers_.start(own, chunk.weights);
+    } else {
+      transfers_.copy(own, chunk.weights);
+    }
+  } else {
+    own.copy_(chunk.weights);
+  }
   if (layout_.sharded()) chunk.in_flight.push_back(group_->all_gather_async(own, chunk.full));
+}
+
+void ChunkManager::land(Chunk& chunk) {
+  transfers_.wait(chunk.copying);
+  chunk.copying = 0;
+  for (auto& work : chunk.in_flight) work->wait();
+  chunk.in_flight.clear();
 }
 
 void ChunkManager::gather(size_t c) {
   Chunk& chunk = chunks_[c];
-  start_gather(c);
-  for (auto& work : chunk.in_flight) work->wait();
-  chunk.in_flight.clear();
+  begin_gather(c, false);
+  land(chunk);
   if (!chunk.bound) bind(chunk);
 }
 
@@ -146,8 +162,7 @@ bool ChunkManager::idle(size_t c) const {
 void ChunkManager::release(size_t c) {
   Chunk& chunk = chunks_[c];
   if (!chunk.full.defined()) return;
-  for (auto& work : chunk.in_flight) work->wait();  // a gather in flight lands before its buffer goes
-  chunk.in_flight.clear();
+  land(chunk);  // a gather in flight lands before its buffer goes
   if (chunk.bound) unbind(chunk);
   if (!chunk.full.is_same(chunk.weights)) {
     gathered_bytes_ -= chunk.full.numel() * static_cast<int64_t>(chunk.full.element_size());
@@ -178,12 +193,13 @@ torch::Tensor ChunkManager::reduce(size_t c) {
   torch::NoGradGuard no_grad;
   auto own = chunk.staging.narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
   if (layout_.sharded()) group_->reduce_scatter(chunk.staging, own, ReduceOp::Avg);
-  if (chunk.placement.state != Tier::Device) {
-    traffic_.device_to_host += chunk.slice.numel * 4;
-    if (memory_.emulated() && chunk.placement.state == Tier::Host) own = own.clone();  // the bytes really move
-  }
+  if (chunk.placement.state != Tier::Device) traffic_.device_to_host += chunk.slice.numel * 4;
   torch::Tensor grad = chunk.grad;
-  if (on_nvme(c)) {
+  if (chunk.placement.state == Tier::Host) {
+    // Drains to the host behind the rest of backward, its staging counted until settle_drains().
+    chunk.draining = transfers_.start_accumulate(grad, own);
+  } else if (on_nvme(c)) {
+    own = transfers_.copied_to(own, torch::kCPU);
     // Read, add, write back; at most two writes in flight, each holding its buffer.
     const size_t region = chunk.regions[1];
     grad = memory_.empty(Tier::Host, nvme_->region_bytes(region) / 4, torch::kFloat, fmt::format("chunk {} gradients", c));
@@ -193,7 +209,7 @@ torch::Tensor ChunkManager::reduce(size_t c) {
       nvme_->wait(nvme_->read(region, grad.data_ptr()));
       traffic_.nvme_read += nvme_->region_bytes(region);
     }
-    grad.narrow(0, 0, chunk.slice.numel).add_(own.to(grad.device()));
+    grad.narrow(0, 0, chunk.slice.numel).add_(own);
     chunk.grad_zero = false;
     if (gradient_writes_.size() >= 2) {
       nvme_->wait(gradient_writes_.front().first);
@@ -203,11 +219,28 @@ torch::Tensor ChunkManager::reduce(size_t c) {
     traffic_.nvme_written += nvme_->region_bytes(region);
     grad = grad.narrow(0, 0, chunk.slice.numel);
   } else {
-    grad.add_(own.to(grad.device()));
+    grad.add_(own);
   }
   chunk.staging = torch::Tensor();
   staging_now_ -= staging_bytes(c);
   return grad;
+}
+
+int64_t ChunkManager::draining_bytes() const {
+  int64_t bytes = 0;
+  for (const Chunk& chunk : chunks_) {
+    if (chunk.draining != 0) bytes += chunk.range.numel() * 4;
+  }
+  return bytes;
+}
+
+void ChunkManager::settle_drains() {
+  TierTransfers::Ticket last = 0;
+  for (Chunk& chunk : chunks_) {
+    last = std::max(last, chunk.draining);
+    chunk.draining = 0;
+  }
+  transfers_.wait(last);  // the worker runs in order: every earlier drain is done too
 }
 
 StateBuffer ChunkManager::state_buffer(int64_t shard_numel) {
@@ -272,7 +305,7 @@ void ChunkManager::flush() {
 torch::Tensor ChunkManager::moved(const torch::Tensor& tensor, Tier to, const std::string& what) {
   if (!tensor.defined()) return tensor;
   auto target = memory_.empty(to, tensor.numel(), tensor.scalar_type(), what);
-  target.copy_(tensor);
+  transfers_.copy(target, tensor);
   const int64_t bytes = tensor.numel() * static_cast<int64_t>(tensor.element_size());
   (to == Tier::Device ? traffic_.host_to_device : traffic_.device_to_host) += bytes;
   return target;
@@ -296,6 +329,17 @@ void ChunkManager::move_state(size_t c, Tier to) {
     *part = moved(*part, to, fmt::format("chunk {} fp32 state", c));
   }
   chunk.placement.state = to;
+}
+
+ChunkTraffic ChunkManager::traffic_with_times() const {
+  ChunkTraffic traffic = traffic_;
+  traffic.copies = transfers_.times();
+  return traffic;
+}
+
+void ChunkManager::reset_traffic() {
+  traffic_ = {};
+  transfers_.reset_times();
 }
 
 void ChunkManager::zero_grad() {

@@ -9,7 +9,8 @@
 // to the device; with one rank and weights on the device, `full` is the weights themselves) and
 // points the parameters at it, so model code never sees a move; releasing empties them again.
 // Gradients go to `staging` (fp32, the whole chunk, on the device) and are reduce-scattered into
-// `grad` once every tensor of the chunk is READY_FOR_REDUCE, as ZeRO-3 does with its buckets.
+// `grad` once every tensor of the chunk is READY_FOR_REDUCE, as ZeRO-3 does with its buckets (on
+// the host tier, by the transfer worker, while backward goes on).
 // A chunk whose fp32 state is on the NVMe tier keeps master weights, gradients and moments in
 // regions of the rank's file; they are in memory (host buffers the caller lends) only between
 // load_state() and unload(). Its gradient is read, added to and written back at each reduction
@@ -27,6 +28,7 @@
 #include "memory/gemini/placement_policy.h"
 #include "memory/gemini/tensor_state.h"
 #include "memory/gemini/tier_memory.h"
+#include "memory/gemini/tier_transfers.h"
 #include "parallel/communicator.h"
 
 namespace cr {
@@ -34,6 +36,10 @@ namespace cr {
 class WeightSource;
 
 struct Chunk {
+  Chunk(size_t index, BucketRange range, ShardSlice slice, std::vector<size_t> entries, ChunkPlacement placement)
+      : range(range), slice(slice), entries(std::move(entries)), states(index, this->entries.size(), TensorState::Free),
+        placement(placement), pending_grads(static_cast<int>(this->entries.size())) {}
+
   BucketRange range;   // in the flat layout
   ShardSlice slice;    // this rank's part
   std::vector<size_t> entries;  // its parameters, in flat order
@@ -42,6 +48,8 @@ struct Chunk {
   torch::Tensor weights, master, grad, exp_avg, exp_avg_sq;
   torch::Tensor full, staging;
   std::vector<std::unique_ptr<CommWork>> in_flight;  // a gather started ahead of use
+  TierTransfers::Ticket copying = 0;   // host weights on their way into `full`, started ahead of use
+  TierTransfers::Ticket draining = 0;  // the reduced gradient on its way into host `grad`
   bool bound = false;  // the parameters point into `full`
   int pending_grads = 0;
   // NVMe tier: the regions of master weights (16-bit compute), gradients, exp_avg, exp_avg_sq.
@@ -54,9 +62,11 @@ struct StateBuffer {
   torch::Tensor parts[4];  // master, grad, exp_avg, exp_avg_sq
 };
 
-// Bytes moved between tiers since the last reset (collectives count their own: bytes_sent_by_process).
+// Bytes moved between tiers since the last reset (collectives count their own: bytes_sent_by_process),
+// and the time the device / host copies took.
 struct ChunkTraffic {
   int64_t host_to_device = 0, device_to_host = 0, nvme_read = 0, nvme_written = 0;
+  TransferTimes copies;
 };
 
 class ChunkManager {
@@ -85,7 +95,8 @@ class ChunkManager {
   // Device bytes gathering chunk c would take now (0 when gathered, or when its weights serve).
   int64_t gather_bytes(size_t c) const;
   bool gathered(size_t c) const { return chunks_[c].full.defined(); }
-  void start_gather(size_t c);  // an all-gather in flight (several ranks) or the copy done
+  // Prefetch: the host weights' copy and the all-gather (several ranks) in flight, or the copy done.
+  void start_gather(size_t c);
   void gather(size_t c);        // whole and bound: its tensors FREE -> HOLD
   void release(size_t c);       // its tensors HOLD -> FREE, `full` dropped
   // Releasable: gathered, not kept gathered, every tensor HOLD and no gradient being staged.
@@ -96,8 +107,13 @@ class ChunkManager {
   int64_t staging_bytes(size_t c) const { return chunks_[c].range.numel() * 4; }
   // Reduce-scatters (averages) the staged gradients and adds this rank's part into `grad`;
   // chunks nothing was staged for contribute zeros. Returns the chunk's gradient shard after the
-  // addition (for an NVMe chunk, the host copy on its way to the file).
+  // addition (for an NVMe chunk, the host copy on its way to the file). A host chunk's part is
+  // copied and added on the transfer worker: its `grad` is complete after settle_drains().
   torch::Tensor reduce(size_t c);
+  // Device bytes of staging that drains started by reduce() may still hold: counted, whatever the
+  // worker's progress, until settle_drains(), so that every rank sees the same number.
+  int64_t draining_bytes() const;
+  void settle_drains();
   void flush();  // gradient writes to the NVMe tier done
 
   bool on_nvme(size_t c) const { return chunks_[c].placement.state == Tier::Nvme; }
@@ -116,10 +132,15 @@ class ChunkManager {
   void zero_grad();
 
   ChunkTraffic& traffic() { return traffic_; }
+  ChunkTraffic traffic_with_times() const;
+  void reset_traffic();
+  TierTransfers& transfers() { return transfers_; }
   int64_t peak_gathered_bytes() const { return peak_gathered_; }
   int64_t peak_staging_bytes() const { return peak_staging_; }
 
  private:
+  void begin_gather(size_t c, bool ahead);
+  void land(Chunk& chunk);  // its copy and all-gather done
   void bind(Chunk& chunk);
   void unbind(Chunk& chunk);
   torch::Tensor moved(const torch::Tensor& tensor, Tier to, const std::string& what);
@@ -137,6 +158,7 @@ class ChunkManager {
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
   torch::Tensor empty_;
   ChunkTraffic traffic_;
+  TierTransfers transfers_;
   int64_t gathered_bytes_ = 0, peak_gathered_ = 0, staging_now_ = 0, peak_staging_ = 0;
 };
 

@@ -61,10 +61,6 @@ GeminiStrategy::GeminiStrategy(const ModuleParameters& params, const WeightSourc
       group_(group && group->size() > 1 ? group : nullptr),
       model_parallel_(model_parallel),
       numel_(params.numel) {
-  if (options.placement.policy == "auto" && !options.device.is_cpu()) {
-    fail("zero.placement_policy auto measures activation memory on the host heap, which covers an emulated device "
-         "only; on {} use static, cuda or cpu placement", options.device.str());
-  }
   const int64_t ranks = group_ ? group_->size() : 1;
   std::vector<int64_t> chunk_elements;
   for (const auto& chunk : layout_.chunks) {
@@ -116,7 +112,7 @@ int64_t GeminiStrategy::model_device_bytes() const {
     if (chunk.full.defined() && !chunk.full.is_same(chunk.weights)) bytes += chunk.range.numel() * element;
     if (chunk.staging.defined()) bytes += chunk.range.numel() * 4;
   }
-  return bytes;
+  return bytes + chunks_->draining_bytes();
 }
 
 int64_t GeminiStrategy::room_now() const {
@@ -139,6 +135,11 @@ void GeminiStrategy::make_room(int64_t demand, const std::vector<size_t>& needed
   const int64_t room = room_now();
   int64_t used = model_device_bytes();
   if (used + demand <= room) return;
+  if (chunks_->draining_bytes() > 0) {  // gradients still draining to the host give their staging back
+    chunks_->settle_drains();
+    used = model_device_bytes();
+    if (used + demand <= room) return;
+  }
   std::vector<size_t> candidates;
   for (size_t c = 0; c < chunks_->size(); ++c) {
     const Chunk& chunk = chunks_->chunk(c);
@@ -184,7 +185,7 @@ void GeminiStrategy::prepare(const std::vector<size_t>& needed) {
 }
 
 void GeminiStrategy::prefetch() {
-  if (options_.placement.policy != "auto" || options_.placement.max_prefetch == 0 || !training_ || !warmed_up_) return;
+  if (options_.placement.max_prefetch == 0 || !training_ || !warmed_up_) return;
   const int64_t element = static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   int64_t used = model_device_bytes();
   const int64_t room = room_now();
@@ -207,13 +208,20 @@ void GeminiStrategy::begin_step(bool training) {
   if (training) {
     poisoned_ = false;
     chunks_->zero_grad();
-    chunks_->traffic() = {};
+    chunks_->reset_traffic();
     memory_.reset_peaks();
     moment_ = 0;
-    warmup_ = options_.placement.policy == "auto" && !warmed_up_;
-    if (warmup_) heap_baseline_ = heap_bytes_in_use() - memory_.device_bytes() - memory_.host_bytes();
+    warmup_ = !warmed_up_;
+    if (warmup_ && measures_non_model()) {
+      in_use_baseline_ = memory_in_use(options_.device) - metered_tier_bytes();
+    }
   }
   prepare(outer_chunks_);
+}
+
+int64_t GeminiStrategy::metered_tier_bytes() const {
+  // An emulated device and the host tier share the heap; a GPU's allocator holds the device tier only.
+  return memory_.device_bytes() + (memory_.emulated() ? memory_.host_bytes() : 0);
 }
 
 void GeminiStrategy::enter(int64_t block) {
@@ -229,14 +237,14 @@ void GeminiStrategy::enter(int64_t block) {
 
 void GeminiStrategy::before_block(int64_t block) {
   const auto& needed = block_chunks_[static_cast<size_t>(block)];
-  if (warmup_) {
-    trace_.record(needed);
-    const int64_t tiers = memory_.device_bytes() + memory_.host_bytes();
-    non_model_.push_back(std::max<int64_t>(0, heap_bytes_in_use() - tiers - heap_baseline_));
+  if (warmup_) trace_.record(needed);
+  if (warmup_ && measures_non_model()) {
+    non_model_.push_back(
+        std::max<int64_t>(0, memory_in_use(options_.device) - metered_tier_bytes() - in_use_baseline_));
   }
   prepare(needed);
   enter(block);
-  if (warmup_) model_at_.push_back(model_device_bytes());
+  if (warmup_ && measures_non_model()) model_at_.push_back(model_device_bytes());
   if (training_) ++moment_;
   prefetch();
 }
@@ -318,7 +326,10 @@ void GeminiStrategy::end_backward() {
   chunks_->flush();
 }
 
-void GeminiStrategy::reduce_gradients() { release_all(); }
+void GeminiStrategy::reduce_gradients() {
+  chunks_->settle_drains();  // every host gradient complete before the norm reads it
+  release_all();
+}
 
 void GeminiStrategy::release_all() {
   for (size_t c = 0; c < chunks_->size(); ++c) {
@@ -331,7 +342,7 @@ void GeminiStrategy::end_step() {
   release_all();
   if (training_) {
     if (warmup_) end_warmup();
-    last_traffic_ = chunks_->traffic();
+    last_traffic_ = chunks_->traffic_with_times();
   }
   training_ = false;
 }
@@ -339,6 +350,7 @@ void GeminiStrategy::end_step() {
 void GeminiStrategy::end_warmup() {
   warmup_ = false;
   warmed_up_ = true;
+  if (!measures_non_model()) return;
   // Every rank decides from the same records.
   all_reduce_values(group_, non_model_, ReduceOp::Max, options_.device);
   all_reduce_values(group_, model_at_, ReduceOp::Max, options_.device);
@@ -392,21 +404,22 @@ double GeminiStrategy::gradient_norm() {
 void GeminiStrategy::update(size_t c, AdamStepParams p) {
   Chunk& chunk = chunks_->chunk(c);
   const torch::Device at = chunk.grad.device();
+  // The update runs where the fp32 state is; weights placed on the other side of the device
+  // travel there and back.
+  const bool crosses = (chunk.placement.weights == Tier::Device) != (chunk.placement.state == Tier::Device);
+  TierTransfers& transfers = chunks_->transfers();
   for (const auto& [slice, offset, count, decay] : segments_[c]) {
     p.weight_decay = decay ? static_cast<float>(options_.optimizer.weight_decay) : 0.0f;
     auto weights = chunk.weights.narrow(0, offset, count);
-    // The update runs where the fp32 state is; weights placed elsewhere travel there and back.
-    auto local = weights.device() == at ? weights : weights.to(at);
+    auto local = crosses ? transfers.copied_to(weights, at) : weights;
     auto master = chunk.master.defined() ? chunk.master.narrow(0, offset, count) : local;
     adamw_update(master, chunk.grad.narrow(0, offset, count), chunk.exp_avg.narrow(0, offset, count),
                  chunk.exp_avg_sq.narrow(0, offset, count), chunk.master.defined() ? local : torch::Tensor(), p);
-    if (!local.is_same(weights)) weights.copy_(local);
-    // The new weights cross between the device and the other tiers when only one side is there.
-    if ((chunk.placement.weights == Tier::Device) != (chunk.placement.state == Tier::Device)) {
-      auto& traffic = chunks_->traffic();
-      (chunk.placement.weights == Tier::Device ? traffic.host_to_device : traffic.device_to_host) +=
-          count * static_cast<int64_t>(weights.element_size());
-    }
+    if (!crosses) continue;
+    transfers.copy(weights, local);
+    const int64_t bytes = count * static_cast<int64_t>(weights.element_size());
+    chunks_->traffic().host_to_device += bytes;
+    chunks_->traffic().device_to_host += bytes;
   }
 }
 
@@ -448,6 +461,7 @@ void GeminiStrategy::update_nvme_chunks(const AdamStepParams& p) {
 void GeminiStrategy::optimizer_step(double lr, double grad_scale) {
   ++optimizer_steps_;
   torch::NoGradGuard no_grad;
+  chunks_->transfers().wait_all();  // no copy still reads weights the update writes
   const AdamStepParams p = adam_step_params(options_.optimizer, optimizer_steps_, lr, grad_scale);
   for (size_t c = 0; c < chunks_->size(); ++c) {
     if (!chunks_->on_nvme(c)) update(c, p);
@@ -495,6 +509,7 @@ TierUsage GeminiStrategy::tier_usage() const {
   usage.nvme_bytes = nvme_ ? nvme_->file_bytes() : 0;
   usage.nvme_read = last_traffic_.nvme_read;
   usage.nvme_written = last_traffic_.nvme_written;
+  usage.copies = last_traffic_.copies;
   return usage;
 }
 

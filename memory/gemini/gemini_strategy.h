@@ -5,12 +5,17 @@
 // the host, tensor ops on a CUDA device). docs/gemini.md.
 //
 // auto: the first training step is the warm-up. It records which chunks each moment (a block's
-// forward or backward) uses and the non-model memory (activations, temporaries) at each, with the
-// device's room for model data fixed at (1 - warmup_non_model_data_ratio) of the budget. Then the
-// ranks agree on the records (their maximum), the margin left takes chunks' fp32 state to the
-// device (gpu_margin_mem_ratio), and later steps keep gathered chunks on the device until room is
-// needed, evicting the chunk used furthest ahead (Belady) and prefetching up to max_prefetch.
+// forward or backward) uses and the non-model memory (activations, temporaries: heap_meter.h) at
+// each, with the device's room for model data fixed at (1 - warmup_non_model_data_ratio) of the
+// budget. Then the ranks agree on the records (their maximum), the margin left takes chunks' fp32
+// state to the device (gpu_margin_mem_ratio), and later steps keep gathered chunks on the device
+// until room is needed, evicting the chunk used furthest ahead (Belady).
 // Every decision uses sizes and records all ranks share, so ranks gather the same chunks.
+//
+// Prefetch (max_prefetch > 0, every policy): from the second training step on, the chunks the
+// first step's trace names next are gathered ahead, without evicting: a host chunk's copy to the
+// device runs on TierTransfers' worker (one data rank) and all-gathers run in the background, so
+// they overlap the current block's compute.
 //
 // NVMe: chunks whose fp32 state is in the rank's file are updated in a pipeline of three host
 // buffers: the next chunk's state is read while Adam updates this one, and the one before is
@@ -84,6 +89,9 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
   void finish_reduction(size_t chunk);
   void settle(size_t chunk);  // after a reduction: every tensor back to HOLD
   void end_warmup();
+  // auto records the warm-up's non-model memory; every policy records the chunk trace prefetch follows.
+  bool measures_non_model() const { return options_.placement.policy == "auto"; }
+  int64_t metered_tier_bytes() const;  // chunk buffers that memory_in_use() counts
   void release_all();
   void prefetch();
   std::vector<torch::Tensor> owned_state();  // fp32 weights, exp_avg, exp_avg_sq in owned space
@@ -113,7 +121,7 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
   AccessTrace trace_;
   std::vector<int64_t> non_model_;    // per moment of the warm-up, then the ranks' maximum
   std::vector<int64_t> model_at_;     // model data on the device at each warm-up moment
-  int64_t heap_baseline_ = 0;
+  int64_t in_use_baseline_ = 0;
   std::vector<bool> reduced_;         // chunks reduced in this backward
   int64_t reduced_in_backward_ = 0;   // of the last backward, by the hooks
   int64_t optimizer_steps_ = 0;
