@@ -165,6 +165,7 @@ int run_bench_command(const BenchOptions& options, const LaunchEnvironment& laun
                        {"nvme_bytes", last.tiers.nvme_bytes},
                        {"nvme_read_per_step", last.tiers.nvme_read},
                        {"nvme_written_per_step", last.tiers.nvme_written},
+                       {"prefetched_per_step", last.tiers.prefetched},
                        {"transfer_s_per_step", copies.seconds / static_cast<double>(measured_steps)},
                        {"exposed_transfer_s_per_step", copies.exposed / static_cast<double>(measured_steps)},
                        {"hidden_transfer_share", copies.hidden_share()}};

@@ -30,6 +30,7 @@ struct TierUsage {
   int64_t host_to_device = 0, device_to_host = 0;  // bytes moved in the last training step
   int64_t nvme_bytes = 0;                    // the NVMe tier's file
   int64_t nvme_read = 0, nvme_written = 0;   // in the last training step
+  int64_t prefetched = 0;                    // chunks gathered ahead of use in the last training step
   TransferTimes copies;                      // device / host copies in the last training step
 };
 

@@ -1,7 +1,6 @@
 #include "core/plan/gemini_plan.h"
 
 #include <algorithm>
-#include <map>
 
 #include <fmt/format.h>
 
@@ -33,14 +32,9 @@ TierBytes gemini_tier_bytes(const std::vector<FlatEntry>& entries, int data_para
   const auto add = [&](Tier tier, int64_t value) {
     (tier == Tier::Device ? bytes.device : tier == Tier::Host ? bytes.host : bytes.nvme) += value;
   };
-  // Chunks each block uses, and the outer ones (embeddings, final norm, head).
-  std::map<int64_t, std::vector<size_t>> users;
-  size_t chunk = 0;
-  for (const auto& entry : entries) {
-    while (layout.chunks[chunk].end <= entry.offset) ++chunk;
-    auto& list = users[entry.layer];
-    if (list.empty() || list.back() != chunk) list.push_back(chunk);
-  }
+  int64_t blocks = 0;
+  for (const auto& entry : entries) blocks = std::max(blocks, entry.layer + 1);
+  const ChunkUsers users = chunk_users(entries, layout, blocks);
   const auto gathered = [&](size_t c) {
     const bool serves = data_parallel == 1 && placed[c].weights == Tier::Device;
     return serves ? int64_t{0} : layout.chunks[c].numel() * element;
@@ -51,20 +45,28 @@ TierBytes gemini_tier_bytes(const std::vector<FlatEntry>& entries, int data_para
     add(placed[c].state, shard * 4 * state_parts);
     if (placed[c].keep_gathered || layout.keep_gathered) bytes.device += gathered(c);
   }
-  int64_t outer = 0;
-  std::vector<int64_t> blocks;
-  for (const auto& [layer, list] : users) {
-    int64_t sum = 0, staging = 0;
-    for (size_t c : list) {
-      sum += gathered(c);
-      staging += layout.chunks[c].numel() * 4;
-    }
-    if (layer < 0) outer = sum;
-    else blocks.push_back(sum + staging);
+  for (size_t c : users.outer) bytes.device += gathered(c);
+  // The two largest blocks' gathered chunks and gradient staging, and the largest chunks
+  // prefetched ahead of them.
+  std::vector<int64_t> block_bytes, chunk_bytes;
+  for (const auto& list : users.blocks) {
+    int64_t sum = 0;
+    for (size_t c : list) sum += gathered(c) + layout.chunks[c].numel() * 4;
+    block_bytes.push_back(sum);
   }
-  std::sort(blocks.rbegin(), blocks.rend());
-  for (size_t i = 0; i < std::min<size_t>(2, blocks.size()); ++i) bytes.device += blocks[i];
-  bytes.device += outer + activations;
+  for (size_t c = 0; c < layout.chunks.size(); ++c) {  // outer and kept chunks are gathered already
+    const bool kept = placed[c].keep_gathered || layout.keep_gathered;
+    if (!kept && std::find(users.outer.begin(), users.outer.end(), c) == users.outer.end()) {
+      chunk_bytes.push_back(gathered(c));
+    }
+  }
+  const auto add_largest = [&](std::vector<int64_t>& values, int64_t count) {
+    std::sort(values.rbegin(), values.rend());
+    for (size_t i = 0; i < std::min<size_t>(static_cast<size_t>(count), values.size()); ++i) bytes.device += values[i];
+  };
+  add_largest(block_bytes, 2);
+  add_largest(chunk_bytes, placement.max_prefetch);
+  bytes.device += activations;
   return bytes;
 }
 
@@ -73,7 +75,7 @@ std::string gemini_plan_section(const std::vector<FlatEntry>& entries, int data_
   const ChunkLayout layout = layout_of(entries, data_parallel, config);
   std::string out = fmt::format(
       "Gemini per rank ({} chunks of {} elements{}, {:.1f}% padding; device includes the gathered chunks of the two "
-      "largest blocks, their gradient staging and activations {}):\n",
+      "largest blocks, their gradient staging, zero.max_prefetch chunks and activations {}):\n",
       layout.chunks.size(), with_thousands(layout.chunk_size), layout.keep_gathered ? ", kept gathered" : "",
       100.0 * static_cast<double>(layout.padding) /
           static_cast<double>(layout.chunks.back().end + layout.padding),

@@ -89,6 +89,7 @@ void MetricsFile::write_step(const StepMetrics& m) {
                   {"host_peak", m.tiers.host_peak}, {"host_to_device", m.tiers.host_to_device},
                   {"device_to_host", m.tiers.device_to_host}, {"nvme_bytes", m.tiers.nvme_bytes},
                   {"nvme_read", m.tiers.nvme_read}, {"nvme_written", m.tiers.nvme_written},
+                  {"prefetched", m.tiers.prefetched},
                   {"transfer_s", m.tiers.copies.seconds}, {"exposed_transfer_s", m.tiers.copies.exposed}};
   }
   if (m.loss_scale > 0) {

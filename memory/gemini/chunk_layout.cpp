@@ -1,5 +1,6 @@
 #include "memory/gemini/chunk_layout.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -77,6 +78,19 @@ ChunkLayout make_chunk_layout(const std::vector<FlatEntry>& entries, int dp_size
   layout.chunks.push_back({begin, end});
   for (size_t c = 0; c < layout.chunks.size(); ++c) layout.padding += layout.capacity(c) - layout.chunks[c].numel();
   return layout;
+}
+
+ChunkUsers chunk_users(const std::vector<FlatEntry>& entries, const ChunkLayout& layout, int64_t blocks) {
+  ChunkUsers users;
+  users.blocks.resize(static_cast<size_t>(blocks));
+  size_t chunk = 0;
+  for (const FlatEntry& entry : entries) {
+    while (layout.chunks[chunk].end <= entry.offset) ++chunk;
+    CR_CHECK(entry.layer < blocks, "parameter {} of layer {} in a {}-layer model", entry.name, entry.layer, blocks);
+    auto& list = entry.layer < 0 ? users.outer : users.blocks[static_cast<size_t>(entry.layer)];
+    if (std::find(list.begin(), list.end(), chunk) == list.end()) list.push_back(chunk);
+  }
+  return users;
 }
 
 }  // namespace cr

@@ -41,4 +41,12 @@ int64_t unused_elements(const std::vector<int64_t>& sizes, int64_t chunk_size);
 // chunks; one larger than the chunk size gets a chunk of its own size.
 ChunkLayout make_chunk_layout(const std::vector<FlatEntry>& entries, int dp_size, const ChunkSearchOptions& options);
 
+// Which chunks each part of the model uses, in chunk order: the outer parameters (layer -1:
+// embeddings, final norm, head) and each of `blocks` transformer blocks.
+struct ChunkUsers {
+  std::vector<size_t> outer;
+  std::vector<std::vector<size_t>> blocks;
+};
+ChunkUsers chunk_users(const std::vector<FlatEntry>& entries, const ChunkLayout& layout, int64_t blocks);
+
 }  // namespace cr

@@ -85,14 +85,21 @@ ChunkManager::ChunkManager(const ModuleParameters& params, const WeightSource* s
   for (auto& param : params_) param.set_data(empty_);
 }
 
+int64_t ChunkManager::full_bytes(size_t c) const {
+  return chunks_[c].range.numel() * static_cast<int64_t>(c10::elementSize(compute_dtype_));
+}
+
 int64_t ChunkManager::gather_bytes(size_t c) const {
   const Chunk& chunk = chunks_[c];
   if (chunk.full.defined()) return 0;
   if (!layout_.sharded() && chunk.placement.weights == Tier::Device) return 0;
-  return chunk.range.numel() * static_cast<int64_t>(c10::elementSize(compute_dtype_));
+  return full_bytes(c);
 }
 
-void ChunkManager::start_gather(size_t c) { begin_gather(c, true); }
+void ChunkManager::start_gather(size_t c) {
+  if (gather_bytes(c) > 0) ++traffic_.prefetched;
+  begin_gather(c, true);
+}
 
 void ChunkManager::begin_gather(size_t c, bool ahead) {
   Chunk& chunk = chunks_[c];
@@ -103,7 +110,7 @@ void ChunkManager::begin_gather(size_t c, bool ahead) {
     return;
   }
   chunk.full = memory_.empty(Tier::Device, chunk.range.numel(), compute_dtype_, fmt::format("gathering chunk {}", c));
-  gathered_bytes_ += chunk.full.numel() * element;
+  gathered_bytes_ += full_bytes(c);
   peak_gathered_ = std::max(peak_gathered_, gathered_bytes_);
   torch::NoGradGuard no_grad;
   const auto own = chunk.full.narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
@@ -164,34 +171,31 @@ void ChunkManager::release(size_t c) {
   if (!chunk.full.defined()) return;
   land(chunk);  // a gather in flight lands before its buffer goes
   if (chunk.bound) unbind(chunk);
-  if (!chunk.full.is_same(chunk.weights)) {
-    gathered_bytes_ -= chunk.full.numel() * static_cast<int64_t>(chunk.full.element_size());
-  }
+  if (!chunk.full.is_same(chunk.weights)) gathered_bytes_ -= full_bytes(c);
   chunk.full = torch::Tensor();
 }
 
-void ChunkManager::stage_gradient(size_t entry_index, const torch::Tensor& grad) {
-  const auto [c, position] = location_[entry_index];
+torch::Tensor& ChunkManager::staging(size_t c) {
   Chunk& chunk = chunks_[c];
   if (!chunk.staging.defined()) {
     chunk.staging = memory_.zeros(Tier::Device, chunk.range.numel(), torch::kFloat, fmt::format("chunk {} gradients", c));
     staging_now_ += staging_bytes(c);
     peak_staging_ = std::max(peak_staging_, staging_now_);
   }
+  return chunk.staging;
+}
+
+void ChunkManager::stage_gradient(size_t entry_index, const torch::Tensor& grad) {
+  const size_t c = location_[entry_index].first;
   const FlatEntry& entry = entries_[entry_index];
   torch::NoGradGuard no_grad;
-  chunk.staging.narrow(0, entry.offset - chunk.range.begin, entry.numel).copy_(grad.reshape({-1}));
+  staging(c).narrow(0, entry.offset - chunks_[c].range.begin, entry.numel).copy_(grad.reshape({-1}));
 }
 
 torch::Tensor ChunkManager::reduce(size_t c) {
   Chunk& chunk = chunks_[c];
-  if (!chunk.staging.defined()) {
-    chunk.staging = memory_.zeros(Tier::Device, chunk.range.numel(), torch::kFloat, fmt::format("chunk {} gradients", c));
-    staging_now_ += staging_bytes(c);
-    peak_staging_ = std::max(peak_staging_, staging_now_);
-  }
   torch::NoGradGuard no_grad;
-  auto own = chunk.staging.narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
+  auto own = staging(c).narrow(0, chunk.slice.flat_begin - chunk.range.begin, chunk.slice.numel);
   if (layout_.sharded()) group_->reduce_scatter(chunk.staging, own, ReduceOp::Avg);
   if (chunk.placement.state != Tier::Device) traffic_.device_to_host += chunk.slice.numel * 4;
   torch::Tensor grad = chunk.grad;

@@ -66,6 +66,7 @@ struct StateBuffer {
 // and the time the device / host copies took.
 struct ChunkTraffic {
   int64_t host_to_device = 0, device_to_host = 0, nvme_read = 0, nvme_written = 0;
+  int64_t prefetched = 0;  // chunks whose gathering started ahead of use
   TransferTimes copies;
 };
 
@@ -92,6 +93,7 @@ class ChunkManager {
   const std::vector<std::shared_ptr<torch::autograd::Node>>& grad_accumulators() const { return accumulators_; }
   torch::Tensor& parameter(size_t entry) { return params_[entry]; }
 
+  int64_t full_bytes(size_t c) const;  // the whole chunk in the compute dtype
   // Device bytes gathering chunk c would take now (0 when gathered, or when its weights serve).
   int64_t gather_bytes(size_t c) const;
   bool gathered(size_t c) const { return chunks_[c].full.defined(); }
@@ -141,6 +143,7 @@ class ChunkManager {
  private:
   void begin_gather(size_t c, bool ahead);
   void land(Chunk& chunk);  // its copy and all-gather done
+  torch::Tensor& staging(size_t c);  // the chunk's gradient staging, allocated (zeros) on first use
   void bind(Chunk& chunk);
   void unbind(Chunk& chunk);
   torch::Tensor moved(const torch::Tensor& tensor, Tier to, const std::string& what);

@@ -77,13 +77,9 @@ GeminiStrategy::GeminiStrategy(const ModuleParameters& params, const WeightSourc
   chunks_ = std::make_unique<ChunkManager>(params, source, memory_, layout_, placement, options.compute_dtype, group_,
                                            nvme_.get());
   nvme_partials_.assign(chunks_->size(), 0.0);
-  block_chunks_.resize(static_cast<size_t>(blocks));
-  for (size_t i = 0; i < params.entries.size(); ++i) {
-    const int64_t layer = params.entries[i].layer;
-    CR_CHECK(layer < blocks, "parameter {} of layer {} in a {}-layer model", params.entries[i].name, layer, blocks);
-    const size_t chunk = chunks_->locate(i).first;
-    add_unique(layer < 0 ? outer_chunks_ : block_chunks_[static_cast<size_t>(layer)], chunk);
-  }
+  ChunkUsers users = chunk_users(params.entries, layout_, blocks);
+  outer_chunks_ = std::move(users.outer);
+  block_chunks_ = std::move(users.blocks);
   for (size_t c = 0; c < chunks_->size(); ++c) {
     if (chunks_->chunk(c).placement.keep_gathered) add_unique(outer_chunks_, c);
   }
@@ -109,8 +105,8 @@ int64_t GeminiStrategy::model_device_bytes() const {
     const Chunk& chunk = chunks_->chunk(c);
     if (chunk.placement.weights == Tier::Device) bytes += max_shard_[c] * element;
     if (chunk.placement.state == Tier::Device) bytes += max_shard_[c] * 4 * state_parts;
-    if (chunk.full.defined() && !chunk.full.is_same(chunk.weights)) bytes += chunk.range.numel() * element;
-    if (chunk.staging.defined()) bytes += chunk.range.numel() * 4;
+    if (chunk.full.defined() && !chunk.full.is_same(chunk.weights)) bytes += chunks_->full_bytes(c);
+    if (chunk.staging.defined()) bytes += chunks_->staging_bytes(c);
   }
   return bytes + chunks_->draining_bytes();
 }
@@ -130,7 +126,7 @@ int64_t GeminiStrategy::room_now() const {
   return model_data_room(options_.placement, budget, false, forecast);
 }
 
-void GeminiStrategy::make_room(int64_t demand, const std::vector<size_t>& needed, const std::string& what) {
+void GeminiStrategy::make_room(int64_t demand, const std::vector<size_t>& needed, Demand kind) {
   if (options_.device_budget == 0 || demand == 0) return;
   const int64_t room = room_now();
   int64_t used = model_device_bytes();
@@ -148,20 +144,21 @@ void GeminiStrategy::make_room(int64_t demand, const std::vector<size_t>& needed
     candidates.push_back(c);
   }
   const bool belady = options_.placement.policy == "auto" && training_ && warmed_up_ && moment_ < trace_.size();
-  const int64_t element = static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   for (size_t c : belady ? eviction_order(candidates, trace_, moment_) : candidates) {
     if (used + demand <= room) break;
-    used -= chunks_->chunk(c).range.numel() * element;
+    used -= chunks_->full_bytes(c);
     chunks_->release(c);
   }
   if (used + demand <= room) return;
   int64_t gathered = 0, staged = 0;
   for (size_t c = 0; c < chunks_->size(); ++c) {
     const Chunk& chunk = chunks_->chunk(c);
-    if (chunk.full.defined() && !chunk.full.is_same(chunk.weights)) gathered += chunk.range.numel() * element;
-    if (chunk.staging.defined()) staged += chunk.range.numel() * 4;
+    if (chunk.full.defined() && !chunk.full.is_same(chunk.weights)) gathered += chunks_->full_bytes(c);
+    if (chunk.staging.defined()) staged += chunks_->staging_bytes(c);
   }
   const int64_t resident = used - gathered - staged;
+  const std::string what = kind == Demand::Gradients ? fmt::format("chunk {}'s gradients", needed.front())
+                                                     : fmt::format("gathering chunks {}", fmt::join(needed, ", "));
   fail("device memory: {} needs {} more, but model data may take {} of the {} device budget ({} placement{}, the rest "
        "kept for activations) and {} "
        "is in use that cannot leave now: {} of chunks gathered for this and the current blocks, {} of gradients being "
@@ -175,26 +172,26 @@ void GeminiStrategy::make_room(int64_t demand, const std::vector<size_t>& needed
 }
 
 void GeminiStrategy::prepare(const std::vector<size_t>& needed) {
-  const int64_t element = static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   int64_t demand = 0;
-  for (size_t c : needed) {
-    if (chunks_->gather_bytes(c) > 0) demand += chunks_->chunk(c).range.numel() * element;
-  }
-  make_room(demand, needed, fmt::format("gathering chunks {}", fmt::join(needed, ", ")));
+  for (size_t c : needed) demand += chunks_->gather_bytes(c);
+  make_room(demand, needed, Demand::Gather);
   for (size_t c : needed) chunks_->gather(c);
+}
+
+void GeminiStrategy::make_staging_room(size_t c) {
+  if (!chunks_->chunk(c).staging.defined()) make_room(chunks_->staging_bytes(c), {c}, Demand::Gradients);
 }
 
 void GeminiStrategy::prefetch() {
   if (options_.placement.max_prefetch == 0 || !training_ || !warmed_up_) return;
-  const int64_t element = static_cast<int64_t>(c10::elementSize(options_.compute_dtype));
   int64_t used = model_device_bytes();
   const int64_t room = room_now();
   int64_t started = 0;
   for (size_t t = moment_; t < trace_.size() && started < options_.placement.max_prefetch; ++t) {
     for (size_t c : trace_.at(t)) {
-      if (started == options_.placement.max_prefetch || chunks_->gather_bytes(c) == 0) continue;
-      const int64_t bytes = chunks_->chunk(c).range.numel() * element;
-      if (used + bytes > room) return;  // prefetching never evicts
+      const int64_t bytes = chunks_->gather_bytes(c);
+      if (bytes == 0) continue;
+      if (started == options_.placement.max_prefetch || used + bytes > room) return;  // prefetching never evicts
       chunks_->start_gather(c);
       used += bytes;
       ++started;
@@ -224,40 +221,33 @@ int64_t GeminiStrategy::metered_tier_bytes() const {
   return memory_.device_bytes() + (memory_.emulated() ? memory_.host_bytes() : 0);
 }
 
-void GeminiStrategy::enter(int64_t block) {
+void GeminiStrategy::move_block_tensors(int64_t block, TensorState from, TensorState to) {
   for (size_t c : block_chunks_[static_cast<size_t>(block)]) {
     Chunk& chunk = chunks_->chunk(c);
     for (size_t t = 0; t < chunk.entries.size(); ++t) {
-      if (chunks_->entries()[chunk.entries[t]].layer == block && chunk.states.state(t) == TensorState::Hold) {
-        chunk.states.move(t, TensorState::Compute);
-      }
+      const bool own = chunks_->entries()[chunk.entries[t]].layer == block;
+      if (own && chunk.states.state(t) == from) chunk.states.move(t, to);
     }
   }
 }
 
 void GeminiStrategy::before_block(int64_t block) {
   const auto& needed = block_chunks_[static_cast<size_t>(block)];
+  const bool measuring = warmup_ && measures_non_model();
   if (warmup_) trace_.record(needed);
-  if (warmup_ && measures_non_model()) {
+  if (measuring) {
     non_model_.push_back(
         std::max<int64_t>(0, memory_in_use(options_.device) - metered_tier_bytes() - in_use_baseline_));
   }
   prepare(needed);
-  enter(block);
-  if (warmup_ && measures_non_model()) model_at_.push_back(model_device_bytes());
+  move_block_tensors(block, TensorState::Hold, TensorState::Compute);
+  if (measuring) model_at_.push_back(model_device_bytes());
   if (training_) ++moment_;
   prefetch();
 }
 
 torch::Tensor GeminiStrategy::after_block(int64_t block, const torch::Tensor& output) {
-  for (size_t c : block_chunks_[static_cast<size_t>(block)]) {
-    Chunk& chunk = chunks_->chunk(c);
-    for (size_t t = 0; t < chunk.entries.size(); ++t) {
-      if (chunks_->entries()[chunk.entries[t]].layer == block && chunk.states.state(t) == TensorState::Compute) {
-        chunk.states.move(t, TensorState::Hold);
-      }
-    }
-  }
+  move_block_tensors(block, TensorState::Compute, TensorState::Hold);
   auto result = training_ ? with_layer_backward_hook(output, this, block) : output;
   // Static placement releases a chunk once its blocks are done (the next block may share it);
   // auto keeps it until the room is needed.
@@ -285,7 +275,7 @@ void GeminiStrategy::on_gradient(size_t entry) {
   const auto [c, position] = chunks_->locate(entry);
   Chunk& chunk = chunks_->chunk(c);
   if (param.grad().defined()) {
-    if (!chunk.staging.defined()) make_room(chunks_->staging_bytes(c), {c}, fmt::format("chunk {}'s gradients", c));
+    make_staging_room(c);
     chunks_->stage_gradient(entry, param.grad());
     param.mutable_grad().reset();
   }
@@ -309,7 +299,7 @@ void GeminiStrategy::settle(size_t c) {
 
 void GeminiStrategy::finish_reduction(size_t c) {
   Chunk& chunk = chunks_->chunk(c);
-  if (!chunk.staging.defined()) make_room(chunks_->staging_bytes(c), {c}, fmt::format("chunk {}'s gradients", c));
+  make_staging_room(c);
   const torch::Tensor grad = chunks_->reduce(c);
   if (chunks_->on_nvme(c) && last_backward_) nvme_partials_[c] = partial_sum_of_squares(c, grad);
   reduced_[c] = true;
@@ -509,6 +499,7 @@ TierUsage GeminiStrategy::tier_usage() const {
   usage.nvme_bytes = nvme_ ? nvme_->file_bytes() : 0;
   usage.nvme_read = last_traffic_.nvme_read;
   usage.nvme_written = last_traffic_.nvme_written;
+  usage.prefetched = last_traffic_.prefetched;
   usage.copies = last_traffic_.copies;
   return usage;
 }

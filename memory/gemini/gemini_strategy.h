@@ -81,10 +81,12 @@ class GeminiStrategy final : public ParameterStrategy, public LayerBackwardListe
 
  private:
   void prepare(const std::vector<size_t>& needed);  // gathers, after making room
-  void make_room(int64_t demand, const std::vector<size_t>& needed, const std::string& what);
+  enum class Demand { Gather, Gradients };  // what asks for room, for the error
+  void make_room(int64_t demand, const std::vector<size_t>& needed, Demand kind);
+  void make_staging_room(size_t chunk);  // before a chunk's gradient staging is allocated
   int64_t model_device_bytes() const;  // by the sizes every rank shares
   int64_t room_now() const;
-  void enter(int64_t block);  // its tensors HOLD -> COMPUTE
+  void move_block_tensors(int64_t block, TensorState from, TensorState to);  // the block's own tensors
   void on_gradient(size_t entry);
   void finish_reduction(size_t chunk);
   void settle(size_t chunk);  // after a reduction: every tensor back to HOLD
